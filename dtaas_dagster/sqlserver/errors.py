@@ -1,0 +1,101 @@
+"""Errors from SQL Server, translated at the boundary into ones that name the thing and the fix.
+
+Driver messages are long ("[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]...")
+and never name our config. :func:`translate_driver_error` maps the SQLSTATE /
+native error to one of the classes below, keeps the driver text as the cause,
+and scrubs anything that looks like a password out of it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dtaas_dagster.stream import TableRef
+
+
+class SqlServerError(RuntimeError):
+    """Base class: a SQL Server problem the user can act on. ``retryable`` says whether a retry may help."""
+
+    retryable = True
+
+
+class SqlServerLoginFailed(SqlServerError):
+    retryable = False
+
+
+class SqlServerUnreachable(SqlServerError):
+    retryable = True
+
+
+class SqlServerTableNotFound(SqlServerError):
+    retryable = False
+
+
+class SqlServerQueryFailed(SqlServerError):
+    retryable = True
+
+
+class PrimaryKeyRequired(SqlServerError):
+    retryable = False
+
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)"),
+)
+
+
+def scrub(text: str, *secrets: str) -> str:
+    """Remove PWD=... fragments and any of the given secret values from a message."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}=***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _native_error(exc: BaseException) -> tuple[str, str]:
+    args = getattr(exc, "args", ())
+    state = str(args[0]) if args else ""
+    message = str(args[1]) if len(args) > 1 else str(exc)
+    return state, message
+
+
+def translate_driver_error(
+    exc: BaseException, *, source: str, address: str, user: str, password_env: str, password: str = ""
+) -> SqlServerError:
+    """Turn a pyodbc / arrow-odbc connection error into a clear error for source ``source``."""
+    state, message = _native_error(exc)
+    message = scrub(message, password)
+    lowered = message.lower()
+    if state == "28000" or "18456" in message or "login failed" in lowered:
+        return SqlServerLoginFailed(
+            f"login failed for user '{user}' on SQL Server source '{source}' ({address}): check the user "
+            f"and the password in the environment variable {password_env}. Driver said: {message}"
+        )
+    if state in ("08001", "08S01", "HYT00", "HYT01") or any(
+        phrase in lowered for phrase in ("timeout", "unable to connect", "connection refused", "server is not found",
+                                         "tcp provider", "can't connect", "unable to establish", "communication link")
+    ):
+        return SqlServerUnreachable(
+            f"cannot reach SQL Server source '{source}' at {address}: check host and port in dtaas.yaml, that the "
+            f"server is running and that the firewall allows TCP to it. Driver said: {message}"
+        )
+    return SqlServerQueryFailed(f"SQL Server source '{source}' ({address}) failed: {message}")
+
+
+def table_not_found(table: TableRef, source: str, candidates: list[str]) -> SqlServerTableNotFound:
+    import difflib
+
+    wanted = table.qualified
+    close = difflib.get_close_matches(wanted.lower(), [c.lower() for c in candidates], n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        original = next(c for c in candidates if c.lower() == close[0])
+        hint = f"; did you mean {original}?"
+    elif candidates:
+        hint = f"; tables there: {', '.join(candidates[:10])}{' ...' if len(candidates) > 10 else ''}"
+    return SqlServerTableNotFound(
+        f"table {wanted} not found in source '{source}' (database {table.database}){hint} "
+        "Fix the table name in the task's tables list."
+    )
