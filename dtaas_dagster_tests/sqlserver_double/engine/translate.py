@@ -1,0 +1,461 @@
+"""T-SQL -> DuckDB SQL for one parsed statement, with SQL Server semantics.
+
+Steps, all on the sqlglot AST (never on text):
+
+1. *validate*: every node type must be in ``ALLOWED`` (anything else is error
+   102 "not supported by the SQL Server double");
+2. *resolve tables*: user tables become ``"db_x"."schema"."table"`` (208 when
+   missing), ``sys.*`` / ``INFORMATION_SCHEMA.*`` become Arrow tables built
+   from the catalog and registered on the session's cursor, CDC table functions
+   become the CDC manager's Arrow result, also registered;
+3. *bind values*: ``@Pn``, ``?`` and ``@variables`` become DuckDB named
+   parameters (values are never pasted into SQL text); ``@@VERSION``-style
+   globals, ``SCOPE_IDENTITY()``, ``DB_NAME()``, ``SERVERPROPERTY()``,
+   ``OBJECT_ID()`` and the CDC scalar functions are evaluated here and bound;
+4. *rewrite semantics*: int/int truncating division, division-by-zero error
+   8134, CAST(float AS int) truncation, ``+`` on strings, LEN ignoring trailing
+   blanks, DATALENGTH in bytes, ``*`` expanded from the catalog so every result
+   column keeps its declared type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
+from . import types as T
+from .catalog import Column, Table
+
+ALLOWED: tuple[type, ...] = (
+    exp.Select, exp.Union, exp.From, exp.Join, exp.Where, exp.Group, exp.Having, exp.Order,
+    exp.Ordered, exp.Limit, exp.Distinct, exp.Column, exp.Identifier, exp.Table, exp.TableAlias,
+    exp.Alias, exp.Star, exp.Literal, exp.National, exp.Null, exp.Boolean, exp.Paren,
+    exp.Subquery, exp.In, exp.Exists, exp.Between, exp.Like, exp.ILike, exp.Is, exp.Not, exp.And,
+    exp.Or, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul,
+    exp.Div, exp.Mod, exp.Neg, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Convert,
+    exp.Coalesce, exp.Nullif, exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg, exp.Length,
+    exp.Upper, exp.Lower, exp.Trim, exp.Substring, exp.Left, exp.Right, exp.Replace,
+    exp.Concat, exp.Anonymous, exp.Parameter, exp.Placeholder, exp.Var, exp.DataType,
+    exp.DataTypeParam, exp.CurrentTimestamp, exp.CurrentSchema, exp.DateAdd, exp.DateDiff,
+    exp.Extract, exp.Year, exp.Month, exp.Day, exp.Abs, exp.Round, exp.Floor, exp.Ceil,
+    exp.Uuid, exp.ObjectId, exp.HexString, exp.TimeStrToTime, exp.TsOrDsToDate, exp.With,
+    exp.CTE, exp.Tuple, exp.Values, exp.WithTableHint, exp.Dot, exp.Interval, exp.Insert,
+    exp.Update, exp.Delete, exp.Schema, exp.DPipe, exp.Bracket, exp.Unnest, exp.StrPosition,
+    exp.Window, exp.RowNumber, exp.Partition, exp.Except, exp.Intersect, exp.Sign,
+    exp.Stddev, exp.Sqrt, exp.Ln, exp.Exp, exp.Pad, exp.DateTrunc, exp.CurrentDate,
+    exp.CurrentTime, exp.Null, exp.CaseSpecificColumnConstraint, exp.Hint, exp.TimeToStr,
+    exp.TimeToUnix, exp.StrToTime, exp.Filter, exp.ColumnDef, exp.Timestamp, exp.Date,
+)
+_BANNED_FUNCTIONS = {"openrowset", "opendatasource", "openquery", "xp_cmdshell"}
+INT_NAMES = {"tinyint", "smallint", "int", "bigint", "bit"}
+STRINGS = T.STRING_TYPES
+
+
+@dataclass
+class Translated:
+    sql: str
+    params: dict[str, Any]
+    registrations: dict[str, pa.Table]
+    columns: list[ResultColumn] | None = None
+
+
+@dataclass
+class Translator:
+    session: Any
+    params: dict[str, Param]
+    bind: dict[str, Any] = field(default_factory=dict)
+    registrations: dict[str, pa.Table] = field(default_factory=dict)
+    scope: dict[str, Table] = field(default_factory=dict)
+    cte_names: set[str] = field(default_factory=set)
+    _qmarks: int = 0
+
+    # -- entry points -----------------------------------------------------------
+    def expression_tree(self, node: exp.Expression) -> exp.Expression:
+        """Validate, resolve and rewrite ``node`` in place; returns the new root."""
+        self._validate(node)
+        for cte in node.find_all(exp.CTE):
+            self.cte_names.add(cte.alias_or_name.lower())
+        for table in list(node.find_all(exp.Table)):
+            self._resolve_table(table)
+        root = node.transform(self._rewrite_values)
+        for select in list(root.find_all(exp.Select)):
+            self._expand_star(select)
+        return root.transform(self._rewrite_semantics)
+
+    def select(self, node: exp.Expression) -> Translated:
+        """A SELECT (or UNION) ready to run, with typed result columns."""
+        original_types = self._output_types(node, resolve_first=True)
+        root = self.expression_tree(node)
+        columns = self._output_columns(root, original_types)
+        return Translated(root.sql("duckdb"), self.bind, self.registrations, columns)
+
+    def value(self, value: Any, hint: str = "v") -> exp.Expression:
+        """A bound DuckDB parameter holding ``value``."""
+        name = f"{hint}{len(self.bind)}"
+        self.bind[name] = value
+        return exp.Placeholder(this=name)
+
+    # -- validation -------------------------------------------------------------
+    def _validate(self, node: exp.Expression) -> None:
+        for child in node.walk():
+            if not isinstance(child, ALLOWED):
+                raise not_supported(f"{type(child).__name__} in {node.sql('tsql')[:200]}")
+            if isinstance(child, exp.Anonymous) and str(child.this).lower() in _BANNED_FUNCTIONS:
+                raise not_supported(str(child.this))
+            if isinstance(child, exp.Select) and child.args.get("into"):
+                raise not_supported("SELECT ... INTO")
+
+    # -- tables -----------------------------------------------------------------
+    def _resolve_table(self, table: exp.Table) -> None:
+        from .views import catalog_view, is_catalog_schema
+
+        name = table.name
+        schema = table.db
+        database = table.catalog
+        if not schema and not database and name.lower() in self.cte_names:
+            return
+        if isinstance(table.this, exp.Anonymous) or isinstance(table.this, exp.Dot) or "fn_cdc_get" in name.lower():
+            self._resolve_table_function(table)
+            return
+        db = self.session.engine.database(database or self.session.database)
+        alias = table.alias or name
+        if schema and is_catalog_schema(schema):
+            view, data = catalog_view(self.session, db, schema, name)
+            reg = f"__cat_{db.name}_{schema}_{name}".lower()
+            self.registrations[reg] = data
+            self._replace_table(table, reg, alias)
+            self.scope[alias.lower()] = view
+            return
+        found = db.find_table(schema or "dbo", name)
+        if found is None:
+            raise SqlServerError(208, f"Invalid object name '{table.sql('tsql').split(' AS ')[0].split(' WITH')[0]}'.")
+        self._replace_table(table, None, alias, found)
+        self.scope[alias.lower()] = found
+
+    def _replace_table(self, table: exp.Table, reg: str | None, alias: str, found: Table | None = None) -> None:
+        if found is not None:
+            new = exp.table_(found.name, db=found.schema, catalog=found.database.duck_name, quoted=True)
+        else:
+            new = exp.table_(reg, quoted=True)
+        new.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        table.replace(new)
+
+    def _resolve_table_function(self, table: exp.Table) -> None:
+        func = table.this if isinstance(table.this, exp.Anonymous) else table.find(exp.Anonymous)
+        if func is None:
+            raise not_supported(table.sql("tsql"))
+        name = f"{table.db or 'dbo'}.{func.name}" if table.db else func.name
+        args = [self.constant(a) for a in func.expressions]
+        txn = self.session.txn_for_read()
+        columns, data = self.session.engine.cdc.table_function(txn, name, args)
+        reg = f"__tvf_{len(self.registrations)}_{func.name}".lower()
+        self.registrations[reg] = data
+        alias = table.alias or func.name
+        fake = Table(self.session.engine.database(self.session.database), "cdc", func.name,
+                     [Column(c.name, c.type) for c in columns])
+        new = exp.table_(reg, quoted=True)
+        new.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        table.replace(new)
+        self.scope[alias.lower()] = fake
+
+    # -- values: parameters, variables, globals, constant functions ---------------
+    def constant(self, node: exp.Expression) -> Any:
+        """The value of a constant/parameter/variable argument (for CDC functions)."""
+        if isinstance(node, exp.Literal):
+            return node.this if node.is_string else (float(node.this) if "." in node.this else int(node.this))
+        if isinstance(node, exp.National):
+            return node.this
+        if isinstance(node, exp.Null):
+            return None
+        if isinstance(node, exp.HexString):
+            return bytes.fromhex(node.this)
+        if isinstance(node, (exp.Parameter, exp.Placeholder)):
+            return self._parameter_value(node)[0]
+        if isinstance(node, (exp.Anonymous, exp.Dot)):
+            return self._function_value(node)[0] if self._function_value(node) else None
+        if isinstance(node, exp.Cast):
+            return self.constant(node.this)
+        if isinstance(node, exp.Paren):
+            return self.constant(node.this)
+        raise not_supported(f"non-constant argument {node.sql('tsql')}")
+
+    def _parameter_value(self, node: exp.Expression) -> tuple[Any, SqlType | None]:
+        if isinstance(node, exp.Placeholder) and not node.name:
+            params = list(self.params.values())
+            if self._qmarks >= len(params):
+                raise SqlServerError(8178, "The parameterized query expects a parameter that was not supplied.")
+            p = params[self._qmarks]
+            self._qmarks += 1
+            return p.value, p.type
+        inner = node.this
+        if isinstance(inner, exp.Parameter):  # @@GLOBAL
+            return self.session.global_value(inner.name)
+        name = "@" + node.name
+        for key, p in self.params.items():
+            if key.lower() == name.lower():
+                return p.value, p.type
+        var = self.session.variables.get(name.lower())
+        if var is None:
+            raise SqlServerError(137, f"Must declare the scalar variable \"{name}\".")
+        return var.value, var.type
+
+    def _function_value(self, node: exp.Expression) -> tuple[Any, SqlType] | None:
+        func = node.expression if isinstance(node, exp.Dot) else node
+        if not isinstance(func, exp.Anonymous):
+            return None
+        fname = func.name.lower()
+        if fname.startswith("fn_cdc_"):
+            args = [self.constant(a) for a in func.expressions]
+            return self.session.engine.cdc.scalar_function(self.session.txn_for_read(), "sys." + fname, args)
+        args = [self.constant(a) for a in func.expressions]
+        return self.session.function_value(fname, args)
+
+    def _rewrite_values(self, node: exp.Expression) -> exp.Expression:
+        if isinstance(node, (exp.Parameter, exp.Placeholder)) and not (
+                isinstance(node, exp.Placeholder) and node.name and node.name.startswith(("v", "p"))
+                and node.name in self.bind):
+            value, sql_type = self._parameter_value(node)
+            return self._typed_value(value, sql_type)
+        if isinstance(node, (exp.Anonymous, exp.Dot)):
+            result = self._function_value(node)
+            if result is not None:
+                return self._typed_value(*result)
+        if isinstance(node, exp.ObjectId):
+            value = self.session.function_value("object_id", [self.constant(node.this)])
+            return self._typed_value(*value)
+        if isinstance(node, exp.CurrentSchema):
+            return self._typed_value("dbo", SqlType("nvarchar", 128))
+        if isinstance(node, exp.CurrentTimestamp):
+            return self._typed_value(dt.datetime.now(), SqlType("datetime"))
+        return node
+
+    def _typed_value(self, value: Any, sql_type: SqlType | None) -> exp.Expression:
+        placeholder = self.value(value)
+        if value is None and sql_type is not None:
+            duck = "TIMESTAMP" if sql_type.name == "datetime2" else T.storage_type(sql_type)
+            return exp.Cast(this=placeholder, to=exp.DataType.build(duck, dialect="duckdb"))
+        if sql_type is not None:
+            placeholder.meta["sql_type"] = sql_type
+        return placeholder
+
+    # -- semantics ----------------------------------------------------------------
+    def _rewrite_semantics(self, node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Div):
+            left, right = self.type_of(node.this), self.type_of(node.expression)
+            divisor = exp.Anonymous(this="tsql_nz", expressions=[node.expression.copy()])
+            if left and right and left.name in INT_NAMES and right.name in INT_NAMES:
+                return exp.IntDiv(this=node.this.copy(), expression=divisor)
+            return exp.Div(this=node.this.copy(), expression=divisor)
+        if isinstance(node, exp.Add) and self._is_string(node):
+            return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+        if isinstance(node, (exp.Cast, exp.TryCast)):
+            return self._rewrite_cast(node)
+        if isinstance(node, exp.Length):
+            return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "datalength":
+            arg = node.expressions[0].copy()
+            t = self.type_of(node.expressions[0])
+            if t and t.name in T.BINARY_TYPES:
+                return exp.Anonymous(this="octet_length", expressions=[arg])
+            factor = 2 if t is None or t.name in ("nchar", "nvarchar") else 1
+            return exp.Mul(this=exp.Anonymous(this="length", expressions=[arg]), expression=exp.Literal.number(factor))
+        return node
+
+    def _rewrite_cast(self, node: exp.Expression) -> exp.Expression:
+        try:
+            target = T.from_datatype(node.args["to"])
+        except SqlServerError:
+            return node
+        inner = node.this.copy()
+        source = self.type_of(node.this)
+        if target.name in INT_NAMES - {"bit"} and source and source.name in ("float", "real", "decimal", "numeric", "money", "smallmoney"):
+            inner = exp.Anonymous(this="trunc", expressions=[inner])
+        duck = "TIMESTAMP" if target.name in ("datetime2", "datetimeoffset") else T.storage_type(target)
+        cast = type(node)(this=inner, to=exp.DataType.build(duck, dialect="duckdb"))
+        if target.name in STRINGS and target.length and target.length > 0:
+            return exp.Left(this=cast, expression=exp.Literal.number(target.length))
+        return cast
+
+    def _is_string(self, node: exp.Binary) -> bool:
+        left, right = self.type_of(node.this), self.type_of(node.expression)
+        return bool((left and left.name in STRINGS) or (right and right.name in STRINGS))
+
+    # -- static typing ------------------------------------------------------------
+    def column_of(self, node: exp.Column) -> Column | None:
+        if node.table:
+            table = self.scope.get(node.table.lower())
+            return table.column(node.name) if table else None
+        for table in self.scope.values():
+            col = table.column(node.name)
+            if col is not None:
+                return col
+        return None
+
+    def type_of(self, node: exp.Expression) -> SqlType | None:
+        """SQL Server type of an expression where it can be known statically, else None."""
+        if "sql_type" in node.meta:
+            return node.meta["sql_type"]
+        if isinstance(node, exp.Column):
+            col = self.column_of(node)
+            return col.type if col else None
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                return SqlType("varchar", max(1, len(node.this)), nullable=False)
+            if "." in node.this or "e" in node.this.lower():
+                digits = node.this.replace("-", "").split(".")
+                scale = len(digits[1]) if len(digits) > 1 else 0
+                return SqlType("numeric", precision=max(len("".join(digits)), 1), scale=scale, nullable=False)
+            return SqlType("int" if abs(int(node.this)) < 2**31 else "bigint", nullable=False)
+        if isinstance(node, exp.National):
+            return SqlType("nvarchar", max(1, len(node.this)), nullable=False)
+        if isinstance(node, (exp.Cast, exp.TryCast)):
+            try:
+                return T.from_datatype(node.args["to"])
+            except SqlServerError:
+                return None
+        if isinstance(node, exp.Count):
+            return SqlType("bigint" if node.args.get("big_int") else "int")
+        if isinstance(node, (exp.Paren, exp.Alias, exp.Neg, exp.Abs)):
+            return self.type_of(node.this)
+        if isinstance(node, (exp.Min, exp.Max, exp.Sum, exp.Coalesce, exp.Nullif)):
+            return self.type_of(node.this)
+        if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
+            return self._arith_type(node)
+        if isinstance(node, (exp.Upper, exp.Lower, exp.Trim, exp.Substring, exp.Left, exp.Right)):
+            return self.type_of(node.this)
+        if isinstance(node, exp.Length):
+            return SqlType("int")
+        if isinstance(node, exp.CurrentTimestamp):
+            return SqlType("datetime")
+        if isinstance(node, exp.Uuid):
+            return SqlType("uniqueidentifier")
+        if isinstance(node, (exp.Year, exp.Month, exp.Day, exp.DateDiff, exp.Extract)):
+            return SqlType("int")
+        return None
+
+    def _arith_type(self, node: exp.Binary) -> SqlType | None:
+        left, right = self.type_of(node.this), self.type_of(node.expression)
+        if not left or not right:
+            return None
+        if isinstance(node, exp.Add) and (left.name in STRINGS or right.name in STRINGS):
+            return SqlType("nvarchar" if "nvarchar" in (left.name, right.name) else "varchar", 8000)
+        order = ["bit", "tinyint", "smallint", "int", "bigint", "smallmoney", "money", "decimal", "numeric", "real", "float"]
+        if left.name in order and right.name in order:
+            winner = max(left, right, key=lambda t: order.index(t.name))
+            if winner.name in ("decimal", "numeric"):
+                return None
+            return SqlType(winner.name)
+        return None
+
+    # -- result columns -------------------------------------------------------------
+    def _output_types(self, node: exp.Expression, resolve_first: bool) -> None:
+        return None
+
+    def _expand_star(self, select: exp.Select) -> None:
+        new: list[exp.Expression] = []
+        changed = False
+        for e in select.expressions:
+            if isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)):
+                qualifier = e.table if isinstance(e, exp.Column) else None
+                aliases = self._from_aliases(select)
+                if qualifier:
+                    aliases = [a for a in aliases if a.lower() == qualifier.lower()]
+                if not aliases or any(a.lower() not in self.scope for a in aliases):
+                    new.append(e)
+                    continue
+                for alias in aliases:
+                    for col in self.scope[alias.lower()].columns:
+                        new.append(exp.column(col.name, table=alias, quoted=True))
+                changed = True
+            else:
+                new.append(e)
+        if changed:
+            select.set("expressions", new)
+
+    @staticmethod
+    def _from_aliases(select: exp.Select) -> list[str]:
+        sources: list[exp.Expression] = []
+        from_ = select.args.get("from_") or select.args.get("from")
+        if from_ is not None:
+            sources.append(from_.this)
+        sources.extend(j.this for j in select.args.get("joins") or [])
+        return [s.alias_or_name for s in sources]
+
+    def _output_columns(self, root: exp.Expression, _unused: Any) -> list[ResultColumn] | None:
+        select = root
+        while isinstance(select, (exp.Union, exp.Except, exp.Intersect)):
+            select = select.this
+        if not isinstance(select, exp.Select):
+            return None
+        cols: list[ResultColumn] = []
+        for e in select.expressions:
+            if isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)):
+                return None
+            name = e.alias_or_name if isinstance(e, (exp.Alias, exp.Column)) else ""
+            target = e.this if isinstance(e, exp.Alias) else e
+            t = self.type_of(target)
+            cols.append(ResultColumn(name, t if t else SqlType("?")))
+        return cols
+
+
+def parse(text: str) -> exp.Expression:
+    """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
+    try:
+        node = sqlglot.parse_one(text, read="tsql")
+    except sqlglot.errors.ParseError as e:
+        raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
+    if node is None or isinstance(node, exp.Command):
+        raise not_supported(text[:200])
+    return node
+
+
+def describe_parameters(session: Any, sql: str) -> list[tuple[str, SqlType]]:
+    """sp_describe_undeclared_parameters: type each @Pn from its context."""
+    node = parse(sql)
+    tr = Translator(session, {})
+    for table in list(node.find_all(exp.Table)):
+        try:
+            tr._resolve_table(table)
+        except SqlServerError:
+            pass
+    out: list[tuple[str, SqlType]] = []
+    insert_cols = _insert_columns(node, tr)
+    for p in node.find_all(exp.Parameter, exp.Placeholder):
+        if isinstance(p, exp.Parameter) and isinstance(p.this, exp.Parameter):
+            continue
+        name = "@" + p.name if p.name else f"@P{len(out) + 1}"
+        t = _context_type(p, tr, insert_cols)
+        out.append((name, t or SqlType("nvarchar", 4000)))
+    return out
+
+
+def _insert_columns(node: exp.Expression, tr: Translator) -> list[Column] | None:
+    if not isinstance(node, exp.Insert):
+        return None
+    table = next(iter(tr.scope.values()), None)
+    if table is None:
+        return None
+    target = node.this
+    if isinstance(target, exp.Schema) and target.expressions:
+        return [table.column(c.name) for c in target.expressions]
+    return [c for c in table.columns if not c.identity]
+
+
+def _context_type(p: exp.Expression, tr: Translator, insert_cols: list[Column] | None) -> SqlType | None:
+    parent = p.parent
+    if isinstance(parent, exp.Tuple) and insert_cols:
+        idx = parent.expressions.index(p)
+        if idx < len(insert_cols) and insert_cols[idx] is not None:
+            return insert_cols[idx].type
+    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)):
+        other = parent.this if parent.this is not p else parent.expression
+        return tr.type_of(other)
+    if isinstance(parent, exp.EQ) is False and isinstance(parent, exp.Update):
+        return None
+    return None
