@@ -743,7 +743,7 @@ def _shown(value: Any, path: str) -> str:
 
 
 def _bounds(field: Any) -> str:
-    limits = {type(m).__name__: next(iter(vars(m).values())) for m in getattr(field, "metadata", ())
+    limits = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in getattr(field, "metadata", ())
               if type(m).__name__ in ("Ge", "Gt", "Le", "Lt")}
     low = f"at least {limits['Ge']}" if "Ge" in limits else f"greater than {limits['Gt']}" if "Gt" in limits else ""
     high = f"at most {limits['Le']}" if "Le" in limits else f"less than {limits['Lt']}" if "Lt" in limits else ""
@@ -779,7 +779,9 @@ def _describe(err: Any, path: str, model: type[BaseModel] | None, field: Any) ->
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return path, f"{_bounds(field)}{got}{fix_text}"
     if kind == "literal_error":
-        return path, f"must be one of {ctx.get('expected')}{got}{fix_text}"
+        expected = str(ctx.get("expected"))
+        one_of = "one of " if "," in expected or " or " in expected else ""
+        return path, f"must be {one_of}{expected}{got}{fix_text}"
     if kind in ("too_short", "string_too_short"):
         return path, f"must not be empty{fix_text}"
     if kind in ("value_error", "assertion_error"):
