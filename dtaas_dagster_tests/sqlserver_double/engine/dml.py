@@ -1,1 +1,272 @@
-"""placeholder"""
+"""INSERT / UPDATE / DELETE with SQL Server's checks done *before* DuckDB writes.
+
+Every DML statement first materialises what it will write as an Arrow table
+("staging"): for INSERT the converted new rows, for UPDATE the affected rows'
+rowid, before image and converted new values, for DELETE the rowid and before
+image. The engine then checks conversion (245), NOT NULL (515), truncation
+(2628), identity (544) and primary/unique keys (2627) on that staging table,
+case-insensitively like the default collation, and only then writes with one
+set-based DuckDB statement. So a failing statement changes nothing and the
+DuckDB transaction stays usable. The same staging tables are the before/after
+images handed to the CDC manager.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from ..engine_api import Param, SqlServerError, StatementResult, not_supported
+from . import types as T
+from .catalog import Column, Table
+from .translate import Translator
+
+STAGE = "__dml_stage"
+
+
+def _table(session: Any, tr: Translator, node: exp.Table) -> Table:
+    db = session.engine.database(node.catalog or session.database)
+    table = db.find_table(node.db or "dbo", node.name)
+    if table is None:
+        raise SqlServerError(208, f"Invalid object name '{node.sql('tsql')}'.")
+    tr.scope[(node.alias or node.name).lower()] = table
+    return table
+
+
+def _full_name(table: Table) -> str:
+    return f"{table.database.name}.{table.schema}.{table.name}"
+
+
+def _rowcount(session: Any, n: int) -> StatementResult:
+    session.rowcount = n
+    return StatementResult(rowcount=None if session.nocount else n)
+
+
+def to_image(table: Table, data: pa.Table) -> pa.Table:
+    """Storage-form rows -> the contract's Arrow form, in catalog column order."""
+    arrays = [T.to_contract(data.column(c.name), c.type) for c in table.columns]
+    return pa.table(arrays, names=[c.name for c in table.columns])
+
+
+# -- INSERT -----------------------------------------------------------------------------
+def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) -> StatementResult:
+    tr = Translator(session, params)
+    target = node.this
+    table_node = target.this if isinstance(target, exp.Schema) else target
+    table = _table(session, tr, table_node)
+    if isinstance(target, exp.Schema) and target.expressions:
+        columns = [table.require_column(c.name) for c in target.expressions]
+    else:
+        columns = [c for c in table.columns if not c.identity]
+    source = node.expression
+    if isinstance(source, exp.Values):
+        width = len(source.expressions[0].expressions)
+        alias = exp.TableAlias(this=exp.to_identifier("src"), columns=[exp.to_identifier(f"c{i}") for i in range(width)])
+        source_sql = tr.expression_tree(exp.select("*").from_(exp.Values(expressions=source.expressions, alias=alias))).sql("duckdb")
+    elif isinstance(source, (exp.Select, exp.Union)):
+        source_sql = tr.expression_tree(source).sql("duckdb")
+        width = len(columns)
+    else:
+        raise not_supported(text[:200])
+    if width != len(columns):
+        raise SqlServerError(110 if width < len(columns) else 109, "There are fewer columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.")
+    for name, data in tr.registrations.items():
+        session.cursor.register(name, data)
+    stage = stage_rows(session, table, columns, source_sql, tr.bind)
+    return write_rows(session, table, columns, stage)
+
+
+def stage_rows(session: Any, table: Table, columns: list[Column], source_sql: str,
+               bind: dict[str, Any]) -> pa.Table:
+    """Convert source rows to the target columns' storage form; 245 on failure."""
+    names = ", ".join(f'"s{i}"' for i in range(len(columns)))
+    parts = []
+    for i, col in enumerate(columns):
+        conv = T.conversion_sql(f'src."s{i}"', col.type)
+        parts.append(f'{conv} AS "{col.name}"')
+        parts.append(f'(src."s{i}" IS NOT NULL AND {conv} IS NULL) AS "__bad{i}"')
+        parts.append(f'CAST(src."s{i}" AS VARCHAR) AS "__raw{i}"')
+    sql = f"SELECT {', '.join(parts)} FROM ({source_sql}) AS src({names})"
+    data = session.cursor.execute(sql, bind).to_arrow_table()
+    for i, col in enumerate(columns):
+        bad = data.column(f"__bad{i}")
+        if pc.any(bad).as_py():
+            raw = pc.filter(data.column(f"__raw{i}"), bad)[0].as_py()
+            raise SqlServerError(245, f"Conversion failed when converting the value '{raw}' to data type {T.type_text(col.type)}.")
+    return data.select([c.name for c in columns])
+
+
+def write_rows(session: Any, table: Table, columns: list[Column], stage: pa.Table) -> StatementResult:
+    """Complete, check and append rows given in storage form for ``columns``."""
+    identity = table.identity_column
+    explicit_identity = identity is not None and any(c is identity for c in columns)
+    if explicit_identity and table.object_id not in session.identity_insert:
+        raise SqlServerError(544, f"Cannot insert explicit value for identity column in table '{table.name}' when IDENTITY_INSERT is set to OFF.")
+    given = {c.name for c in columns}
+    full = {c.name: stage.column(c.name) for c in columns}
+    n = stage.num_rows
+    for col in table.columns:
+        if col.name in given:
+            continue
+        if col is identity:
+            first = session.engine.next_identity(table, n)
+            step = identity.identity[1]
+            full[col.name] = pa.array(range(first, first + step * n, step), T.storage_arrow_type(col.type)) if n else pa.array([], T.storage_arrow_type(col.type))
+            session.last_identity = first + step * (n - 1) if n else session.last_identity
+        elif col.default_sql is not None:
+            full[col.name] = _default(session, col, n)
+        else:
+            full[col.name] = pa.nulls(n, _arrow_of(stage, col))
+    if explicit_identity and n:
+        top = pc.max(full[identity.name]).as_py()
+        if top is not None and (table.identity_last is None or top > table.identity_last):
+            table.identity_last = int(top)
+        session.last_identity = int(full[identity.name][n - 1].as_py())
+    rows = pa.table([full[c.name] for c in table.columns], names=[c.name for c in table.columns])
+    check_rows(session, table, rows, "INSERT")
+    check_keys(session, table, rows, exclude_rowids=None)
+    with session.autocommit_scope() as txn:
+        session.write(f"INSERT INTO {table.duck_name} SELECT * FROM {STAGE}", registrations={STAGE: rows})
+        if n:
+            txn.changed = True
+            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "insert",
+                                         None, to_image(table, rows))
+    return _rowcount(session, n)
+
+
+def _arrow_of(stage: pa.Table, col: Column) -> pa.DataType:
+    return T.storage_arrow_type(col.type) if col.type.name != "uniqueidentifier" else pa.string()
+
+
+def _default(session: Any, col: Column, n: int) -> pa.ChunkedArray | pa.Array:
+    tr = Translator(session, {})
+    from .translate import parse
+
+    expr = tr.expression_tree(parse(f"SELECT {col.default_sql}")).sql("duckdb")
+    conv = T.conversion_sql("d.v", col.type)
+    value = session.cursor.execute(f"SELECT {conv} FROM ({expr}) AS d(v)", tr.bind).to_arrow_table().column(0)
+    if col.type.name == "uniqueidentifier" or "newid" in col.default_sql.lower():
+        data = session.cursor.execute(f"SELECT {conv} FROM (SELECT {expr.replace('SELECT', '', 1)} FROM range({n})) AS d(v)", tr.bind).to_arrow_table()
+        return data.column(0)
+    return pa.repeat(value[0], n) if n else value.slice(0, 0)
+
+
+def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
+    """NOT NULL (515) and string/binary truncation (2628) checks on storage-form rows."""
+    for col in table.columns:
+        data = rows.column(col.name)
+        if not col.type.nullable and data.null_count:
+            raise SqlServerError(515, f"Cannot insert the value NULL into column '{col.name}', table '{_full_name(table)}'; column does not allow nulls. {verb} fails.")
+        limit = col.type.length
+        if limit is None or limit < 0 or not (col.type.name in T.STRING_TYPES or col.type.name in T.BINARY_TYPES):
+            continue
+        lengths = pc.binary_length(data) if col.type.name in T.BINARY_TYPES else pc.utf8_length(data)
+        too_long = pc.greater(lengths, limit)
+        if pc.any(too_long).as_py():
+            value = pc.filter(data, too_long)[0].as_py()
+            shown = value[:limit] if isinstance(value, str) else value[:limit].hex()
+            raise SqlServerError(2628, f"String or binary data would be truncated in table '{_full_name(table)}', column '{col.name}'. Truncated value: '{shown}'.")
+
+
+def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Array | None) -> None:
+    """Primary key / unique violations (2627), compared case-insensitively like the collation."""
+    for key in table.keys:
+        cols = ", ".join(f'"{c}"' for c in key.columns)
+        on = " AND ".join(f's."{c}" = t."{c}"' for c in key.columns)
+        not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in key.columns)
+        session.cursor.register(STAGE, rows)
+        try:
+            dup = session.cursor.execute(
+                f"SELECT {cols} FROM {STAGE} WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchall()
+            dup = dup[0] if dup else None
+            if dup is None:
+                exclude = "" if exclude_rowids is None else "AND t.rowid NOT IN (SELECT r FROM __dml_excl)"
+                if exclude_rowids is not None:
+                    session.cursor.register("__dml_excl", pa.table({"r": exclude_rowids}))
+                dup = session.cursor.execute(
+                    f"SELECT {', '.join('s.' + repr(c).replace(chr(39), chr(34)) for c in key.columns)} FROM {STAGE} s "
+                    f"JOIN {table.duck_name} t ON {on} {exclude} LIMIT 1").fetchall()
+                dup = dup[0] if dup else None
+        finally:
+            session.cursor.unregister(STAGE)
+        if dup is not None:
+            kind = "PRIMARY KEY" if key.primary else "UNIQUE KEY"
+            shown = ", ".join(str(v) for v in dup)
+            raise SqlServerError(2627, f"Violation of {kind} constraint '{key.name}'. Cannot insert duplicate key in object '{table.schema}.{table.name}'. The duplicate key value is ({shown}).")
+
+
+# -- UPDATE / DELETE --------------------------------------------------------------------
+def _where(tr: Translator, node: exp.Expression) -> str:
+    where = node.args.get("where")
+    return f"WHERE {tr.expression_tree(where.this).sql('duckdb')}" if where is not None else ""
+
+
+def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) -> StatementResult:
+    if node.args.get("from") or node.args.get("from_") or node.args.get("joins"):
+        raise not_supported(f"UPDATE ... FROM: {text[:120]}")
+    tr = Translator(session, params)
+    table = _table(session, tr, node.this)
+    alias = f'"{node.this.alias or node.this.name}"'
+    sets: list[tuple[Column, str]] = []
+    for assignment in node.expressions:
+        col = table.require_column(assignment.this.name)
+        if col.identity:
+            raise SqlServerError(8102, f"Cannot update identity column '{col.name}'.")
+        value = tr.expression_tree(assignment.expression).sql("duckdb")
+        sets.append((col, value))
+    where = _where(tr, node)
+    for name, data in tr.registrations.items():
+        session.cursor.register(name, data)
+    before_cols = ", ".join(f'{alias}."{c.name}"' for c in table.columns)
+    new_cols = ", ".join(f"{T.conversion_sql(v, c.type)} AS \"__new_{c.name}\", ({v}) IS NOT NULL AND "
+                         f"{T.conversion_sql(v, c.type)} IS NULL AS \"__bad_{c.name}\"" for c, v in sets)
+    sql = (f"SELECT {alias}.rowid AS __rowid, {before_cols}, {new_cols} "
+           f"FROM {table.duck_name} AS {alias} {where}")
+    data = session.cursor.execute(sql, tr.bind).to_arrow_table()
+    for col, _ in sets:
+        if pc.any(data.column(f"__bad_{col.name}")).as_py():
+            raise SqlServerError(245, f"Conversion failed when converting a value to data type {T.type_text(col.type)}.")
+    before = data.select([c.name for c in table.columns])
+    after = before
+    for col, _ in sets:
+        idx = after.schema.get_field_index(col.name)
+        after = after.set_column(idx, col.name, data.column(f"__new_{col.name}").cast(after.schema.field(idx).type))
+    check_rows(session, table, after, "UPDATE")
+    touched = {c.name for c, _ in sets}
+    if any(set(k.columns) & touched for k in table.keys):
+        check_keys(session, table, after, exclude_rowids=data.column("__rowid"))
+    stage = after.append_column("__rowid", data.column("__rowid"))
+    assignments = ", ".join(f'"{c.name}" = {STAGE}."{c.name}"' for c, _ in sets)
+    with session.autocommit_scope() as txn:
+        if data.num_rows:
+            session.write(f"UPDATE {table.duck_name} SET {assignments} FROM {STAGE} "
+                          f"WHERE {table.duck_name}.rowid = {STAGE}.__rowid", registrations={STAGE: stage})
+            txn.changed = True
+            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "update",
+                                         to_image(table, before), to_image(table, after))
+    return _rowcount(session, data.num_rows)
+
+
+def delete(session: Any, node: exp.Delete, params: dict[str, Param], text: str) -> StatementResult:
+    if node.args.get("using") or node.args.get("joins"):
+        raise not_supported(f"DELETE ... FROM join: {text[:120]}")
+    tr = Translator(session, params)
+    table = _table(session, tr, node.this)
+    alias = f'"{node.this.alias or node.this.name}"'
+    where = _where(tr, node)
+    for name, data in tr.registrations.items():
+        session.cursor.register(name, data)
+    cols = ", ".join(f'{alias}."{c.name}"' for c in table.columns)
+    data = session.cursor.execute(
+        f"SELECT {alias}.rowid AS __rowid, {cols} FROM {table.duck_name} AS {alias} {where}", tr.bind).to_arrow_table()
+    with session.autocommit_scope() as txn:
+        if data.num_rows:
+            session.write(f"DELETE FROM {table.duck_name} WHERE rowid IN (SELECT __rowid FROM {STAGE})",
+                          registrations={STAGE: data.select(["__rowid"])})
+            txn.changed = True
+            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "delete",
+                                         to_image(table, data.select([c.name for c in table.columns])), None)
+    return _rowcount(session, data.num_rows)

@@ -195,7 +195,8 @@ def _coerce(session: DuckDbSession, value: Any, t: SqlType) -> Any:
     if value is None:
         return None
     duck = "TIMESTAMP" if t.name in ("datetime2", "datetimeoffset") else T.storage_type(t)
-    row = session.cursor.execute(f"SELECT TRY_CAST($x AS {duck})", {"x": value}).fetchone()
+    row = session.cursor.execute(f"SELECT TRY_CAST($x AS {duck})", {"x": value}).fetchall()
+    row = row[0] if row else None
     if row is None or row[0] is None:
         raise SqlServerError(245, f"Conversion failed when converting the value '{value}' to data type {T.type_text(t)}.")
     return row[0]

@@ -90,7 +90,10 @@ def make_type(name: str, parts: list[str], nullable: bool = True) -> SqlType:
 
 def from_datatype(node: exp.DataType) -> SqlType:
     """SqlType of a sqlglot DataType parsed from T-SQL (uses its T-SQL spelling)."""
-    return parse_type(node.sql("tsql"))
+    text = node.sql("tsql")
+    if node.this == exp.DataType.Type.DECIMAL:
+        text = text.replace("NUMERIC", "DECIMAL", 1)
+    return parse_type(text)
 
 
 def type_text(t: SqlType) -> str:
