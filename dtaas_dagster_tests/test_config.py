@@ -360,3 +360,13 @@ def test_match_tables_unknown_explicit_table_suggests_a_name() -> None:
 def test_match_tables_pattern_that_matches_nothing_is_an_error() -> None:
     with pytest.raises(ConfigError, match=r"pattern hr\.\* matched no table in source sales"):
         match_tables(_task(["hr.*"]), CATALOG)
+
+
+def test_every_field_is_documented() -> None:
+    docs = (cfg.DEFAULT_CONFIG_PATH.parent / "docs" / "configuration.md").read_text()
+    models = [m for m in vars(cfg).values() if isinstance(m, type) and issubclass(m, BaseModel)
+              and m.__module__ == cfg.__name__ and not m.__name__.startswith("_")]
+    missing = [f"{m.__name__}.{name}" for m in models for name in m.model_fields if f"`{name}`" not in docs]
+    assert not missing, f"not in docs/configuration.md: {missing}"
+    for builtin in cfg.BUILTIN_VARIABLES:
+        assert f"`{builtin}`" in docs
