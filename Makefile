@@ -1,0 +1,44 @@
+# Each target sets itself up: a venv in .venv, the pip packages, and unixODBC +
+# FreeTDS from Debian when they are missing (needs root or sudo).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dtaas-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test test-fast dev bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@need=0; ldconfig -p 2>/dev/null | grep -q 'libodbc.so.2' || need=1; \
+	ls /usr/lib/*/odbc/libtdsodbc.so >/dev/null 2>&1 || need=1; \
+	if [ $$need = 1 ]; then \
+		echo "installing unixodbc and tdsodbc (FreeTDS) with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unixodbc tdsodbc >/dev/null; \
+	fi
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "installing python3-venv with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null && \
+		$(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m dtaas_dagster.cli demo
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+dev: setup
+	$(PY) -m dtaas_dagster.cli dev
+
+bench: setup
+	$(PY) bench/full_load.py
+
+clean:
+	rm -rf .dtaas

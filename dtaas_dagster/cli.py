@@ -1,0 +1,162 @@
+"""Command line: ``check`` (preflight), ``tables`` (list a source's tables), ``demo`` and ``dev``.
+
+``demo`` and ``dev`` run against the SQL Server double from the test package
+(``pip install -e '.[dev]'``): they start it with its demo database ``sales``,
+point the example ``dtaas.yaml`` at it through environment variables, and stop
+it afterwards. ``demo`` runs the ``demo`` task's full load with
+``dagster job execute`` into ``.dtaas/lake/`` and prints what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STATE_DIR = REPO_ROOT / ".dtaas"
+DEMO_TASK = "demo"
+
+
+def _dagster_bin() -> str:
+    return str(Path(sys.executable).with_name("dagster"))
+
+
+@contextmanager
+def demo_environment(lake: Path) -> Iterator[dict[str, str]]:
+    """Start the double with the demo database and yield the environment the example config needs."""
+    from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
+
+    password = os.environ.get("DTAAS_SALES_PASSWORD") or "Demo-" + secrets.token_urlsafe(12)
+    home = STATE_DIR / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    with DoubleProcess(port=0, password=password, demo=True) as double:
+        env = dict(os.environ)
+        env.update(
+            DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"),
+            DTAAS_SQLSERVER_PORT=str(double.port),
+            DTAAS_SALES_PASSWORD=password,
+            DTAAS_LAKE_URL=f"file://{lake}",
+            DAGSTER_HOME=str(home),
+        )
+        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port}")
+        yield env
+
+
+def summarize_lake(lake: Path) -> list[dict]:
+    """The newest manifest of every table under ``lake``: table, partition, rows, files, where."""
+    newest: dict[str, dict] = {}
+    for manifest_path in lake.rglob("_manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        table = str(manifest.get("table"))
+        entry = {
+            "table": table,
+            "partition": manifest.get("partition_key"),
+            "rows": manifest.get("total_rows", manifest.get("rows")),
+            "files": len(manifest.get("files", [])),
+            "bytes": sum(int(f.get("bytes", 0)) for f in manifest.get("files", [])),
+            "where": str(manifest_path.parent),
+            "created_at": manifest.get("created_at", ""),
+        }
+        if table not in newest or str(entry["created_at"]) > str(newest[table]["created_at"]):
+            newest[table] = entry
+    return sorted(newest.values(), key=lambda e: e["table"])
+
+
+def run_demo() -> int:
+    lake = STATE_DIR / "lake"
+    lake.mkdir(parents=True, exist_ok=True)
+    log_path = STATE_DIR / "demo.log"
+    with demo_environment(lake) as env:
+        command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", f"{DEMO_TASK}_full_load"]
+        print("running:", " ".join(command[1:]))
+        with log_path.open("w") as log:
+            process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if " - INFO - " in line or "ERROR" in line:
+                    print("  " + line.split(" - ")[-1].rstrip())
+            code = process.wait()
+    if code != 0:
+        print(f"demo failed (exit {code}); full log: {log_path}", file=sys.stderr)
+        return code
+    print(f"\nLoaded into {lake} (full log: {log_path}):")
+    print(f"  {'table':<28}{'rows':>8}{'files':>7}{'bytes':>10}  partition / where")
+    total = 0
+    for entry in summarize_lake(lake):
+        total += int(entry["rows"] or 0)
+        print(f"  {entry['table']:<28}{entry['rows']:>8}{entry['files']:>7}{entry['bytes']:>10}  "
+              f"{entry['partition']}\n  {'':<28}{entry['where']}")
+    print(f"  total rows: {total}")
+    return 0
+
+
+def run_dev(port: int) -> int:
+    lake = STATE_DIR / "lake"
+    with demo_environment(lake) as env:
+        command = ["env", "--default-signal=INT", _dagster_bin(), "dev", "-m", "dtaas_dagster",
+                   "-h", "127.0.0.1", "-p", str(port)]
+        print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the double)")
+        try:
+            return subprocess.call(command, env=env, cwd=REPO_ROOT)
+        except KeyboardInterrupt:
+            return 0
+
+
+def run_check(config_path: str | None) -> int:
+    """Preflight: every source reachable, login works, tables of every task exist."""
+    from dtaas_dagster.config import load_config
+    from dtaas_dagster.factory import build_sqlserver_resource, build_table_spec, resolve_tables
+    from dtaas_dagster.sqlserver.errors import SqlServerError
+
+    config = load_config(config_path)
+    failures = 0
+    for task_name, task in config.tasks.items():
+        source = config.sources[task.source]
+        resource = build_sqlserver_resource(name=task.source, source=source, password=source.password())
+        try:
+            info = resource.server_info()
+            print(f"task {task_name}: source {task.source} SQL Server {info.product_version} "
+                  f"({info.edition}), database {info.database}, snapshot isolation "
+                  f"{'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
+                  f"{'enabled' if info.cdc_enabled else 'disabled'}")
+            tables = resolve_tables(task_name=task_name, task=task,
+                                    list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
+            for table in tables:
+                spec = build_table_spec(task_name=task_name, task=task, table=table)
+                description = resource.describe_table(spec.schema, spec.table)
+                print(f"  ok {spec.qualified}: {len(description.columns)} columns, "
+                      f"~{description.row_estimate or 0} rows, key {list(description.primary_key) or 'none'}")
+        except (SqlServerError, ValueError) as exc:
+            failures += 1
+            print(f"  FAILED: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dtaas", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="preflight: connect to every source and find every table")
+    check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    commands.add_parser("demo", help="run the demo task against the SQL Server double into .dtaas/lake")
+    dev = commands.add_parser("dev", help="dagster dev against the SQL Server double")
+    dev.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo()
+    if args.command == "dev":
+        return run_dev(args.port)
+    return run_check(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
