@@ -129,6 +129,22 @@ class SqlServerSource(_Model):
 
     _config_path: str = PrivateAttr(default="source")
 
+    @field_validator("encrypt", mode="before")
+    @classmethod
+    def _yaml_bool_to_word(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `encrypt: yes` as True.
+        return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("odbc_extra", mode="before")
+    @classmethod
+    def _odbc_values_as_text(cls, value: Any) -> Any:
+        # `ConnectRetryCount: 3` and `MultiSubnetFailover: yes` arrive as int/bool from YAML.
+        if not isinstance(value, dict):
+            return value
+        as_text = {True: "Yes", False: "No"}
+        return {k: as_text[v] if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                for k, v in value.items()}
+
     @field_validator("password_env")
     @classmethod
     def _check_password_env(cls, value: str) -> str:
@@ -398,7 +414,7 @@ class TableConfig(_Model):
 
 
 def _table_entry_kind(value: Any) -> str:
-    return "name" if isinstance(value, str) else "table"
+    return "table" if isinstance(value, (dict, TableConfig)) else "name"
 
 
 TableEntry = Annotated[
@@ -425,13 +441,17 @@ class TaskConfig(_Model):
         "full_load", description="full_load (snapshots), cdc (changes only) or full_load_and_cdc.",
         json_schema_extra=_fix("use full_load, cdc or full_load_and_cdc"))
     batch: SizeLimit = Field(default_factory=lambda: SizeLimit(rows=50_000),
-                             description="Size of each Arrow batch read from SQL Server (rows or mb).")
+                             description="Size of each Arrow batch read from SQL Server (rows or mb).",
+                             json_schema_extra=_fix("write {rows: 50000} or {mb: 64}"))
     file_size: SizeLimit = Field(default_factory=lambda: SizeLimit(rows=1_000_000),
-                                 description="Output files are split at this size (rows or mb).")
+                                 description="Output files are split at this size (rows or mb).",
+                                 json_schema_extra=_fix("write {rows: 1000000} or {mb: 256}"))
     parallel_tables: int = Field(4, ge=1, le=10, description="Tables loaded at once in one run.",
                                  json_schema_extra=_fix("set it to the number of tables to load at once"))
-    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy of each table load.")
-    schedule: ScheduleConfig | None = Field(None, description="Automatic runs; unset = on demand only.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy of each table load.",
+                               json_schema_extra=_fix("write e.g. {max_retries: 3, delay_seconds: 5}"))
+    schedule: ScheduleConfig | None = Field(None, description="Automatic runs; unset = on demand only.",
+                                            json_schema_extra=_fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=_fix("use auto, timestamp_ns, timestamp_us or string"))

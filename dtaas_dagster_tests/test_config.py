@@ -148,6 +148,18 @@ def test_all_problems_are_listed_one_line_each() -> None:
                         "set it to the number of tables to load at once")
 
 
+def test_yaml_booleans_and_numbers_become_the_words_odbc_expects(tmp_path: Path) -> None:
+    path = tmp_path / "bools.yaml"
+    path.write_text(
+        "sources:\n  sales: {host: db, database: d, user: u, password_env: PW, encrypt: no,\n"
+        "          odbc_extra: {MultiSubnetFailover: yes, ConnectRetryCount: 3}}\n"
+        "destinations:\n  lake: {url: 'file:///tmp/x'}\n"
+        "tasks:\n  t: {source: sales, destination: lake, tables: [dbo.a]}\n")
+    source = load_config(path).sources["sales"]
+    assert source.encrypt == "no"
+    assert source.odbc_extra == {"MultiSubnetFailover": "Yes", "ConnectRetryCount": "3"}
+
+
 def test_s3_url_parts_and_compression_defaults() -> None:
     dest = S3Destination(url="s3://my-lake/raw/sql/", format="csv")
     assert (dest.bucket, dest.prefix, dest.is_local, dest.effective_compression) == ("my-lake", "raw/sql", False, "none")
