@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 DEMO_DATABASE = "sales"
 DEMO_SEED = 20240101
@@ -140,18 +141,30 @@ def demo_tables() -> list[DemoTable]:
     return [customers, products, orders, order_lines]
 
 
+def _datetime2_as_text(data: pa.Table) -> pa.Table:
+    """timestamp[us] columns as datetime2(7) text ('YYYY-MM-DD HH:MM:SS.fffffff'), a form the engine API accepts."""
+    for index, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type):
+            text = pc.strftime(data.column(index), format="%Y-%m-%d %H:%M:%S")  # seconds carry 6 digits for [us]
+            data = data.set_column(index, field.name, pc.binary_join_element_wise(text, "0", ""))
+    return data
+
+
 def seed_demo(engine: Any) -> None:
     """Create ``sales`` in ``engine``, load the demo rows, allow snapshot isolation, enable CDC everywhere."""
     from dtaas_dagster_tests.sqlserver_double.process import run_tsql
 
     run_tsql(engine, f"CREATE DATABASE [{DEMO_DATABASE}]")
     run_tsql(engine, f"ALTER DATABASE [{DEMO_DATABASE}] SET ALLOW_SNAPSHOT_ISOLATION ON")
-    for table in demo_tables():
-        engine.seed_table(
-            DEMO_DATABASE, "dbo", table.name, table.data, columns=table.columns, primary_key=table.primary_key
-        )
+    tables = demo_tables()
+    for table in tables:  # CREATE TABLE in T-SQL keeps IDENTITY; the rows go in through the Arrow seeding path
+        run_tsql(engine, table.create_sql, database=DEMO_DATABASE)
+        # identity values are generated 1..n in row order, which is what the data holds
+        identity = [name for name, type_text in table.columns if "IDENTITY" in type_text.upper()]
+        data = _datetime2_as_text(table.data.drop_columns(identity))
+        engine.seed_table(DEMO_DATABASE, "dbo", table.name, data, create=False)
     run_tsql(engine, "EXEC sys.sp_cdc_enable_db", database=DEMO_DATABASE)
-    for table in demo_tables():
+    for table in tables:
         run_tsql(
             engine,
             f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table.name}', "

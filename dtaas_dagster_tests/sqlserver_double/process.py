@@ -188,7 +188,7 @@ class ControlService:
         return [result.rowcount for result in run_tsql(self._engine, sql, database)]
 
     def purge_changes(self, database: str, capture_instance: str | None, up_to_lsn: bytes) -> int:
-        return int(self._engine.purge_changes(database, capture_instance, up_to_lsn))
+        return int(self._engine.cdc.purge_changes(database, capture_instance, up_to_lsn))
 
     def fault(self, name: str, *args: Any, **kwargs: Any) -> Any:
         faults = self._server.faults
@@ -198,12 +198,7 @@ class ControlService:
         return target(*args, **kwargs)
 
     def clear_faults(self) -> None:
-        faults = self._server.faults
-        for name in ("clear", "clear_faults", "reset"):
-            if callable(getattr(faults, name, None)):
-                getattr(faults, name)()
-                return
-        raise DoubleControlError("the double's fault API has no clear()/reset() method")
+        self._server.faults.clear()
 
 
 # --------------------------------------------------------------------------- parent side
@@ -270,17 +265,29 @@ class DoubleControl:
         return int(self.call("purge_changes", database, capture_instance, bytes(up_to_lsn)))
 
     def fault(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``server.faults.<name>(*args, **kwargs)`` in the double (see the README)."""
+        """Call ``server.faults.<name>(*args, **kwargs)`` in the double."""
         return self.call("fault", name, *args, **kwargs)
+
+    def drop_after_rows(self, rows: int, *, matching: str | None = None, times: int = 1) -> None:
+        """Close the TCP connection once ``rows`` rows of a result went out (see ``faults.py``)."""
+        self.fault("drop_after_rows", rows, matching=matching, times=times)
+
+    def add_latency(self, seconds: float) -> None:
+        """Sleep ``seconds`` before answering every request."""
+        self.fault("add_latency", seconds)
+
+    def fail_statement(self, pattern: str, *, times: int = 1, number: int = 1205, **kwargs: Any) -> None:
+        """The next ``times`` requests whose SQL matches ``pattern`` fail with error ``number``."""
+        self.fault("fail_statement", pattern, times=times, number=number, **kwargs)
+
+    def refuse_logins(
+        self, *, seconds: float | None = None, attempts: int | None = None, close_socket: bool = False
+    ) -> None:
+        """Logins fail with 18456 (or the socket closes) for ``seconds`` or ``attempts``."""
+        self.fault("refuse_logins", seconds=seconds, attempts=attempts, close_socket=close_socket)
 
     def clear_faults(self) -> None:
         self.call("clear_faults")
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        """Any other public name is a fault method: ``control.refuse_logins(True)``."""
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: self.fault(name, *args, **kwargs)
 
 
 class DoubleProcess:

@@ -50,6 +50,8 @@ class Args:
         items = raw.items() if isinstance(raw, dict) else enumerate(raw or [])
         for key, value in items:
             value = getattr(value, "value", value)  # engine_api.Param or a plain value
+            if isinstance(key, str) and key.startswith("#") and key[1:].isdigit():
+                key = int(key[1:]) - 1  # the engine's name for the n-th positional argument
             if isinstance(key, int):
                 if key < len(names):
                     self.values[names[key].lower()] = value

@@ -70,7 +70,7 @@ def all_changes(
         f'WHERE "__$start_lsn" BETWEEN ? AND ? {skip_old} '
         'ORDER BY "__$start_lsn", "__$seqval", "__$operation"'
     )
-    return columns, cursor.execute(sql, [bytes(from_lsn), bytes(to_lsn)]).fetch_arrow_table()
+    return columns, cursor.execute(sql, [bytes(from_lsn), bytes(to_lsn)]).to_arrow_table()
 
 
 def net_changes(
