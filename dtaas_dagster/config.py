@@ -341,7 +341,8 @@ class RetryConfig(_Model):
         "exponential", description="How the delay grows between retries.",
         json_schema_extra=_fix("use exponential, linear or constant"))
     jitter: Literal["none", "full", "plus_minus"] = Field(
-        "plus_minus", description="Random jitter added to the delay.", json_schema_extra=_fix("use none, full or plus_minus"))
+        "plus_minus", description="Random jitter added to the delay.",
+        json_schema_extra=_fix("use none, full or plus_minus"))
 
 
 def _cron_is_valid(expression: str) -> bool:
@@ -450,8 +451,9 @@ class TaskConfig(_Model):
                                  json_schema_extra=_fix("set it to the number of tables to load at once"))
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy of each table load.",
                                json_schema_extra=_fix("write e.g. {max_retries: 3, delay_seconds: 5}"))
-    schedule: ScheduleConfig | None = Field(None, description="Automatic runs; unset = on demand only.",
-                                            json_schema_extra=_fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
+    schedule: ScheduleConfig | None = Field(
+        None, description="Automatic runs; unset = on demand only.",
+        json_schema_extra=_fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=_fix("use auto, timestamp_ns, timestamp_us or string"))
@@ -483,10 +485,15 @@ class TaskConfig(_Model):
 # ---------------------------------------------------------------- top level
 
 
+def _suggest_name(name: str, kind: str) -> str:
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return re.sub(r"[^a-z0-9_]", "_", snake).lstrip("0123456789_")[:63] or f"my_{kind}"
+
+
 def _check_names(kind: str, names: typing.Iterable[str]) -> None:
     bad = [(n, f"{kind} name {n!r} must match ^[a-z][a-z0-9_]{{0,62}}$ (lowercase letter first, then lowercase "
                "letters, digits, _; it becomes a Dagster job/asset name); rename it, e.g. "
-               f"{re.sub(r'[^a-z0-9_]', '_', n.lower()).lstrip('0123456789_')[:63] or 'my_' + kind}")
+               f"{_suggest_name(n, kind)}")
            for n in names if not NAME_RE.match(n)]
     if bad:
         raise _problems(*bad)

@@ -254,7 +254,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
      [f"{T}.tables[0].columns_exclude: give columns_include or columns_exclude, not both; remove one"]),
     ("task_name_capitals", {"tasks": {"SalesToLake": BASE["tasks"]["sales_to_lake"]}},
      ["tasks.SalesToLake: task name 'SalesToLake' must match ^[a-z][a-z0-9_]{0,62}$", "Dagster job/asset name",
-      "rename it, e.g. salestolake"]),
+      "rename it, e.g. sales_to_lake"]),
     ("source_name_dash", {"sources": {"sales-db": BASE["sources"]["sales"]}, f"{T}.source": "sales-db"},
      ["sources.sales-db: source name 'sales-db' must match", "e.g. sales_db"]),
     ("no_tasks", {"tasks": {}}, ["tasks: must not be empty; define at least one task"]),
