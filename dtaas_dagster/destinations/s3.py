@@ -1,0 +1,247 @@
+"""The S3 / ``file://`` destination as a Dagster IO manager.
+
+``handle_output`` receives a :class:`~dtaas_dagster.stream.TableStream` and
+writes one partition with :func:`~dtaas_dagster.destinations.files.write_partition`
+(data files first, ``_manifest.json`` last, then the replaced files are removed),
+into the directory rendered from ``path_template`` and the stream's variables.
+
+Finding a partition again
+-------------------------
+``load_input`` runs in a downstream step without the original stream, so it
+cannot re-render the path template (global variables, load dates and query
+variables may have changed). Instead, after the manifest is in place,
+``handle_output`` writes a small pointer object per asset and partition::
+
+    <base>/_dtaas/<asset key path>/<partition key>.json   {"partition_dir": ..., ...}
+
+(``_unpartitioned.json`` for an unpartitioned asset). ``load_input`` reads the
+pointer, then the manifest it names, then exactly the files that manifest
+lists. The pointer is written after the manifest: if the process dies between
+the two, the partition is loaded but the pointer still names the previous
+directory (or none); re-running the partition repairs it.
+
+The template should contain ``$partitionKey``: a load replaces every file of
+its partition directory, so partitions sharing one directory replace each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pyarrow as pa
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
+from pydantic import Field
+
+from dtaas_dagster.destinations.files import (
+    Location,
+    ManifestNotFoundError,
+    PartitionWrite,
+    WriteOptions,
+    new_load_id,
+    open_location,
+    read_partition,
+    render_partition_dir,
+    sanitize_path_value,
+    write_partition,
+)
+from dtaas_dagster.stream import TableStream
+
+POINTER_DIR = "_dtaas"
+UNPARTITIONED = "_unpartitioned"
+DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey"
+
+
+class S3IOManager(ConfigurableIOManager):
+    """Writes table streams as Parquet, CSV or JSON-lines partitions to S3 or a local directory."""
+
+    url: str = Field(description="Base location: s3://bucket[/prefix], file:///absolute/path or file://relative/path.")
+    path_template: str = Field(
+        default=DEFAULT_TEMPLATE,
+        description="Partition directory under the base, with $variables (built-ins such as $sourceTableName, "
+        "$partitionKey, $loadDate, $runId, and global variables). Values are sanitised to single path segments.",
+    )
+    format: str = Field(default="parquet", description="File format: parquet, csv or jsonl.")
+    compression: str | None = Field(
+        default=None,
+        description="none, snappy (parquet only), gzip or zstd; unset = snappy for parquet, none otherwise.",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint override for MinIO/LocalStack, e.g. http://localhost:9000."
+    )
+    region: str | None = Field(default=None, description="AWS region of the bucket (default us-east-1).")
+    access_key_id_env: str | None = Field(
+        default=None, description="NAME of the environment variable holding the access key id (unset: AWS default chain)."
+    )
+    secret_access_key_env: str | None = Field(
+        default=None, description="NAME of the environment variable holding the secret access key."
+    )
+    session_token_env: str | None = Field(
+        default=None, description="NAME of the environment variable holding a session token (temporary credentials)."
+    )
+    file_max_rows: int | None = Field(default=1_000_000, description="Start a new file after this many rows.")
+    file_max_mb: float | None = Field(
+        default=None, description="Start a new file once a file reaches about this many MB (approximate)."
+    )
+    row_group_rows: int = Field(default=128 * 1024, description="Rows per Parquet row group.")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _location(self) -> Location:
+        return open_location(
+            self.url,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id_env=self.access_key_id_env,
+            secret_access_key_env=self.secret_access_key_env,
+            session_token_env=self.session_token_env,
+        )
+
+    def _options(self) -> WriteOptions:
+        max_bytes = None if self.file_max_mb is None else int(self.file_max_mb * 1024 * 1024)
+        return WriteOptions(
+            format=self.format,
+            compression=self.compression,
+            file_max_rows=self.file_max_rows,
+            file_max_bytes=max_bytes,
+            row_group_rows=self.row_group_rows,
+        )
+
+    @staticmethod
+    def _pointer_path(location: Location, asset_path: list[str], partition: str | None) -> str:
+        name = UNPARTITIONED if partition is None else sanitize_path_value(partition)
+        segments = [sanitize_path_value(p) for p in asset_path]
+        return location.path("/".join([POINTER_DIR, *segments, f"{name}.json"]))
+
+    # ------------------------------------------------------------------ output
+
+    def handle_output(self, context: OutputContext, obj: TableStream | None) -> None:
+        if obj is None:  # an asset that returned nothing has nothing to write
+            return
+        if not isinstance(obj, TableStream):
+            raise TypeError(
+                f"S3IOManager writes TableStream objects, but {context.asset_key.to_user_string()} returned "
+                f"{type(obj).__name__}; give this asset another io_manager_key"
+            )
+        options, location = self._options(), self._location()
+        relative_dir = render_partition_dir(self.path_template, _template_variables(obj, context.run_id))
+        started = time.monotonic()
+        result = write_partition(
+            location.fs,
+            location.path(relative_dir),
+            obj,
+            options,
+            load_id=new_load_id(context.run_id, _attempt(context)),
+            run_id=context.run_id,
+        )
+        duration = time.monotonic() - started
+        partition = obj.partition_key if context.has_asset_partitions else None
+        self._write_pointer(location, context.asset_key.path, partition, relative_dir, result)
+        context.add_output_metadata(_output_metadata(obj, result, location, duration))
+
+    def _write_pointer(
+        self, location: Location, asset_path: list[str], partition: str | None, relative_dir: str, result: PartitionWrite
+    ) -> None:
+        pointer = {
+            "partition_dir": relative_dir,
+            "partition_key": result.manifest["partition_key"],
+            "load_id": result.manifest["load_id"],
+            "run_id": result.manifest["run_id"],
+        }
+        path = self._pointer_path(location, asset_path, partition)
+        parent = path.rsplit("/", 1)[0]
+        if location.scheme == "file":
+            location.fs.create_dir(parent, recursive=True)
+            temp = f"{path}.tmp-{result.manifest['load_id']}"
+            with location.fs.open_output_stream(temp, compression=None) as out:
+                out.write(json.dumps(pointer).encode("utf-8"))
+            location.fs.move(temp, path)
+        else:
+            with location.fs.open_output_stream(path, compression=None) as out:
+                out.write(json.dumps(pointer).encode("utf-8"))
+
+    # ------------------------------------------------------------------ input
+
+    def load_input(self, context: InputContext) -> Any:
+        location = self._location()
+        asset_key = context.asset_key
+        partitions: list[str | None] = sorted(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        tables = [self._read_one(location, asset_key.path, p, asset_key.to_user_string()) for p in partitions]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        if _wants_pandas(context):
+            return table.to_pandas()
+        return table
+
+    def _read_one(self, location: Location, asset_path: list[str], partition: str | None, asset_name: str) -> pa.Table:
+        what = f"partition {partition} of {asset_name}" if partition is not None else asset_name
+        pointer_path = self._pointer_path(location, asset_path, partition)
+        try:
+            with location.fs.open_input_stream(pointer_path, compression=None) as f:
+                pointer = json.loads(f.read())
+        except FileNotFoundError as e:
+            raise ManifestNotFoundError(
+                f"{what} has no manifest: it was never loaded or its load did not finish "
+                f"(no pointer at {location.url(pointer_path)}); materialize it first"
+            ) from e
+        return read_partition(location.fs, location.path(pointer["partition_dir"]), what=what)
+
+
+def _template_variables(stream: TableStream, run_id: str) -> dict[str, str]:
+    """The stream's variables over built-in defaults (the stream's values win)."""
+    defaults = {
+        "sourceDatabaseName": stream.table.database,
+        "sourceSchemaName": stream.table.schema,
+        "sourceTableName": stream.table.name,
+        "partitionKey": stream.partition_key,
+        "runId": run_id,
+    }
+    return {**defaults, **{k: str(v) for k, v in stream.variables.items()}}
+
+
+def _attempt(context: OutputContext) -> int:
+    try:
+        return int(context.step_context.previous_attempt_count)
+    except Exception:  # noqa: BLE001 - no step context (direct invocation): first attempt
+        return 0
+
+
+def _wants_pandas(context: InputContext) -> bool:
+    typing_type = getattr(context.dagster_type, "typing_type", None)
+    module = getattr(typing_type, "__module__", "") or ""
+    return module.startswith("pandas") and getattr(typing_type, "__name__", "") == "DataFrame"
+
+
+def _output_metadata(stream: TableStream, result: PartitionWrite, location: Location, duration: float) -> dict[str, Any]:
+    columns = [
+        TableColumn(
+            name=f.name,
+            type=str(f.type),
+            description=f"SQL Server type: {stream.source_types[f.name]}" if f.name in stream.source_types else None,
+        )
+        for f in stream.schema
+    ]
+    manifest_url = location.url(result.manifest_path)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": MetadataValue.int(result.rows),
+        "dagster/column_schema": MetadataValue.table_schema(TableSchema(columns=columns)),
+        "bytes": MetadataValue.int(result.bytes),
+        "files": MetadataValue.int(result.files),
+        "manifest": MetadataValue.url(manifest_url) if location.scheme == "s3" else MetadataValue.path(result.manifest_path),
+        "duration_s": MetadataValue.float(round(duration, 3)),
+        "rows_per_s": MetadataValue.float(round(result.rows / duration, 1) if duration > 0 else 0.0),
+        "format": MetadataValue.text(result.manifest["format"]),
+        "compression": MetadataValue.text(result.manifest["compression"]),
+        "partition_key": MetadataValue.text(stream.partition_key),
+        "load_id": MetadataValue.text(result.manifest["load_id"]),
+    }
+    if stream.estimated_rows is not None:
+        metadata["source_row_estimate"] = MetadataValue.int(stream.estimated_rows)
+    return metadata
