@@ -16,9 +16,11 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from dtaas_dagster_tests.sqlserver_double.process import (
     CONTROL_KEY_ENV,
@@ -100,8 +102,27 @@ def main(argv: list[str] | None = None) -> int:
         pass
     if control is not None:
         control.stop()
-    server.stop()
+    stop_server(server, args.host)
     return 0
+
+
+def stop_server(server: Any, host: str, timeout: float = 5.0) -> None:
+    """server.stop(), nudging a thread blocked in accept() with one last connection.
+
+    Closing a listening socket does not wake a thread blocked in accept() on
+    Linux, so stop() would wait for its join timeout; a connection does wake it.
+    """
+    port = server.port
+    stopper = threading.Thread(target=server.stop, name="double-stop", daemon=True)
+    stopper.start()
+    stopper.join(0.05)
+    if stopper.is_alive():
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                pass
+        except OSError:
+            pass
+    stopper.join(timeout)
 
 
 if __name__ == "__main__":
