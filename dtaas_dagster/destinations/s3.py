@@ -33,13 +33,14 @@ from typing import Any
 import pyarrow as pa
 from dagster import (
     ConfigurableIOManager,
+    EnvVar,
     InputContext,
     MetadataValue,
     OutputContext,
     TableColumn,
     TableSchema,
 )
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dtaas_dagster.destinations.files import (
     Location,
@@ -93,6 +94,25 @@ class S3IOManager(ConfigurableIOManager):
     )
     row_group_rows: int = Field(default=128 * 1024, description="Rows per Parquet row group.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _check_at_load(cls, data: Any) -> Any:
+        """Fail when the definitions load, not mid-run: format, compression, limits, url scheme.
+
+        Runs on the raw input because there an ``EnvVar`` is still recognisable (later it
+        is a plain string holding the variable's NAME); such settings are checked at run time.
+        """
+        if not isinstance(data, dict):
+            return data
+        names = ("url", "format", "compression", "file_max_rows", "file_max_mb", "row_group_rows")
+        raw = {name: data.get(name, cls.model_fields[name].default) for name in names}
+        if any(isinstance(v, EnvVar) or isinstance(v, dict) for v in raw.values()):
+            return data
+        _write_options(raw["format"], raw["compression"], raw["file_max_rows"], raw["file_max_mb"], raw["row_group_rows"])
+        if isinstance(raw["url"], str) and not raw["url"].startswith(("s3://", "file://")):
+            raise ValueError(f"url {raw['url']!r} must start with s3:// or file://")
+        return data
+
     # ------------------------------------------------------------------ plumbing
 
     def _location(self) -> Location:
@@ -106,14 +126,7 @@ class S3IOManager(ConfigurableIOManager):
         )
 
     def _options(self) -> WriteOptions:
-        max_bytes = None if self.file_max_mb is None else int(self.file_max_mb * 1024 * 1024)
-        return WriteOptions(
-            format=self.format,
-            compression=self.compression,
-            file_max_rows=self.file_max_rows,
-            file_max_bytes=max_bytes,
-            row_group_rows=self.row_group_rows,
-        )
+        return _write_options(self.format, self.compression, self.file_max_rows, self.file_max_mb, self.row_group_rows)
 
     @staticmethod
     def _pointer_path(location: Location, asset_path: list[str], partition: str | None) -> str:
@@ -171,6 +184,8 @@ class S3IOManager(ConfigurableIOManager):
     # ------------------------------------------------------------------ input
 
     def load_input(self, context: InputContext) -> Any:
+        if not context.has_asset_key:
+            raise TypeError("S3IOManager loads asset inputs only; this input does not come from an asset")
         location = self._location()
         asset_key = context.asset_key
         partitions: list[str | None] = sorted(context.asset_partition_keys) if context.has_asset_partitions else [None]
@@ -192,6 +207,21 @@ class S3IOManager(ConfigurableIOManager):
                 f"(no pointer at {location.url(pointer_path)}); materialize it first"
             ) from e
         return read_partition(location.fs, location.path(pointer["partition_dir"]), what=what)
+
+
+def _write_options(
+    fmt: str, compression: str | None, file_max_rows: int | None, file_max_mb: float | None, row_group_rows: int
+) -> WriteOptions:
+    if file_max_mb is not None and file_max_mb <= 0:
+        raise ValueError(f"file_max_mb must be positive or unset, got {file_max_mb}")
+    max_bytes = None if file_max_mb is None else max(1, int(file_max_mb * 1024 * 1024))
+    return WriteOptions(
+        format=fmt,
+        compression=compression,
+        file_max_rows=file_max_rows,
+        file_max_bytes=max_bytes,
+        row_group_rows=row_group_rows,
+    )
 
 
 def _template_variables(stream: TableStream, run_id: str) -> dict[str, str]:

@@ -251,3 +251,12 @@ def test_s3_credentials_come_from_named_env_vars_and_never_leak(
     with pytest.raises(ValueError, match="DTAAS_TEST_S3_SECRET', which is not set") as unset:
         open_location(f"s3://{s3_bucket}/x", **kwargs)
     assert s3_credentials.key_id not in str(unset.value)
+
+
+def test_relative_file_url_resolves_against_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    location = open_location("file://out/lake")
+    assert location.base == str(tmp_path / "out/lake") and location.url(location.base) == f"file://{tmp_path}/out/lake"
+    result = _write(location, numbered_table(5), WriteOptions(format="jsonl"))
+    assert (tmp_path / "out/lake/sales/dbo/Orders/p1/_manifest.json").exists()
+    assert read_partition(location.fs, result.partition_dir).equals(numbered_table(5))

@@ -14,6 +14,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DynamicPartitionsDefinition,
+    EnvVar,
     asset,
     materialize,
 )
@@ -176,3 +177,26 @@ def test_all_types_round_trip_through_the_io_manager(tmp_path: Path) -> None:
         manager = S3IOManager(url=f"file://{tmp_path}/{fmt}", format=fmt)
         assert materialize([everything, everything_copy], resources={"s3": manager}).success
         assert SEEN["everything"].equals(table), fmt
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"format": "xml"}, "format 'xml' is not one of parquet, csv, jsonl"),
+        ({"format": "csv", "compression": "snappy"}, "snappy' is for parquet only"),
+        ({"file_max_mb": 0}, "file_max_mb must be positive"),
+        ({"url": "/data/lake"}, "must start with s3:// or file://"),
+    ],
+)
+def test_bad_settings_fail_when_the_definitions_load(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        S3IOManager(**{"url": "file:///data/lake", **settings})
+
+
+def test_url_from_envvar_is_resolved_at_run_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DTAAS_TEST_LAKE_URL", f"file://{tmp_path}/from-env")
+    manager = S3IOManager(url=EnvVar("DTAAS_TEST_LAKE_URL"), format="csv")
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(manager, instance, ["p1"])
+    assert (tmp_path / "from-env/sales/dbo/orders/p1/_manifest.json").exists()
+    assert SEEN["arrow"].equals(_data_for("p1"))
