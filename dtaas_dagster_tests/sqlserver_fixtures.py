@@ -207,3 +207,67 @@ class SqlServerDatabase:
 
     def __str__(self) -> str:
         return self.name
+
+
+# --------------------------------------------------------------------------- CDC helpers for tests
+# The double captures at commit; a real SQL Server's capture job lags a few
+# seconds, so readers poll sys.fn_cdc_get_max_lsn() until it moves.
+
+SELECT_MAX_LSN = "SELECT sys.fn_cdc_get_max_lsn()"
+SELECT_MIN_LSN = "SELECT sys.fn_cdc_get_min_lsn(?)"
+
+
+def enable_cdc(
+    conn: pyodbc.Connection,
+    schema: str,
+    table: str,
+    *,
+    capture_instance: str | None = None,
+    supports_net_changes: bool = True,
+    captured_columns: str | None = None,
+) -> None:
+    """sys.sp_cdc_enable_table with bound parameters (the database must be CDC-enabled)."""
+    conn.execute(
+        "EXEC sys.sp_cdc_enable_table @source_schema = ?, @source_name = ?, @role_name = NULL, "
+        "@capture_instance = ?, @supports_net_changes = ?, @captured_column_list = ?",
+        schema, table, capture_instance, 1 if supports_net_changes else 0, captured_columns,
+    )  # fmt: skip
+
+
+def max_lsn(conn: pyodbc.Connection) -> bytes | None:
+    value = conn.execute(SELECT_MAX_LSN).fetchone()[0]
+    return None if value is None else bytes(value)
+
+
+def wait_for_lsn_after(conn: pyodbc.Connection, lsn: bytes | None, timeout: float = 60.0) -> bytes:
+    """The max LSN once it is greater than ``lsn`` (immediate on the double)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        current = max_lsn(conn)
+        if current is not None and (lsn is None or current > lsn):
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sys.fn_cdc_get_max_lsn() stayed at {lsn!r}; is the CDC capture job running?")
+        time.sleep(0.5)
+
+
+def cdc_changes(
+    conn: pyodbc.Connection,
+    capture_instance: str,
+    row_filter: str = "all",
+    from_lsn: bytes | None = None,
+    to_lsn: bytes | None = None,
+    kind: str = "all",
+) -> list[dict[str, Any]]:
+    """Rows of cdc.fn_cdc_get_<kind>_changes_<ci> as dicts (whole validity interval by default)."""
+    if not re.match(r"^\w+$", capture_instance) or kind not in ("all", "net"):
+        raise ValueError(f"bad capture instance {capture_instance!r} or kind {kind!r}")
+    low = from_lsn if from_lsn is not None else bytes(conn.execute(SELECT_MIN_LSN, capture_instance).fetchone()[0])
+    high = to_lsn if to_lsn is not None else max_lsn(conn)
+    cursor = conn.execute(
+        f"SELECT * FROM cdc.fn_cdc_get_{kind}_changes_{capture_instance}(?, ?, ?)", low, high, row_filter
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]

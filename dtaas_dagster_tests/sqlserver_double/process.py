@@ -168,7 +168,7 @@ class ControlService:
             run_tsql(self._engine, "EXEC sys.sp_cdc_enable_db", database=name)
 
     def drop_database(self, name: str) -> None:
-        run_tsql(self._engine, f"DROP DATABASE [{check_database_name(name)}]")
+        self._engine.drop_database(check_database_name(name))
 
     def seed_table(
         self,

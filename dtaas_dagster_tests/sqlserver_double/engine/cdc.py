@@ -47,6 +47,13 @@ TIME_TO_LSN = {
 }
 
 
+def datetime_value(value: dt.datetime) -> dt.datetime:
+    """``value`` rounded to SQL Server datetime's 1/300 s ticks, so it survives a round trip exactly."""
+    ticks = round(value.microsecond * 300 / 1_000_000)
+    base = value.replace(microsecond=0)
+    return base + dt.timedelta(milliseconds=round(ticks * 1000 / 300))
+
+
 def short_name(name: str) -> str:
     """'[sys].[sp_cdc_enable_db]' -> 'sp_cdc_enable_db'."""
     return name.replace("[", "").replace("]", "").split(".")[-1].strip().lower()
@@ -140,10 +147,9 @@ class CdcManager:
         table = db.find_table(CDC_SCHEMA, "lsn_time_mapping")
         assert table is not None, f"cdc.lsn_time_mapping missing in CDC-enabled database {db.name}"
         tran_id = int(getattr(txn, "descriptor", 0) or 0).to_bytes(10, "big")
-        now = dt.datetime.now().replace(microsecond=dt.datetime.now().microsecond // 1000 * 1000)
         txn.cursor.execute(
             f"INSERT INTO {table.duck_name} VALUES (?, ?, ?, ?, ?)",
-            [lsn_bytes(commit), began.replace(microsecond=began.microsecond // 1000 * 1000), now, tran_id,
+            [lsn_bytes(commit), datetime_value(began), datetime_value(dt.datetime.now()), tran_id,
              lsn_bytes(tran_begin)],
         )  # fmt: skip
 
@@ -169,7 +175,7 @@ class CdcManager:
             for instance in instances:
                 cursor.execute(
                     f"INSERT INTO {history.duck_name} VALUES (?, ?, 0, ?, ?, ?)",
-                    [instance.source_object_id, instance.object_id, ddl_text, lsn, dt.datetime.now()],
+                    [instance.source_object_id, instance.object_id, ddl_text, lsn, datetime_value(dt.datetime.now())],
                 )
 
     def call_procedure(self, txn: Any, name: str, args: Any) -> StatementResult:
