@@ -44,6 +44,9 @@ def parse_odbc_string(text: str) -> dict[str, str]:
 
 
 def _odbc_value(value: str) -> str:
+    """Brace-quote only when needed: FreeTDS misreads a braced value at the very end of the string."""
+    if not any(ch in value for ch in ";{}=") and value == value.strip():
+        return value
     return "{" + value.replace("}", "}}") + "}"
 
 
@@ -77,7 +80,7 @@ class SqlServerTarget:
         if database:
             parts.append(f"DATABASE={database}")
         parts += [f"UID={self.user}", f"PWD={_odbc_value(self.password)}"]
-        return ";".join(parts)
+        return ";".join(parts) + ";"
 
     def connect(self, database: str | None = None, driver: str = "msodbc18", autocommit: bool = True) -> pyodbc.Connection:
         return pyodbc.connect(self.connection_string(database, driver), autocommit=autocommit, timeout=15)
