@@ -174,28 +174,59 @@ def open_location(
 _UNSAFE = re.compile(r"[^\w.=-]")
 
 
-def sanitize_path_value(value: str) -> str:
-    """Make one template value safe as (part of) a single path segment.
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group(0).encode("utf-8"))
 
-    Every character other than letters, digits (any script), ``_ . = -`` becomes
-    ``_`` (so ``/``, ``\\``, ``:`` and spaces cannot add or escape directories);
-    a value made only of dots (``.``, ``..``) and the empty value become ``_``.
+
+def sanitize_path_value(value: str) -> str:
+    """Make one template value safe as (part of) a single path segment, reversibly.
+
+    Hive-style escaping: every character other than letters, digits (any
+    script) and ``_ . = -`` becomes ``%XX`` per UTF-8 byte, so ``/``, ``\\``,
+    ``:``, spaces and ``%`` itself cannot add or escape directories; a value made
+    only of dots (``.``, ``..``) is escaped entirely. The mapping is one-to-one,
+    so two different partition keys never share a directory. An empty value is
+    an error (it would leave an empty path segment).
     """
-    cleaned = _UNSAFE.sub("_", str(value))
-    return "_" if cleaned.strip(".") == "" else cleaned
+    text = str(value)
+    if text == "":
+        raise ValueError("an empty value cannot be a path segment")
+    if text.strip(".") == "":
+        return "%2E" * len(text)
+    return _UNSAFE.sub(_percent, text)
+
+
+class _SanitizedVariables(Mapping[str, str]):
+    """Template variables, escaped only when the template uses them."""
+
+    def __init__(self, variables: Mapping[str, str]) -> None:
+        self._variables = variables
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return sanitize_path_value(self._variables[name])
+        except ValueError as e:
+            raise ValueError(f"path template variable ${name} is empty; give it a value or drop it from the template") from e
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variables)
+
+    def __len__(self) -> int:
+        return len(self._variables)
 
 
 def render_partition_dir(template: str, variables: Mapping[str, str]) -> str:
-    """Render the path template with sanitised variables into a relative directory."""
-    safe = {name: sanitize_path_value(value) for name, value in variables.items()}
+    """Render the path template with escaped variables into a relative directory."""
     try:
-        rendered = string.Template(template).substitute(safe)
+        rendered = string.Template(template).substitute(_SanitizedVariables(variables))
     except KeyError as e:
         raise ValueError(
             f"path template {template!r} uses ${e.args[0]}, which is not a variable; "
             f"known variables: {', '.join(sorted(variables))}"
         ) from e
     except ValueError as e:
+        if "path template" in str(e):
+            raise
         raise ValueError(f"path template {template!r} is malformed ({e}); write $name or ${{name}}") from e
     segments = [s for s in rendered.split("/") if s not in ("", ".")]
     if not segments or ".." in segments:
@@ -244,7 +275,8 @@ class WriteOptions:
 
 def new_load_id(run_id: str, attempt: int = 0) -> str:
     """Unique per attempt: run id prefix, attempt number and a short random part."""
-    return f"{sanitize_path_value(run_id)[:8]}-a{attempt}-{uuid.uuid4().hex[:8]}"
+    prefix = re.sub(r"[^A-Za-z0-9]", "", run_id)[:8] or "run"
+    return f"{prefix}-a{attempt}-{uuid.uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------- text codecs
@@ -287,9 +319,6 @@ def csv_encode_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         columns.append(col)
     names = batch.schema.names
     return pa.RecordBatch.from_arrays(columns, names=names)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _json_string(text: pa.Array) -> pa.Array:

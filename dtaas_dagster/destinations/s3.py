@@ -14,7 +14,8 @@ variables may have changed). Instead, after the manifest is in place,
 
     <base>/_dtaas/<asset key path>/<partition key>.json   {"partition_dir": ..., ...}
 
-(``_unpartitioned.json`` for an unpartitioned asset). ``load_input`` reads the
+(``_unpartitioned.json`` for an unpartitioned asset; keys are escaped like path
+template values, ``:`` -> ``%3A``, which is one-to-one). ``load_input`` reads the
 pointer, then the manifest it names, then exactly the files that manifest
 lists. The pointer is written after the manifest: if the process dies between
 the two, the partition is loaded but the pointer still names the previous

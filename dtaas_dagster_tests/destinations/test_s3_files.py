@@ -213,10 +213,12 @@ def test_manifest_describes_the_load(tmp_path: Path) -> None:
 
 
 def test_path_template_values_cannot_escape_the_base() -> None:
-    variables = {"sourceTableName": "../../etc", "partitionKey": "2024-01-01T00:00/x", "tenant": "..", "empty": ""}
-    rendered = render_partition_dir("data/$tenant/${sourceTableName}/$partitionKey/$empty", variables)
-    assert rendered == "data/_/.._.._etc/2024-01-01T00_00_x/_"
-    assert render_partition_dir("$t/x", {"t": "Zürich 東京"}) == "Zürich_東京/x"
+    variables = {"sourceTableName": "../../etc", "partitionKey": "2024-01-01T00:00/x", "tenant": "..", "p": "100%"}
+    rendered = render_partition_dir("data/$tenant/${sourceTableName}/$partitionKey/$p", variables)
+    assert rendered == "data/%2E%2E/..%2F..%2Fetc/2024-01-01T00%3A00%2Fx/100%25"
+    assert render_partition_dir("$t/x", {"t": "Zürich 東京"}) == "Zürich%20東京/x"
+    # one-to-one: keys that differ only in unsafe characters never share a directory
+    assert render_partition_dir("$k", {"k": "a:b"}) != render_partition_dir("$k", {"k": "a_b"})
 
 
 def test_path_template_errors_name_the_problem() -> None:
@@ -224,6 +226,8 @@ def test_path_template_errors_name_the_problem() -> None:
         render_partition_dir("data/$customer", {"sourceTableName": "t"})
     with pytest.raises(ValueError, match="not a relative directory"):
         render_partition_dir("../$t", {"t": "x"})
+    with pytest.raises(ValueError, match=r"variable \$tenant is empty"):
+        render_partition_dir("data/$tenant/x", {"tenant": "", "unused": ""})
 
 
 def test_options_are_validated_with_the_fix() -> None:

@@ -200,3 +200,15 @@ def test_url_from_envvar_is_resolved_at_run_time(tmp_path: Path, monkeypatch: py
         _run_partitions(manager, instance, ["p1"])
     assert (tmp_path / "from-env/sales/dbo/orders/p1/_manifest.json").exists()
     assert SEEN["arrow"].equals(_data_for("p1"))
+
+
+def test_partition_keys_with_unsafe_characters_round_trip(tmp_path: Path) -> None:
+    manager = S3IOManager(url=f"file://{tmp_path}/lake")
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(manager, instance, ["2024-01-01T10:00", "2024-01-01T10_00"])
+        result = materialize([orders, orders_all], selection=[orders_all], instance=instance, resources={"s3": manager})
+    assert result.success
+    pointers = sorted(p.name for p in (tmp_path / "lake/_dtaas/task1/dbo/orders").iterdir())
+    assert pointers == ["2024-01-01T10%3A00.json", "2024-01-01T10_00.json"]
+    assert (tmp_path / "lake/sales/dbo/orders/2024-01-01T10%3A00/_manifest.json").exists()
+    assert SEEN["all"].column("key").to_pylist() == ["2024-01-01T10:00"] * 3 + ["2024-01-01T10_00"] * 3
