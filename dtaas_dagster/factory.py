@@ -11,7 +11,7 @@ Tables given as patterns (``dbo.*``) are resolved here against the source's
 catalog, which needs the server at load time; explicit names do not.
 """
 
-from __future__ import annotations
+
 
 import re
 from collections.abc import Callable

@@ -16,13 +16,14 @@ in the launchpad or pass ``--tags '{"dagster/partition": "..."}'``): the S3
 writer replaces that partition's files atomically.
 """
 
-from __future__ import annotations
+
 
 import datetime as dt
 
 import dagster as dg
 from pydantic import Field
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 # The module and attribute that child runs load; they inherit DTAAS_CONFIG.
 DEFINITIONS_MODULE = "dtaas_dagster.definitions"
@@ -46,7 +47,7 @@ class FullLoadConfig(dg.Config):
 
 
 def build_tables_job(*, task: str, partitions_def: dg.DynamicPartitionsDefinition,
-                     asset_keys: list[dg.AssetKey], parallel_tables: int) -> dg.UnresolvedAssetJobDefinition:
+                     asset_keys: list[dg.AssetKey], parallel_tables: int) -> "UnresolvedAssetJobDefinition":
     """The partitioned asset job of a task: up to ``parallel_tables`` tables at once."""
     return dg.define_asset_job(
         name=f"{task}_tables",
