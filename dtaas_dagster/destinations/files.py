@@ -665,17 +665,27 @@ def build_manifest(
     }
 
 
+def put_object_atomically(fs: pafs.FileSystem, path: str, body: bytes, *, temp_suffix: str) -> None:
+    """Readers see the old object or the new one, never half of it.
+
+    S3: one PUT (the object appears when the upload completes). Local disk: a
+    temporary file next to it, then rename(2), an atomic replace on POSIX.
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        temp = f"{path}.tmp-{temp_suffix}"
+        with fs.open_output_stream(temp, compression=None) as out:
+            out.write(body)
+        fs.move(temp, path)
+    else:
+        with fs.open_output_stream(path, compression=None) as out:
+            out.write(body)
+
+
 def _put_manifest(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str, Any], load_id: str) -> str:
     final = f"{partition_dir}/{MANIFEST_NAME}"
     body = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-    if isinstance(fs, pafs.LocalFileSystem):
-        temp = f"{final}.tmp-{load_id}"
-        with fs.open_output_stream(temp, compression=None) as out:
-            out.write(body)
-        fs.move(temp, final)  # rename(2): atomic replace on POSIX
-    else:
-        with fs.open_output_stream(final, compression=None) as out:  # one PUT: atomic on S3
-            out.write(body)
+    put_object_atomically(fs, final, body, temp_suffix=load_id)
     return final
 
 
@@ -725,7 +735,11 @@ def iter_partition_batches(
     manifest: Mapping[str, Any] | None = None,
     what: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly the files the manifest lists, in order, with the manifest's schema."""
+    """Batches of exactly the files the manifest lists, in order, with the manifest's schema.
+
+    Parquet is streamed row group by row group; a CSV or JSON file is read whole
+    (files are bounded by ``file_max_rows`` / ``file_max_bytes``).
+    """
     manifest = manifest if manifest is not None else read_manifest(fs, partition_dir, what=what)
     schema = manifest_schema(manifest)
     codec = _codec_or_none(manifest["compression"]) if manifest["format"] != "parquet" else None

@@ -50,6 +50,7 @@ from dtaas_dagster.destinations.files import (
     WriteOptions,
     new_load_id,
     open_location,
+    put_object_atomically,
     read_partition,
     render_partition_dir,
     sanitize_path_value,
@@ -69,7 +70,7 @@ class S3IOManager(ConfigurableIOManager):
     path_template: str = Field(
         default=DEFAULT_TEMPLATE,
         description="Partition directory under the base, with $variables (built-ins such as $sourceTableName, "
-        "$partitionKey, $loadDate, $runId, and global variables). Values are sanitised to single path segments.",
+        "$partitionKey, $loadDate, $runId, and global variables). Values are escaped Hive-style (':' -> %3A) so each stays inside one path segment.",
     )
     format: str = Field(default="parquet", description="File format: parquet, csv or jsonl.")
     compression: str | None = Field(
@@ -157,7 +158,8 @@ class S3IOManager(ConfigurableIOManager):
             run_id=context.run_id,
         )
         duration = time.monotonic() - started
-        partition = obj.partition_key if context.has_asset_partitions else None
+        # The pointer is keyed like load_input will ask for it: by Dagster's partition key.
+        partition = context.asset_partition_key if context.has_asset_partitions else None
         self._write_pointer(location, context.asset_key.path, partition, relative_dir, result)
         context.add_output_metadata(_output_metadata(obj, result, location, duration))
 
@@ -171,16 +173,8 @@ class S3IOManager(ConfigurableIOManager):
             "run_id": result.manifest["run_id"],
         }
         path = self._pointer_path(location, asset_path, partition)
-        parent = path.rsplit("/", 1)[0]
-        if location.scheme == "file":
-            location.fs.create_dir(parent, recursive=True)
-            temp = f"{path}.tmp-{result.manifest['load_id']}"
-            with location.fs.open_output_stream(temp, compression=None) as out:
-                out.write(json.dumps(pointer).encode("utf-8"))
-            location.fs.move(temp, path)
-        else:
-            with location.fs.open_output_stream(path, compression=None) as out:
-                out.write(json.dumps(pointer).encode("utf-8"))
+        body = json.dumps(pointer).encode("utf-8")
+        put_object_atomically(location.fs, path, body, temp_suffix=result.manifest["load_id"])
 
     # ------------------------------------------------------------------ input
 
