@@ -9,6 +9,7 @@ the way a user configures ``access_key_id_env`` / ``secret_access_key_env``.
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[MotoS3]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
