@@ -64,7 +64,6 @@ def test_demo_tables_capture_changes(demo: SqlServerTarget) -> None:
     assert rows[1]["price"] - rows[0]["price"] == 1
 
 
-@pytest.mark.slow
 @pytest.mark.double_only
 def test_standalone_entry_point_prints_a_connection_string_and_exits_zero_on_sigterm() -> None:
     env = dict(os.environ, DTAAS_DOUBLE_PASSWORD="Demo-Passw0rd!")
