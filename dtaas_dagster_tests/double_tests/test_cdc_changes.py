@@ -174,3 +174,25 @@ def test_catalog_reflects_cdc_state(cdc_conn: pyodbc.Connection, sqlserver_db: S
     ct_columns = [d[0] for d in cdc_conn.execute("SELECT * FROM cdc.dbo_items_CT").description]
     assert ct_columns == ["__$start_lsn", "__$end_lsn", "__$seqval", "__$operation", "__$update_mask",
                           "id", "name", "qty", "__$command_id"]  # fmt: skip
+
+
+def test_change_rows_stream_through_arrow_odbc_with_full_precision(
+    cdc_conn: pyodbc.Connection, sqlserver_db: SqlServerDatabase
+) -> None:
+    from arrow_odbc import read_arrow_batches_from_odbc
+
+    cdc_conn.execute("ALTER TABLE dbo.items ADD seen datetime2(7) NULL")
+    enable_cdc(cdc_conn, "dbo", "items", capture_instance="items_v2")
+    cdc_conn.execute("INSERT INTO dbo.items VALUES (1, N'ü', 2, '2024-01-01 10:00:00.1234567')")
+    high = wait_for_lsn_after(cdc_conn, None)
+    low = bytes(cdc_conn.execute("SELECT sys.fn_cdc_get_min_lsn('items_v2')").fetchone()[0])
+    reader = read_arrow_batches_from_odbc(
+        # arrow-odbc binds text only; LSNs from our own reads go in as binary literals
+        query=f"SELECT * FROM cdc.fn_cdc_get_all_changes_items_v2(0x{low.hex()}, 0x{high.hex()}, N'all')",
+        connection_string=sqlserver_db.connection_string(),
+        batch_size=100,
+    )
+    rows = [row for batch in reader for row in batch.to_pylist()]
+    assert reader.schema.field("__$start_lsn").type.byte_width == 10
+    assert [(r["__$operation"], r["id"], r["name"]) for r in rows] == [(2, 1, "ü")]
+    assert str(rows[0]["seen"]).endswith("10:00:00.123456700")

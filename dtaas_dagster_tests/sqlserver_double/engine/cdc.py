@@ -281,7 +281,7 @@ class CdcManager:
                 min_lsn = lsn_int(self.min_lsn(cursor, db, instance.name))
                 max_lsn = lsn_int(self.max_lsn(cursor, db))
                 row_filter = check_range(kind, args[0], args[1], args[2], filters, min_lsn, max_lsn)
-                return reader(cursor, instance, bytes(args[0]), bytes(args[1]), row_filter)
+                return reader(cursor, instance, lsn_bytes(lsn_int(args[0])), lsn_bytes(lsn_int(args[1])), row_filter)
         raise SqlServerError(208, f"Invalid object name '{name}'.")
 
     # -- retention ----------------------------------------------------------------

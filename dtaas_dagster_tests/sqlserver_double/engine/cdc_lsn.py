@@ -29,11 +29,14 @@ def lsn_bytes(value: int) -> bytes:
     return max(0, min(value, MAX_LSN_INT)).to_bytes(LSN_BYTES, "big")
 
 
-def lsn_int(value: bytes | bytearray | memoryview | None) -> int:
-    """The integer of a binary(10) LSN; shorter values are right-aligned like SQL Server pads binary."""
+def lsn_int(value: bytes | bytearray | memoryview | str | None) -> int:
+    """The integer of a binary(10) LSN, padded/truncated on the right like SQL Server converts to binary(10).
+
+    A string converts as SQL Server converts varchar to binary: its bytes, not hex digits.
+    """
     if value is None:
         return 0
-    raw = bytes(value)
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else bytes(value)
     if len(raw) > LSN_BYTES:
         raw = raw[:LSN_BYTES]
     return int.from_bytes(raw.ljust(LSN_BYTES, b"\0"), "big")
