@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from contextlib import closing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,25 +84,26 @@ class SqlServerTarget:
         return ";".join(parts) + ";"
 
     def connect(self, database: str | None = None, driver: str = "msodbc18", autocommit: bool = True) -> pyodbc.Connection:
+        """A pyodbc connection (note: ``with conn:`` commits but does not close; use contextlib.closing)."""
         return pyodbc.connect(self.connection_string(database, driver), autocommit=autocommit, timeout=15)
 
     def create_database(self, name: str, snapshot_isolation: bool = True, cdc: bool = False) -> None:
         if self.double is not None:
             self.double.create_database(name, snapshot_isolation=snapshot_isolation, cdc=cdc)
             return
-        with self.connect() as conn:
+        with closing(self.connect()) as conn:
             conn.execute(f"CREATE DATABASE {quote_name(name)}")
             if snapshot_isolation:
                 conn.execute(f"ALTER DATABASE {quote_name(name)} SET ALLOW_SNAPSHOT_ISOLATION ON")
         if cdc:
-            with self.connect(name) as conn:
+            with closing(self.connect(name)) as conn:
                 conn.execute("EXEC sys.sp_cdc_enable_db")
 
     def drop_database(self, name: str) -> None:
         if self.double is not None:
             self.double.drop_database(name)
             return
-        with self.connect() as conn:
+        with closing(self.connect()) as conn:
             conn.execute(f"ALTER DATABASE {quote_name(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
             conn.execute(f"DROP DATABASE {quote_name(name)}")
 
@@ -160,7 +162,7 @@ def _seed_real_server(
     defs = [f"{quote_name(f.name)} {columns.get(f.name) or arrow_to_tsql_type(f.type)}" for f in data.schema]
     if primary_key:
         defs.append(f"PRIMARY KEY ({', '.join(quote_name(c) for c in primary_key)})")
-    with target.connect(database, autocommit=False) as conn:
+    with closing(target.connect(database, autocommit=False)) as conn:
         cursor = conn.cursor()
         if schema.lower() != "dbo":
             cursor.execute(f"IF SCHEMA_ID(?) IS NULL EXEC('CREATE SCHEMA {quote_name(schema)}')", schema)
