@@ -222,7 +222,7 @@ def build_task(
     if len(set(keys)) != len(keys):
         raise ConfigError(f"task {task_name}: two tables map to the same asset key; list them explicitly")
     tables_job = build_tables_job(
-        task=task_name, partitions_def=partitions_def, asset_keys=keys, parallel_tables=task.parallel_tables
+        task=task_name, asset_keys=keys, parallel_tables=task.parallel_tables
     )
     full_load_job = build_full_load_job(
         task=task_name, partitions_def=partitions_def, pools={pool_name(source): source.max_concurrent_reads}

@@ -46,13 +46,11 @@ class FullLoadConfig(dg.Config):
     )
 
 
-def build_tables_job(*, task: str, partitions_def: dg.DynamicPartitionsDefinition,
-                     asset_keys: list[dg.AssetKey], parallel_tables: int) -> "UnresolvedAssetJobDefinition":
+def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> "UnresolvedAssetJobDefinition":
     """The partitioned asset job of a task: up to ``parallel_tables`` tables at once."""
     return dg.define_asset_job(
         name=f"{task}_tables",
         selection=dg.AssetSelection.assets(*asset_keys),
-        partitions_def=partitions_def,
         executor_def=dg.multiprocess_executor.configured({"max_concurrent": parallel_tables}),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={"dtaas/task": task},

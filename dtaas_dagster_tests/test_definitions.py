@@ -1,0 +1,126 @@
+"""The asset graph: definitions built from config, guarded by a reviewed snapshot.
+
+Set DTAAS_UPDATE_SNAPSHOTS=1 to rewrite the snapshot after a deliberate change,
+then review the diff.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dtaas_dagster.config import ConfigError, load_config, parse_config
+from dtaas_dagster.factory import build_definitions, build_sqlserver_resource, interval_to_cron, pool_name
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "example_definitions.json"
+EXAMPLE = Path(__file__).resolve().parents[1] / "dtaas.yaml"
+
+
+def describe(defs: dg.Definitions) -> dict[str, Any]:
+    """A reviewable summary of everything the code location offers."""
+    repo = defs.get_repository_def()
+    assets = {}
+    for assets_def in repo.assets_defs_by_key.values():
+        for key in assets_def.keys:
+            spec = assets_def.specs_by_key[key]
+            retry = assets_def.op.retry_policy
+            assets[key.to_user_string()] = {
+                "group": spec.group_name,
+                "kinds": sorted(spec.kinds),
+                "partitions": assets_def.partitions_def.name,  # type: ignore[union-attr]
+                "io_manager_key": assets_def.get_io_manager_key_for_asset_key(key),
+                "pool": assets_def.op.pool,
+                "retry": {"max_retries": retry.max_retries, "delay": retry.delay,
+                          "backoff": str(retry.backoff), "jitter": str(retry.jitter)} if retry else None,
+            }
+    jobs = {}
+    for job in repo.get_all_jobs():
+        if job.name.startswith("__"):
+            continue
+        jobs[job.name] = {
+            "partitioned": job.partitions_def is not None,
+            "executor": job.executor_def.name,
+            "ops": sorted(node.name for node in job.nodes),
+        }
+    return {
+        "assets": dict(sorted(assets.items())),
+        "jobs": dict(sorted(jobs.items())),
+        "schedules": sorted((s.name, s.cron_schedule, s.job_name) for s in repo.schedule_defs),
+        "sensors": sorted(s.name for s in repo.sensor_defs),
+        "resources": sorted(repo.get_top_level_resources()),
+    }
+
+
+def test_example_definitions_match_the_reviewed_snapshot() -> None:
+    summary = json.loads(json.dumps(describe(build_definitions(load_config(EXAMPLE)))))
+    if os.environ.get("DTAAS_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    assert summary == json.loads(SNAPSHOT.read_text())
+
+
+def _config(**task: Any) -> dict[str, Any]:
+    return {
+        "sources": {"sales": {"host": "db.example", "port": 1433, "database": "sales", "user": "etl",
+                              "password_env": "SALES_PW"}},
+        "destinations": {"lake": {"type": "s3", "url": "s3://bucket/raw"}},
+        "tasks": {"nightly": {"source": "sales", "destination": "lake", "tables": ["dbo.orders", "sales.items"],
+                              **task}},
+    }
+
+
+def test_parallel_tables_retry_and_pool_come_from_config() -> None:
+    config = parse_config(_config(parallel_tables=7, retry={"max_retries": 5, "delay_seconds": 2,
+                                                            "backoff": "linear", "jitter": "full"}))
+    repo = build_definitions(config).get_repository_def()
+    job = repo.get_job("nightly_tables")
+    executor_config = job.executor_def.apply_config_mapping({}).value
+    assert executor_config["config"]["max_concurrent"] == 7
+    asset = repo.assets_defs_by_key[dg.AssetKey(["nightly", "sales", "items"])]
+    assert asset.op.pool == "sqlserver_db_example_1433" == pool_name(config.sources["sales"])
+    policy = asset.op.retry_policy
+    assert (policy.max_retries, policy.delay, policy.backoff, policy.jitter) == (5, 2, dg.Backoff.LINEAR, dg.Jitter.FULL)
+
+
+def test_schedules_from_cron_and_interval() -> None:
+    cron = build_definitions(parse_config(_config(schedule={"cron": "15 2 * * *", "timezone": "Europe/Paris"})))
+    schedule = cron.get_repository_def().schedule_defs[0]
+    assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
+        "nightly_schedule", "15 2 * * *", "Europe/Paris", "nightly_full_load")
+    assert interval_to_cron(15) == "*/15 * * * *"
+    assert interval_to_cron(60) == "0 * * * *"
+    assert interval_to_cron(360) == "0 */6 * * *"
+    with pytest.raises(ConfigError, match="interval_minutes 90"):
+        interval_to_cron(90)
+
+
+def test_cdc_mode_is_refused_with_a_reason() -> None:
+    with pytest.raises(ConfigError, match="tasks.nightly.mode: cdc needs the CDC sensor"):
+        build_definitions(parse_config(_config(mode="cdc")))
+
+
+def test_password_stays_an_env_var_reference_in_resource_config() -> None:
+    config = parse_config(_config())
+    resource = build_sqlserver_resource(name="sales", source=config.sources["sales"])
+    assert resource.password == "SALES_PW"  # the variable's name; Dagster resolves it at run time
+    assert type(resource.password).__name__ == "EnvVar"
+
+
+def test_patterns_resolve_against_the_catalog(sqlserver: Any, sqlserver_db: Any, monkeypatch: Any) -> None:
+    import pyarrow as pa
+
+    for name in ("orders", "order_lines", "audit_log"):
+        sqlserver_db.seed_table("dbo", name, pa.table({"id": pa.array([1, 2], pa.int32())}), primary_key=["id"])
+    monkeypatch.setenv("PATTERN_TEST_PW", sqlserver.password)
+    config = {
+        "sources": {"src": {"host": sqlserver.host, "port": sqlserver.port, "database": sqlserver_db.name,
+                            "user": sqlserver.user, "password_env": "PATTERN_TEST_PW", "encrypt": "no"}},
+        "destinations": {"lake": {"type": "s3", "url": "file:///tmp/unused"}},
+        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.*"], "exclude_tables": ["dbo.audit_*"]}},
+    }
+    repo = build_definitions(parse_config(config)).get_repository_def()
+    keys = sorted(k.to_user_string() for k in repo.assets_defs_by_key)
+    assert keys == ["t/dbo/order_lines", "t/dbo/orders"]
