@@ -60,6 +60,7 @@ class DoubleServer:
 
     def start(self) -> DoubleServer:
         listener = socket.create_server((self.host, self._requested_port), backlog=128)
+        listener.settimeout(0.2)  # accept() wakes up regularly to notice stop()
         self._listener = listener
         self._stopping.clear()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="double-accept", daemon=True)
@@ -68,13 +69,10 @@ class DoubleServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._listener is not None:
-            try:
-                self._listener.close()
-            except OSError:
-                pass
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=10)
+        if self._listener is not None:
+            self._listener.close()
         with self._lock:
             connections = list(self._connections.values())
         for conn, _thread in connections:
@@ -114,8 +112,11 @@ class DoubleServer:
         while not self._stopping.is_set():
             try:
                 sock, _addr = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 break
+            sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 spid = self._next_spid

@@ -191,8 +191,9 @@ def _money(arr: pa.Array, eight_bytes: bool) -> Segment:
     unscaled = _decimal128_words(arr, precision, 4)[:, 0].view(np.int64)
     if not eight_bytes:
         return _fixed(4, _le_bytes(unscaled, "<i4"))
-    halves = np.column_stack([(unscaled >> 32).astype("<i4"), (unscaled & 0xFFFFFFFF).astype("<u4")])
-    return _fixed(8, np.ascontiguousarray(halves).view(np.uint8).reshape(len(arr), 8))
+    high = _le_bytes((unscaled >> 32).astype("<i4"), "<i4")
+    low = _le_bytes((unscaled & 0xFFFFFFFF).astype("<u4"), "<u4")
+    return _fixed(8, np.hstack([high, low]))
 
 
 def string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
