@@ -88,3 +88,14 @@ def test_max_lsn_is_zero_until_the_first_change(conn: pyodbc.Connection) -> None
     assert conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0] == bytes(10)
     assert conn.execute("SELECT sys.fn_cdc_get_min_lsn('no_such_instance')").fetchone()[0] == bytes(10)
     assert conn.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_parts')").fetchone()[0] > bytes(10)
+
+
+def test_net_changes_default_follows_the_primary_key(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    conn.execute("CREATE TABLE dbo.loose (a int NULL)")
+    conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'loose', @role_name = NULL")
+    conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL")
+    flags = conn.execute("SELECT capture_instance, supports_net_changes FROM cdc.change_tables ORDER BY 1").fetchall()
+    assert [(r[0], bool(r[1])) for r in flags] == [("dbo_loose", False), ("dbo_parts", True)]
+    with pytest.raises(pyodbc.Error, match=r"201"):
+        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts'")

@@ -182,7 +182,7 @@ class CdcManager:
         return cdc_procs.call(self, txn, short_name(name), args)
 
     # -- functions ---------------------------------------------------------------
-    def _session_db(self, txn: Any) -> Database:
+    def session_database(self, txn: Any) -> Database:
         session = getattr(txn, "session", None)
         return self.engine.database(getattr(session, "database", None) or "master")
 
@@ -205,7 +205,7 @@ class CdcManager:
 
     def scalar_function(self, txn: Any, name: str, args: list[Any]) -> tuple[Any, SqlType]:
         fname = short_name(name)
-        db = self._session_db(txn)
+        db = self.session_database(txn)
         with self.cursor(txn) as cursor:
             if fname == "fn_cdc_get_max_lsn":
                 return self.max_lsn(cursor, db), BINARY10
@@ -269,7 +269,7 @@ class CdcManager:
 
     def table_function(self, txn: Any, name: str, args: list[Any]) -> tuple[list[ResultColumn], pa.Table]:
         fname = short_name(name)
-        db = self._session_db(txn)
+        db = self.session_database(txn)
         for kind, filters, reader in (("all", ALL_FILTERS, all_changes), ("net", NET_FILTERS, net_changes)):
             prefix = f"fn_cdc_get_{kind}_changes_"
             if not fname.startswith(prefix):

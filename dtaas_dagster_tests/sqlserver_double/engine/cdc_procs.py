@@ -83,7 +83,7 @@ def call(manager: CdcManager, txn: Any, name: str, raw_args: Any) -> StatementRe
     handler = handlers.get(name)
     if handler is None:
         raise SqlServerError(2812, f"Could not find stored procedure 'sys.{name}'.")
-    db = manager._session_db(txn)
+    db = manager.session_database(txn)
     with manager.cursor(txn) as cursor:
         handler(manager, cursor, db, Args(name, raw_args))
     return StatementResult(return_status=0)
@@ -177,7 +177,9 @@ def enable_table(manager: CdcManager, cursor: Any, db: Database, args: Args) -> 
             "have a maximum of two capture instances. If this is not the desired configuration, use the stored "
             "procedure sys.sp_cdc_disable_table to disable one of the capture instances."
         )  # fmt: skip
-    net = bool(int(args.get("supports_net_changes") if args.get("supports_net_changes") is not None else 1))
+    requested = args.get("supports_net_changes")
+    # SQL Server's default: net changes when the table has a key to collapse on
+    net = bool(int(requested)) if requested is not None else bool(table.primary_key or args.get("index_name"))
     index_name, index_columns = _index(table, args.get("index_name"), net)
     captured = _captured(table, args.get("captured_column_list"))
     missing = [c for c in index_columns if not any(cc.name.lower() == c.lower() for cc in captured)]
