@@ -241,3 +241,38 @@ def test_table_without_primary_key_fails_when_mode_needs_one(
     assert "table dbo.heap in source 'src' has no primary key" in outcome.output
     assert "primary_key" in outcome.output
     assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.double_only
+def test_connection_dropped_mid_table_is_retried_and_the_retry_starts_clean(
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+) -> None:
+    rows = 10_000
+    sqlserver_db.seed_table(
+        "dbo", "big",
+        pa.table({"id": pa.array(range(rows), pa.int32()), "label": pa.array([f"row {i}" for i in range(rows)])}),
+        columns={"id": "int NOT NULL", "label": "nvarchar(20) NOT NULL"}, primary_key=["id"],
+    )
+    # The first full read of dbo.big loses its connection after 6,000 rows, when
+    # three 2,000-row files have already been written; the retry must not keep them.
+    sqlserver.control.drop_after_rows(6_000, matching=r"FROM \[dbo\]\.\[big\]", times=1)
+    destination = s3_destination(bucket, moto_s3.endpoint_url)
+    config = config_for(sqlserver, sqlserver_db.name, destination, tables=["dbo.big"],
+                        batch={"rows": 1_000}, file_size={"rows": 2_000},
+                        retry={"max_retries": 2, "delay_seconds": 0.5, "backoff": "exponential", "jitter": "none"})
+    try:
+        outcome = run_job(job="t_full_load", config_path=write_config(tmp_path, config),
+                          home=dagster_home(tmp_path), password=sqlserver.password)
+    finally:
+        sqlserver.control.clear_faults()
+    assert outcome.ok, outcome.output[-6000:]
+    assert "STEP_UP_FOR_RETRY" in outcome.output
+
+    table, manifest = read_back(destination, f"lake/{sqlserver_db.name}/dbo/big")
+    assert table.num_rows == rows == manifest["total_rows"]
+    assert sorted(table.column("id").to_pylist()) == list(range(rows))
+    listed = {entry["path"].rsplit("/", 1)[-1] for entry in manifest["files"]}
+    stored = {obj["Key"].rsplit("/", 1)[-1]
+              for obj in moto_s3.client.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+              if "/part-" in obj["Key"]}
+    assert stored == listed and len(listed) == 5

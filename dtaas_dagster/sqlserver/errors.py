@@ -40,7 +40,7 @@ class PrimaryKeyRequired(SqlServerError):
 
 
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)(pwd|password)\s*=\s*(\{[^}]*\}|[^;]*)"),
+    re.compile(r"(?i)(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)"),
 )
 
 
