@@ -133,7 +133,7 @@ def test_driver_errors_are_translated_and_scrubbed() -> None:
     )
     assert isinstance(unreachable, SqlServerUnreachable)
     assert "cannot reach SQL Server source 'sales' at db:1433" in str(unreachable)
-    assert scrub("Driver={x};PWD={a;b}};UID=u", "") == "Driver={x};PWD=***;UID=u"
+    assert scrub("Driver={x};PWD={a;b}}c};UID=u", "") == "Driver={x};PWD=***;UID=u"
 
 
 def test_connection_string_escapes_values_and_can_hide_the_password() -> None:
