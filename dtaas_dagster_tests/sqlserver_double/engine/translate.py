@@ -21,16 +21,21 @@ Steps, all on the sqlglot AST (never on text):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.tsql import TSQL
+from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
+from . import functions as F
 from . import types as T
 from .catalog import Column, Table
+from .functions import is_constant_function
 
 ALLOWED: tuple[type, ...] = (
     exp.Select, exp.Union, exp.From, exp.Join, exp.Where, exp.Group, exp.Having, exp.Order,
@@ -210,6 +215,8 @@ class Translator:
         if not isinstance(func, exp.Anonymous):
             return None
         fname = func.name.lower()
+        if not is_constant_function(fname):
+            return None
         if fname.startswith("fn_cdc_"):
             args = [self.constant(a) for a in func.expressions]
             return self.session.engine.cdc.scalar_function(self.session.txn_for_read(), "sys." + fname, args)
@@ -258,13 +265,17 @@ class Translator:
             return self._rewrite_cast(node)
         if isinstance(node, exp.Length):
             return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "datalength":
-            arg = node.expressions[0].copy()
-            t = self.type_of(node.expressions[0])
-            if t and t.name in T.BINARY_TYPES:
-                return exp.Anonymous(this="octet_length", expressions=[arg])
-            factor = 2 if t is None or t.name in ("nchar", "nvarchar") else 1
-            return exp.Mul(this=exp.Anonymous(this="length", expressions=[arg]), expression=exp.Literal.number(factor))
+        if isinstance(node, exp.Anonymous):
+            return self._typed(F.rewrite_anonymous(node, self.type_of), F.anonymous_type(node, self.type_of))
+        if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
+            return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
+        return node
+
+    @staticmethod
+    def _typed(node: exp.Expression, sql_type: SqlType | None) -> exp.Expression:
+        """Keep the T-SQL result type of a rewritten expression for the result's COLMETADATA."""
+        if sql_type is not None:
+            node.meta["sql_type"] = sql_type
         return node
 
     def _rewrite_cast(self, node: exp.Expression) -> exp.Expression:
@@ -314,6 +325,8 @@ class Translator:
             return SqlType("int" if abs(int(node.this)) < 2**31 else "bigint", nullable=False)
         if isinstance(node, exp.National):
             return SqlType("nvarchar", max(1, len(node.this)), nullable=False)
+        if isinstance(node, exp.HexString):
+            return SqlType("varbinary", max(1, (len(node.this) + 1) // 2), nullable=False)
         if isinstance(node, (exp.Cast, exp.TryCast)):
             try:
                 return T.from_datatype(node.args["to"])
@@ -331,6 +344,8 @@ class Translator:
             return self.type_of(node.this)
         if isinstance(node, exp.Length):
             return SqlType("int")
+        if isinstance(node, exp.Anonymous):
+            return F.anonymous_type(node, self.type_of)
         if isinstance(node, exp.CurrentTimestamp):
             return SqlType("datetime")
         if isinstance(node, exp.Uuid):
@@ -404,10 +419,40 @@ class Translator:
         return cols
 
 
+_BARE_0X = re.compile(r"0x(?![0-9A-Fa-f_$#@])")
+_EMPTY_BINARY = "__tsql_empty_binary__"
+
+
+def _mark_empty_binary(text: str) -> str:
+    """Replace each bare ``0x`` literal (empty binary) with a marker identifier.
+
+    sqlglot's T-SQL tokenizer reads a bare ``0x`` as the identifier ``0x``, the
+    same node as a bracketed ``[0x]``; only the token's width tells them apart.
+    """
+    if not _BARE_0X.search(text):
+        return text
+    pieces: list[str] = []
+    done = 0
+    for token in TSQL().tokenize(text):
+        if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
+            pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
+            done = token.end + 1
+    return "".join(pieces) + text[done:]
+
+
+def _empty_binary(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
+        return exp.HexString(this="")
+    return node
+
+
 def parse(text: str) -> exp.Expression:
     """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
+    marked = _mark_empty_binary(text)
     try:
-        node = sqlglot.parse_one(text, read="tsql")
+        node = sqlglot.parse_one(marked, read="tsql")
+        if marked is not text:
+            node = node.transform(_empty_binary)
     except sqlglot.errors.ParseError as e:
         raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
     if node is None or isinstance(node, exp.Command):

@@ -151,6 +151,10 @@ def conversion_sql(x: str, t: SqlType) -> str:
         return f"date_trunc('minute', TRY_CAST({x} AS TIMESTAMP) + INTERVAL 30 SECOND)"
     if t.name in ("char", "nchar") and t.length and t.length > 0:
         return f"rpad(TRY_CAST({x} AS VARCHAR), {t.length}, ' ')"
+    if t.name == "binary" and t.length and t.length > 0:  # fixed width: right-padded with 0x00
+        blob = f"TRY_CAST({x} AS BLOB)"
+        return (f"CASE WHEN octet_length({blob}) < {t.length} THEN {blob} || "
+                f"repeat('\\x00'::BLOB, {t.length} - octet_length({blob})) ELSE {blob} END")
     if t.name in BINARY_TYPES:
         return f"TRY_CAST({x} AS BLOB)"
     return f"TRY_CAST({x} AS {storage_type(t)})"
