@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dtaas_dagster_tests.s3_fixtures import moto_s3, s3_bucket, s3_credentials  # noqa: F401 - fixtures
 from dtaas_dagster_tests.sqlserver_fixtures import (
     REAL_SERVER_ENV,
     SqlServerDatabase,

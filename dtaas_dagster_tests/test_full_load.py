@@ -18,7 +18,6 @@ import pyarrow as pa
 import pytest
 
 from dtaas_dagster.destinations.files import open_location, read_partition
-from dtaas_dagster_tests.destinations.conftest import moto_s3  # noqa: F401 - fixture
 from dtaas_dagster_tests.runs import (
     dagster_home,
     materializations,
@@ -143,17 +142,13 @@ def assert_same(actual: pa.Table, expected: pa.Table) -> None:
 
 
 @pytest.fixture()
-def bucket(moto_s3: Any) -> str:  # noqa: F811 - the imported fixture
-    import uuid
-
-    name = f"e2e-{uuid.uuid4().hex[:12]}"
-    moto_s3.client.create_bucket(Bucket=name)
-    return name
+def bucket(s3_bucket: str) -> str:
+    return s3_bucket
 
 
 @pytest.mark.parametrize("file_format", ["parquet", "csv", "jsonl"])
 def test_every_type_round_trips_through_each_format(
-    file_format: str, sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    file_format: str, sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
     destination = s3_destination(bucket, moto_s3.endpoint_url, format=file_format)
@@ -181,7 +176,7 @@ def test_every_type_round_trips_through_each_format(
 
 
 def test_wrong_password_fails_clearly_and_writes_nothing(
-    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
     destination = s3_destination(bucket, moto_s3.endpoint_url)
@@ -196,7 +191,7 @@ def test_wrong_password_fails_clearly_and_writes_nothing(
 
 
 def test_unreachable_server_fails_clearly_and_writes_nothing(
-    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     import socket
 
@@ -214,7 +209,7 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(
 
 
 def test_missing_table_names_it_and_suggests_the_right_one(
-    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
     destination = s3_destination(bucket, moto_s3.endpoint_url)
@@ -228,7 +223,7 @@ def test_missing_table_names_it_and_suggests_the_right_one(
 
 
 def test_table_without_primary_key_fails_when_mode_needs_one(
-    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     with sqlserver_db.connect() as connection:
         connection.execute("CREATE TABLE dbo.heap (a int, b nvarchar(10))")
@@ -245,7 +240,7 @@ def test_table_without_primary_key_fails_when_mode_needs_one(
 
 @pytest.mark.double_only
 def test_connection_dropped_mid_table_is_retried_and_the_retry_starts_clean(
-    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path  # noqa: F811
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     rows = 10_000
     sqlserver_db.seed_table(

@@ -23,7 +23,7 @@ from dtaas_dagster.destinations.files import (
     render_partition_dir,
     write_partition,
 )
-from dtaas_dagster_tests.destinations.conftest import MotoS3, S3Credentials
+from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 from dtaas_dagster_tests.destinations.s3_samples import all_types_table, numbered_table, stream_of
 
 

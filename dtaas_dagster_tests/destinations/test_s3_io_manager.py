@@ -22,7 +22,7 @@ from dagster import (
 from dtaas_dagster.destinations.files import open_location, read_partition
 from dtaas_dagster.destinations.s3 import S3IOManager
 from dtaas_dagster.stream import TableStream
-from dtaas_dagster_tests.destinations.conftest import MotoS3, S3Credentials
+from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 from dtaas_dagster_tests.destinations.s3_samples import TABLE, all_types_table
 
 LOADS = DynamicPartitionsDefinition(name="loads")

@@ -1,4 +1,4 @@
-"""S3 stand-in for destination tests: moto's S3 server in a thread on 127.0.0.1.
+"""S3 stand-in for the tests (imported by conftest.py): moto's S3 server in a thread on 127.0.0.1.
 
 ``moto_s3`` (session) starts ``ThreadedMotoServer`` on a free port and stops it
 at the end; it exposes ``endpoint_url`` and a boto3 ``client``. ``s3_bucket``
