@@ -68,3 +68,52 @@ def test_unknown_function_is_195_not_a_duckdb_meaning(session: Any) -> None:
     with pytest.raises(SqlServerError) as e:
         rows(session, "SELECT list_value(a) FROM t")
     assert e.value.number == 195 and "list_value" in e.value.message
+
+
+# -- 3. every named statement of the product, through pyodbc + Driver 18 ---------------------
+_PRODUCT_TABLE = """CREATE TABLE dbo.profiled (
+    id int NOT NULL PRIMARY KEY, d7 datetime2(7) NULL, o datetimeoffset(7) NULL, n nvarchar(max) NULL,
+    b varbinary(max) NULL, name nvarchar(40) NOT NULL)"""
+_PRODUCT_ROWS = """INSERT INTO dbo.profiled VALUES
+    (1, '2024-01-01 00:00:00.1234567', '2024-01-02 03:04:05.1234567 +05:30', N'ab😀', 0x0102, N'x'),
+    (2, '0001-01-01 00:00:00', '2000-01-01 00:00:00 -08:00', N'', 0x, N'y'),
+    (3, NULL, NULL, NULL, NULL, N'z')"""
+
+
+@pytest.mark.double_only
+def test_product_named_statements_through_driver_18(sqlserver_db: Any) -> None:
+    import datetime as dt
+    import struct
+
+    from dtaas_dagster.sqlserver import queries as Q
+
+    with sqlserver_db.connect() as conn:
+        conn.execute(_PRODUCT_TABLE)
+        conn.execute(_PRODUCT_ROWS)
+        version, edition, database, text = conn.execute(Q.SERVER_INFO).fetchone()
+        assert version.startswith("16.") and "Edition" in edition and database == sqlserver_db.name and text
+        assert tuple(conn.execute(Q.DATABASE_OPTIONS).fetchone()) == (1, False, False)
+        assert [tuple(r) for r in conn.execute(Q.LIST_TABLES).fetchall()] == [("dbo", "profiled", 3)]
+        columns = conn.execute(Q.TABLE_COLUMNS, "dbo", "profiled").fetchall()
+        assert [(c[0], c[1], c[2], c[5], c[6]) for c in columns] == [
+            ("id", "int", None, None, "NO"), ("d7", "datetime2", None, 7, "YES"),
+            ("o", "datetimeoffset", None, 7, "YES"), ("n", "nvarchar", -1, None, "YES"),
+            ("b", "varbinary", -1, None, "YES"), ("name", "nvarchar", 40, None, "NO")]
+        assert [r[0] for r in conn.execute(Q.PRIMARY_KEY_COLUMNS, "dbo", "profiled").fetchall()] == ["id"]
+        assert conn.execute(Q.TABLE_ROW_ESTIMATE, "dbo", "profiled").fetchone()[0] == 3
+        snapshot = f"{Q.SET_SNAPSHOT_ISOLATION};\n{Q.build_snapshot_select('dbo', 'profiled', ['id', 'name'])}"
+        assert [tuple(r) for r in conn.execute(snapshot).fetchall()] == [(1, "x"), (2, "y"), (3, "z")]
+        profile = Q.build_profile_select("dbo", "profiled", [
+            Q.ProfileColumn("d7", "range"), Q.ProfileColumn("o", "range"),
+            Q.ProfileColumn("n", "length"), Q.ProfileColumn("b", "length")])
+        # pyodbc has no type for datetimeoffset (-155): read SQL_SS_TIMESTAMPOFFSET_STRUCT raw
+        conn.add_output_converter(-155, lambda raw: struct.unpack("<6hI2h", raw))
+        cursor = conn.execute(profile)
+        got = cursor.fetchone()
+        types = [d[1] for d in cursor.description]
+    assert got[0] == dt.datetime(1, 1, 1) and got[1] == dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
+    assert got[2] == 700  # the 100 ns digit of .1234567, as int nanoseconds % 1000
+    assert got[3] == (2000, 1, 1, 0, 0, 0, 0, -8, 0)  # MIN/MAX of datetimeoffset keep the offset
+    assert got[4] == (2024, 1, 2, 3, 4, 5, 123456700, 5, 30)
+    assert got[5] == 700 and (got[6], got[7]) == (8, 2)  # N'ab😀' is 2 + 2 + 4 UTF-16 bytes
+    assert types[2] is int and types[6] is int
