@@ -30,9 +30,12 @@ def result(session: Any, sql: str) -> tuple[list[SqlType], list[list[Any]]]:
     last = None
     for res in session.execute(sql):
         if res.result_set is not None:
-            last = ([c.type for c in res.result_set.columns], pa.Table.from_batches(list(res.result_set.batches)))
+            batches = list(res.result_set.batches)
+            columns = [[] for _ in res.result_set.columns] if not batches else [
+                c.to_pylist() for c in pa.Table.from_batches(batches).columns]
+            last = ([c.type for c in res.result_set.columns], columns)
     assert last is not None
-    return last[0], [c.to_pylist() for c in last[1].columns]
+    return last
 
 
 def rows(session: Any, sql: str) -> list[list[Any]]:
@@ -117,3 +120,122 @@ def test_product_named_statements_through_driver_18(sqlserver_db: Any) -> None:
     assert got[4] == (2024, 1, 2, 3, 4, 5, 123456700, 5, 30)
     assert got[5] == 700 and (got[6], got[7]) == (8, 2)  # N'ab😀' is 2 + 2 + 4 UTF-16 bytes
     assert types[2] is int and types[6] is int
+
+
+# -- 4. catalog views -------------------------------------------------------------------------
+def test_index_and_key_catalog_views(session: Any) -> None:
+    run(session, "CREATE TABLE t (id int NOT NULL, k nvarchar(10) NOT NULL DEFAULT 'x', u int UNIQUE, "
+                 "CONSTRAINT pk_t PRIMARY KEY (id, k))")
+    run(session, "CREATE TABLE heap (a int)")
+    run(session, "INSERT INTO t (id, u) VALUES (1, 1), (2, 2)")
+    got = rows(session, "SELECT i.name, i.index_id, i.type_desc, i.is_primary_key, ic.key_ordinal, c.name "
+                        "FROM sys.indexes AS i JOIN sys.index_columns AS ic ON ic.object_id = i.object_id "
+                        "AND ic.index_id = i.index_id JOIN sys.columns AS c ON c.object_id = ic.object_id "
+                        "AND c.column_id = ic.column_id WHERE i.object_id = OBJECT_ID('dbo.t') ORDER BY 2, 5")
+    assert got[0][:2] == ["pk_t", "pk_t"] and got[1] == [1, 1, 2] and got[2][:2] == ["CLUSTERED", "CLUSTERED"]
+    assert got[3] == [True, True, False] and got[5] == ["id", "k", "u"]
+    assert rows(session, "SELECT type_desc FROM sys.indexes WHERE object_id = OBJECT_ID('heap')") == [["HEAP"]]
+    keys = rows(session, "SELECT name, type, unique_index_id FROM sys.key_constraints ORDER BY type")
+    assert keys[0][0] == "pk_t" and keys[1:] == [["PK", "UQ"], [1, 2]]
+    objects = rows(session, "SELECT o.type, COUNT(*) FROM sys.objects AS o GROUP BY o.type ORDER BY o.type")
+    assert objects == [["D ", "PK", "U ", "UQ"], [1, 1, 2, 1]]
+    parts = rows(session, "SELECT p.index_id, p.rows FROM sys.partitions AS p JOIN sys.tables AS t "
+                          "ON t.object_id = p.object_id WHERE t.name = 't' ORDER BY 1")
+    assert parts == [[1, 2], [2, 2]]
+    assert rows(session, "SELECT definition FROM sys.default_constraints") == [["('x')"]]
+
+
+def test_cdc_tables_are_ms_shipped(session: Any) -> None:
+    run(session, "CREATE SCHEMA [cdc]")
+    run(session, "CREATE TABLE cdc.x_CT (a int)")
+    run(session, "CREATE TABLE dbo.t (a int)")
+    got = rows(session, "SELECT t.name, t.is_ms_shipped FROM sys.tables AS t ORDER BY t.is_ms_shipped")
+    assert got == [["t", "x_CT"], [False, True]]
+
+
+def test_object_id_and_objectproperty_over_columns(session: Any) -> None:
+    """SQLAlchemy's get_pk_constraint builds the name from columns: OBJECT_ID(schema + '.' + name)."""
+    run(session, "CREATE TABLE t (id int NOT NULL, CONSTRAINT pk_t PRIMARY KEY (id))")
+    got = rows(session, "SELECT c.COLUMN_NAME, objectproperty(object_id(c.TABLE_SCHEMA + '.' + c.CONSTRAINT_NAME), "
+                        "'CnstIsClustKey'), object_id('[dbo].[' + c.TABLE_NAME + ']') - OBJECT_ID('dbo.t') "
+                        "FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE AS c")
+    assert got == [["id"], [1], [0]]
+
+
+def test_nested_string_concatenation_and_division(session: Any) -> None:
+    assert rows(session, "SELECT 'a' + 'b' + 'c', 7 / 2 / 2, CAST(CAST(2.7 AS int) AS varchar(5)) + 'x'") == [
+        ["abc"], [1], ["2x"]]
+
+
+def test_full_table_name_qualifiers_on_columns(session: Any) -> None:
+    run(session, "CREATE TABLE t (a int)")
+    got = rows(session, "SELECT [INFORMATION_SCHEMA].[TABLES].[TABLE_NAME] FROM [INFORMATION_SCHEMA].[TABLES] "
+                        "WHERE [INFORMATION_SCHEMA].[TABLES].[TABLE_SCHEMA] = 'dbo'")
+    assert got == [["t"]]
+    assert rows(session, "SELECT 1 FROM fn_listextendedproperty(default, default, default, default, default, "
+                         "default, default)") == [[]]
+
+
+# -- 5. SQLAlchemy mssql+pyodbc reflection ------------------------------------------------------
+def _sqlalchemy_engine(sqlserver: Any, database: str) -> Any:
+    import urllib.parse
+
+    import sqlalchemy as sa
+
+    from dtaas_dagster.sqlserver.drivers import msodbc18_driver_path
+
+    driver = urllib.parse.quote_plus(msodbc18_driver_path() or "ODBC Driver 18 for SQL Server")
+    password = urllib.parse.quote_plus(sqlserver.password)
+    url = (f"mssql+pyodbc://{sqlserver.user}:{password}@{sqlserver.host}:{sqlserver.port}/{database}"
+           f"?driver={driver}&Encrypt=no&TrustServerCertificate=yes")
+    return sa.create_engine(url)
+
+
+_REFLECTED = ("CREATE TABLE dbo.t (id int NOT NULL, k nvarchar(10) NOT NULL DEFAULT 'x', v decimal(10,2) NULL, "
+              "ts datetime2(7) NULL, CONSTRAINT pk_t PRIMARY KEY (id, k))")
+
+
+def test_sqlalchemy_reflection_tables_and_primary_key(sqlserver: Any, sqlserver_db: Any) -> None:
+    import sqlalchemy as sa
+
+    with sqlserver_db.connect() as conn:
+        conn.execute(_REFLECTED)
+        conn.execute("CREATE TABLE dbo.u (a int)")
+    engine = _sqlalchemy_engine(sqlserver, sqlserver_db.name)
+    try:
+        inspector = sa.inspect(engine)
+        assert inspector.get_table_names(schema="dbo") == ["t", "u"]
+        pk = inspector.get_pk_constraint("t", schema="dbo")
+        assert pk["name"] == "pk_t" and pk["constrained_columns"] == ["id", "k"]
+        assert inspector.get_indexes("t", schema="dbo") == []  # the PK's index is not listed
+        assert inspector.get_foreign_keys("t", schema="dbo") == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.xfail(reason="protocol layer: a (max) column whose values in a batch are all NULL/empty fails "
+                          "to encode (tds/rowencode.py _variable reshape); see the engine report", strict=False)
+def test_sqlalchemy_reflection_columns(sqlserver: Any, sqlserver_db: Any) -> None:
+    import sqlalchemy as sa
+
+    with sqlserver_db.connect() as conn:
+        conn.execute(_REFLECTED)
+    engine = _sqlalchemy_engine(sqlserver, sqlserver_db.name)
+    try:
+        columns = sa.inspect(engine).get_columns("t", schema="dbo")
+    finally:
+        engine.dispose()
+    assert [c["name"] for c in columns] == ["id", "k", "v", "ts"]
+    assert [c["nullable"] for c in columns] == [False, False, True, True]
+    assert isinstance(columns[1]["type"], sa.NVARCHAR) and columns[1]["type"].length == 10
+    assert (columns[2]["type"].precision, columns[2]["type"].scale) == (10, 2)
+    assert columns[1]["default"] == "('x')"
+
+
+def test_create_schema_and_drop_database_with_brackets(session: Any) -> None:
+    run(session, "CREATE DATABASE [other]")
+    run(session, "USE [other] CREATE SCHEMA [stage] CREATE TABLE stage.x (a int) INSERT INTO stage.x VALUES (1)")
+    assert rows(session, "SELECT a FROM [stage].[x]") == [[1]]
+    run(session, "USE sales DROP DATABASE [other]")
+    run(session, "DROP DATABASE IF EXISTS [other]")
+    assert rows(session, "SELECT COUNT(*) FROM sys.databases WHERE name = 'other'") == [[0]]

@@ -21,6 +21,11 @@ from ..engine_api import SqlServerError, SqlType
 _object_ids = itertools.count(245575913, 16)
 
 
+def next_object_id() -> int:
+    """A fresh object_id, unique within the process like SQL Server's within a database."""
+    return next(_object_ids)
+
+
 @dataclass
 class Column:
     name: str
@@ -28,6 +33,7 @@ class Column:
     identity: tuple[int, int] | None = None
     default_sql: str | None = None  # T-SQL text of the DEFAULT expression
     default_name: str | None = None
+    default_object_id: int | None = None  # assigned when a catalog view first lists the DEFAULT
 
 
 @dataclass

@@ -28,8 +28,8 @@ def create(session: Any, node: exp.Create, params: dict[str, Param], text: str) 
         session.engine.create_database(node.this.name)
         return StatementResult()
     if kind == "SCHEMA":
-        db = session.engine.database(node.this.catalog or session.database)
-        session.engine.create_schema(db, node.this.name)
+        db = session.engine.database(session.database)
+        session.engine.create_schema(db, node.this.db or node.this.name)  # sqlglot puts the name in .db
         return StatementResult()
     if kind != "TABLE" or not isinstance(node.this, exp.Schema) or node.expression is not None:
         raise not_supported(text[:200])
@@ -135,9 +135,12 @@ def _table_constraint(item: exp.Expression, table_name: str) -> KeyConstraint:
 def drop(session: Any, node: exp.Drop, params: dict[str, Param], text: str) -> StatementResult:
     kind = (node.args.get("kind") or "").upper()
     if kind == "DATABASE":
-        if node.args.get("exists") and node.this.name.lower() not in session.engine.databases:
+        target = node.this if node.this is not None else (node.args.get("tables") or [None])[0]
+        if target is None:
+            raise not_supported(text[:200])
+        if node.args.get("exists") and target.name.lower() not in session.engine.databases:
             return StatementResult()
-        session.engine.drop_database(node.this.name)
+        session.engine.drop_database(target.name)
         return StatementResult()
     if kind != "TABLE":
         raise not_supported(text[:200])

@@ -18,13 +18,16 @@ import datetime as dt
 from collections.abc import Callable
 from sqlglot import exp
 
-from ..engine_api import SqlServerError, SqlType
+import pyarrow as pa
+
+from ..engine_api import ResultColumn, SqlServerError, SqlType
 from . import types as T
 
 CONSTANT_FUNCTIONS = {
     "scope_identity", "db_name", "db_id", "schema_name", "suser_sname", "suser_name", "user_name",
     "original_login", "system_user", "serverproperty", "object_id", "is_srvrolemember",
     "has_perms_by_name", "schema_id", "host_name", "app_name", "object_name", "type_name",
+    "rowcount_big",
 }
 # names the engine itself generates in DuckDB SQL (never written by clients in T-SQL form)
 _ENGINE_HELPERS = {"tsql_nz", "octet_length", "rtrim", "trunc", "length"}
@@ -108,3 +111,11 @@ def anonymous_type(node: exp.Anonymous, type_of: Callable[[exp.Expression], SqlT
         arg = type_of(node.expressions[0])
         return SqlType("bigint") if arg is not None and arg.length == -1 else SqlType("int")
     return RESULT_TYPES.get(name)
+
+
+def no_extended_properties() -> tuple[list[ResultColumn], pa.Table]:
+    """fn_listextendedproperty(...): the double has none, so SQL Server's empty result."""
+    spec = [("objtype", SqlType("nvarchar", 128)), ("objname", SqlType("nvarchar", 128)),
+            ("name", SqlType("nvarchar", 128)), ("value", SqlType("nvarchar", 4000))]
+    columns = [ResultColumn(n, t) for n, t in spec]
+    return columns, pa.table({n: pa.array([], pa.string()) for n, _ in spec})

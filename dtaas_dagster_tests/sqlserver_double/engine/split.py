@@ -36,6 +36,8 @@ def _continues(word: str, stmt: list[Token], prev: str, nxt: str) -> bool:
     words = [_word(t) for t in stmt]
     if prev == "ON" and word in ("DELETE", "UPDATE") or prev in ("AS", "BY", "INTO"):
         return True
+    if word == "IF" and prev in ("TABLE", "DATABASE", "SCHEMA", "VIEW", "INDEX", "PROCEDURE"):
+        return True  # DROP TABLE IF EXISTS
     if prev in _SET_OPS and word in ("SELECT", "ALL"):
         return True
     if word == "WITH" and (nxt == "(" or first in ("ALTER", "CREATE")):

@@ -33,6 +33,7 @@ from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
 from . import functions as F
+from . import objects as O
 from . import types as T
 from .catalog import Column, Table
 from .functions import is_constant_function
@@ -88,10 +89,32 @@ class Translator:
             self.cte_names.add(cte.alias_or_name.lower())
         for table in list(node.find_all(exp.Table)):
             self._resolve_table(table)
+        self._strip_column_qualifiers(node)
         root = node.transform(self._rewrite_values)
         for select in list(root.find_all(exp.Select)):
             self._expand_star(select)
-        return root.transform(self._rewrite_semantics)
+        return self._semantics_bottom_up(root)
+
+    def _semantics_bottom_up(self, root: exp.Expression) -> exp.Expression:
+        """Apply ``_rewrite_semantics`` children first, so nested expressions are all rewritten.
+
+        (sqlglot's ``transform`` does not descend into a node it just replaced, which
+        left the inner ``+`` of ``a + '.' + b`` as an arithmetic plus.) Each
+        replacement keeps the T-SQL type of the node it replaces.
+        """
+        for node in reversed(list(root.dfs())):
+            new = self._rewrite_semantics(node)
+            if new is node:
+                continue
+            if "sql_type" not in new.meta:
+                known = self.type_of(node)
+                if known is not None:
+                    new.meta["sql_type"] = known
+            if node is root:
+                root = new
+            else:
+                node.replace(new)
+        return root
 
     def select(self, node: exp.Expression) -> Translated:
         """A SELECT (or UNION) ready to run, with typed result columns."""
@@ -143,6 +166,13 @@ class Translator:
         self._replace_table(table, None, alias, found)
         self.scope[alias.lower()] = found
 
+    def _strip_column_qualifiers(self, node: exp.Expression) -> None:
+        """``sys.columns.name`` / ``[INFORMATION_SCHEMA].[TABLES].[x]``: keep only the table part."""
+        for column in node.find_all(exp.Column):
+            if column.args.get("db") is not None and column.table.lower() in self.scope:
+                column.set("db", None)
+                column.set("catalog", None)
+
     def _replace_table(self, table: exp.Table, reg: str | None, alias: str, found: Table | None = None) -> None:
         if found is not None:
             new = exp.table_(found.name, db=found.schema, catalog=found.database.duck_name, quoted=True)
@@ -155,10 +185,18 @@ class Translator:
         func = table.this if isinstance(table.this, exp.Anonymous) else table.find(exp.Anonymous)
         if func is None:
             raise not_supported(table.sql("tsql"))
+        if func.name.lower() == "fn_listextendedproperty":  # the double keeps no extended properties
+            self._register_function_result(table, func.name, *F.no_extended_properties())
+            return
         name = f"{table.db or 'dbo'}.{func.name}" if table.db else func.name
         args = [self.constant(a) for a in func.expressions]
         txn = self.session.txn_for_read()
         columns, data = self.session.engine.cdc.table_function(txn, name, args)
+        self._register_function_result(table, func.name, columns, data)
+
+    def _register_function_result(self, table: exp.Table, fname: str, columns: list[ResultColumn],
+                                  data: pa.Table) -> None:
+        func = exp.Anonymous(this=fname)
         reg = f"__tvf_{len(self.registrations)}_{func.name}".lower()
         self.registrations[reg] = data
         alias = table.alias or func.name
@@ -234,13 +272,27 @@ class Translator:
             if result is not None:
                 return self._typed_value(*result)
         if isinstance(node, exp.ObjectId):
+            if not _is_constant(node.this):
+                return self._object_lookup(O.object_id_subquery(node.this.transform(self._rewrite_values)))
             value = self.session.function_value("object_id", [self.constant(node.this)])
             return self._typed_value(*value)
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "objectproperty" and len(node.expressions) == 2:
+            object_id = node.expressions[0].transform(self._rewrite_values)
+            prop = node.expressions[1]
+            if isinstance(prop, (exp.Parameter, exp.Placeholder)):
+                prop = exp.Literal.string(str(self._parameter_value(prop)[0]))
+            return self._object_lookup(O.property_subquery(object_id, prop))
         if isinstance(node, exp.CurrentSchema):
             return self._typed_value("dbo", SqlType("nvarchar", 128))
         if isinstance(node, exp.CurrentTimestamp):
             return self._typed_value(dt.datetime.now(), SqlType("datetime"))
         return node
+
+    def _object_lookup(self, subquery: exp.Expression) -> exp.Expression:
+        db = self.session.engine.database(self.session.database)
+        self.registrations[O.REGISTRATION] = O.object_names(db)
+        subquery.meta["sql_type"] = SqlType("int")
+        return subquery
 
     def _typed_value(self, value: Any, sql_type: SqlType | None) -> exp.Expression:
         placeholder = self.value(value)
@@ -444,6 +496,11 @@ def _empty_binary(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
         return exp.HexString(this="")
     return node
+
+
+def _is_constant(node: exp.Expression) -> bool:
+    """No column references: the engine can evaluate it before DuckDB runs."""
+    return node.find(exp.Column) is None
 
 
 def parse(text: str) -> exp.Expression:

@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..engine_api import SqlServerError, SqlType
 from . import types as T
 from .catalog import Column, Database, Table
+from .views_sys import BUILDERS, default_object_id
 
 _NV = SqlType("nvarchar", 128)
 _INT = SqlType("int")
@@ -112,11 +113,13 @@ def _sys_schemas(session: Any, db: Database) -> tuple[list, list]:
     return [("name", _NV), ("schema_id", _INT), ("principal_id", _INT)], [(n, i, 1) for n, i in db.schemas.values()]
 
 
-def _sys_tables(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("object_id", _INT), ("schema_id", _INT), ("type", SqlType("char", 2)),
-            ("type_desc", SqlType("nvarchar", 60)), ("is_tracked_by_cdc", SqlType("bit")), ("is_ms_shipped", SqlType("bit"))]
-    return spec, [(t.name, t.object_id, db.schemas[t.schema.lower()][1], "U ", "USER_TABLE", t.is_tracked_by_cdc, False)
-                  for t in _tables(db)]
+def _info_referential(session: Any, db: Database) -> tuple[list, list]:
+    """No FOREIGN KEY support in the double: SQL Server's empty view, so reflection queries run."""
+    spec = [("CONSTRAINT_CATALOG", _NV), ("CONSTRAINT_SCHEMA", _NV), ("CONSTRAINT_NAME", _NV),
+            ("UNIQUE_CONSTRAINT_CATALOG", _NV), ("UNIQUE_CONSTRAINT_SCHEMA", _NV), ("UNIQUE_CONSTRAINT_NAME", _NV),
+            ("MATCH_OPTION", SqlType("varchar", 7)), ("UPDATE_RULE", SqlType("varchar", 11)),
+            ("DELETE_RULE", SqlType("varchar", 11))]
+    return spec, []
 
 
 _SYSTEM_TYPE_IDS = {"image": 34, "text": 35, "uniqueidentifier": 36, "date": 40, "time": 41, "datetime2": 42,
@@ -130,7 +133,8 @@ def _sys_columns(session: Any, db: Database) -> tuple[list, list]:
     spec = [("object_id", _INT), ("name", _NV), ("column_id", _INT), ("system_type_id", SqlType("tinyint")),
             ("user_type_id", _INT), ("max_length", SqlType("smallint")), ("precision", SqlType("tinyint")),
             ("scale", SqlType("tinyint")), ("is_nullable", SqlType("bit")), ("is_identity", SqlType("bit")),
-            ("collation_name", _NV)]
+            ("collation_name", _NV), ("default_object_id", _INT), ("is_computed", SqlType("bit")),
+            ("is_rowguidcol", SqlType("bit")), ("is_sparse", SqlType("bit")), ("rule_object_id", _INT)]
     rows = []
     for t in _tables(db):
         for i, c in enumerate(t.columns, 1):
@@ -138,13 +142,23 @@ def _sys_columns(session: Any, db: Database) -> tuple[list, list]:
             prec = _numeric_precision(ty)[0] or 0
             rows.append((t.object_id, c.name, i, _SYSTEM_TYPE_IDS.get(ty.name, 0), _SYSTEM_TYPE_IDS.get(ty.name, 0),
                          T.max_length_bytes(ty), prec, ty.scale or 0, ty.nullable, c.identity is not None,
-                         session.engine.collation if ty.name in T.STRING_TYPES else None))
+                         session.engine.collation if ty.name in T.STRING_TYPES else None,
+                         default_object_id(t, i - 1) or 0, False, False, False, 0))
     return spec, rows
 
 
 def _sys_types(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("system_type_id", SqlType("tinyint")), ("user_type_id", _INT), ("is_user_defined", SqlType("bit"))]
-    return spec, [(n, i, i, False) for n, i in _SYSTEM_TYPE_IDS.items()]
+    spec = [("name", _NV), ("system_type_id", SqlType("tinyint")), ("user_type_id", _INT), ("schema_id", _INT),
+            ("max_length", SqlType("smallint")), ("precision", SqlType("tinyint")), ("scale", SqlType("tinyint")),
+            ("collation_name", _NV), ("is_nullable", SqlType("bit")), ("is_user_defined", SqlType("bit"))]
+    rows = []
+    for n, i in _SYSTEM_TYPE_IDS.items():
+        ty = T.parse_type(n)
+        collation = session.engine.collation if ty.name in T.STRING_TYPES else None
+        length = {"varchar": 8000, "char": 8000, "nvarchar": 8000, "nchar": 8000, "varbinary": 8000, "binary": 8000,
+                  "text": 16, "ntext": 16, "image": 16}.get(n, T.max_length_bytes(ty))
+        rows.append((n, i, i, 4, length, _numeric_precision(ty)[0] or 0, ty.scale or 0, collation, True, False))
+    return spec, rows
 
 
 def _partition_stats(session: Any, db: Database) -> tuple[list, list]:
@@ -157,17 +171,16 @@ def _partition_stats(session: Any, db: Database) -> tuple[list, list]:
     return spec, rows
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Any] = {
     "information_schema.tables": _info_tables,
     "information_schema.columns": _info_columns,
     "information_schema.table_constraints": _info_constraints,
     "information_schema.key_column_usage": _info_key_columns,
+    "information_schema.referential_constraints": _info_referential,
     "sys.databases": _sys_databases,
     "sys.schemas": _sys_schemas,
-    "sys.tables": _sys_tables,
-    "sys.objects": _sys_tables,
     "sys.columns": _sys_columns,
     "sys.types": _sys_types,
     "sys.dm_db_partition_stats": _partition_stats,
-    "sys.partitions": _partition_stats,
+    **BUILDERS,
 }
