@@ -1,0 +1,35 @@
+"""Smoke test of bench/full_load.py: it runs end to end and prints its summary line.
+
+No timing is asserted (numbers depend on the machine); only that every variant
+ran, moved the expected rows (the benchmark checks that itself and exits
+non-zero otherwise) and that the last line has the documented format.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SUMMARY = re.compile(
+    r"^full_load rows_per_s=\d+ vs_raw=\d+\.\d\d vs_pandas=\d+\.\d\d rss_5m_over_1m=\d+\.\d\d$"
+)
+
+
+@pytest.mark.slow
+def test_full_load_benchmark_prints_its_summary_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "full_load.py"), "--rows", "20000", "--quick"],
+        capture_output=True, text=True, cwd=REPO, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert SUMMARY.match(lines[-1]), lines[-1]
+    table = "\n".join(lines)
+    for variant in ("pipeline_file", "pipeline_s3", "raw_arrow_odbc", "pandas"):
+        assert re.search(rf"^{variant} +20,000 ", table, re.MULTILINE), f"{variant} row missing:\n{table}"
+    assert re.search(r"^pipeline_file +100,000 ", table, re.MULTILINE), table
