@@ -81,7 +81,7 @@ def run_job(
     environment.update(
         DTAAS_CONFIG=str(config_path),
         DAGSTER_HOME=str(home),
-        **{PASSWORD_ENV: password, S3_KEY_ENV: "test-key-id", S3_SECRET_ENV: "test-secret-value"},
+        **{PASSWORD_ENV: password},
     )
     environment.update(env or {})
     dagster = str(Path(sys.executable).with_name("dagster"))

@@ -72,6 +72,18 @@ WHERE s.name = ? AND t.name = ? AND ps.index_id IN (0, 1)
 SET_SNAPSHOT_ISOLATION = "SET TRANSACTION ISOLATION LEVEL SNAPSHOT"
 SET_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
+# Sent in the same batch right after the snapshot SELECT: how many rows SQL Server
+# says it sent. arrow-odbc over Driver 18 has been seen to end a result quietly
+# when the connection drops mid-result (measured: 6,500 of 10,000 rows, no error),
+# so the reader compares this count with what it received.
+ROWS_SENT = "SELECT ROWCOUNT_BIG() AS rows_sent"
+
+
+def snapshot_batch(select_sql: str, *, snapshot_isolation: bool) -> str:
+    """The bulk-read batch: [SET SNAPSHOT;] SELECT ...; SELECT ROWCOUNT_BIG()."""
+    statements = [SET_SNAPSHOT_ISOLATION] if snapshot_isolation else []
+    return ";\n".join([*statements, select_sql, ROWS_SENT]) + ";"
+
 
 def quote_identifier(name: str) -> str:
     """Bracket-quote one identifier that the caller has already found in the catalog."""

@@ -199,13 +199,8 @@ def read_batches(
     """Run the snapshot SELECT through arrow-odbc and yield target-schema batches."""
     from arrow_odbc import read_arrow_batches_from_odbc
 
-    sql = plan.select_sql
-    if plan.snapshot_isolation:
-        # One batch: the SET applies to this connection, and the single SELECT
-        # then reads one consistent version of the table.
-        sql = f"{queries.SET_SNAPSHOT_ISOLATION};\n{sql}"
     reader = read_arrow_batches_from_odbc(
-        query=sql,
+        query=queries.snapshot_batch(plan.select_sql, snapshot_isolation=plan.snapshot_isolation),
         connection_string=connection_string,
         password=password,
         batch_size=batch_rows or 1_000_000,
@@ -216,5 +211,38 @@ def read_batches(
         query_timeout_sec=query_timeout_seconds,
         schema=plan.fetch_schema,
     )
+    received = 0
     for batch in reader:
+        received += batch.num_rows
         yield convert_batch(batch, plan)
+    check_complete(reader, received, table=str(plan.description.table))
+
+
+class IncompleteRead(RuntimeError):
+    """The result ended before SQL Server said it had sent every row (a dropped connection)."""
+
+
+def check_complete(reader: object, received: int, *, table: str) -> None:
+    """Compare the rows received with ROWCOUNT_BIG() from the same batch; raise when they differ.
+
+    When the connection drops mid-result, the count's result set never arrives,
+    so ``more_results()`` is False (or raises): that is an incomplete read too.
+    """
+    try:
+        has_count = reader.more_results(batch_size=1)  # type: ignore[attr-defined]
+        counts = [row for batch in reader for row in batch.column(0).to_pylist()] if has_count else []
+    except Exception as exc:  # noqa: BLE001 - any failure here means the batch did not finish
+        raise IncompleteRead(
+            f"reading {table} stopped after {received:,} rows: the connection ended before SQL Server "
+            f"finished the result ({exc}); the load will be retried"
+        ) from None
+    if not counts:
+        raise IncompleteRead(
+            f"reading {table} stopped after {received:,} rows: the connection ended before SQL Server "
+            "finished the result; the load will be retried"
+        )
+    if int(counts[0]) != received:
+        raise IncompleteRead(
+            f"reading {table}: received {received:,} rows but SQL Server sent {int(counts[0]):,}; "
+            "the load will be retried"
+        )

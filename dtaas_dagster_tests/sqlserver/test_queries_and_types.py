@@ -148,3 +148,11 @@ def test_connection_string_escapes_values_and_can_hide_the_password() -> None:
         source_name="s", host="db", port=1444, database="d", user="u", password="p", driver="freetds", encrypt="no",
     ).connection_string()
     assert "TDS_Version=7.4" in freetds and "PORT=1444" in freetds and "Encryption=off" in freetds
+
+
+def test_snapshot_batch_ends_with_the_server_side_row_count() -> None:
+    select = queries.build_snapshot_select("dbo", "t", ["a"])
+    assert queries.snapshot_batch(select, snapshot_isolation=True) == (
+        "SET TRANSACTION ISOLATION LEVEL SNAPSHOT;\nSELECT [a] FROM [dbo].[t];\nSELECT ROWCOUNT_BIG() AS rows_sent;"
+    )
+    assert queries.snapshot_batch(select, snapshot_isolation=False).startswith("SELECT [a]")
