@@ -239,3 +239,19 @@ def test_create_schema_and_drop_database_with_brackets(session: Any) -> None:
     run(session, "USE sales DROP DATABASE [other]")
     run(session, "DROP DATABASE IF EXISTS [other]")
     assert rows(session, "SELECT COUNT(*) FROM sys.databases WHERE name = 'other'") == [[0]]
+
+
+# -- 8. datetime precision ----------------------------------------------------------------------
+def test_datetime_rounds_to_one_three_hundredth_second(session: Any) -> None:
+    import datetime as dt
+
+    run(session, "CREATE TABLE t (id int, d datetime)")
+    run(session, "INSERT INTO t VALUES (1, '2024-01-01 00:00:00.001'), (2, '2024-01-01 00:00:00.002'), "
+                 "(3, '2024-01-01 00:00:00.005'), (4, '2024-01-01 23:59:59.999'), (5, '2024-02-29 12:34:56.500')")
+    got = rows(session, "SELECT d FROM t ORDER BY id")[0]
+    base = dt.datetime(2024, 1, 1)
+    assert got == [base, base.replace(microsecond=3000), base.replace(microsecond=7000), dt.datetime(2024, 1, 2),
+                   dt.datetime(2024, 2, 29, 12, 34, 56, 500000)]
+    cast = rows(session, "SELECT CAST('2024-01-01 00:00:00.002' AS datetime), "
+                         "CONVERT(datetime, '2024-01-01 00:00:00.005'), TRY_CONVERT(int, 'x')")
+    assert cast == [[base.replace(microsecond=3000)], [base.replace(microsecond=7000)], [None]]

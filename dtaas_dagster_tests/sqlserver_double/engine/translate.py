@@ -313,6 +313,8 @@ class Translator:
             return exp.Div(this=node.this.copy(), expression=divisor)
         if isinstance(node, exp.Add) and self._is_string(node):
             return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+        if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
+            return self._rewrite_convert(node)
         if isinstance(node, (exp.Cast, exp.TryCast)):
             return self._rewrite_cast(node)
         if isinstance(node, exp.Length):
@@ -330,6 +332,21 @@ class Translator:
             node.meta["sql_type"] = sql_type
         return node
 
+    def _rewrite_convert(self, node: exp.Convert) -> exp.Expression:
+        """CONVERT(type, x[, style]) is CAST(x AS type) except for styled conversions to text."""
+        target = node.this
+        is_text = target.this in exp.DataType.TEXT_TYPES
+        if node.args.get("style") is not None and is_text:
+            return node
+        kind = exp.TryCast if node.args.get("safe") else exp.Cast
+        cast = kind(this=node.expression.copy(), to=target.copy())
+        typed = self._rewrite_cast(cast)
+        try:
+            typed.meta["sql_type"] = T.from_datatype(target)
+        except SqlServerError:
+            pass
+        return typed
+
     def _rewrite_cast(self, node: exp.Expression) -> exp.Expression:
         try:
             target = T.from_datatype(node.args["to"])
@@ -343,6 +360,9 @@ class Translator:
         cast = type(node)(this=inner, to=exp.DataType.build(duck, dialect="duckdb"))
         if target.name in STRINGS and target.length and target.length > 0:
             return exp.Left(this=cast, expression=exp.Literal.number(target.length))
+        if target.name == "datetime":  # CAST errors on bad input first, then rounds to 1/300 s
+            rounded = sqlglot.parse_one(T.conversion_sql("__tsql_x", target), read="duckdb")
+            return rounded.transform(lambda n: cast.copy() if isinstance(n, exp.Column) and n.name == "__tsql_x" else n)
         return cast
 
     def _is_string(self, node: exp.Binary) -> bool:
@@ -379,6 +399,11 @@ class Translator:
             return SqlType("nvarchar", max(1, len(node.this)), nullable=False)
         if isinstance(node, exp.HexString):
             return SqlType("varbinary", max(1, (len(node.this) + 1) // 2), nullable=False)
+        if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
+            try:
+                return T.from_datatype(node.this)
+            except SqlServerError:
+                return None
         if isinstance(node, (exp.Cast, exp.TryCast)):
             try:
                 return T.from_datatype(node.args["to"])

@@ -138,6 +138,15 @@ def _timestamp_text(x: str) -> str:
             f"CASE WHEN {seventh} = '' THEN '0' ELSE {seventh} END)")
 
 
+def _datetime_ticks(x: str) -> str:
+    """DuckDB SQL: ``x`` as datetime, rounded to SQL Server's 1/300 s ticks (.001 -> .000, .002 -> .003,
+    .005 -> .007), kept as the whole milliseconds SQL Server shows for the tick."""
+    ts = f"TRY_CAST({x} AS TIMESTAMP)"
+    ticks = f"round((microsecond({ts}) % 1000000) * 300 / 1000000.0)"
+    millis = f"round({ticks} * 10 / 3.0)"
+    return f"(date_trunc('second', {ts}) + to_microseconds(CAST({millis} * 1000 AS BIGINT)))"
+
+
 def conversion_sql(x: str, t: SqlType) -> str:
     """DuckDB SQL converting expression ``x`` to the storage form of ``t``; NULL when impossible."""
     if t.name == "datetimeoffset":
@@ -147,6 +156,8 @@ def conversion_sql(x: str, t: SqlType) -> str:
                 f"CASE WHEN {offset} = '' THEN '+00:00' ELSE {offset} END)")
     if is_text_stored(t):
         return _timestamp_text(x)
+    if t.name == "datetime":
+        return _datetime_ticks(x)
     if t.name == "smalldatetime":
         return f"date_trunc('minute', TRY_CAST({x} AS TIMESTAMP) + INTERVAL 30 SECOND)"
     if t.name in ("char", "nchar") and t.length and t.length > 0:
