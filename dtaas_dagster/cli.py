@@ -55,7 +55,9 @@ def summarize_lake(lake: Path) -> list[dict]:
     newest: dict[str, dict] = {}
     for manifest_path in lake.rglob("_manifest.json"):
         manifest = json.loads(manifest_path.read_text())
-        table = str(manifest.get("table"))
+        raw_table = manifest.get("table")
+        table = (f"{raw_table.get('schema')}.{raw_table.get('name')}" if isinstance(raw_table, dict)
+                 else str(raw_table))
         entry = {
             "table": table,
             "partition": manifest.get("partition_key"),
