@@ -107,7 +107,7 @@ class StubSession:
     def describe_undeclared_parameters(self, sql: str) -> list[tuple[str, SqlType]]:
         count = sql.count("?") or len(set(re.findall(r"@P\d+", sql)))
         declared = re.findall(r"/\*types:(.*?)\*/", sql)
-        names = declared[0].split(",") if declared else ["int"] * count
+        names = re.split(r",(?![^(]*\))", declared[0]) if declared else ["int"] * count
         return [(f"@P{i + 1}", _parse_type(names[i])) for i in range(count)]
 
     def begin_transaction(self) -> None:
@@ -284,3 +284,52 @@ def server(stub_engine: StubEngine) -> Iterator[DoubleServer]:
 
 def uuid_upper(u: uuid.UUID) -> str:
     return str(u).upper()
+
+
+def _serve_in_child(pipe: Any, canned_numbers: int) -> None:
+    engine = StubEngine()
+    engine.canned[TYPES_SQL] = types_canned
+    engine.canned["SELECT * FROM numbers"] = lambda: numbers_canned(canned_numbers)
+    with DoubleServer(engine) as srv:
+        pipe.send(srv.port)
+        while True:
+            request = pipe.recv()
+            if request == "calls":
+                pipe.send([(sql, {k: (p.type, p.value) for k, p in params.items()}) for sql, params in engine.calls])
+            else:
+                break
+
+
+class StubServerProcess:
+    """A DoubleServer with the stub engine in a child process.
+
+    Needed where a client blocks inside the driver while holding the GIL (pyodbc's
+    ``fast_executemany`` calls SQLDescribeParam without releasing it), which would
+    starve a server thread in the same process.
+    """
+
+    def __init__(self, canned_numbers: int = 1000) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_in_child, args=(child, canned_numbers), daemon=True)
+        self.port = 0
+
+    def __enter__(self) -> StubServerProcess:
+        self._process.start()
+        if not self._pipe.poll(60):
+            raise RuntimeError("the stub double process did not report its port within 60 s")
+        self.port = self._pipe.recv()
+        return self
+
+    def calls(self) -> list[tuple[str, dict[str, tuple[SqlType, Any]]]]:
+        self._pipe.send("calls")
+        return self._pipe.recv()
+
+    def __exit__(self, *exc: object) -> None:
+        self._pipe.send("stop")
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)

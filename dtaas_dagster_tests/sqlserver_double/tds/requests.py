@@ -70,8 +70,10 @@ class RequestHandler:
         reply = Reply(self.io)
         try:
             calls, _descriptor = parse_rpc_batch(payload)
-        except ValueError as exc:
-            self._error(reply, SqlServerError(8009, f"The incoming RPC request is malformed: {exc}"), tk.TOKEN_DONE)
+        except (ValueError, OverflowError, IndexError, struct.error) as exc:
+            log.warning("undecodable RPC request: %s", exc)
+            self._error(reply, SqlServerError(8009, f"The incoming RPC request could not be decoded: {exc}"),
+                        tk.TOKEN_DONE)
             reply.finish()
             return
         try:
@@ -207,6 +209,11 @@ class RequestHandler:
             status = handler(reply, call, outputs)
         except SqlServerError as exc:
             self._error(reply, exc, tk.TOKEN_DONEINPROC, proc=call.name)
+            status = 1
+        except (Cancelled, DropConnection, ConnectionClosed):
+            raise
+        except Exception as exc:  # noqa: BLE001 - report, keep the connection
+            self._unexpected(reply, exc, tk.TOKEN_DONEINPROC)
             status = 1
         reply.write(tk.return_status(status))
         for ordinal, param, value in outputs:

@@ -174,13 +174,14 @@ def decode_scalar(wt: WireType, raw: bytes) -> object:
     if name in ("real", "float"):
         return struct.unpack("<f" if len(raw) == 4 else "<d", raw)[0]
     if name in ("decimal", "numeric"):
-        magnitude = int.from_bytes(raw[1:], "little")
-        return Decimal(magnitude if raw[0] else -magnitude).scaleb(-(wt.sql.scale or 0))
+        return _exact_decimal(int.from_bytes(raw[1:], "little"), negative=raw[0] == 0, scale=wt.sql.scale or 0)
     if name in ("money", "smallmoney"):
         if len(raw) == 8:
             hi, lo = struct.unpack("<iI", raw)
-            return Decimal((hi << 32) | lo).scaleb(-4)
-        return Decimal(struct.unpack("<i", raw)[0]).scaleb(-4)
+            value = (hi << 32) | lo
+        else:
+            value = struct.unpack("<i", raw)[0]
+        return _exact_decimal(abs(value), negative=value < 0, scale=4)
     if name in ("datetime", "smalldatetime"):
         return _datetime(raw)
     if name in ("nvarchar", "nchar", "ntext"):
@@ -192,6 +193,11 @@ def decode_scalar(wt: WireType, raw: bytes) -> object:
     if name == "uniqueidentifier":
         return uuid.UUID(bytes_le=raw)
     return _temporal(name, wt.sql.scale if wt.sql.scale is not None else 7, raw)
+
+
+def _exact_decimal(magnitude: int, *, negative: bool, scale: int) -> Decimal:
+    """Build the Decimal from its digits: arithmetic would round to the context's 28 digits."""
+    return Decimal((int(negative), tuple(int(d) for d in str(magnitude)), -scale))
 
 
 def _datetime(raw: bytes) -> dt.datetime:
