@@ -255,3 +255,35 @@ def test_datetime_rounds_to_one_three_hundredth_second(session: Any) -> None:
     cast = rows(session, "SELECT CAST('2024-01-01 00:00:00.002' AS datetime), "
                          "CONVERT(datetime, '2024-01-01 00:00:00.005'), TRY_CONVERT(int, 'x')")
     assert cast == [[base.replace(microsecond=3000)], [base.replace(microsecond=7000)], [None]]
+
+
+# -- 6/7. INSERT fast path and fast_executemany ---------------------------------------------------
+def test_literal_insert_fast_path_keeps_sql_server_checks(session: Any) -> None:
+    run(session, "CREATE TABLE t (id int NOT NULL PRIMARY KEY, s nvarchar(5), d decimal(6,2), b varbinary(4), f float)")
+    run(session, "INSERT INTO [dbo].[t] (id, s, d, b, f) VALUES (1, N'it''s', 1.5, 0x, 1e3), (-2, NULL, 3, 0x0A, -1.5);")
+    assert rows(session, "SELECT id, s, d, b, f FROM t ORDER BY id") == [
+        [-2, 1], [None, "it's"], [3, 1.5], [b"\x0a", b""], [-1.5, 1000.0]]
+    for bad, number in (("INSERT INTO t (id) VALUES (1)", 2627), ("INSERT INTO t (id, s) VALUES (3, 'toolong')", 2628),
+                        ("INSERT INTO t (id) VALUES (NULL)", 515), ("INSERT INTO t (id) VALUES ('x')", 245),
+                        ("INSERT INTO nope VALUES (1)", 208), ("INSERT INTO t (id, s) VALUES (4)", 109)):
+        with pytest.raises(SqlServerError) as e:
+            run(session, bad)
+        assert e.value.number == number, bad
+    assert rows(session, "SELECT COUNT(*) FROM t") == [[2]]
+
+
+@pytest.mark.double_only
+def test_fast_executemany_through_driver_18(sqlserver_db: Any) -> None:
+    """Driver 18 asks sp_describe_undeclared_parameters for the types, then sends the rows."""
+    import datetime as dt
+    from decimal import Decimal
+
+    data = [(i, f"n{i}é", Decimal(i) / 8, dt.datetime(2024, 1, 1, 0, 0, 0, i)) for i in range(1, 6)] + [
+        (99, None, None, None)]
+    with sqlserver_db.connect() as conn:
+        conn.execute("CREATE TABLE t (a int NOT NULL, b nvarchar(20), c decimal(12,3), d datetime2(7))")
+        cursor = conn.cursor()
+        cursor.fast_executemany = True
+        cursor.executemany("INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?)", data)
+        got = [tuple(r) for r in conn.execute("SELECT a, b, c, d FROM t ORDER BY a").fetchall()]
+    assert got == data

@@ -25,6 +25,7 @@ from .catalog import Column, Table
 from .translate import Translator
 
 STAGE = "__dml_stage"
+FAST_SOURCE = "__dml_fast_source"
 
 
 def _table(session: Any, tr: Translator, node: exp.Table) -> Table:
@@ -51,6 +52,14 @@ def to_image(table: Table, data: pa.Table) -> pa.Table:
     return pa.table(arrays, names=[c.name for c in table.columns])
 
 
+def width_mismatch(values: int, columns: int) -> SqlServerError:
+    """109 (more columns than values) or 110 (fewer columns than values), SQL Server's words."""
+    more_or_fewer, number = ("more", 109) if columns > values else ("fewer", 110)
+    return SqlServerError(number, f"There are {more_or_fewer} columns in the INSERT statement than values specified "
+                          "in the VALUES clause. The number of values in the VALUES clause must match the number "
+                          "of columns specified in the INSERT statement.")
+
+
 # -- INSERT -----------------------------------------------------------------------------
 def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) -> StatementResult:
     tr = Translator(session, params)
@@ -72,10 +81,36 @@ def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) 
     else:
         raise not_supported(text[:200])
     if width != len(columns):
-        raise SqlServerError(110 if width < len(columns) else 109, "There are fewer columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.")
+        raise width_mismatch(width, len(columns))
     for name, data in tr.registrations.items():
         session.cursor.register(name, data)
     stage = stage_rows(session, table, columns, source_sql, tr.bind)
+    return write_rows(session, table, columns, stage)
+
+
+def insert_fast(session: Any, insert: Any, params: dict[str, Param]) -> StatementResult | None:
+    """A literal/parameter INSERT ... VALUES scanned by ``fast_insert``; None to take the parsed path."""
+    from .fast_insert import source_table
+
+    source = source_table(insert, params)
+    if source is None:
+        return None
+    names = insert.table
+    db = session.engine.database(names[-3] if len(names) == 3 else session.database)
+    table = db.find_table(names[-2] if len(names) >= 2 else "dbo", names[-1])
+    if table is None:
+        raise SqlServerError(208, f"Invalid object name '{'.'.join(names)}'.")
+    if insert.columns is not None:
+        columns = [table.require_column(c) for c in insert.columns]
+    else:
+        columns = [c for c in table.columns if not c.identity]
+    if source.num_columns != len(columns):
+        raise width_mismatch(source.num_columns, len(columns))
+    session.cursor.register(FAST_SOURCE, source)
+    try:
+        stage = stage_rows(session, table, columns, f'SELECT * FROM "{FAST_SOURCE}"', {})
+    finally:
+        session.cursor.unregister(FAST_SOURCE)
     return write_rows(session, table, columns, stage)
 
 

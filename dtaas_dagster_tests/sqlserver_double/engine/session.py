@@ -66,6 +66,12 @@ def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
     return SqlServerError(102, f"not supported by the SQL Server double: {text}")
 
 
+def _is_single_insert(sql: str) -> bool:
+    from .fast_insert import scan
+
+    return sql.lstrip()[:6].upper() == "INSERT" and scan(sql) is not None
+
+
 class DuckDbSession:
     """Implements ``engine_api.EngineSession``."""
 
@@ -102,7 +108,8 @@ class DuckDbSession:
 
         statements = self._plan_cache.get(sql)
         if statements is None:
-            statements = split_batch(sql)
+            # one literal INSERT ... VALUES needs no splitting (tokenizing it costs more than running it)
+            statements = [sql] if _is_single_insert(sql) else split_batch(sql)
             if len(self._plan_cache) > 500:
                 self._plan_cache.clear()
             self._plan_cache[sql] = statements

@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from ..engine_api import Param, ResultColumn, ResultSet, SqlServerError, SqlType, StatementResult, not_supported
 from . import types as T
+from . import fast_insert
 from .session import DuckDbSession, Variable, map_duckdb_error
 from .translate import Translator, parse
 
@@ -35,6 +36,10 @@ _USE = re.compile(r"^USE\s+\[?([^\]\s;]+)\]?\s*$", re.I)
 _TRAN = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|SAVE)(\s+(TRAN|TRANSACTION|WORK)(\s+\S+)?)?\s*$", re.I)
 _ALTER_DB = re.compile(r"^ALTER\s+DATABASE\s+\[?([^\]\s]+)\]?\s+SET\s+(ALLOW_SNAPSHOT_ISOLATION|"
                        r"READ_COMMITTED_SNAPSHOT)\s+(ON|OFF)(\s+WITH\s+.+)?\s*$", re.I | re.S)
+
+
+def first_word(text: str) -> str:
+    return text.split(None, 1)[0].upper() if text.strip() else ""
 
 
 def run_statement(session: DuckDbSession, text: str, params: dict[str, Param]) -> StatementResult:
@@ -65,6 +70,11 @@ def run_statement(session: DuckDbSession, text: str, params: dict[str, Param]) -
 def _parsed(session: DuckDbSession, text: str, params: dict[str, Param]) -> StatementResult:
     from . import ddl, dml
 
+    insert = fast_insert.scan(text) if first_word(text) == "INSERT" else None
+    if insert is not None:
+        done = dml.insert_fast(session, insert, params)
+        if done is not None:
+            return done
     node = parse(text)
     if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect)):
         return run_select(session, node, params)
