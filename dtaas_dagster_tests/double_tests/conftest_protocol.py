@@ -114,11 +114,16 @@ class StubSession:
         self._next_txn += 1
         self._txn = self._next_txn
 
+    commits = 0
+    rollbacks = 0
+
     def commit(self) -> None:
         self._txn = 0
+        self.commits += 1
 
     def rollback(self) -> None:
         self._txn = 0
+        self.rollbacks += 1
 
     def close(self) -> None:
         self.closed = True
@@ -252,6 +257,12 @@ TYPES_VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
 }
 
 TYPES_SQL = "SELECT * FROM types"
+SMALL_SQL = "SELECT * FROM small"  # three rows (i int, s nvarchar(10)): for clients without datetimeoffset
+
+
+def small_canned() -> Canned:
+    columns = [_col("i", SqlType("int")), _col("s", SqlType("nvarchar", length=10))]
+    return Canned(columns, pa.table({"i": pa.array([1, 2, 3], pa.int32()), "s": ["a", "ü", None]}))
 
 
 def types_canned(rows: slice = slice(None)) -> Canned:
@@ -272,6 +283,7 @@ def numbers_canned(rows: int, batch_rows: int = 65536) -> Canned:
 def stub_engine() -> StubEngine:
     engine = StubEngine()
     engine.canned[TYPES_SQL] = types_canned
+    engine.canned[SMALL_SQL] = small_canned
     engine.canned["SELECT * FROM numbers"] = lambda: numbers_canned(200_000, 5000)
     return engine
 
@@ -289,6 +301,7 @@ def uuid_upper(u: uuid.UUID) -> str:
 def _serve_in_child(pipe: Any, canned_numbers: int) -> None:
     engine = StubEngine()
     engine.canned[TYPES_SQL] = types_canned
+    engine.canned[SMALL_SQL] = small_canned
     engine.canned["SELECT * FROM numbers"] = lambda: numbers_canned(canned_numbers)
     with DoubleServer(engine) as srv:
         pipe.send(srv.port)

@@ -87,7 +87,11 @@ class Connection:
             raise ConnectionClosed(f"expected LOGIN7, got packet type {ptype:#x}")
         if enc == ENCRYPT_OFF:  # login-only encryption: back to the plain stream
             self.io.transport = raw
-        return parse_login7(payload)
+        login = parse_login7(payload)
+        if self.settings.traffic is not None:
+            mode = {ENCRYPT_NOT_SUP: "none", ENCRYPT_OFF: "login-only"}.get(enc, "full")
+            self.settings.traffic(login.app, "encryption", mode)
+        return login
 
     def _login(self, login: Login) -> RequestHandler | None:
         engine, faults = self.settings.engine, self.settings.faults

@@ -63,7 +63,7 @@ class RequestHandler:
         try:
             self._run(reply, sql, None, in_proc=False)
         except Cancelled:
-            reply.write(tk.done(tk.DONE_ATTN))
+            reply.done(tk.DONE_ATTN)  # the reply's last token: the cancel acknowledgement
         reply.finish()
 
     def rpc(self, payload: bytes) -> None:
@@ -81,7 +81,7 @@ class RequestHandler:
                 self._trace("rpc", call.name)
                 self._call(reply, call)
         except Cancelled:
-            reply.write(tk.done(tk.DONE_ATTN))
+            reply.done(tk.DONE_ATTN)  # the reply's last token: the cancel acknowledgement
         reply.finish()
 
     def attention(self) -> None:
