@@ -144,6 +144,13 @@ def _fraction_ns(text: pa.Array, start: int) -> pa.Array:
     return pc.cast(padded, pa.int64())
 
 
+def _canonical_datetime_text(text: pa.Array) -> pa.Array:
+    """Pad the year to four digits: FreeTDS writes year 1 as '1-01-01 ...', Driver 18 as '0001-01-01 ...'."""
+    for digits, padding in ((1, "000"), (2, "00"), (3, "0")):
+        text = pc.replace_substring_regex(text, pattern=rf"^(\d{{{digits}}})-", replacement=rf"{padding}\1-")
+    return text
+
+
 def _time_from_text(text: pa.Array) -> pa.Array:
     """'HH:MM:SS[.fffffff]' -> time64[ns]."""
     seconds = pc.add(
@@ -177,8 +184,10 @@ def convert_batch(batch: pa.RecordBatch, plan: SnapshotPlan) -> pa.RecordBatch:
         array = batch.column(index)
         if column.data_type == "time":
             array = _time_from_text(array)
-        elif column.data_type == "datetimeoffset" and pa.types.is_timestamp(target.type):
-            array = _offset_timestamp_from_text(array, target.type)
+        elif column.data_type in ("datetime2", "datetimeoffset") and pa.types.is_string(array.type):
+            array = _canonical_datetime_text(array)
+            if pa.types.is_timestamp(target.type):
+                array = _offset_timestamp_from_text(array, target.type)
         if not array.type.equals(target.type):
             array = array.cast(target.type)
         arrays.append(array)
