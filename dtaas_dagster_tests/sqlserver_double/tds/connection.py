@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from .login7 import Login, parse_login7
 from .packets import (ATTENTION, LOGIN7, PRELOGIN, REPLY, RPC, SQL_BATCH, TRANSACTION_MANAGER, ConnectionClosed,
                       PacketIO, RawTransport)
 from .prelogin import ENCRYPT_NOT_SUP, ENCRYPT_OFF, OPT_ENCRYPTION, build_prelogin, choose_encryption, parse_prelogin
-from .requests import DropConnection, RequestHandler, sleep_latency
+from .requests import DropConnection, RequestHandler
 from .tls import handshake
 from .typeinfo import COLLATION
 
@@ -142,11 +143,25 @@ class Connection:
         parts.append(tk.done(0))
         return b"".join(parts)
 
+    def _cancelled_during_latency(self) -> bool:
+        """Sleep the injected latency; True when the client cancelled (ATTENTION) meanwhile."""
+        deadline = time.monotonic() + self.settings.faults.latency()
+        while (left := deadline - time.monotonic()) > 0:
+            if self.io.transport.has_pending():
+                ptype, _status, _payload = self.io.read_packet()
+                if ptype == ATTENTION:
+                    return True
+                raise ConnectionClosed(f"client sent packet type {ptype:#x} before the previous reply")
+            time.sleep(min(left, 0.05))
+        return False
+
     # --- requests -----------------------------------------------------------------
     def _loop(self, handler: RequestHandler) -> None:
         while True:
             ptype, _status, payload = self.io.read_message()
-            sleep_latency(self.settings.faults)
+            if ptype != ATTENTION and self._cancelled_during_latency():
+                handler.attention()
+                continue
             if ptype == SQL_BATCH:
                 handler.sql_batch(payload)
             elif ptype == RPC:

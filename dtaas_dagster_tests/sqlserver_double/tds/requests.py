@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import struct
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -361,10 +360,4 @@ class RequestHandler:
         reply.write(tk.envchange_bytes(tk.ENV_BEGIN_TRAN, struct.pack("<Q", descriptor), b""))
 
 
-def sleep_latency(faults: Faults) -> None:
-    delay = faults.latency()
-    if delay > 0:
-        time.sleep(delay)
-
-
-__all__ = ["RequestHandler", "sleep_latency"]
+__all__ = ["RequestHandler"]
