@@ -287,3 +287,30 @@ def test_fast_executemany_through_driver_18(sqlserver_db: Any) -> None:
         cursor.executemany("INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?)", data)
         got = [tuple(r) for r in conn.execute("SELECT a, b, c, d FROM t ORDER BY a").fetchall()]
     assert got == data
+
+
+# -- 2. string, date and math functions the README lists ---------------------------------------------
+def test_common_functions(session: Any) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    run(session, "CREATE TABLE t (s nvarchar(20), n int, d date)")
+    run(session, "INSERT INTO t VALUES (N'  abc ', 3, '2024-02-10')")
+    assert rows(session, "SELECT REPLICATE('ab', n), CHARINDEX('b', s), CHARINDEX('c', s, 2), LTRIM(s), RTRIM(s), "
+                         "REVERSE('abc'), SPACE(2) + 'x', STUFF('abcdef', 2, 3, 'X'), ISNULL(NULL, n), "
+                         "IIF(n > 1, 'y', 'n'), CONCAT_WS('-', 'a', 'b'), LEN(s), CONCAT('a', n, NULL) FROM t") == [
+        ["ababab"], [4], [5], ["abc "], ["  abc"], ["cba"], ["  x"], ["aXef"], [3], ["y"], ["a-b"], [5], ["a3"]]
+    assert rows(session, "SELECT UPPER(s), SUBSTRING('abcdef', 2, 3), LEFT('abc', 2), RIGHT('abc', 2), "
+                         "REPLACE('aXb', 'X', 'y') FROM t") == [["  ABC "], ["bcd"], ["ab"], ["bc"], ["ayb"]]
+    assert rows(session, "SELECT STRING_AGG(s, ',') FROM t") == [["  abc "]]
+    with pytest.raises(SqlServerError) as e:
+        rows(session, "SELECT s, STRING_AGG(s, ',') FROM t")
+    assert e.value.number == 8120
+    assert rows(session, "SELECT YEAR(d), MONTH(d), DAY(d), DATEDIFF(day, d, '2024-03-01'), EOMONTH(d), "
+                         "DATEFROMPARTS(2020, 1, 2), DATEPART(weekday, d) FROM t") == [
+        [2024], [2], [10], [20], [dt.date(2024, 2, 29)], [dt.date(2020, 1, 2)], [7]]
+    assert rows(session, "SELECT CEILING(1.2), FLOOR(-1.2), ABS(-3), SQRT(16.0), ASCII('A'), CHAR(66), "
+                         "UNICODE(N'é'), COALESCE(NULL, 'x'), NULLIF(1, 1)") == [
+        [Decimal(2)], [Decimal(-2)], [3], [4.0], [65], ["B"], [233], ["x"], [None]]
+    types, got = result(session, "SELECT SYSUTCDATETIME(), DATALENGTH(N'ab')")
+    assert types[0] == SqlType("datetime2", scale=7) and len(got[0][0]) == 27 and got[1] == [4]

@@ -75,14 +75,23 @@ def nanosecond(arg: exp.Expression, t: SqlType | None) -> exp.Expression:
                     to=exp.DataType.build("INTEGER"))
 
 
-def _utc_now(args: list[exp.Expression]) -> exp.Expression:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    return exp.Cast(this=exp.Literal.string(now.isoformat(sep=" ")), to=exp.DataType.build("TIMESTAMP"))
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _sysutcdatetime(args: list[exp.Expression]) -> exp.Expression:
+    """datetime2(7): the contract's 7-digit text form."""
+    return exp.Literal.string(_utc_now().strftime("%Y-%m-%d %H:%M:%S.%f") + "0")
+
+
+def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
+    now = exp.Literal.string(_utc_now().isoformat(sep=" "))
+    return exp.Cast(this=now, to=exp.DataType.build("TIMESTAMP"))
 
 
 _REWRITES: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
-    "sysutcdatetime": _utc_now,
-    "getutcdate": _utc_now,
+    "sysutcdatetime": _sysutcdatetime,
+    "getutcdate": _getutcdate,
 }
 RESULT_TYPES: dict[str, SqlType] = {
     "sysutcdatetime": SqlType("datetime2", scale=7),

@@ -55,6 +55,10 @@ def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
             return SqlServerError(number, text[text.index(marker):])
     if isinstance(e, duckdb.ConversionException):
         return SqlServerError(245, f"Conversion failed: {text}")
+    if isinstance(e, duckdb.BinderException) and "must appear in the GROUP BY" in text:
+        name = text.split('"')[1] if '"' in text else "?"
+        return SqlServerError(8120, f"Column '{name}' is invalid in the select list because it is not contained "
+                              "in either an aggregate function or the GROUP BY clause.")
     if isinstance(e, duckdb.BinderException) and "column" in text.lower():
         name = text.split('"')[1] if '"' in text else text
         return SqlServerError(207, f"Invalid column name '{name}'.")

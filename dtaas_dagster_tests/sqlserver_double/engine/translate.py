@@ -57,6 +57,8 @@ ALLOWED: tuple[type, ...] = (
     exp.Stddev, exp.Sqrt, exp.Ln, exp.Exp, exp.Pad, exp.DateTrunc, exp.CurrentDate,
     exp.CurrentTime, exp.Null, exp.CaseSpecificColumnConstraint, exp.Hint, exp.TimeToStr,
     exp.TimeToUnix, exp.StrToTime, exp.Filter, exp.ColumnDef, exp.Timestamp, exp.Date,
+    exp.Repeat, exp.Reverse, exp.Space, exp.Stuff, exp.ConcatWs, exp.Pow, exp.Chr, exp.Unicode, exp.Ascii,
+    exp.LastDay, exp.DateFromParts, exp.GroupConcat, exp.Pi, exp.Log, exp.Var,
 )
 _BANNED_FUNCTIONS = {"openrowset", "opendatasource", "openquery", "xp_cmdshell"}
 INT_NAMES = {"tinyint", "smallint", "int", "bigint", "bit"}
@@ -321,6 +323,9 @@ class Translator:
             return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
         if isinstance(node, exp.Anonymous):
             return self._typed(F.rewrite_anonymous(node, self.type_of), F.anonymous_type(node, self.type_of))
+        if isinstance(node, exp.Extract) and node.name.lower() in ("weekday", "dw", "dayofweek", "dow"):
+            dow = exp.Extract(this=exp.var("dow"), expression=node.expression.copy())
+            return self._typed(exp.Paren(this=exp.Add(this=dow, expression=exp.Literal.number(1))), SqlType("int"))
         if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
             return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
         return node
@@ -517,6 +522,26 @@ def _mark_empty_binary(text: str) -> str:
     return "".join(pieces) + text[done:]
 
 
+_REAL = re.compile(r"(?i)\breal\b")
+
+
+def _mark_real(text: str) -> str:
+    """Spell the type ``real`` as ``float(24)``, its SQL Server synonym.
+
+    sqlglot's T-SQL tokenizer reads REAL and FLOAT as the same token, so the
+    catalog would record a real column as float(53).
+    """
+    if not _REAL.search(text):
+        return text
+    pieces: list[str] = []
+    done = 0
+    for token in TSQL().tokenize(text):
+        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL":
+            pieces += [text[done:token.start], "float(24)"]
+            done = token.end + 1
+    return "".join(pieces) + text[done:]
+
+
 def _empty_binary(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
         return exp.HexString(this="")
@@ -530,10 +555,10 @@ def _is_constant(node: exp.Expression) -> bool:
 
 def parse(text: str) -> exp.Expression:
     """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
-    marked = _mark_empty_binary(text)
+    marked = _mark_empty_binary(_mark_real(text))
     try:
         node = sqlglot.parse_one(marked, read="tsql")
-        if marked is not text:
+        if marked != text:
             node = node.transform(_empty_binary)
     except sqlglot.errors.ParseError as e:
         raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
