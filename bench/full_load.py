@@ -19,8 +19,8 @@ measurements share no caches, heap or threads:
   a pyodbc connection and ``to_parquet`` per chunk.
 
 Each child times its own work (process start and imports excluded), reports
-its peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``: what ``wait4`` would report
-to the parent) and its CPU time; the parent reads the double's CPU time around
+its peak RSS (``VmHWM``, see :func:`peak_rss_mb`) and its CPU time (all its
+threads) during the run; the parent reads the double's CPU time around
 each child with psutil, which shows whether the double's TDS encoder is the
 limit. One warm-up run, then every variant ``--repeats`` times in alternating
 order; the table shows medians. The RSS pair is the ``pipeline_file`` load of
@@ -244,11 +244,24 @@ def run_pandas(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS since exec (``VmHWM``).
+
+    Not ``getrusage().ru_maxrss``: Linux carries the forking parent's RSS high-water
+    mark across ``execve`` into it, so a child of a parent holding a 1 GB table
+    would report at least 1 GB.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
+
+
 def run_child(args: argparse.Namespace) -> None:
     runner = {"pipeline": run_pipeline, "raw_arrow_odbc": run_raw, "pandas": run_pandas}[args.child]
+    cpu_started = time.process_time()
     result = runner(args)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result.update(maxrss_mb=usage.ru_maxrss / 1024, cpu_seconds=usage.ru_utime + usage.ru_stime)
+    result.update(maxrss_mb=peak_rss_mb(), cpu_seconds=time.process_time() - cpu_started)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -333,6 +346,10 @@ def summary_line(rows: int, results: dict[str, list[dict[str, Any]]], big: dict[
     )
 
 
+def _load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def _free_port() -> int:
     import socket
 
@@ -350,7 +367,7 @@ def run_parent(args: argparse.Namespace) -> None:
     from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
 
     rows = args.rows or (100_000 if args.quick else 1_000_000)
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 3)
     password = "Bench-" + secrets.token_hex(8) + "!"
     os.environ[PASSWORD_ENV] = password  # children inherit it; never on a command line
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -366,9 +383,11 @@ def run_parent(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             seed_tables(double, rows, copies=5)
             print(f"seeded {rows:,} and {5 * rows:,} rows in {time.perf_counter() - started:.1f}s (driver {args.driver})", flush=True)
+            print(f"load average before: {_load_average()} (other processes share these cores)", flush=True)
             setup = Setup(double.port, args.driver, double.pid, f"file://{tmp}", f"s3://{BUCKET}/out", endpoint)
             results = measure(setup, rows, repeats, warmup=not args.quick)
             big = run_variant(setup, "pipeline_file", 5 * rows)
+            print(f"load average after: {_load_average()}")
             print()
             print_table(rows, results, big, 5 * rows)
             print(summary_line(rows, results, big), flush=True)
@@ -381,7 +400,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=0, help="rows in the timed table (default 1,000,000; 100,000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100k rows, 500k for the RSS pair, one repeat, no warm-up")
     parser.add_argument("--driver", choices=("msodbc18", "freetds"), default="msodbc18")
-    parser.add_argument("--repeats", type=int, default=0, help="runs per variant (default 2; 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=0, help="runs per variant (default 3; 1 with --quick)")
     parser.add_argument("--child", choices=("pipeline", "raw_arrow_odbc", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
