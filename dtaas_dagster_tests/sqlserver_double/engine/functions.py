@@ -26,7 +26,7 @@ from . import types as T
 CONSTANT_FUNCTIONS = {
     "scope_identity", "db_name", "db_id", "schema_name", "suser_sname", "suser_name", "user_name",
     "original_login", "system_user", "serverproperty", "object_id", "is_srvrolemember",
-    "has_perms_by_name", "schema_id", "host_name", "app_name", "object_name", "type_name",
+    "has_perms_by_name", "schema_id", "host_name", "app_name", "object_name", "type_name", "rowcount_big",
     "rowcount_big",
 }
 # names the engine itself generates in DuckDB SQL (never written by clients in T-SQL form)
