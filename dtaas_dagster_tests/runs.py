@@ -105,3 +105,14 @@ def materializations(home: Path) -> list[Any]:
             dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1000
         )
         return [record.event_log_entry.asset_materialization for record in events]
+
+
+def pool_limit(home: Path, pool: str) -> int | None:
+    """The slot count of a concurrency pool in the instance at ``home`` (None when unset)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        if pool not in set(storage.get_concurrency_keys()):
+            return None
+        return storage.get_concurrency_info(pool).slot_count

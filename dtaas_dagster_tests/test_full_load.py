@@ -20,6 +20,7 @@ from dtaas_dagster_tests.all_types import assert_same, expected_all_types, seed_
 from dtaas_dagster_tests.runs import (
     dagster_home,
     materializations,
+    pool_limit,
     run_job,
     s3_destination,
     source_config,
@@ -92,6 +93,8 @@ def test_every_type_round_trips_through_each_format(
         assert key in metadata, key
     assert events[0].partition == manifest["partition_key"]
     assert events[0].partition.endswith("-full")
+    # the launcher gave the server's pool the source's max_concurrent_reads (default 4)
+    assert pool_limit(outcome.dagster_home, f"sqlserver_{sqlserver.host.replace('.', '_')}_{sqlserver.port}") == 4
 
 
 def test_wrong_password_fails_clearly_and_writes_nothing(

@@ -314,3 +314,16 @@ def test_common_functions(session: Any) -> None:
         [Decimal(2)], [Decimal(-2)], [3], [4.0], [65], ["B"], [233], ["x"], [None]]
     types, got = result(session, "SELECT SYSUTCDATETIME(), DATALENGTH(N'ab')")
     assert types[0] == SqlType("datetime2", scale=7) and len(got[0][0]) == 27 and got[1] == [4]
+
+
+def test_real_is_float_24_in_the_catalog(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.r (a real, b float, c float(24), d REAL NOT NULL)")
+    types = rows(session, "SELECT DATA_TYPE, NUMERIC_PRECISION FROM INFORMATION_SCHEMA.COLUMNS "
+                          "WHERE TABLE_NAME = 'r' ORDER BY ORDINAL_POSITION")
+    assert list(zip(*types)) == [("real", 24), ("float", 53), ("real", 24), ("real", 24)]
+
+
+def test_rowcount_big_counts_the_rows_the_previous_select_sent(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.n (a int) INSERT INTO dbo.n VALUES (1), (2), (3)")
+    types, columns = result(session, "SELECT a FROM dbo.n; SELECT ROWCOUNT_BIG() AS rows_sent")
+    assert columns == [[3]] and types[0].name == "bigint"

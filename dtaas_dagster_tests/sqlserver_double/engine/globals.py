@@ -38,6 +38,8 @@ def global_value(session: Any, name: str) -> tuple[Any, SqlType]:
 def function_value(session: Any, name: str, args: list[Any]) -> tuple[Any, SqlType]:
     """Constant functions evaluated by the engine before DuckDB runs the query."""
     engine = session.engine
+    if name == "rowcount_big":
+        return session.rowcount, SqlType("bigint")
     if name == "scope_identity":
         return session.last_identity, SqlType("numeric", precision=38, scale=0)
     if name == "db_name":
