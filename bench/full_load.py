@@ -166,7 +166,7 @@ class _ReadClock:
 
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """describe + plan + read_snapshot + progress + write_partition, as load_table and the IO manager do."""
-    from dtaas_dagster.assets import progress
+    from dtaas_dagster.assets import progress, read_table_batches
     from dtaas_dagster.destinations.files import WriteOptions, new_load_id, open_location, render_partition_dir, write_partition
     from dtaas_dagster.stream import TableRef, TableStream
 
@@ -176,7 +176,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     description = sqlserver.describe_table(SCHEMA, args.table)
     plan = sqlserver.plan_snapshot(description)
-    clock = _ReadClock(sqlserver.read_snapshot(plan, batch_rows=BATCH_ROWS))
+    clock = _ReadClock(read_table_batches(sqlserver, plan, batch_rows=BATCH_ROWS, batch_mb=None))
     stream = TableStream(
         table=TableRef(DATABASE, SCHEMA, args.table),
         schema=plan.target_schema,

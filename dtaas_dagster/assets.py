@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import dagster as dg
 import pyarrow as pa
 
+from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource, TableDescription
+from dtaas_dagster.sqlserver.snapshot import SnapshotPlan
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
 from dtaas_dagster.stream import TableRef, TableStream
 
@@ -133,6 +135,14 @@ def template_variables(
     }
 
 
+def read_table_batches(
+    sqlserver: SqlServerResource, plan: SnapshotPlan, *, batch_rows: int | None, batch_mb: float | None
+) -> Iterator[pa.RecordBatch]:
+    """The read side of a load: the snapshot reader, read ahead on a thread so the ODBC
+    fetch and the file writer run at the same time (bench/RESULTS.md)."""
+    return prefetch(sqlserver.read_snapshot(plan, batch_rows=batch_rows, batch_mb=batch_mb))
+
+
 def load_table(
     context: dg.AssetExecutionContext,
     spec: TableSpec,
@@ -160,7 +170,7 @@ def load_table(
         f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
         f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
     )
-    batches = sqlserver.read_snapshot(plan, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    batches = read_table_batches(sqlserver, plan, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=plan.target_schema,

@@ -465,6 +465,9 @@ class _ParquetPart(_PartFile):
             coerce_timestamps=None,  # keep each column's unit exactly
             use_deprecated_int96_timestamps=False,
             write_statistics=True,
+            # Dictionary pages pay off for text (codes, statuses, names) and cost a lot of
+            # CPU for numbers, dates and ids (measured: 1.17 s vs 0.77 s per 1M x 10 rows).
+            use_dictionary=[f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)],
         )
 
     def _write(self, batch: pa.RecordBatch) -> None:
