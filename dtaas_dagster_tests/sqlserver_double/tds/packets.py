@@ -134,10 +134,11 @@ class PacketIO:
             parts.append(payload)
         return ptype, first_status, b"".join(parts)
 
-    def frame(self, ptype: int, data: bytes, *, last: bool, packet_id: int = 1) -> bytes:
+    def frame(self, ptype: int, data: bytes | memoryview, *, last: bool, packet_id: int = 1) -> bytes:
         """``data`` as packets; the final one carries EOM only when ``last``."""
         size = self.packet_size - 8
-        out = []
+        data = memoryview(data)
+        out: list[bytes | memoryview] = []
         count = max(1, -(-len(data) // size))
         for i in range(count):
             chunk = data[i * size : (i + 1) * size]
@@ -159,16 +160,22 @@ class MessageWriter:
         self.pending = bytearray()
         self.packet_id = 1
 
-    def write(self, data: bytes) -> None:
-        self.pending += data
+    def write(self, data: bytes | memoryview) -> None:
         size = self.io.packet_size - 8
+        if not self.pending and len(data) > size:  # large encoded rows: frame without copying first
+            full = ((len(data) - 1) // size) * size
+            view = memoryview(data)
+            self._send(view[:full], last=False)
+            self.pending += view[full:]
+            return
+        self.pending += data
         if len(self.pending) > size:
             # keep at least one byte back so the final packet (with EOM) is never empty
             full = ((len(self.pending) - 1) // size) * size
             self._send(bytes(self.pending[:full]), last=False)
             del self.pending[:full]
 
-    def _send(self, data: bytes, *, last: bool) -> None:
+    def _send(self, data: bytes | memoryview, *, last: bool) -> None:
         packets = -(-len(data) // (self.io.packet_size - 8)) or 1
         self.io.transport.send(self.io.frame(self.ptype, data, last=last, packet_id=self.packet_id))
         self.packet_id = (self.packet_id + packets) & 0xFF

@@ -6,7 +6,7 @@ column becomes a list of *segments*: per-row pieces of bytes (a length prefix,
 the payload, a PLP terminator). A segment is either fixed width, stored as an
 ``(n, w)`` uint8 array, or variable, stored as per-row lengths plus the
 concatenated bytes. :func:`interleave` then lays all segments of all columns
-out row after row in one output buffer with numpy scatter writes.
+out row after row in one output buffer (Arrow's element-wise binary join).
 
 A batch without NULLs is sent as ROW tokens (every value carries its nullable
 type's length prefix). A batch with NULLs is sent as NBCROW tokens: a null
@@ -63,37 +63,33 @@ def _le_bytes(values: np.ndarray, dtype: str, width: int | None = None) -> np.nd
     return full[:, :width] if width is not None else full
 
 
-def interleave(n: int, segments: list[Segment]) -> bytes:
-    """Concatenate, row by row, the bytes of every segment; return the whole buffer."""
-    merged: list[Segment] = []
-    for seg in segments:  # neighbouring fixed segments become one wider fixed segment
-        if seg.lengths is None and merged and merged[-1].lengths is None:
-            merged[-1] = Segment(np.hstack([merged[-1].data, seg.data]))
-        else:
-            merged.append(seg)
-    if len(merged) == 1 and merged[0].lengths is None:
-        return merged[0].data.tobytes()
-    row_len = np.zeros(n, dtype=np.int64)
-    for seg in merged:
-        row_len += seg.data.shape[1] if seg.lengths is None else seg.lengths
-    pos = np.cumsum(row_len) - row_len
-    out = np.empty(int(row_len.sum()), dtype=np.uint8)
-    for seg in merged:
-        if seg.lengths is None:
-            w = seg.data.shape[1]
-            out[(pos[:, None] + np.arange(w)).reshape(-1)] = seg.data.reshape(-1)
-            pos += w
-        else:
-            total = seg.data.size
-            if total:
-                src_start = np.cumsum(seg.lengths) - seg.lengths
-                idx = np.repeat(pos - src_start, seg.lengths) + np.arange(total)
-                out[idx] = seg.data
-            pos += seg.lengths
-    return out.tobytes()
+def _as_arrow(n: int, seg: Segment) -> pa.Array:
+    """A segment as a large_binary array, zero-copy over its bytes."""
+    if seg.lengths is None:
+        w = seg.data.shape[1]
+        offsets = np.arange(0, n * w + 1, w, dtype=np.int64)
+        data = np.ascontiguousarray(seg.data)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(seg.lengths, out=offsets[1:])
+        data = np.ascontiguousarray(seg.data)
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def encode_rows(batch: pa.RecordBatch, types: list[SqlType]) -> bytes:
+def interleave(n: int, segments: list[Segment]) -> pa.Buffer | bytes:
+    """Concatenate, row by row, the bytes of every segment; return the whole buffer.
+
+    Arrow's element-wise binary join does the row-by-row copying in C++; it is
+    about twice as fast as numpy scatter writes with per-byte indices.
+    """
+    if len(segments) == 1 and segments[0].lengths is None:
+        return segments[0].data.tobytes()
+    joined = pc.binary_join_element_wise(*[_as_arrow(n, s) for s in segments], pa.scalar(b"", pa.large_binary()))
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
+    return joined.buffers()[2][int(offsets[0]) : int(offsets[n])]
+
+
+def encode_rows(batch: pa.RecordBatch, types: list[SqlType]) -> pa.Buffer | bytes:
     """ROW or NBCROW tokens for every row of ``batch``, whose columns match ``types``."""
     n = batch.num_rows
     if n == 0:

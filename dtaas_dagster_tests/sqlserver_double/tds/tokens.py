@@ -121,7 +121,7 @@ def encode_value(value: Any, t: SqlType) -> bytes:
     if t.name.lower() == "uniqueidentifier":
         value = str(value).upper()
     arr = pa.array([value], type=arrow_type(t))
-    return interleave(1, encode_column(arr, t))
+    return bytes(interleave(1, encode_column(arr, t)))
 
 
 def return_value(ordinal: int, name: str, t: SqlType, value: Any) -> bytes:
