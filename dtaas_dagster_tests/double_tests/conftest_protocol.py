@@ -279,11 +279,29 @@ def numbers_canned(rows: int, batch_rows: int = 65536) -> Canned:
     return Canned(columns, pa.table({"n": n, "s": s}), batch_rows)
 
 
+FAILING_SQL = "SELECT * FROM failing"  # one batch of rows, then error 8115 while streaming
+
+
+class FailingCanned(Canned):
+    def result(self) -> ResultSet:
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from self.table.to_batches()
+            raise SqlServerError(8115, "Arithmetic overflow error converting expression to data type int.")
+
+        return ResultSet(self.columns, batches())
+
+
+def failing_canned() -> Canned:
+    small = small_canned()
+    return FailingCanned(small.columns, small.table)
+
+
 @pytest.fixture
 def stub_engine() -> StubEngine:
     engine = StubEngine()
     engine.canned[TYPES_SQL] = types_canned
     engine.canned[SMALL_SQL] = small_canned
+    engine.canned[FAILING_SQL] = failing_canned
     engine.canned["SELECT * FROM numbers"] = lambda: numbers_canned(200_000, 5000)
     return engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyodbc
 import pytest
 
-from dtaas_dagster_tests.double_tests.conftest_protocol import (PASSWORD, SMALL_SQL, TYPES_SQL, StubEngine, conn_str, server,
+from dtaas_dagster_tests.double_tests.conftest_protocol import (FAILING_SQL, PASSWORD, SMALL_SQL, TYPES_SQL, StubEngine, conn_str, server,
                                                                 stub_engine)
 from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
@@ -86,6 +86,18 @@ def test_batch_aborting_error_skips_the_rest(server: DoubleServer, stub_engine: 
         with pytest.raises(pyodbc.Error, match="1205"):
             cursor.nextset()
         assert not cursor.nextset()
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_error_while_streaming_rows_keeps_the_connection(server: DoubleServer, autocommit: bool) -> None:
+    with pyodbc.connect(conn_str(server), autocommit=autocommit, timeout=10) as conn:
+        cursor = conn.cursor()
+        with pytest.raises(pyodbc.Error, match="8115"):
+            cursor.execute(FAILING_SQL)
+            cursor.fetchall()
+        if not autocommit:
+            conn.rollback()
+        assert len(conn.cursor().execute(SMALL_SQL).fetchall()) == 3
 
 
 def test_unexpected_engine_exception_is_error_50000(server: DoubleServer) -> None:

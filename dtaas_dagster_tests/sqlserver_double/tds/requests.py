@@ -333,6 +333,8 @@ class RequestHandler:
             reply.done(self._status())
         except SqlServerError as exc:
             self._error(reply, exc, tk.TOKEN_DONE)
+        except Exception as exc:  # noqa: BLE001 - report, keep the connection
+            self._unexpected(reply, exc, tk.TOKEN_DONE)
         reply.finish()
 
     def _tm(self, reply: Reply, request: int, payload: bytes, pos: int) -> None:

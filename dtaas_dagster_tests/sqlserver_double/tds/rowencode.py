@@ -59,7 +59,7 @@ def _fixed(prefix: int, payload: np.ndarray) -> Segment:
 
 def _le_bytes(values: np.ndarray, dtype: str, width: int | None = None) -> np.ndarray:
     raw = np.ascontiguousarray(values.astype(dtype, copy=False)).view(np.uint8)
-    full = raw.reshape(len(values), -1)
+    full = raw.reshape(len(values), np.dtype(dtype).itemsize)
     return full[:, :width] if width is not None else full
 
 
