@@ -32,6 +32,12 @@ CMD_SELECT = 0xC1
 ENV_KINDS = {"begin_tran": tk.ENV_BEGIN_TRAN, "commit_tran": tk.ENV_COMMIT_TRAN, "rollback_tran": tk.ENV_ROLLBACK_TRAN}
 TM_BEGIN, TM_COMMIT, TM_ROLLBACK, TM_SAVE, TM_GET_DTC = 5, 7, 8, 9, 0
 DECLARED_NAME = re.compile(r"(@[\w@#$]+)")
+# FreeTDS sends the type-info procedure as a language batch: "sp_datatype_info_100 93,3"
+DATATYPE_INFO_BATCH = re.compile(
+    r"^\s*(?:exec(?:ute)?\s+)?(?:\[?sys\]?\.)?\[?sp_datatype_info(?:_100)?\]?"
+    r"(?:\s+(?:@data_type\s*=\s*)?(-?\d+))?(?:\s*,\s*(?:@odbcver\s*=\s*)?\d+)?\s*;?\s*$",
+    re.IGNORECASE,
+)
 
 
 class Cancelled(Exception):
@@ -59,8 +65,13 @@ class RequestHandler:
         sql = payload[pos:].decode("utf-16-le")
         self._trace("batch", sql)
         reply = Reply(self.io)
+        type_info = DATATYPE_INFO_BATCH.match(sql)
         try:
-            self._run(reply, sql, None, in_proc=False)
+            if type_info:
+                self._small_result(reply, DATATYPE_INFO_COLUMNS, datatype_info_rows(int(type_info.group(1) or 0)),
+                                   token=tk.TOKEN_DONE)
+            else:
+                self._run(reply, sql, None, in_proc=False)
         except Cancelled:
             reply.done(tk.DONE_ATTN)  # the reply's last token: the cancel acknowledgement
         reply.finish()
@@ -280,12 +291,13 @@ class RequestHandler:
         self._small_result(reply, DESCRIBE_PARAMS_COLUMNS, rows)
         return 0
 
-    def _small_result(self, reply: Reply, columns: list[ResultColumn], rows: list[tuple]) -> None:
+    def _small_result(self, reply: Reply, columns: list[ResultColumn], rows: list[tuple],
+                      token: int = tk.TOKEN_DONEINPROC) -> None:
         types = [c.type for c in columns]
         reply.write(tk.colmetadata(columns))
         for values in rows:
             reply.write(tk.row(list(values), types))
-        reply.done(0, len(rows), token=tk.TOKEN_DONEINPROC, cur_cmd=CMD_SELECT)
+        reply.done(0, len(rows), token=token, cur_cmd=CMD_SELECT)
 
     def _generic_proc(self, reply: Reply, call: RpcCall, outputs: list) -> int:
         args = ", ".join(f"{p.name} = {p.name}" + (" OUTPUT" if p.output else "") for p in call.params)

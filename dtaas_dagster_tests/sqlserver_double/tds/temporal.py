@@ -39,7 +39,28 @@ def _digits(chars: np.ndarray, start: int, count: int) -> np.ndarray:
     return value
 
 
+def _normalise_fraction(arr: pa.Array) -> pa.Array:
+    """'YYYY-MM-DD HH:MM:SS[.f{1,7}]' -> always 7 fraction digits (27 characters)."""
+    no_fraction = pc.equal(pc.utf8_length(arr), 19)
+    arr = pc.if_else(no_fraction, pc.binary_join_element_wise(arr, ".", ""), arr)
+    return pc.utf8_rpad(arr, width=27, padding="0")
+
+
+def _normalise(arr: pa.Array, width: int) -> pa.Array:
+    """Accept fractions of 0-7 digits (engines often give 6), as the contract's 7-digit form."""
+    if pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    if width == 27:
+        return _normalise_fraction(arr)
+    parts = pc.extract_regex(arr, r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,7})?) ?(?P<offset>[+-]\d\d:\d\d)$")
+    return pc.binary_join_element_wise(_normalise_fraction(pc.struct_field(parts, "stamp")),
+                                       pc.struct_field(parts, "offset"), " ")
+
+
 def _fixed_chars(arr: pa.Array, width: int, what: str) -> np.ndarray:
+    lengths, _data = string_parts(arr)
+    if (lengths != width).any():
+        arr = _normalise(arr, width)
     lengths, data = string_parts(arr)
     n = len(arr)
     chars = np.full((n, width), ord("0"), dtype=np.uint8)

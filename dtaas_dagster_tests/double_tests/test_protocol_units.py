@@ -1,0 +1,67 @@
+"""Unit tests of protocol pieces that need no client."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pyarrow as pa
+
+from dtaas_dagster_tests.sqlserver_double.engine_api import SqlType
+from dtaas_dagster_tests.sqlserver_double.tds.login7 import decode_password
+from dtaas_dagster_tests.sqlserver_double.tds.prelogin import (ENCRYPT_NOT_SUP, ENCRYPT_OFF, ENCRYPT_ON,
+                                                               OPT_ENCRYPTION, build_prelogin, choose_encryption,
+                                                               parse_prelogin)
+from dtaas_dagster_tests.sqlserver_double.tds.requests import DATATYPE_INFO_BATCH
+from dtaas_dagster_tests.sqlserver_double.tds.rowencode import encode_column, interleave
+from dtaas_dagster_tests.sqlserver_double.tds.temporal import _normalise
+
+
+def _obfuscate(password: str) -> bytes:
+    out = []
+    for b in password.encode("utf-16-le"):
+        swapped = ((b << 4) & 0xF0) | (b >> 4)
+        out.append(swapped ^ 0xA5)
+    return bytes(out)
+
+
+def test_login7_password_is_deobfuscated() -> None:
+    assert decode_password(_obfuscate("Pässw0rd!")) == "Pässw0rd!"
+
+
+def test_prelogin_answer_round_trips() -> None:
+    options = parse_prelogin(build_prelogin(ENCRYPT_ON))
+    assert options[OPT_ENCRYPTION] == bytes([ENCRYPT_ON])
+    assert options[0][:2] == bytes([16, 0])  # SQL Server 2022 version
+
+
+def test_encryption_choice() -> None:
+    assert choose_encryption(ENCRYPT_ON, login_encryption=False) == ENCRYPT_ON
+    assert choose_encryption(ENCRYPT_OFF, login_encryption=False) == ENCRYPT_NOT_SUP
+    assert choose_encryption(ENCRYPT_OFF, login_encryption=True) == ENCRYPT_OFF
+    assert choose_encryption(ENCRYPT_NOT_SUP, login_encryption=True) == ENCRYPT_NOT_SUP
+
+
+def test_negative_decimal_is_sign_and_magnitude() -> None:
+    arr = pa.array([Decimal("-1.05"), Decimal("1.05")], pa.decimal128(9, 2))
+    encoded = bytes(interleave(2, encode_column(arr, SqlType("decimal", precision=9, scale=2))))
+    assert encoded == bytes([5, 0, 105, 0, 0, 0, 5, 1, 105, 0, 0, 0])
+
+
+def test_nvarchar_lengths_count_utf16_code_units() -> None:
+    arr = pa.array(["a😀", "é"])
+    encoded = bytes(interleave(2, encode_column(arr, SqlType("nvarchar", length=10))))
+    assert encoded == (b"\x06\x00" + "a😀".encode("utf-16-le") + b"\x02\x00" + "é".encode("utf-16-le"))
+
+
+def test_datetime_strings_with_short_fractions_are_accepted() -> None:
+    assert _normalise(pa.array(["2024-01-01 01:02:03.45", "2024-01-01 01:02:03"]), 27).to_pylist() == [
+        "2024-01-01 01:02:03.4500000", "2024-01-01 01:02:03.0000000"]
+    assert _normalise(pa.array(["2024-01-01 01:02:03.456789 -08:00"]), 34).to_pylist() == [
+        "2024-01-01 01:02:03.4567890 -08:00"]
+
+
+def test_type_info_batch_forms_are_recognised() -> None:
+    for sql in ["sp_datatype_info_100 93,3", "EXEC sys.sp_datatype_info_100 @data_type = -9, @odbcver = 3",
+                "exec [sys].[sp_datatype_info_100]"]:
+        assert DATATYPE_INFO_BATCH.match(sql), sql
+    assert not DATATYPE_INFO_BATCH.match("SELECT * FROM sp_datatype_info_100")
