@@ -171,4 +171,4 @@ class Connection:
             elif ptype == ATTENTION:
                 handler.attention()
             else:
-                raise ConnectionClosed(f"unsupported TDS packet type {ptype:#x}")
+                handler.unsupported(ptype)

@@ -94,6 +94,14 @@ class RequestHandler:
             reply.done(tk.DONE_ATTN)  # the reply's last token: the cancel acknowledgement
         reply.finish()
 
+    def unsupported(self, ptype: int) -> None:
+        """A request type the double does not implement (e.g. bulk load): an error, not a hang."""
+        reply = Reply(self.io)
+        what = "Bulk load (TDS packet type 7)" if ptype == 7 else f"TDS packet type {ptype:#x}"
+        self._error(reply, SqlServerError(4819, f"{what} is not supported by the SQL Server double; "
+                                                "use INSERT statements instead."), tk.TOKEN_DONE)
+        reply.finish()
+
     def attention(self) -> None:
         """ATTENTION with nothing running: acknowledge it."""
         self.io.write_message(4, tk.done(tk.DONE_ATTN))
