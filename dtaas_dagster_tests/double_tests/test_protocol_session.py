@@ -43,6 +43,13 @@ def test_driver18_encryption_modes(server: DoubleServer, encrypt: str, mode: str
     assert {m for _app, kind, m in server.traffic if kind == "encryption"} == {mode}
 
 
+@pytest.mark.parametrize("extra, size", [("", "4096"), ("PacketSize=32767", "32767"), ("PacketSize=8192", "8192")])
+def test_packet_size_from_login_is_used(server: DoubleServer, extra: str, size: str) -> None:
+    with pyodbc.connect(conn_str(server, extra=extra), autocommit=True, timeout=10) as conn:
+        assert len(conn.cursor().execute("SELECT * FROM numbers").fetchall()) == 200_000
+    assert {m for _app, kind, m in server.traffic if kind == "packet_size"} == {size}
+
+
 def test_login_only_encryption_when_server_offers_it(stub_engine: StubEngine) -> None:
     with DoubleServer(stub_engine, login_encryption=True) as srv:
         with pyodbc.connect(conn_str(srv, encrypt="no"), autocommit=True, timeout=10) as conn:

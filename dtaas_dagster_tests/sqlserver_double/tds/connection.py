@@ -111,6 +111,8 @@ class Connection:
         size = max(512, min(size, self.settings.max_packet_size))
         self.io.write_message(REPLY, self._login_tokens(login, size))
         self.io.packet_size = size
+        if self.settings.traffic is not None:
+            self.settings.traffic(login.app, "packet_size", str(size))
         app = login.app
         traffic = self.settings.traffic
         return RequestHandler(
