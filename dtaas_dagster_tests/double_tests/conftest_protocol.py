@@ -181,6 +181,8 @@ class _Statements:
                                    messages=[f"Changed database context to '{self.session.database}'."])
         if upper.startswith("INSERT"):
             return StatementResult(rowcount=1)
+        if upper.startswith("EXEC DBO.ADD_ONE"):  # a procedure with an OUTPUT parameter and RETURN 7
+            return StatementResult(return_status=7, output_params={"@result": self.params["@value"].value + 1})
         return StatementResult()
 
 

@@ -130,3 +130,17 @@ def test_sp_datatype_info_100_by_rpc(server: DoubleServer) -> None:
     assert {r[0] for r in rows} == {"datetime2", "datetime", "smalldatetime"}
     datetime2 = next(r for r in rows if r[0] == "datetime2")
     assert datetime2[2] == 27 and datetime2[14] == 7  # PRECISION, MAXIMUM_SCALE
+
+
+def test_other_procedures_reach_the_engine_with_output_parameters(server: DoubleServer,
+                                                                  stub_engine: StubEngine) -> None:
+    import pytds
+
+    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
+                       autocommit=True) as conn:
+        cursor = conn.cursor()
+        result = cursor.callproc("dbo.add_one", {"@value": 41, "@result": pytds.output(param_type="int")})
+        status = cursor.get_proc_return_status()
+    assert result[-1] == 42  # the OUTPUT value came back in a RETURNVALUE token
+    assert status == 7
+    assert stub_engine.calls[-1][0] == "EXEC dbo.add_one @value = @value, @result = @result OUTPUT"

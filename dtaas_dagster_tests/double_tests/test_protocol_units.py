@@ -65,3 +65,23 @@ def test_type_info_batch_forms_are_recognised() -> None:
                 "exec [sys].[sp_datatype_info_100]"]:
         assert DATATYPE_INFO_BATCH.match(sql), sql
     assert not DATATYPE_INFO_BATCH.match("SELECT * FROM sp_datatype_info_100")
+
+
+def test_reading_a_message_never_consumes_the_bytes_behind_it() -> None:
+    """TLS: the client's encrypted LOGIN7 may arrive in the same segment as its last handshake packet."""
+    import socket
+
+    from dtaas_dagster_tests.sqlserver_double.tds.packets import PRELOGIN, PacketIO, RawTransport
+
+    server_sock, client_sock = socket.socketpair()
+    try:
+        io = PacketIO(RawTransport(server_sock))
+        first = io.frame(PRELOGIN, b"A" * 5000, last=False)  # split over two packets
+        second = io.frame(PRELOGIN, b"B" * 10, last=True, packet_id=2)
+        client_sock.sendall(first + second + b"\x17\x03\x03 tls record behind the message")
+        ptype, _status, payload = io.read_message()
+        assert ptype == PRELOGIN and payload == b"A" * 5000 + b"B" * 10
+        assert bytes(io.transport.buffer) == b"\x17\x03\x03 tls record behind the message"
+    finally:
+        server_sock.close()
+        client_sock.close()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from ..engine_api import EngineSession, Param, ResultColumn, SqlServerError, StatementResult
 from . import tokens as tk
@@ -57,7 +59,7 @@ class RequestHandler:
     spid: int
     prepared: dict[int, tuple[str, str]] = field(default_factory=dict)
     next_handle: int = 1
-    log_traffic: Any = None  # callable(kind, text) for DRIVER_TRAFFIC recording
+    log_traffic: Callable[[str, str], None] | None = None  # (kind, text), see DRIVER_TRAFFIC.md
 
     # --- entry points ---------------------------------------------------------
     def sql_batch(self, payload: bytes) -> None:
@@ -107,8 +109,12 @@ class RequestHandler:
         self.io.write_message(4, tk.done(tk.DONE_ATTN))
 
     # --- statements -------------------------------------------------------------
-    def _run(self, reply: Reply, sql: str, params: Mapping[str, Param] | None, *, in_proc: bool) -> bool:
-        """Run a batch or parameterised statement; False when an error aborted it."""
+    def _run(self, reply: Reply, sql: str, params: Mapping[str, Param] | None, *, in_proc: bool,
+             seen: list[StatementResult] | None = None) -> bool:
+        """Run a batch or parameterised statement; False when an error aborted it.
+
+        ``seen`` collects the StatementResults (for a procedure's return status and OUTPUT values).
+        """
         token = tk.TOKEN_DONEINPROC if in_proc else tk.TOKEN_DONE
         injected = self.faults.statement_error(sql, self.spid)
         if injected is not None:
@@ -123,12 +129,15 @@ class RequestHandler:
         except Exception as exc:  # noqa: BLE001 - a bug in the engine must not kill the connection
             self._unexpected(reply, exc, token)
             return False
-        return self._drain(reply, results, token, limit)
+        return self._drain(reply, results, token, limit, seen)
 
-    def _drain(self, reply: Reply, results: Iterator[StatementResult], token: int, limit: int | None) -> bool:
+    def _drain(self, reply: Reply, results: Iterator[StatementResult], token: int, limit: int | None,
+               seen: list[StatementResult] | None) -> bool:
         while True:
             try:
                 result = next(results)
+                if seen is not None:
+                    seen.append(result)
                 limit = self._result(reply, result, token, limit)
             except StopIteration:
                 return True
@@ -165,7 +174,8 @@ class RequestHandler:
         reply.done(self._status(), rowcount, token=token, cur_cmd=CMD_SELECT)
         return limit
 
-    def _stream(self, reply: Reply, columns: list[ResultColumn], batches: Any, limit: int | None
+    def _stream(self, reply: Reply, columns: list[ResultColumn], batches: Iterable[pa.RecordBatch],
+                limit: int | None
                 ) -> tuple[int, int | None]:
         types = [c.type for c in columns]
         sent = 0
@@ -313,8 +323,8 @@ class RequestHandler:
         self._trace("exec", sql)
         params = {p.name: p for p in call.params}
         status = 0
-        results = []
-        ok = self._run_collect(reply, sql, params, results)
+        results: list[StatementResult] = []
+        ok = self._run(reply, sql, params, in_proc=True, seen=results)
         for result in results:
             if result.return_status is not None:
                 status = result.return_status
@@ -322,25 +332,6 @@ class RequestHandler:
                 if p.output and p.name in result.output_params:
                     outputs.append((i, p, result.output_params[p.name]))
         return status if ok else (status or 1)
-
-    def _run_collect(self, reply: Reply, sql: str, params: dict[str, Param], seen: list) -> bool:
-        """Like _run, also keeping the StatementResults (for return status / OUTPUT values)."""
-        session = self.session
-
-        class Recording:
-            def execute(self, s: str, p: Mapping[str, Param] | None = None) -> Iterator[StatementResult]:
-                for result in session.execute(s, p):
-                    seen.append(result)
-                    yield result
-
-            def __getattr__(self, item: str) -> Any:
-                return getattr(session, item)
-
-        self.session = Recording()  # type: ignore[assignment]
-        try:
-            return self._run(reply, sql, params, in_proc=True)
-        finally:
-            self.session = session
 
     # --- transaction manager ------------------------------------------------------------
     def transaction_manager(self, payload: bytes) -> None:

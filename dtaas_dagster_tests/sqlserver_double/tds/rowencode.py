@@ -259,25 +259,31 @@ def _hex_nibbles(chars: np.ndarray) -> np.ndarray:
     return np.where(c <= 57, c - 48, (c | 0x20) - 87).astype(np.uint8)
 
 
+def _guid_from_bytes(arr: pa.Array) -> np.ndarray:
+    """(n, 16) RFC 4122 byte order from binary(16) values."""
+    lengths, data = string_parts(arr if pa.types.is_binary(arr.type) else pc.cast(arr, pa.binary()))
+    if (~(lengths == 16) & (lengths != 0)).any():
+        raise ValueError("uniqueidentifier values must be 16 bytes")
+    raw = np.zeros((len(arr), 16), dtype=np.uint8)
+    raw[lengths == 16] = data.reshape(-1, 16)
+    return raw
+
+
+def _guid_from_text(arr: pa.Array) -> np.ndarray:
+    """(n, 16) RFC 4122 byte order from canonical 36-character strings."""
+    lengths, data = string_parts(arr)
+    chars = np.full((len(arr), 36), ord("0"), dtype=np.uint8)
+    ok = lengths == 36
+    if (~ok & (lengths != 0)).any():
+        raise ValueError("uniqueidentifier values must be 36-character strings")
+    if ok.any():
+        chars[ok] = data.reshape(-1, 36)
+    nib = _hex_nibbles(np.delete(chars, [8, 13, 18, 23], axis=1))
+    return (nib[:, 0::2] << 4) | nib[:, 1::2]
+
+
 def _guid(arr: pa.Array) -> Segment:
-    n = len(arr)
-    if pa.types.is_fixed_size_binary(arr.type) or pa.types.is_binary(arr.type):
-        lengths, data = string_parts(pc.cast(arr, pa.binary()) if not pa.types.is_binary(arr.type) else arr)
-        if not (lengths == 16).all() and arr.null_count == 0:
-            raise ValueError("uniqueidentifier values must be 16 bytes")
-        raw = np.zeros((n, 16), dtype=np.uint8)
-        raw[lengths == 16] = data.reshape(-1, 16)
-    else:
-        lengths, data = string_parts(arr)
-        chars = np.full((n, 36), ord("0"), dtype=np.uint8)
-        ok = lengths == 36
-        if (~ok & (lengths != 0)).any():
-            raise ValueError("uniqueidentifier values must be 36-character strings")
-        if ok.any():
-            chars[ok] = data.reshape(-1, 36)
-        hexchars = np.delete(chars, [8, 13, 18, 23], axis=1)
-        nib = _hex_nibbles(hexchars)
-        raw = (nib[:, 0::2] << 4) | nib[:, 1::2]
+    binary = pa.types.is_fixed_size_binary(arr.type) or pa.types.is_binary(arr.type)
+    raw = _guid_from_bytes(arr) if binary else _guid_from_text(arr)
     # SQL Server stores the first three groups little-endian
-    wire = raw[:, [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]]
-    return _fixed(16, wire)
+    return _fixed(16, raw[:, [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]])
