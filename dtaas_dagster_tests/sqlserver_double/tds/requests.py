@@ -175,20 +175,18 @@ class RequestHandler:
         return limit
 
     def _stream(self, reply: Reply, columns: list[ResultColumn], batches: Iterable[pa.RecordBatch],
-                limit: int | None
-                ) -> tuple[int, int | None]:
+                limit: int | None) -> tuple[int, int | None]:
+        """Send the rows; returns (rows sent, rows left before an armed connection drop)."""
         types = [c.type for c in columns]
         sent = 0
-        for batch in batches:
-            for start in range(0, batch.num_rows, CHUNK_ROWS):
-                chunk = batch.slice(start, CHUNK_ROWS)
-                if limit is not None and chunk.num_rows >= limit:
-                    reply.write(encode_rows(chunk.slice(0, limit), types))
-                    reply.abandon()
-                    raise DropConnection(f"fault: dropped after {sent + limit} rows")
-                reply.write(encode_rows(chunk, types))
-                sent += chunk.num_rows
-                limit = None if limit is None else limit - chunk.num_rows
+        for chunk in _chunks(batches):
+            if limit is not None and chunk.num_rows >= limit:
+                reply.write(encode_rows(chunk.slice(0, limit), types))
+                reply.abandon()
+                raise DropConnection(f"fault: dropped after {sent + limit} rows")
+            reply.write(encode_rows(chunk, types))
+            sent += chunk.num_rows
+            limit = None if limit is None else limit - chunk.num_rows
             self._check_attention()
         return sent, limit
 
@@ -371,6 +369,14 @@ class RequestHandler:
         self.session.begin_transaction()
         descriptor = self.session.transaction_descriptor
         reply.write(tk.envchange_bytes(tk.ENV_BEGIN_TRAN, struct.pack("<Q", descriptor), b""))
+
+
+def _chunks(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[pa.RecordBatch]:
+    """Slices of at most CHUNK_ROWS rows (engines may hand over Tables as well as batches)."""
+    for item in batches:
+        for batch in item.to_batches() if isinstance(item, pa.Table) else (item,):
+            for start in range(0, batch.num_rows, CHUNK_ROWS):
+                yield batch.slice(start, CHUNK_ROWS)
 
 
 __all__ = ["RequestHandler"]
