@@ -106,7 +106,7 @@ def test_prepared_statement_is_reused_with_sp_execute(server: DoubleServer, stub
 def test_sp_describe_undeclared_parameters_by_rpc(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
                        autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.callproc("sp_describe_undeclared_parameters",
@@ -122,7 +122,7 @@ def test_sp_describe_undeclared_parameters_by_rpc(server: DoubleServer) -> None:
 def test_sp_datatype_info_100_by_rpc(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
                        autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.callproc("sp_datatype_info_100", (93, 3))
@@ -136,7 +136,7 @@ def test_other_procedures_reach_the_engine_with_output_parameters(server: Double
                                                                   stub_engine: StubEngine) -> None:
     import pytds
 
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
                        autocommit=True) as conn:
         cursor = conn.cursor()
         result = cursor.callproc("dbo.add_one", {"@value": 41, "@result": pytds.output(param_type="int")})

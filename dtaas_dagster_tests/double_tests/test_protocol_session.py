@@ -75,7 +75,7 @@ def test_statement_error_continues_with_next_statement(server: DoubleServer, stu
     import pytds
 
     # pyodbc drops the statement after an error in SQLMoreResults; pytds reads on
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.execute(f"{SMALL_SQL}; RAISE 547; {SMALL_SQL}")
         assert len(cursor.fetchall()) == 3
@@ -150,7 +150,7 @@ def test_cancel_stops_a_streaming_result(server: DoubleServer, driver: str) -> N
 def test_pytds_cancel_gets_done_attn(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.execute("SELECT * FROM numbers")
         assert cursor.fetchone()[0] == 0
@@ -176,7 +176,7 @@ def test_pymssql_smoke(server: DoubleServer) -> None:
 def test_pytds_smoke(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(server="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.execute(TYPES_SQL)
         rows = cursor.fetchall()
