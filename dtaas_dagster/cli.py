@@ -144,11 +144,42 @@ def run_check(config_path: str | None) -> int:
     return 1 if failures else 0
 
 
+def run_tables(config_path: str | None, source_name: str | None) -> int:
+    """List the user tables of each source (or one) with row estimates: what `tables:` can name."""
+    from dtaas_dagster.config import load_config
+    from dtaas_dagster.factory import build_sqlserver_resource
+    from dtaas_dagster.sqlserver.errors import SqlServerError
+
+    config = load_config(config_path)
+    names = [source_name] if source_name else list(config.sources)
+    failures = 0
+    for name in names:
+        if name not in config.sources:
+            print(f"source {name} is not defined; defined sources: {', '.join(config.sources)}", file=sys.stderr)
+            return 2
+        source = config.sources[name]
+        resource = build_sqlserver_resource(name=name, source=source, password=source.password())
+        try:
+            tables = resource.list_tables()
+        except SqlServerError as exc:
+            failures += 1
+            print(f"source {name}: {exc}", file=sys.stderr)
+            continue
+        print(f"source {name} ({source.host}:{source.port}, database {source.database}): {len(tables)} tables")
+        for table in tables:
+            estimate = "?" if table.row_estimate is None else f"{table.row_estimate:,}"
+            print(f"  {table.schema}.{table.name:<40} ~{estimate} rows")
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dtaas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="preflight: connect to every source and find every table")
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
+    tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    tables.add_argument("--source", help="only this source")
     commands.add_parser("demo", help="run the demo task against the SQL Server double into .dtaas/lake")
     dev = commands.add_parser("dev", help="dagster dev against the SQL Server double")
     dev.add_argument("--port", type=int, default=3000)
@@ -157,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo()
     if args.command == "dev":
         return run_dev(args.port)
+    if args.command == "tables":
+        return run_tables(args.config, args.source)
     return run_check(args.config)
 
 
