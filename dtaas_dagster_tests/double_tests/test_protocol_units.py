@@ -85,3 +85,29 @@ def test_reading_a_message_never_consumes_the_bytes_behind_it() -> None:
     finally:
         server_sock.close()
         client_sock.close()
+
+
+def test_reply_writer_splits_into_full_packets_with_one_eom() -> None:
+    import socket
+
+    from dtaas_dagster_tests.sqlserver_double.tds.packets import HEADER, MessageWriter, PacketIO, RawTransport
+
+    server_sock, client_sock = socket.socketpair()
+    try:
+        io = PacketIO(RawTransport(server_sock), packet_size=512)
+        writer = MessageWriter(io)
+        pieces = [b"a" * 10, b"b" * 2000, b"c" * 504, b"d" * 3]
+        for piece in pieces:
+            writer.write(piece)
+        writer.finish()
+        reader = PacketIO(RawTransport(client_sock), packet_size=512)
+        packets = []
+        while not packets or not packets[-1][1] & 0x01:
+            packets.append(reader.read_packet())
+    finally:
+        server_sock.close()
+        client_sock.close()
+    assert b"".join(p[2] for p in packets) == b"".join(pieces)
+    assert all(len(p[2]) == 504 for p in packets[:-1]) and 0 < len(packets[-1][2]) <= 504
+    assert [p[1] & 0x01 for p in packets] == [0] * (len(packets) - 1) + [1]
+    assert HEADER.size == 8

@@ -161,19 +161,27 @@ class MessageWriter:
         self.packet_id = 1
 
     def write(self, data: bytes | memoryview) -> None:
+        """Queue ``data``; send every packet that is full and known not to be the last one.
+
+        ``pending`` never holds more than one packet's worth, and at least one byte is
+        always kept back so that the final packet (with EOM) is never empty.
+        """
         size = self.io.packet_size - 8
-        if not self.pending and len(data) > size:  # large encoded rows: frame without copying first
-            full = ((len(data) - 1) // size) * size
-            view = memoryview(data)
+        view = memoryview(data)
+        if self.pending:
+            room = size - len(self.pending)
+            if len(view) <= room:
+                self.pending += view
+                return
+            self.pending += view[:room]
+            self._send(bytes(self.pending), last=False)
+            self.pending.clear()
+            view = view[room:]
+        if len(view) > size:  # large encoded rows: framed straight from the buffer
+            full = ((len(view) - 1) // size) * size
             self._send(view[:full], last=False)
-            self.pending += view[full:]
-            return
-        self.pending += data
-        if len(self.pending) > size:
-            # keep at least one byte back so the final packet (with EOM) is never empty
-            full = ((len(self.pending) - 1) // size) * size
-            self._send(bytes(self.pending[:full]), last=False)
-            del self.pending[:full]
+            view = view[full:]
+        self.pending += view
 
     def _send(self, data: bytes | memoryview, *, last: bool) -> None:
         packets = -(-len(data) // (self.io.packet_size - 8)) or 1
