@@ -213,8 +213,6 @@ def test_sqlalchemy_reflection_tables_and_primary_key(sqlserver: Any, sqlserver_
         engine.dispose()
 
 
-@pytest.mark.xfail(reason="protocol layer: a (max) column whose values in a batch are all NULL/empty fails "
-                          "to encode (tds/rowencode.py _variable reshape); see the engine report", strict=False)
 def test_sqlalchemy_reflection_columns(sqlserver: Any, sqlserver_db: Any) -> None:
     import sqlalchemy as sa
 

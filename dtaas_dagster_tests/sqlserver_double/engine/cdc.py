@@ -60,7 +60,7 @@ def short_name(name: str) -> str:
 
 
 class CdcManager:
-    """The engine's CDC hooks (see ``README_engine.md`` for the interface)."""
+    """The engine's CDC hooks (see the package README, "CDC hook interface")."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine

@@ -4,7 +4,7 @@ One in-memory DuckDB database holds everything; each SQL Server database is an
 attached in-memory DuckDB catalog (``db_<name>``). Each session gets its own
 DuckDB cursor, so DuckDB's MVCC gives every session its own transaction and
 snapshot. A single commit lock orders commits so the CDC manager can allocate
-LSNs in commit order (see ``README_engine.md`` for the CDC hook interface).
+LSNs in commit order (see the package README, "CDC hook interface").
 """
 
 from __future__ import annotations

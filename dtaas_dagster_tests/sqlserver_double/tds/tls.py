@@ -2,7 +2,7 @@
 
 During the handshake every TLS record travels inside TDS PRELOGIN (0x12)
 packets; after it, TLS records go on the raw stream. The rules that keep the
-handshake reliable (see README_protocol.md):
+handshake reliable (see the package README, "Encryption"):
 
 * read whole TDS *messages* (all packets up to EOM) and feed their payloads to
   OpenSSL before answering, so a client flight split over several packets is
