@@ -101,7 +101,6 @@ def test_net_changes_default_follows_the_primary_key(conn: pyodbc.Connection) ->
         conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts'")
 
 
-@pytest.mark.xfail(reason="engine: ALTER TABLE DROP COLUMN fails in ddl._alter_action (see sqlserver_double/NEEDS.md)")
 def test_dropped_column_stays_in_the_change_table_as_null(conn: pyodbc.Connection) -> None:
     conn.execute("EXEC sys.sp_cdc_enable_db")
     enable_cdc(conn, "dbo", "parts")

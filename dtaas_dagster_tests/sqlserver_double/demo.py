@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 DEMO_DATABASE = "sales"
 DEMO_SEED = 20240101
@@ -141,15 +140,6 @@ def demo_tables() -> list[DemoTable]:
     return [customers, products, orders, order_lines]
 
 
-def _datetime2_as_text(data: pa.Table) -> pa.Table:
-    """timestamp[us] columns as datetime2(7) text ('YYYY-MM-DD HH:MM:SS.fffffff'), a form the engine API accepts."""
-    for index, field in enumerate(data.schema):
-        if pa.types.is_timestamp(field.type):
-            text = pc.strftime(data.column(index), format="%Y-%m-%d %H:%M:%S")  # seconds carry 6 digits for [us]
-            data = data.set_column(index, field.name, pc.binary_join_element_wise(text, "0", ""))
-    return data
-
-
 def seed_demo(engine: Any) -> None:
     """Create ``sales`` in ``engine``, load the demo rows, allow snapshot isolation, enable CDC everywhere."""
     from dtaas_dagster_tests.sqlserver_double.process import run_tsql
@@ -161,8 +151,7 @@ def seed_demo(engine: Any) -> None:
         run_tsql(engine, table.create_sql, database=DEMO_DATABASE)
         # identity values are generated 1..n in row order, which is what the data holds
         identity = [name for name, type_text in table.columns if "IDENTITY" in type_text.upper()]
-        data = _datetime2_as_text(table.data.drop_columns(identity))
-        engine.seed_table(DEMO_DATABASE, "dbo", table.name, data, create=False)
+        engine.seed_table(DEMO_DATABASE, "dbo", table.name, table.data.drop_columns(identity), create=False)
     run_tsql(engine, "EXEC sys.sp_cdc_enable_db", database=DEMO_DATABASE)
     for table in tables:
         run_tsql(

@@ -199,11 +199,8 @@ def _alter_action(session: Any, table: Table, action: exp.Expression, text: str)
         session.write(f'ALTER TABLE {table.duck_name} ADD COLUMN "{col.name}" {T.storage_type(col.type)}')
         table.columns.append(col)
     elif isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN":
-        col = table.require_column(action.this.name)
-        if any(col.name in k.columns for k in table.keys):
-            raise SqlServerError(5074, f"The object '{table.keys[0].name}' is dependent on column '{col.name}'.")
-        session.write(f'ALTER TABLE {table.duck_name} DROP COLUMN "{col.name}"')
-        table.columns.remove(col)
+        for target in _dropped_columns(action):
+            _drop_column(session, table, target)
     elif isinstance(action, exp.AlterColumn) and action.args.get("dtype") is not None:
         col = table.require_column(action.this.name)
         new = T.from_datatype(action.args["dtype"])
@@ -211,3 +208,23 @@ def _alter_action(session: Any, table: Table, action: exp.Expression, text: str)
         col.type = T.SqlType(new.name, new.length, new.precision, new.scale, col.type.nullable)
     else:
         raise not_supported(f"ALTER TABLE action {action.sql('tsql')}")
+
+
+def _dropped_columns(action: exp.Drop) -> list[str]:
+    """Column names of ``DROP COLUMN a[, b]`` (sqlglot 30 puts them in ``tables``, older ones in ``this``)."""
+    targets = action.args.get("tables") or ([action.this] if action.this is not None else [])
+    if not targets:
+        raise not_supported(f"ALTER TABLE action {action.sql('tsql')}")
+    return [t.name for t in targets]
+
+
+def _drop_column(session: Any, table: Table, name: str) -> None:
+    col = table.require_column(name)
+    key = next((k for k in table.keys if any(c.lower() == col.name.lower() for c in k.columns)), None)
+    if key is not None:
+        raise SqlServerError(5074, f"The object '{key.name}' is dependent on column '{col.name}'.")
+    if len(table.columns) == 1:
+        raise SqlServerError(4923, f"ALTER TABLE DROP COLUMN failed because '{col.name}' is the only data column "
+                             f"in table '{table.name}'. A table must have at least one data column.")
+    session.write(f'ALTER TABLE {table.duck_name} DROP COLUMN "{col.name}"')
+    table.columns.remove(col)

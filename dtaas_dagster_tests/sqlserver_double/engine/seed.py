@@ -49,12 +49,17 @@ def seed_table(engine: Any, database: str, schema: str, table: str, data: pa.Tab
 
 
 def _storage(array: pa.ChunkedArray, col: Column) -> pa.ChunkedArray:
-    """Arrow data -> the column's storage form (text for datetime2(7)/datetimeoffset, upper-case uuid)."""
+    """Arrow data -> the column's storage form, rounded to the column's fractional-second scale.
+
+    datetime2(7)/datetimeoffset become their canonical 7-digit text (a zoned timestamp keeps
+    its zone's offset); uniqueidentifier is upper-cased text; everything else is an Arrow cast.
+    """
+    if col.type.name in ("datetime2", "datetimeoffset", "time") and (
+            pa.types.is_timestamp(array.type) or pa.types.is_time(array.type)):
+        array = T.round_fraction(array, col.type.scale)
     if T.is_text_stored(col.type) and pa.types.is_timestamp(array.type):
-        text = pc.strftime(array, format="%Y-%m-%d %H:%M:%S.%f")  # 9 fraction digits for ns input
-        text = pc.utf8_slice_codeunits(pc.binary_join_element_wise(text, "0000000", ""), 0, 27)
-        if col.type.name == "datetimeoffset":
-            text = pc.binary_join_element_wise(text, " +00:00", "")
-        return text
+        return T.timestamp_text(array, offset=col.type.name == "datetimeoffset")
     target = T.storage_arrow_type(col.type)
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None and target.tz is None:
+        array = pc.cast(array, pa.timestamp(array.type.unit))  # zoned into datetime2: its UTC time
     return array if array.type == target else pc.cast(array, target)

@@ -27,6 +27,8 @@ from sqlglot import exp
 
 from ..engine_api import SqlType, SqlServerError
 
+ArrowData = pa.Array | pa.ChunkedArray
+
 STRING_TYPES = {"char", "varchar", "nchar", "nvarchar", "text", "ntext", "sysname"}
 BINARY_TYPES = {"binary", "varbinary", "image", "timestamp", "rowversion"}
 INTEGER_TYPES = {"tinyint": "UTINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint": "BIGINT"}
@@ -193,11 +195,59 @@ def arrow_type(t: SqlType) -> pa.DataType:
     return pa.string()
 
 
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_UNIT_NAMES = {"s": "second", "ms": "millisecond", "us": "microsecond", "ns": "nanosecond"}
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+def round_fraction(array: ArrowData, scale: int | None) -> ArrowData:
+    """Round Arrow timestamps or times to ``scale`` fractional-second digits, as SQL Server stores them.
+
+    Times wrap at midnight like SQL Server's (``23:59:59.9999999`` as time(0) is ``00:00:00``).
+    """
+    step_ns = 10 ** (9 - (7 if scale is None else scale))
+    unit_ns = _UNIT_NS[array.type.unit]
+    if step_ns <= unit_ns:
+        return array
+    if pa.types.is_timestamp(array.type):
+        return pc.round_temporal(array, multiple=step_ns // unit_ns, unit=_UNIT_NAMES[array.type.unit])
+    if not pa.types.is_time(array.type):
+        return array
+    ticks = pc.cast(pc.cast(array, pa.time64("ns")), pa.int64())
+    rounded = pc.multiply(pc.divide(pc.add(ticks, step_ns // 2), step_ns), step_ns)  # integer division
+    wrapped = pc.subtract(rounded, pc.multiply(pc.divide(rounded, _DAY_NS), _DAY_NS))
+    return pc.cast(wrapped, pa.time64("ns"))
+
+
+def timestamp_text(array: ArrowData, *, offset: bool) -> ArrowData:
+    """Arrow timestamps (any unit, with or without time zone) as the canonical text storage form.
+
+    'YYYY-MM-DD HH:MM:SS.fffffff' (always 7 digits), plus ' +HH:MM' when ``offset``: the
+    zone's offset for a zoned timestamp (its local time), '+00:00' for a naive one.
+    ns input is rounded to 100 ns first; Arrow's ``%S`` already carries the unit's fraction.
+    """
+    unit = array.type.unit
+    if unit == "ns":
+        array = pc.round_temporal(array, multiple=100, unit="nanosecond")
+    text = pc.strftime(array, format="%Y-%m-%d %H:%M:%S")
+    text = pc.binary_join_element_wise(text, ".0000000" if unit == "s" else "0000000", "")
+    text = pc.utf8_slice_codeunits(text, 0, 27)
+    if not offset:
+        return text
+    if array.type.tz is None:
+        return pc.binary_join_element_wise(text, " +00:00", "")
+    zone = pc.strftime(array, format="%z")  # '+0200'
+    return pc.binary_join_element_wise(text, " ", pc.utf8_slice_codeunits(zone, 0, 3), ":",
+                                       pc.utf8_slice_codeunits(zone, 3, 5), "")
+
+
 def to_contract(array: pa.Array | pa.ChunkedArray, t: SqlType) -> pa.Array | pa.ChunkedArray:
     """Convert one DuckDB result column to the contract's Arrow type (vectorised)."""
     target = arrow_type(t)
     if t.name == "uniqueidentifier":
         return pc.utf8_upper(pc.cast(array, pa.string()))
+    if pa.types.is_timestamp(array.type) and target == pa.string():  # datetime2(7)/datetimeoffset computed
+        return timestamp_text(array, offset=t.name == "datetimeoffset")  # as TIMESTAMP[TZ]: 7 digits always
     if pa.types.is_timestamp(array.type) and array.type.tz is not None:
         array = pc.cast(array, pa.timestamp(array.type.unit))
     if pa.types.is_large_string(array.type) and target == pa.string():

@@ -1,0 +1,178 @@
+"""Fixes to the double's engine: DROP COLUMN, exact Arrow seeding, 7-digit datetime2, replay of DDL.
+
+Engine-level tests go through the engine's Python API; the round trips go through
+``seed_table`` on the running double and back out through pyodbc and arrow-odbc
+with Microsoft ODBC Driver 18, the way the product reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from contextlib import closing
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from dtaas_dagster_tests.sqlserver_double.engine import DuckDbEngine
+from dtaas_dagster_tests.sqlserver_double.engine_api import SqlServerError, SqlType
+
+
+@pytest.fixture()
+def engine() -> DuckDbEngine:
+    engine = DuckDbEngine()
+    engine.create_database("sales")
+    return engine
+
+
+@pytest.fixture()
+def session(engine: DuckDbEngine) -> Any:
+    s = engine.open_session("sa", "sales")
+    yield s
+    s.close()
+
+
+def result(session: Any, sql: str) -> tuple[list[SqlType], list[dict[str, Any]]]:
+    """Column types and rows (as dicts) of the last result set of the batch."""
+    last = None
+    for res in session.execute(sql):
+        if res.result_set is not None:
+            batches = list(res.result_set.batches)
+            rows = [r for b in batches for r in b.to_pylist()]
+            last = ([c.type for c in res.result_set.columns], rows)
+    assert last is not None
+    return last
+
+
+def run(session: Any, sql: str) -> None:
+    for _ in session.execute(sql):
+        pass
+
+
+# -- 1. ALTER TABLE ... DROP COLUMN --------------------------------------------------------
+def test_drop_column_removes_it_from_storage_and_catalog(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, name nvarchar(20), a int, b int)")
+    run(session, "INSERT INTO dbo.t VALUES (1, N'x', 2, 3)")
+    run(session, "ALTER TABLE dbo.t DROP COLUMN name")
+    run(session, "ALTER TABLE dbo.t DROP COLUMN [a], b")
+    assert result(session, "SELECT * FROM dbo.t")[1] == [{"id": 1}]
+    names = result(session, "SELECT name FROM sys.columns WHERE object_id = OBJECT_ID('dbo.t')")[1]
+    assert names == [{"name": "id"}]
+
+
+def test_drop_column_errors_name_the_column(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, name nvarchar(20))")
+    with pytest.raises(SqlServerError) as key:
+        run(session, "ALTER TABLE dbo.t DROP COLUMN id")
+    assert key.value.number == 5074 and "'id'" in key.value.message
+    with pytest.raises(SqlServerError) as missing:
+        run(session, "ALTER TABLE dbo.t DROP COLUMN nope")
+    assert "nope" in missing.value.message
+
+
+# -- 2. seeding Arrow data exactly ---------------------------------------------------------------
+BERLIN = "Europe/Berlin"
+SEED_TYPES = {
+    "dt7_us": "datetime2(7)", "dt7_ns": "datetime2(7)", "dt3_us": "datetime2(3)", "dt3_ms": "datetime2(3)",
+    "d": "date", "tm": "time(7)", "tm3": "time(3)", "dto": "datetimeoffset(7)", "dto_utc": "datetimeoffset(7)",
+    "dec": "decimal(10,3)", "bin": "varbinary(10)", "s": "nvarchar(10)",
+}
+
+
+def seed_data() -> pa.Table:
+    us = [dt.datetime(2024, 5, 30, 1, 36, 31, 629940), dt.datetime(1, 1, 1), None]
+    return pa.table({
+        "id": pa.array([1, 2, 3], pa.int32()),
+        "dt7_us": pa.array(us, pa.timestamp("us")),
+        "dt7_ns": pa.array([1_717_033_000_123_456_789, 0, None], pa.timestamp("ns")),
+        "dt3_us": pa.array(us, pa.timestamp("us")),
+        "dt3_ms": pa.array([dt.datetime(2024, 5, 30, 1, 36, 31, 629000), dt.datetime(9999, 12, 31), None],
+                           pa.timestamp("ms")),
+        "d": pa.array([dt.date(2024, 5, 30), dt.date(1, 1, 1), None], pa.date32()),
+        "tm": pa.array([123_456_789_012, 0, None], pa.time64("ns")),
+        "tm3": pa.array([123_456_789, 86_399_999_999, None], pa.time64("us")),
+        "dto": pa.array([dt.datetime(2024, 5, 30, 1, 36, 31, 629940, tzinfo=dt.timezone.utc),
+                         dt.datetime(2024, 1, 15, 12, 0, tzinfo=dt.timezone.utc), None], pa.timestamp("us", BERLIN)),
+        "dto_utc": pa.array([dt.datetime(2024, 5, 30, 1, 36, 31, 629940, tzinfo=dt.timezone.utc), None, None],
+                            pa.timestamp("us", "UTC")),
+        "dec": pa.array([Decimal("12.345"), Decimal("-0.001"), None], pa.decimal128(10, 3)),
+        "bin": pa.array([b"\x00\x01\xff", b"", None], pa.binary()),
+        "s": pa.array(["héllo ✓", "", None], pa.string()),
+    })
+
+
+# what SQL Server holds: 7-digit text for datetime2(7)/datetimeoffset, rounded to each column's scale
+STORED = {
+    "dt7_us": ["2024-05-30 01:36:31.6299400", "0001-01-01 00:00:00.0000000", None],
+    "dt7_ns": ["2024-05-30 01:36:40.1234568", "1970-01-01 00:00:00.0000000", None],
+    "dt3_us": [dt.datetime(2024, 5, 30, 1, 36, 31, 630000), dt.datetime(1, 1, 1), None],
+    "dt3_ms": [dt.datetime(2024, 5, 30, 1, 36, 31, 629000), dt.datetime(9999, 12, 31), None],
+    "d": [dt.date(2024, 5, 30), dt.date(1, 1, 1), None],
+    "tm3": [dt.time(0, 2, 3, 457000), dt.time(0, 0), None],  # 23:59:59.9999999 rounds past midnight
+    "dto": ["2024-05-30 03:36:31.6299400 +02:00", "2024-01-15 13:00:00.0000000 +01:00", None],
+    "dto_utc": ["2024-05-30 01:36:31.6299400 +00:00", None, None],
+    "dec": [Decimal("12.345"), Decimal("-0.001"), None],
+    "bin": [b"\x00\x01\xff", b"", None],
+    "s": ["héllo ✓", "", None],
+}
+
+
+def test_seed_table_stores_every_arrow_mapping_exactly(engine: DuckDbEngine, session: Any) -> None:
+    engine.seed_table("sales", "dbo", "seeded", seed_data(), columns=SEED_TYPES)
+    types, rows = result(session, "SELECT * FROM dbo.seeded ORDER BY id")
+    for name, want in STORED.items():
+        assert [r[name] for r in rows] == want, name
+    (res,) = list(session.execute("SELECT tm FROM dbo.seeded ORDER BY id"))
+    tm = pa.Table.from_batches(list(res.result_set.batches)).column("tm")
+    assert tm.cast(pa.int64()).to_pylist() == [123_456_789_000, 0, None]  # 123.456789012 s rounded to 100 ns
+    assert [t.name for t in types][1:3] == ["datetime2", "datetime2"]
+
+
+def datetimeoffset_text(raw: bytes | None) -> str | None:
+    """pyodbc's SQL_SS_TIMESTAMPOFFSET_STRUCT bytes as 'YYYY-MM-DD HH:MM:SS.fffffff +HH:MM'."""
+    if raw is None:
+        return None
+    year, month, day, hour, minute, second, nanos, tz_hour, tz_minute = struct.unpack("<6hI2h", raw)
+    sign = "-" if tz_hour < 0 or tz_minute < 0 else "+"
+    return (f"{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}.{nanos // 100:07} "
+            f"{sign}{abs(tz_hour):02}:{abs(tz_minute):02}")
+
+
+@pytest.mark.double_only
+def test_seeded_values_read_back_through_pyodbc_and_arrow_odbc(sqlserver_db: Any) -> None:
+    from arrow_odbc import read_arrow_batches_from_odbc
+
+    sqlserver_db.seed_table("dbo", "seeded", seed_data(), columns=SEED_TYPES)
+    with closing(sqlserver_db.connect()) as conn:
+        conn.add_output_converter(-155, datetimeoffset_text)
+        got = conn.execute("SELECT dt7_us, dt3_us, dt3_ms, d, tm3, dec, bin, s, dto FROM dbo.seeded ORDER BY id").fetchall()
+    assert [r.dt7_us for r in got] == [dt.datetime(2024, 5, 30, 1, 36, 31, 629940), dt.datetime(1, 1, 1), None]
+    for name in ("dt3_us", "dt3_ms", "d", "tm3", "dec", "bin", "s", "dto"):
+        assert [getattr(r, name) for r in got] == STORED[name], name
+    reader = read_arrow_batches_from_odbc(
+        query="SELECT dt7_ns, tm, dto_utc, dec, bin, s FROM dbo.seeded ORDER BY id",
+        connection_string=sqlserver_db.connection_string(), batch_size=10,
+        max_text_size=1000, max_binary_size=1000)
+    table = pa.Table.from_batches(list(reader))
+    assert table.column("dt7_ns").cast(pa.int64()).to_pylist() == [1_717_033_000_123_456_800, 0, None]
+    assert table.column("tm").cast(pa.int64()).to_pylist() == [123_456_789_000, 0, None]
+    assert table.column("dto_utc").to_pylist() == STORED["dto_utc"]  # arrow-odbc reads datetimeoffset as text
+    assert table.column("dec").to_pylist() == STORED["dec"]
+    assert table.column("bin").to_pylist() == STORED["bin"]
+    assert table.column("s").to_pylist() == STORED["s"]
+
+
+# -- 3. datetime2(7) results are 7-digit text on every path ----------------------------------------
+def test_computed_datetime2_7_results_have_seven_fraction_digits(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.t (id int, a datetime2(7), b datetime2(3), o datetimeoffset(7))")
+    run(session, "INSERT INTO dbo.t VALUES (1, '2024-05-30 01:36:31.6299401', '2024-05-30 01:36:31.629', "
+                 "'2024-05-30 01:36:31.1234567 +02:00')")
+    _, rows = result(session, "SELECT CAST(b AS datetime2) AS c, CONVERT(datetime2(7), '2024-01-01') AS v, "
+                              "CAST(b AS datetimeoffset) AS o, a FROM dbo.t")
+    assert rows == [{"c": "2024-05-30 01:36:31.6290000", "v": "2024-01-01 00:00:00.0000000",
+                     "o": "2024-05-30 01:36:31.6290000 +00:00", "a": "2024-05-30 01:36:31.6299401"}]
+    _, now = result(session, "SELECT CAST(GETDATE() AS datetime2(7)) AS n, SYSUTCDATETIME() AS u")
+    for value in now[0].values():
+        assert len(value) == 27 and value[19] == "."
