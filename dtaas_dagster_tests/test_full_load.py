@@ -97,19 +97,34 @@ def test_every_type_round_trips_through_each_format(
     assert pool_limit(outcome.dagster_home, f"sqlserver_{sqlserver.host.replace('.', '_')}_{sqlserver.port}") == 4
 
 
+def s3_listing(moto_s3: Any, bucket: str) -> dict[str, str]:
+    """Every object in the bucket with its ETag: compare before and after a run."""
+    listed = moto_s3.client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {obj["Key"]: obj["ETag"] for obj in listed}
+
+
+def expect_failure(sqlserver: Any, tmp_path: Path, config: dict[str, Any], moto_s3: Any, bucket: str,
+                   *messages: str, password: str | None = None) -> str:
+    """Run the task's full load, expect it to fail with every message, and the bucket unchanged."""
+    before = s3_listing(moto_s3, bucket)
+    outcome = run_job(job="t_full_load", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
+                      password=sqlserver.password if password is None else password)
+    assert not outcome.ok
+    for message in messages:
+        assert message in outcome.output, message
+    assert s3_listing(moto_s3, bucket) == before
+    return outcome.output
+
+
 def test_wrong_password_fails_clearly_and_writes_nothing(
     sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
-    destination = s3_destination(bucket, moto_s3.endpoint_url)
-    config_path = write_config(tmp_path, config_for(sqlserver, sqlserver_db.name, destination))
+    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url))
     wrong = "Not-The-Password-8812"
-    outcome = run_job(job="t_full_load", config_path=config_path, home=dagster_home(tmp_path), password=wrong)
-    assert not outcome.ok
-    assert "login failed for user" in outcome.output
-    assert "DTAAS_TEST_SOURCE_PASSWORD" in outcome.output
-    assert wrong not in outcome.output
-    assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
+    output = expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
+                            "login failed for user", "DTAAS_TEST_SOURCE_PASSWORD", password=wrong)
+    assert wrong not in output
 
 
 def test_unreachable_server_fails_clearly_and_writes_nothing(
@@ -120,28 +135,20 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    destination = s3_destination(bucket, moto_s3.endpoint_url)
-    config = config_for(sqlserver, sqlserver_db.name, destination)
+    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url))
     config["sources"]["src"]["port"] = closed_port
-    outcome = run_job(job="t_full_load", config_path=write_config(tmp_path, config),
-                      home=dagster_home(tmp_path), password=sqlserver.password)
-    assert not outcome.ok
-    assert f"cannot reach SQL Server source 'src' at {sqlserver.host}:{closed_port}" in outcome.output
-    assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
+    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
+                   f"cannot reach SQL Server source 'src' at {sqlserver.host}:{closed_port}")
 
 
 def test_missing_table_names_it_and_suggests_the_right_one(
     sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
-    destination = s3_destination(bucket, moto_s3.endpoint_url)
-    config = config_for(sqlserver, sqlserver_db.name, destination, tables=["dbo.all_typez"])
-    outcome = run_job(job="t_full_load", config_path=write_config(tmp_path, config),
-                      home=dagster_home(tmp_path), password=sqlserver.password)
-    assert not outcome.ok
-    assert "table dbo.all_typez not found in source 'src'" in outcome.output
-    assert "did you mean dbo.all_types?" in outcome.output
-    assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
+    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
+                        tables=["dbo.all_typez"])
+    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
+                   "table dbo.all_typez not found in source 'src'", "did you mean dbo.all_types?")
 
 
 def test_table_without_primary_key_fails_when_mode_needs_one(
@@ -150,14 +157,37 @@ def test_table_without_primary_key_fails_when_mode_needs_one(
     with sqlserver_db.connect() as connection:
         connection.execute("CREATE TABLE dbo.heap (a int, b nvarchar(10))")
         connection.execute("INSERT INTO dbo.heap VALUES (1, N'x'), (2, N'y')")
-    destination = s3_destination(bucket, moto_s3.endpoint_url)
-    config = config_for(sqlserver, sqlserver_db.name, destination, tables=["dbo.heap"], mode="full_load_and_cdc")
-    outcome = run_job(job="t_full_load", config_path=write_config(tmp_path, config),
-                      home=dagster_home(tmp_path), password=sqlserver.password)
-    assert not outcome.ok
-    assert "table dbo.heap in source 'src' has no primary key" in outcome.output
-    assert "primary_key" in outcome.output
-    assert "Contents" not in moto_s3.client.list_objects_v2(Bucket=bucket)
+    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
+                        tables=["dbo.heap"], mode="full_load_and_cdc")
+    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
+                   "table dbo.heap in source 'src' has no primary key", "primary_key")
+
+
+@pytest.mark.double_only
+def test_a_failed_reload_leaves_the_previous_load_as_it_was(
+    sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    rows = 5_000
+    sqlserver_db.seed_table("dbo", "big", pa.table({"id": pa.array(range(rows), pa.int32())}), primary_key=["id"])
+    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
+                        tables=["dbo.big"], batch={"rows": 500}, file_size={"rows": 1_000})
+    first = run_job(job="t_full_load", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
+                    password=sqlserver.password)
+    assert first.ok, first.output[-4000:]
+    key = materializations(first.dagster_home)[0].partition
+    # Re-run the same partition through <task>_tables, as a script would; its read dies after
+    # 3,000 rows, when files are already written, and there are no retries.
+    sqlserver.control.drop_after_rows(3_000, matching=r"FROM \[dbo\]\.\[big\]", times=1)
+    before = s3_listing(moto_s3, bucket)
+    try:
+        second = run_job(job="t_tables", config_path=write_config(tmp_path, config), home=first.dagster_home,
+                         password=sqlserver.password, extra_args=["--tags", json.dumps({"dagster/partition": key})])
+    finally:
+        sqlserver.control.clear_faults()
+    assert not second.ok and "stopped after 3,000 rows" in second.output
+    assert s3_listing(moto_s3, bucket) == before
+    table, manifest = read_back(config["destinations"]["dst"], f"{sqlserver_db.name}/dbo/big")
+    assert table.num_rows == rows and manifest["partition_key"] == key
 
 
 @pytest.mark.double_only

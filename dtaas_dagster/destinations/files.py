@@ -128,6 +128,29 @@ def _env_value(env_name: str | None, field_name: str) -> str | None:
     return value
 
 
+class _S3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem, except that deleting an object leaves no directory marker.
+
+    pyarrow's ``delete_file`` writes an empty ``dir/`` object after every delete
+    (measured against moto: deleting ``a/b/y`` next to ``a/b/x`` adds ``a/b/``), so
+    cleaning up a failed attempt would still change the bucket. Deletes go
+    through boto3 with the same endpoint and credentials instead.
+    """
+
+    def __init__(self, *, boto_options: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._boto_options = boto_options
+        self._client: Any = None
+
+    def delete_file(self, path: str) -> None:
+        import boto3
+
+        if self._client is None:
+            self._client = boto3.client("s3", **self._boto_options)
+        bucket, _, key = path.partition("/")
+        self._client.delete_object(Bucket=bucket, Key=key)
+
+
 def open_location(
     url: str,
     *,
@@ -152,16 +175,19 @@ def open_location(
         if (key_id is None) != (secret is None):
             raise ValueError("set both access_key_id_env and secret_access_key_env, or neither")
         kwargs: dict[str, Any] = {"region": region or "us-east-1"}
+        boto: dict[str, Any] = {"region_name": region or "us-east-1"}
         if key_id is not None:
-            kwargs.update(access_key=key_id, secret_key=secret)
-            kwargs["session_token"] = _env_value(session_token_env, "session_token_env")
+            session_token = _env_value(session_token_env, "session_token_env")
+            kwargs.update(access_key=key_id, secret_key=secret, session_token=session_token)
+            boto.update(aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=session_token)
         if endpoint_url:
             endpoint = urlparse(endpoint_url)
             if not endpoint.scheme or not endpoint.netloc:
                 raise ValueError(f"endpoint_url {endpoint_url!r} must look like http://host:port")
             kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+            boto["endpoint_url"] = endpoint_url
         base = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-        return Location(pafs.S3FileSystem(**kwargs), base, "s3")
+        return Location(_S3FileSystem(boto_options=boto, **kwargs), base, "s3")
     if parsed.scheme == "file":
         raw = url[len("file://") :]
         base = os.path.abspath(raw or ".")
