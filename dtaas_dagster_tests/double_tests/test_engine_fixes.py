@@ -176,3 +176,63 @@ def test_computed_datetime2_7_results_have_seven_fraction_digits(session: Any) -
     _, now = result(session, "SELECT CAST(GETDATE() AS datetime2(7)) AS n, SYSUTCDATETIME() AS u")
     for value in now[0].values():
         assert len(value) == 27 and value[19] == "."
+
+
+# -- 4. a DuckDB error inside BEGIN TRAN replays the CDC manager's DDL too ------------------------
+def _errors(session: Any, sql: str) -> list[int]:
+    """Run a batch statement by statement; the SQL Server error numbers it raised."""
+    numbers = []
+    results = session.execute(sql)
+    while True:
+        try:
+            res = next(results)
+            if res.result_set is not None:
+                list(res.result_set.batches)  # results stream: errors surface while reading
+        except StopIteration:
+            return numbers
+        except SqlServerError as e:
+            numbers.append(e.number)
+
+
+def test_statement_error_after_enabling_cdc_in_a_transaction_keeps_the_change_table(session: Any) -> None:
+    run(session, "CREATE TABLE dbo.parts (id int NOT NULL PRIMARY KEY, name nvarchar(20))")
+    run(session, "EXEC sys.sp_cdc_enable_db")
+    errors = _errors(session, (
+        "BEGIN TRAN;"
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL;"
+        "INSERT INTO dbo.parts VALUES (1, N'a');"
+        "INSERT INTO dbo.parts VALUES (1, N'dup');"  # 2627, checked before DuckDB writes
+        "SELECT CAST(N'abc' AS int);"  # fails inside DuckDB: the session rolls back and replays
+        "INSERT INTO dbo.parts VALUES (2, N'b');"
+        "UPDATE dbo.parts SET name = N'c' WHERE id = 2;"
+        "COMMIT"))
+    assert errors == [2627, 245]
+    assert not session.in_transaction
+    assert result(session, "SELECT id, name FROM dbo.parts ORDER BY id")[1] == [
+        {"id": 1, "name": "a"}, {"id": 2, "name": "c"}]
+    changes = result(session, "SELECT [__$operation] AS op, id, name FROM cdc.dbo_parts_CT "
+                              "ORDER BY [__$start_lsn], [__$seqval], [__$operation]")[1]
+    assert [(r["op"], r["id"], r["name"]) for r in changes] == [
+        (2, 1, "a"), (2, 2, "b"), (3, 2, "b"), (4, 2, "c")]
+
+
+def test_cdc_enabled_in_a_transaction_survives_statement_errors_through_driver_18(sqlserver_db: Any) -> None:
+    import pyodbc
+
+    from dtaas_dagster_tests.sqlserver_fixtures import cdc_changes, enable_cdc, wait_for_lsn_after
+
+    with closing(sqlserver_db.connect()) as conn:
+        conn.execute("CREATE TABLE dbo.parts (id int NOT NULL PRIMARY KEY, name nvarchar(20))")
+        conn.execute("EXEC sys.sp_cdc_enable_db")
+        conn.execute("BEGIN TRAN")
+        enable_cdc(conn, "dbo", "parts")
+        conn.execute("INSERT INTO dbo.parts VALUES (1, N'a')")
+        with pytest.raises(pyodbc.IntegrityError, match="2627"):
+            conn.execute("INSERT INTO dbo.parts VALUES (1, N'dup')")
+        with pytest.raises(pyodbc.Error, match="245"):
+            conn.execute("SELECT CAST(N'abc' AS int)").fetchall()
+        conn.execute("INSERT INTO dbo.parts VALUES (2, N'b')")
+        conn.execute("COMMIT")
+        wait_for_lsn_after(conn, None)
+        rows = cdc_changes(conn, "dbo_parts")
+    assert [(r["__$operation"], r["id"], r["name"]) for r in rows] == [(2, 1, "a"), (2, 2, "b")]

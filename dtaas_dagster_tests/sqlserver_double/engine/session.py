@@ -7,7 +7,8 @@ DuckDB aborts the whole transaction on any error. The engine therefore checks
 keys, NOT NULL, truncation and conversions itself before writing, and, for
 errors it cannot foresee, *recovers*: it rolls the DuckDB transaction back,
 begins a new one and replays the writes that had succeeded (every write of an
-explicit transaction is logged with its parameters and Arrow inputs). The CDC
+explicit transaction is logged with its parameters and Arrow inputs, including
+the CDC manager's own DDL and metadata writes on ``txn.cursor``). The CDC
 manager keeps its change records in memory until ``before_commit``, so a replay
 does not duplicate them.
 """
@@ -33,11 +34,43 @@ class Transaction:
     """What the CDC manager sees as ``txn``: the session and its DuckDB cursor."""
 
     session: "DuckDbSession"
-    cursor: duckdb.DuckDBPyConnection
+    cursor: "duckdb.DuckDBPyConnection | ReplayLoggedCursor"
     descriptor: int
     explicit: bool
     changed: bool = False
     log: list[tuple[str, dict[str, Any], dict[str, pa.Table]]] = field(default_factory=list)
+
+
+class ReplayLoggedCursor:
+    """An explicit transaction's cursor as the CDC manager sees it: writes are logged for replay.
+
+    The CDC manager runs its DDL and metadata writes (``sp_cdc_enable_table`` creating
+    ``cdc.*`` tables) on ``txn.cursor`` directly, not through ``session.write``. Without
+    this wrapper a later ``recover()`` would rebuild the transaction without them while
+    the catalog still lists those tables. Reads (SELECT/WITH) are not logged.
+    """
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, log: list[tuple[str, dict[str, Any], dict[str, pa.Table]]]) -> None:
+        self._cursor = cursor
+        self._log = log
+        self._registered: dict[str, pa.Table] = {}
+
+    def execute(self, sql: str, params: Any = None) -> duckdb.DuckDBPyConnection:
+        result = self._cursor.execute(sql, params) if params is not None else self._cursor.execute(sql)
+        if sql.lstrip()[:6].upper() not in ("SELECT", "WITH"):
+            self._log.append((sql, params if params is not None else {}, dict(self._registered)))
+        return result
+
+    def register(self, name: str, data: pa.Table) -> None:
+        self._registered[name] = data
+        self._cursor.register(name, data)
+
+    def unregister(self, name: str) -> None:
+        self._registered.pop(name, None)
+        self._cursor.unregister(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 @dataclass
@@ -108,8 +141,6 @@ class DuckDbSession:
         return self.options["nocount"] == "ON"
 
     def execute(self, sql: str, params: Mapping[str, Param] | None = None) -> Iterator[StatementResult]:
-        from .statements import run_statement
-
         statements = self._plan_cache.get(sql)
         if statements is None:
             # one literal INSERT ... VALUES needs no splitting (tokenizing it costs more than running it)
@@ -118,9 +149,7 @@ class DuckDbSession:
                 self._plan_cache.clear()
             self._plan_cache[sql] = statements
         self.variables = {}
-        bound = dict(params or {})
-        for text in statements:
-            yield run_statement(self, text, bound)
+        return _StatementRunner(self, statements, dict(params or {}))
 
     def describe_undeclared_parameters(self, sql: str) -> list[tuple[str, SqlType]]:
         from .translate import describe_parameters
@@ -175,6 +204,8 @@ class DuckDbSession:
                 raise SqlServerError(3952, f"Snapshot isolation transaction failed accessing database '{db.name}' because snapshot isolation is not allowed in this database. Use ALTER DATABASE to allow snapshot isolation.")
         self.cursor.execute("BEGIN TRANSACTION")
         self.txn = Transaction(self, self.cursor, next(_descriptors), explicit)
+        if explicit:
+            self.txn.cursor = ReplayLoggedCursor(self.cursor, self.txn.log)
         return self.txn
 
     def _commit(self) -> None:
@@ -244,6 +275,28 @@ class DuckDbSession:
             self._rollback()
             raise SqlServerError(3998, "Uncommittable transaction is detected at the end of the batch. "
                                  f"The transaction is rolled back. ({e})") from e
+
+
+class _StatementRunner:
+    """Runs a batch's statements one per ``next()``.
+
+    Not a generator: a generator that raises is finished, but the protocol layer
+    catches a statement's SqlServerError, sends it and asks for the next statement,
+    as SQL Server carries on after a statement-level error.
+    """
+
+    def __init__(self, session: DuckDbSession, statements: list[str], params: dict[str, Param]) -> None:
+        self._session = session
+        self._statements = iter(statements)
+        self._params = params
+
+    def __iter__(self) -> "_StatementRunner":
+        return self
+
+    def __next__(self) -> StatementResult:
+        from .statements import run_statement
+
+        return run_statement(self._session, next(self._statements), self._params)
 
 
 class _Scope:
