@@ -51,6 +51,7 @@ class TableSpec:
     columns_include: tuple[str, ...] | None
     columns_exclude: tuple[str, ...]
     datetime2_default: str
+    text_destination: bool
     datetime2_overrides: tuple[tuple[str, str], ...]
     batch_rows: int | None
     batch_mb: float | None
@@ -158,6 +159,7 @@ def load_table(
             description,
             columns=_selected_columns(spec, description),
             datetime2_default=spec.datetime2_default,
+            text_destination=spec.text_destination,
             datetime2_overrides=dict(spec.datetime2_overrides),
         )
     except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:

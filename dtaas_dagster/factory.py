@@ -114,7 +114,7 @@ def resolve_tables(
     return match_tables(task, available)
 
 
-def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig) -> TableSpec:
+def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, text_destination: bool = False) -> TableSpec:
     schema, name = _split(table.name)
     return TableSpec(
         task=task_name,
@@ -127,6 +127,7 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig) ->
         columns_include=tuple(table.columns_include) if table.columns_include else None,
         columns_exclude=tuple(table.columns_exclude),
         datetime2_default=task.datetime2,
+        text_destination=text_destination,
         datetime2_overrides=tuple(sorted(table.datetime2.items())),
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
@@ -209,7 +210,8 @@ def build_task(
     destination_url = config.destinations[task.destination].url
     assets = [
         build_table_asset(
-            spec=build_table_spec(task_name=task_name, task=task, table=table),
+            spec=build_table_spec(task_name=task_name, task=task, table=table,
+                                  text_destination=config.destinations[task.destination].format != "parquet"),
             source=source,
             destination_url=destination_url,
             partitions_def=partitions_def,

@@ -72,7 +72,10 @@ def test_every_type_round_trips_through_each_format(
 ) -> None:
     seed_all_types(sqlserver_db)
     destination = s3_destination(bucket, moto_s3.endpoint_url, format=file_format)
-    config_path = write_config(tmp_path, config_for(sqlserver, sqlserver_db.name, destination))
+    # Parquet needs the per-column choice for c_sentinel_text (no timestamp type holds it);
+    # CSV / JSON lines hold the exact text, so "auto" alone must give the same result.
+    tables = None if file_format == "parquet" else ["dbo.all_types"]
+    config_path = write_config(tmp_path, config_for(sqlserver, sqlserver_db.name, destination, tables=tables))
     outcome = run_job(job="t_full_load", config_path=config_path, home=dagster_home(tmp_path),
                       password=sqlserver.password)
     assert outcome.ok, outcome.output[-6000:]

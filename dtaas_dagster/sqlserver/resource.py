@@ -222,14 +222,20 @@ class SqlServerResource(ConfigurableResource):
         columns: list[str] | None = None,
         datetime2_default: str = "auto",
         datetime2_overrides: Mapping[str, str] | None = None,
+        text_destination: bool = False,
     ) -> SnapshotPlan:
-        """Choose columns and exact Arrow types; profiles the table when a type depends on the data."""
+        """Choose columns and exact Arrow types; profiles the table when a type depends on the data.
+
+        ``text_destination`` (CSV / JSON lines): under ``auto`` a datetime2(7) column that no
+        timestamp type holds exactly is read as text instead of failing.
+        """
         return plan_snapshot(
             self,
             description,
             columns=columns,
             datetime2_default=datetime2_default,
             datetime2_overrides=dict(datetime2_overrides or {}),
+            text_destination=text_destination,
         )
 
     def read_snapshot(

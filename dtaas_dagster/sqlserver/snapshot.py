@@ -81,6 +81,7 @@ def plan_snapshot(
     columns: list[str] | None,
     datetime2_default: str,
     datetime2_overrides: dict[str, str],
+    text_destination: bool = False,
 ) -> SnapshotPlan:
     selected = _select_columns(description, columns)
     options = {c.name: datetime2_overrides.get(c.name, datetime2_default) for c in selected}
@@ -104,6 +105,7 @@ def plan_snapshot(
                 maximum=maximum,
                 max_sub_microsecond=sub_us,
                 table=str(description.table),
+                text_destination=text_destination,
             )
         else:
             length = int(next(values) or 0)

@@ -9,7 +9,8 @@ survives the trip. The one type Arrow cannot hold exactly in every case is
 
 - ``auto``: ``timestamp[ns]`` when the profile query shows every value within
   1677-09-21..2262-04-11, else ``timestamp[us]`` when no value has a non-zero
-  100 ns digit, else the load stops *before anything is written* with an error
+  100 ns digit, else (for CSV / JSON lines, which hold the exact text) ``string``,
+  else (Parquet) the load stops *before anything is written* with an error
   naming the column and the options;
 - ``timestamp_ns``: keep 100 ns; stop up front if a value is out of range;
 - ``timestamp_us``: full range, the 100 ns digit is dropped (explicit opt-in);
@@ -145,6 +146,7 @@ def resolve_datetime2_choice(
     maximum: dt.datetime | None,
     max_sub_microsecond: int | None,
     table: str,
+    text_destination: bool = False,
 ) -> str:
     """Turn ``auto`` into a concrete choice from the profile; check ``timestamp_ns`` fits.
 
@@ -166,6 +168,8 @@ def resolve_datetime2_choice(
         )
     if not max_sub_microsecond:
         return "timestamp_us"
+    if text_destination:
+        return "string"  # CSV / JSON lines hold the exact text; nothing to choose between
     raise Datetime2PrecisionError(
         f"{table}.{column.name} ({column.type_text}) has values outside 1677-2262 ({minimum} .. {maximum}) "
         "and values with a 100 ns digit, so no timestamp type holds it exactly; nothing was written. "

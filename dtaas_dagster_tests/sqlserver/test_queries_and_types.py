@@ -156,3 +156,10 @@ def test_snapshot_batch_ends_with_the_server_side_row_count() -> None:
         "SET TRANSACTION ISOLATION LEVEL SNAPSHOT;\nSELECT [a] FROM [dbo].[t];\nSELECT ROWCOUNT_BIG() AS rows_sent;"
     )
     assert queries.snapshot_batch(select, snapshot_isolation=False).startswith("SELECT [a]")
+
+
+def test_datetime2_auto_becomes_exact_text_for_text_destinations() -> None:
+    assert resolve_datetime2_choice(
+        DT27, "auto", minimum=dt.datetime(1, 1, 1), maximum=dt.datetime(9999, 12, 31),
+        max_sub_microsecond=100, table="db.dbo.t", text_destination=True,
+    ) == "string"
