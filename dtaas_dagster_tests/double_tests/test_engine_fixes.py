@@ -236,3 +236,71 @@ def test_cdc_enabled_in_a_transaction_survives_statement_errors_through_driver_1
         wait_for_lsn_after(conn, None)
         rows = cdc_changes(conn, "dbo_parts")
     assert [(r["__$operation"], r["id"], r["name"]) for r in rows] == [(2, 1, "a"), (2, 2, "b")]
+
+
+# -- 5. one-row parameterised INSERT (fast_executemany's shape) keeps every check -----------------
+ROW_SQL = "INSERT INTO dbo.r (k, name, amount, stamp) VALUES (@P1, @P2, @P3, @P4)"
+
+
+def _row_params(*values: Any) -> dict[str, Any]:
+    from dtaas_dagster_tests.sqlserver_double.engine_api import Param
+
+    types = [SqlType("nvarchar", 10), SqlType("nvarchar", 5), SqlType("decimal", precision=6, scale=2),
+             SqlType("datetime2", scale=7)]
+    return {f"@P{i + 1}": Param(f"@P{i + 1}", t, v) for i, (t, v) in enumerate(zip(types, values))}
+
+
+def _insert_row(session: Any, *values: Any) -> int | None:
+    """SqlServerError number of the one-row INSERT, or None when it succeeded."""
+    try:
+        run_with = list(session.execute(ROW_SQL, _row_params(*values)))
+        assert run_with[0].rowcount == 1
+        return None
+    except SqlServerError as e:
+        return e.number
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["autocommit", "in_transaction"])
+def test_one_row_inserts_keep_sql_server_checks(session: Any, explicit: bool) -> None:
+    run(session, "CREATE TABLE dbo.r (id int IDENTITY(1,1), k nvarchar(10) NOT NULL PRIMARY KEY, "
+                 "name nvarchar(5) NOT NULL, amount decimal(6,2), stamp datetime2(7))")
+    if explicit:
+        run(session, "BEGIN TRAN")
+    stamp = dt.datetime(2024, 5, 30, 1, 2, 3, 456789)
+    outcomes = [
+        _insert_row(session, "a", "x", Decimal("1.005"), stamp),
+        _insert_row(session, "A", "y", None, None),  # same key under the case-insensitive collation
+        _insert_row(session, "b", None, None, None),
+        _insert_row(session, "c", "toolong", None, None),
+        _insert_row(session, "d", "z", Decimal("12345.6"), None),  # too big for decimal(6,2): 245 here, 8115 on SQL Server
+        _insert_row(session, "e", "w", "abc", None),  # not convertible
+        _insert_row(session, "f", "v", 7, None),
+    ]
+    assert outcomes == [None, 2627, 515, 2628, 245, 245, None]
+    got = result(session, "SELECT id, k, name, amount, stamp FROM dbo.r ORDER BY k")[1]  # reads the buffered rows
+    assert [(r["k"], r["name"], r["amount"], r["stamp"]) for r in got] == [
+        ("a", "x", Decimal("1.01"), "2024-05-30 01:02:03.4567890"), ("f", "v", Decimal("7.00"), None)]
+    assert got[0]["id"] < got[1]["id"]
+    if explicit:
+        assert _insert_row(session, "g", "u", None, None) is None
+        run(session, "ROLLBACK")
+        assert result(session, "SELECT COUNT(*) AS n FROM dbo.r")[1] == [{"n": 0}]
+
+
+def test_buffered_rows_are_captured_and_committed_once(engine: DuckDbEngine, session: Any) -> None:
+    run(session, "CREATE TABLE dbo.r (k nvarchar(10) NOT NULL PRIMARY KEY, name nvarchar(5), amount decimal(6,2), "
+                 "stamp datetime2(7))")
+    run(session, "EXEC sys.sp_cdc_enable_db")
+    run(session, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'r', @role_name = NULL")
+    run(session, "BEGIN TRAN")
+    for i in range(50):
+        assert _insert_row(session, f"k{i}", "n", Decimal(i), None) is None
+    run(session, "UPDATE dbo.r SET name = N'm' WHERE k = N'k7'")  # flushes the buffer first
+    assert _insert_row(session, "k50", "n", None, None) is None
+    run(session, "COMMIT")
+    other = engine.open_session("sa", "sales")
+    assert result(other, "SELECT COUNT(*) AS n, COUNT(DISTINCT k) AS d FROM dbo.r")[1] == [{"n": 51, "d": 51}]
+    ops = result(other, "SELECT [__$operation] AS op, COUNT(*) AS n FROM cdc.dbo_r_CT GROUP BY [__$operation] "
+                        "ORDER BY op")[1]
+    assert ops == [{"op": 2, "n": 51}, {"op": 3, "n": 1}, {"op": 4, "n": 1}]
+    other.close()

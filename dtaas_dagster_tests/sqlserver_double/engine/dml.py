@@ -88,13 +88,14 @@ def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) 
     return write_rows(session, table, columns, stage)
 
 
-def insert_fast(session: Any, insert: Any, params: dict[str, Param]) -> StatementResult | None:
-    """A literal/parameter INSERT ... VALUES scanned by ``fast_insert``; None to take the parsed path."""
-    from .fast_insert import source_table
+def insert_fast(session: Any, insert: Any, params: dict[str, Param], text: str) -> StatementResult | None:
+    """A literal/parameter INSERT ... VALUES scanned by ``fast_insert``; None to take the parsed path.
 
-    source = source_table(insert, params)
-    if source is None:
-        return None
+    A one-row INSERT first tries ``single_insert`` (one DuckDB statement per row).
+    """
+    from .fast_insert import source_table
+    from .single_insert import try_insert
+
     names = insert.table
     db = session.engine.database(names[-3] if len(names) == 3 else session.database)
     table = db.find_table(names[-2] if len(names) >= 2 else "dbo", names[-1])
@@ -104,6 +105,13 @@ def insert_fast(session: Any, insert: Any, params: dict[str, Param]) -> Statemen
         columns = [table.require_column(c) for c in insert.columns]
     else:
         columns = [c for c in table.columns if not c.identity]
+    if len(insert.rows) == 1 and len(insert.rows[0]) == len(columns):
+        done = try_insert(session, insert, table, columns, params, text)
+        if done is not None:
+            return done
+    source = source_table(insert, params)
+    if source is None:
+        return None
     if source.num_columns != len(columns):
         raise width_mismatch(source.num_columns, len(columns))
     session.cursor.register(FAST_SOURCE, source)

@@ -16,6 +16,7 @@ and numbers, several statements) returns ``None`` and takes the normal path.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -109,6 +110,7 @@ def _rows(sql: str, pos: int) -> list[list[tuple[str, Any]]] | None:
     return rows
 
 
+@functools.lru_cache(maxsize=256)  # fast_executemany repeats one text per row; FastInsert is never mutated
 def scan(sql: str) -> FastInsert | None:
     """The INSERT if ``sql`` is exactly one literal/parameter multi-row INSERT ... VALUES, else None."""
     header = _HEADER.match(sql)

@@ -27,6 +27,7 @@ from ..engine_api import Param, SqlServerError, SqlType, StatementResult
 from .split import split_batch
 
 _descriptors = itertools.count(1)
+LogEntry = tuple[str, Any, dict[str, pa.Table]]  # DuckDB SQL, its parameters (dict or list), registered Arrow inputs
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Transaction:
     descriptor: int
     explicit: bool
     changed: bool = False
-    log: list[tuple[str, dict[str, Any], dict[str, pa.Table]]] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
 
 
 class ReplayLoggedCursor:
@@ -50,7 +51,7 @@ class ReplayLoggedCursor:
     the catalog still lists those tables. Reads (SELECT/WITH) are not logged.
     """
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, log: list[tuple[str, dict[str, Any], dict[str, pa.Table]]]) -> None:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, log: list[LogEntry]) -> None:
         self._cursor = cursor
         self._log = log
         self._registered: dict[str, pa.Table] = {}
@@ -126,6 +127,8 @@ class DuckDbSession:
         self.rowcount = 0
         self.identity_insert: set[int] = set()  # object ids with IDENTITY_INSERT ON
         self._plan_cache: dict[str, list[str]] = {}
+        self.row_plans: dict[tuple[str, str], Any] = {}  # single_insert.RowPlan (or None) per (database, text)
+        self.pending_rows: Any = None  # single_insert.PendingRows: one-row INSERTs buffered inside BEGIN TRAN
 
     # -- EngineSession API ----------------------------------------------------
     @property
@@ -208,11 +211,18 @@ class DuckDbSession:
             self.txn.cursor = ReplayLoggedCursor(self.cursor, self.txn.log)
         return self.txn
 
+    def flush_pending_rows(self) -> None:
+        if self.pending_rows is not None:
+            from .single_insert import flush
+
+            flush(self)
+
     def _commit(self) -> None:
         txn = self.txn
         if txn is None:
             return
         try:
+            self.flush_pending_rows()
             if txn.changed:
                 with self.engine.commit_lock:
                     self.engine.cdc.before_commit(txn)
@@ -227,6 +237,7 @@ class DuckDbSession:
 
     def _rollback(self) -> None:
         txn, self.txn = self.txn, None
+        self.pending_rows = None
         try:
             self.cursor.execute("ROLLBACK")
         except duckdb.Error:
@@ -238,7 +249,7 @@ class DuckDbSession:
         """Context for a writing statement: joins the open transaction or opens one."""
         return _Scope(self)
 
-    def write(self, sql: str, params: dict[str, Any] | None = None,
+    def write(self, sql: str, params: dict[str, Any] | list[Any] | None = None,
               registrations: dict[str, pa.Table] | None = None) -> duckdb.DuckDBPyConnection:
         """Run a writing DuckDB statement in the current transaction, logged for replay."""
         assert self.txn is not None
@@ -250,7 +261,8 @@ class DuckDbSession:
             for name in registrations or {}:
                 self.cursor.unregister(name)
         if self.txn.explicit:
-            self.txn.log.append((sql, dict(params or {}), dict(registrations or {})))
+            logged = list(params) if isinstance(params, list) else dict(params or {})
+            self.txn.log.append((sql, logged, dict(registrations or {})))
         return result
 
     def recover(self) -> None:

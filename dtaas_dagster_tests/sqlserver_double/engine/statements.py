@@ -46,6 +46,8 @@ def run_statement(session: DuckDbSession, text: str, params: dict[str, Param]) -
     """Run one statement; errors raise SqlServerError (the batch continues unless aborts_batch)."""
     first = text.split(None, 1)[0].upper()
     try:
+        if first != "INSERT":  # an INSERT flushes itself unless it joins the buffered rows
+            session.flush_pending_rows()
         if first == "SET":
             return _set(session, text, params)
         if first == "USE":
@@ -72,9 +74,10 @@ def _parsed(session: DuckDbSession, text: str, params: dict[str, Param]) -> Stat
 
     insert = fast_insert.scan(text) if first_word(text) == "INSERT" else None
     if insert is not None:
-        done = dml.insert_fast(session, insert, params)
+        done = dml.insert_fast(session, insert, params, text)
         if done is not None:
             return done
+    session.flush_pending_rows()
     node = parse(text)
     if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect)):
         return run_select(session, node, params)
