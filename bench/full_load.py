@@ -167,7 +167,12 @@ class _ReadClock:
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """describe + plan + read_snapshot + progress + write_partition, as load_table and the IO manager do."""
     from dtaas_dagster.assets import progress, read_table_batches
-    from dtaas_dagster.destinations.files import WriteOptions, new_load_id, open_location, render_partition_dir, write_partition
+    from dtaas_dagster.destinations.files import (
+        WriteOptions,
+        new_load_id,
+        write_partition,
+    )
+    from dtaas_dagster.destinations.location import open_location, render_partition_dir
     from dtaas_dagster.stream import TableRef, TableStream
 
     sqlserver = _resource(args.port, args.driver)

@@ -15,8 +15,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dtaas_dagster.destinations.files import open_location, read_partition
-from dtaas_dagster_tests.all_types import assert_same, expected_all_types, seed_all_types
+from dtaas_dagster.destinations.files import read_partition
+from dtaas_dagster.destinations.location import open_location
+from dtaas_dagster_tests.all_types import (
+    assert_same,
+    expected_all_types,
+    seed_all_types,
+)
 from dtaas_dagster_tests.runs import (
     dagster_home,
     materializations,

@@ -26,37 +26,7 @@ the partition removes them. Files in the directory that do not look like ours
 are left alone. Two runs loading the same partition *concurrently* are not
 supported: the last manifest wins and may delete the other run's files.
 
-Text formats (CSV and JSON lines)
----------------------------------
-Both must round-trip every Arrow type a SQL Server source produces. The text
-form of each value is:
-
-============================ ============================ ==========================
-Arrow type                   CSV                          JSON lines
-============================ ============================ ==========================
-null (any type)              empty field, unquoted        ``null``
-int*/uint*                   ``-12``                      number
-float32/float64              shortest round-trip, ``nan``, number; NaN/inf as the
-                             ``inf``                      strings ``"NaN"``,
-                                                          ``"Infinity"``, ``"-Infinity"``
-bool                         ``true`` / ``false``         ``true`` / ``false``
-decimal128(p, s)             ``"-12.3400"`` (plain, all   string, same text
-                             ``s`` digits, quoted)
-string                       always quoted; ``""`` is the string, JSON-escaped
-                             empty string
-binary                       base64, quoted               base64 string
-date32                       ``2024-02-29``               string, same text
-time64                       ``23:59:59.999999999``       string, same text
-timestamp[unit, tz]          ``0001-01-01 00:00:00.000000`` string ``0001-01-01T00:00:00.000000``
-                             (all digits of the unit;     (ISO-8601 with ``T``, all
-                             ``Z`` when tz-aware)         digits; ``Z`` when tz-aware)
-============================ ============================ ==========================
-
-The header row of a CSV file holds the column names. Readers decode the text
-with the Arrow schema stored in the manifest, so a read gives back the exact
-values that were written. Everything is vectorised with Arrow compute except
-base64 and the rare decimals Arrow prints in exponent form (``0E-10``), which
-are formatted per value in Python.
+CSV and JSON lines are encoded and decoded by :mod:`dtaas_dagster.destinations.text_formats`.
 """
 
 from __future__ import annotations
@@ -65,22 +35,24 @@ import base64
 import datetime as dt
 import json
 import logging
-import os
 import re
-import string
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.fs as pafs
-import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
+from dtaas_dagster.destinations.text_formats import (
+    csv_encode_batch,
+    decode_text_column,
+    jsonl_encode_batch,
+    read_csv_bytes,
+    read_jsonl_bytes,
+)
 from dtaas_dagster.stream import TableStream
 
 log = logging.getLogger(__name__)
@@ -95,169 +67,6 @@ _PART_PREFIX = "part-"
 
 class ManifestNotFoundError(FileNotFoundError):
     """A partition directory has no manifest: it was never loaded, or its load did not finish."""
-
-
-# --------------------------------------------------------------------------- filesystem
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where partitions live: an Arrow filesystem plus the base path inside it."""
-
-    fs: pafs.FileSystem
-    base: str  # path inside ``fs``: "bucket/prefix" on S3, an absolute path locally
-    scheme: str  # "s3" or "file"
-
-    def path(self, relative: str) -> str:
-        return f"{self.base.rstrip('/')}/{relative}" if relative else self.base
-
-    def url(self, path: str) -> str:
-        """A URL a person can paste: ``s3://bucket/key`` or ``file:///abs/path``."""
-        return f"s3://{path}" if self.scheme == "s3" else f"file://{path}"
-
-
-def _env_value(env_name: str | None, field_name: str) -> str | None:
-    if not env_name:
-        return None
-    value = os.environ.get(env_name)
-    if value is None:
-        raise ValueError(
-            f"{field_name} names the environment variable {env_name!r}, which is not set; "
-            f"export {env_name} or clear {field_name} to use the default AWS credential chain"
-        )
-    return value
-
-
-class _S3FileSystem(pafs.S3FileSystem):
-    """pyarrow's S3 filesystem, except that deleting an object leaves no directory marker.
-
-    pyarrow's ``delete_file`` writes an empty ``dir/`` object after every delete
-    (measured against moto: deleting ``a/b/y`` next to ``a/b/x`` adds ``a/b/``), so
-    cleaning up a failed attempt would still change the bucket. Deletes go
-    through boto3 with the same endpoint and credentials instead.
-    """
-
-    def __init__(self, *, boto_options: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._boto_options = boto_options
-        self._client: Any = None
-
-    def delete_file(self, path: str) -> None:
-        import boto3
-
-        if self._client is None:
-            self._client = boto3.client("s3", **self._boto_options)
-        bucket, _, key = path.partition("/")
-        self._client.delete_object(Bucket=bucket, Key=key)
-
-
-def open_location(
-    url: str,
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    access_key_id_env: str | None = None,
-    secret_access_key_env: str | None = None,
-    session_token_env: str | None = None,
-) -> Location:
-    """Open ``s3://bucket[/prefix]``, ``file:///abs`` or ``file://relative`` (against the cwd).
-
-    S3 credentials are read from the NAMED environment variables now, at call
-    time, and handed to pyarrow only; they are never logged or put in errors.
-    Without them pyarrow uses the default AWS credential chain.
-    """
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"S3 url {url!r} has no bucket; write it as s3://bucket[/prefix]")
-        key_id = _env_value(access_key_id_env, "access_key_id_env")
-        secret = _env_value(secret_access_key_env, "secret_access_key_env")
-        if (key_id is None) != (secret is None):
-            raise ValueError("set both access_key_id_env and secret_access_key_env, or neither")
-        kwargs: dict[str, Any] = {"region": region or "us-east-1"}
-        boto: dict[str, Any] = {"region_name": region or "us-east-1"}
-        if key_id is not None:
-            session_token = _env_value(session_token_env, "session_token_env")
-            kwargs.update(access_key=key_id, secret_key=secret, session_token=session_token)
-            boto.update(aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=session_token)
-        if endpoint_url:
-            endpoint = urlparse(endpoint_url)
-            if not endpoint.scheme or not endpoint.netloc:
-                raise ValueError(f"endpoint_url {endpoint_url!r} must look like http://host:port")
-            kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
-            boto["endpoint_url"] = endpoint_url
-        base = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-        return Location(_S3FileSystem(boto_options=boto, **kwargs), base, "s3")
-    if parsed.scheme == "file":
-        raw = url[len("file://") :]
-        base = os.path.abspath(raw or ".")
-        return Location(pafs.LocalFileSystem(), base.rstrip("/") or "/", "file")
-    raise ValueError(f"unsupported destination url {url!r}; use s3://bucket[/prefix] or file:///path")
-
-
-# --------------------------------------------------------------------------- path template
-
-_UNSAFE = re.compile(r"[^\w.=-]")
-
-
-def _percent(match: re.Match[str]) -> str:
-    return "".join(f"%{byte:02X}" for byte in match.group(0).encode("utf-8"))
-
-
-def sanitize_path_value(value: str) -> str:
-    """Make one template value safe as (part of) a single path segment, reversibly.
-
-    Hive-style escaping: every character other than letters, digits (any
-    script) and ``_ . = -`` becomes ``%XX`` per UTF-8 byte, so ``/``, ``\\``,
-    ``:``, spaces and ``%`` itself cannot add or escape directories; a value made
-    only of dots (``.``, ``..``) is escaped entirely. The mapping is one-to-one,
-    so two different partition keys never share a directory. An empty value is
-    an error (it would leave an empty path segment).
-    """
-    text = str(value)
-    if text == "":
-        raise ValueError("an empty value cannot be a path segment")
-    if text.strip(".") == "":
-        return "%2E" * len(text)
-    return _UNSAFE.sub(_percent, text)
-
-
-class _SanitizedVariables(Mapping[str, str]):
-    """Template variables, escaped only when the template uses them."""
-
-    def __init__(self, variables: Mapping[str, str]) -> None:
-        self._variables = variables
-
-    def __getitem__(self, name: str) -> str:
-        try:
-            return sanitize_path_value(self._variables[name])
-        except ValueError as e:
-            raise ValueError(f"path template variable ${name} is empty; give it a value or drop it from the template") from e
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._variables)
-
-    def __len__(self) -> int:
-        return len(self._variables)
-
-
-def render_partition_dir(template: str, variables: Mapping[str, str]) -> str:
-    """Render the path template with escaped variables into a relative directory."""
-    try:
-        rendered = string.Template(template).substitute(_SanitizedVariables(variables))
-    except KeyError as e:
-        raise ValueError(
-            f"path template {template!r} uses ${e.args[0]}, which is not a variable; "
-            f"known variables: {', '.join(sorted(variables))}"
-        ) from e
-    except ValueError as e:
-        if "path template" in str(e):
-            raise
-        raise ValueError(f"path template {template!r} is malformed ({e}); write $name or ${{name}}") from e
-    segments = [s for s in rendered.split("/") if s not in ("", ".")]
-    if not segments or ".." in segments:
-        raise ValueError(f"path template {template!r} renders to {rendered!r}, not a relative directory")
-    return "/".join(segments)
 
 
 # --------------------------------------------------------------------------- options
@@ -303,130 +112,6 @@ def new_load_id(run_id: str, attempt: int = 0) -> str:
     """Unique per attempt: run id prefix, attempt number and a short random part."""
     prefix = re.sub(r"[^A-Za-z0-9]", "", run_id)[:8] or "run"
     return f"{prefix}-a{attempt}-{uuid.uuid4().hex[:8]}"
-
-
-# --------------------------------------------------------------------------- text codecs
-
-
-def _is_binary(t: pa.DataType) -> bool:
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
-
-
-def _decimal_text(arr: pa.Array) -> pa.Array:
-    """Plain decimal text with all scale digits; Arrow prints tiny values as ``1E-10``."""
-    text = pc.cast(arr, pa.string())
-    exponent = pc.fill_null(pc.match_substring(text, "E"), False)
-    if not pc.any(exponent).as_py():
-        return text
-    fixed = [format(v.as_py(), "f") for v in pc.filter(arr, exponent)]  # rare rows only
-    return pc.replace_with_mask(text, exponent, pa.array(fixed, pa.string()))
-
-
-def _base64_text(arr: pa.Array) -> pa.Array:
-    # Arrow has no base64 kernel: one Python call per value, binary columns only.
-    return pa.array(
-        [None if v is None else base64.b64encode(v).decode("ascii") for v in arr.to_pylist()],
-        pa.string(),
-    )
-
-
-def _timestamp_iso(arr: pa.Array) -> pa.Array:
-    return pc.replace_substring(pc.cast(arr, pa.string()), " ", "T", max_replacements=1)
-
-
-def csv_encode_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Decimals to plain text and binary to base64; Arrow's CSV writer does the rest."""
-    columns = []
-    for col in batch.columns:
-        if pa.types.is_decimal(col.type):
-            col = _decimal_text(col)
-        elif _is_binary(col.type):
-            col = _base64_text(col)
-        columns.append(col)
-    names = batch.schema.names
-    return pa.RecordBatch.from_arrays(columns, names=names)
-
-
-def _json_string(text: pa.Array) -> pa.Array:
-    """JSON string literals: escape backslash, quote and control characters, add quotes."""
-    text = pc.replace_substring(text, "\\", "\\\\")
-    text = pc.replace_substring(text, '"', '\\"')
-    if pc.any(pc.fill_null(pc.match_substring_regex(text, r"[\x00-\x1f]"), False)).as_py():
-        for code in range(0x20):
-            text = pc.replace_substring(text, chr(code), json.dumps(chr(code))[1:-1])
-    return pc.binary_join_element_wise('"', text, '"', "")
-
-
-def _json_float(arr: pa.Array) -> pa.Array:
-    text = pc.cast(arr, pa.string())
-    for arrow_text, json_text in (("nan", '"NaN"'), ("inf", '"Infinity"'), ("-inf", '"-Infinity"')):
-        text = pc.if_else(pc.equal(text, arrow_text), json_text, text)
-    return text
-
-
-def _json_fragment(arr: pa.Array) -> pa.Array:
-    t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_boolean(t):
-        text = pc.cast(arr, pa.string())
-    elif pa.types.is_floating(t):
-        text = _json_float(arr)
-    elif pa.types.is_decimal(t):
-        text = _json_string(_decimal_text(arr))
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        text = _json_string(pc.cast(arr, pa.string()))
-    elif _is_binary(t):
-        text = _json_string(_base64_text(arr))
-    elif pa.types.is_timestamp(t):
-        text = _json_string(_timestamp_iso(arr))
-    elif pa.types.is_date(t) or pa.types.is_time(t):
-        text = _json_string(pc.cast(arr, pa.string()))
-    elif pa.types.is_null(t):
-        text = pa.nulls(len(arr), pa.string())
-    else:
-        raise TypeError(f"JSON lines output does not support Arrow type {t}; cast the column first")
-    return pc.fill_null(text, "null")
-
-
-def jsonl_encode_batch(batch: pa.RecordBatch) -> pa.Buffer:
-    """One JSON object per row, built column-wise; returns the UTF-8 bytes of all lines."""
-    if batch.num_columns == 0:
-        return pa.py_buffer(b"{}\n" * batch.num_rows)
-    parts: list[Any] = []
-    for i, (name, col) in enumerate(zip(batch.schema.names, batch.columns, strict=True)):
-        parts.append(("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":")
-        parts.append(_json_fragment(col))
-    parts.append("}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
-    # 64-bit offsets: a batch may exceed 2 GiB of text. The lines are contiguous in
-    # the data buffer, so the file content is one slice of it: no per-row join.
-    lines = pc.cast(lines, pa.large_string())
-    offsets = pa.Array.from_buffers(pa.int64(), len(lines) + 1, [None, lines.buffers()[1]], offset=lines.offset)
-    lo, hi = offsets[0].as_py(), offsets[len(lines)].as_py()
-    return lines.buffers()[2].slice(lo, hi - lo)
-
-
-def decode_text_column(text: pa.Array, target: pa.DataType) -> pa.Array:
-    """Text (as written by the CSV/JSON encoders) back to ``target``; see the module table.
-
-    JSON numbers and booleans arrive already typed and are only cast.
-    """
-    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
-        return pc.cast(text, target)
-    if pa.types.is_string(target) or pa.types.is_large_string(target):
-        return pc.cast(text, target)
-    if _is_binary(target):
-        values = [None if v is None else base64.b64decode(v) for v in text.to_pylist()]
-        return pa.array(values, target)
-    if pa.types.is_time(target):
-        stamps = pc.cast(pc.binary_join_element_wise("1970-01-01T", text, ""), pa.timestamp("ns"))
-        nanos = pc.cast(stamps, pa.int64())
-        unit_nanos = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[target.unit]
-        as_int = pa.int64() if pa.types.is_time64(target) else pa.int32()
-        return pc.cast(pc.cast(pc.divide(nanos, unit_nanos), as_int), target)
-    if pa.types.is_floating(target):
-        for json_text, arrow_text in (("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")):
-            text = pc.if_else(pc.equal(text, json_text), arrow_text, text)
-    return pc.cast(text, target)
 
 
 # --------------------------------------------------------------------------- format writers
@@ -800,46 +485,6 @@ def _read_file(
         return
     with fs.open_input_stream(path, compression=codec) as f:
         body = f.read()
-    text_table = _read_csv(body, schema) if fmt == "csv" else _read_jsonl(body, schema)
+    text_table = read_csv_bytes(body, schema) if fmt == "csv" else read_jsonl_bytes(body, schema)
     columns = [decode_text_column(text_table.column(i).combine_chunks(), fld.type) for i, fld in enumerate(schema)]
     yield from pa.Table.from_arrays(columns, schema=schema).to_batches()
-
-
-def _read_csv(body: bytes, schema: pa.Schema) -> pa.Table:
-    return pcsv.read_csv(
-        pa.BufferReader(body),
-        read_options=pcsv.ReadOptions(block_size=max(len(body), 1 << 20)),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-        convert_options=pcsv.ConvertOptions(
-            column_types={name: pa.string() for name in schema.names},
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,  # "" is the empty string, an empty field is null
-        ),
-    )
-
-
-def _json_read_type(t: pa.DataType) -> pa.DataType:
-    native = pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)
-    return t if native else pa.string()
-
-
-def _read_jsonl(body: bytes, schema: pa.Schema) -> pa.Table:
-    read_schema = pa.schema([(f.name, _json_read_type(f.type)) for f in schema])
-    try:
-        return pjson.read_json(
-            pa.BufferReader(body),
-            read_options=pjson.ReadOptions(block_size=max(len(body), 1 << 20)),
-            parse_options=pjson.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
-        )
-    except pa.ArrowInvalid:
-        # Float columns holding "NaN"/"Infinity" strings mix JSON types, which
-        # Arrow's reader refuses: parse those (rare) files line by line.
-        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
-        columns = []
-        for f in read_schema:
-            values = [row.get(f.name) for row in rows]
-            if pa.types.is_floating(f.type):
-                values = [float(v) if isinstance(v, str) else v for v in values]
-            columns.append(pa.array(values, f.type))
-        return pa.Table.from_arrays(columns, schema=read_schema)

@@ -44,17 +44,19 @@ from dagster import (
 from pydantic import Field, model_validator
 
 from dtaas_dagster.destinations.files import (
-    Location,
     ManifestNotFoundError,
     PartitionWrite,
     WriteOptions,
     new_load_id,
-    open_location,
     put_object_atomically,
     read_partition,
+    write_partition,
+)
+from dtaas_dagster.destinations.location import (
+    Location,
+    open_location,
     render_partition_dir,
     sanitize_path_value,
-    write_partition,
 )
 from dtaas_dagster.stream import TableStream
 

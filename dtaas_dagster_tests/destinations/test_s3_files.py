@@ -13,18 +13,24 @@ import pytest
 
 from dtaas_dagster.destinations.files import (
     MANIFEST_NAME,
-    Location,
     ManifestNotFoundError,
     WriteOptions,
     new_load_id,
-    open_location,
     read_manifest,
     read_partition,
-    render_partition_dir,
     write_partition,
 )
+from dtaas_dagster.destinations.location import (
+    Location,
+    open_location,
+    render_partition_dir,
+)
+from dtaas_dagster_tests.destinations.s3_samples import (
+    all_types_table,
+    numbered_table,
+    stream_of,
+)
 from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
-from dtaas_dagster_tests.destinations.s3_samples import all_types_table, numbered_table, stream_of
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -19,11 +19,12 @@ from dagster import (
     materialize,
 )
 
-from dtaas_dagster.destinations.files import open_location, read_partition
+from dtaas_dagster.destinations.files import read_partition
+from dtaas_dagster.destinations.location import open_location
 from dtaas_dagster.destinations.s3 import S3IOManager
 from dtaas_dagster.stream import TableStream
-from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 from dtaas_dagster_tests.destinations.s3_samples import TABLE, all_types_table
+from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 
 LOADS = DynamicPartitionsDefinition(name="loads")
 SEEN: dict[str, Any] = {}
