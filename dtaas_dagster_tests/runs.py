@@ -96,15 +96,13 @@ def run_job(
     return RunOutcome(completed.returncode, completed.stdout + completed.stderr, home)
 
 
-def materializations(home: Path) -> list[Any]:
-    """Every asset materialization event recorded in the instance at ``home``."""
+def materializations(home: Path, asset_key: list[str]) -> list[Any]:
+    """The materializations of one asset recorded in the instance at ``home``, oldest first."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        events = instance.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1000
-        )
-        return [record.event_log_entry.asset_materialization for record in events]
+        result = instance.fetch_materializations(dg.AssetKey(asset_key), limit=1000, ascending=True)
+        return [record.asset_materialization for record in result.records]
 
 
 def pool_limit(home: Path, pool: str) -> int | None:

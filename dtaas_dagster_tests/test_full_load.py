@@ -91,7 +91,7 @@ def test_every_type_round_trips_through_each_format(
 
     # progress lines and materialization metadata
     assert "dbo.all_types: 3 / ~3 rows (100%)" in outcome.output
-    events = [m for m in materializations(outcome.dagster_home) if m.asset_key.path == ["t", "dbo", "all_types"]]
+    events = materializations(outcome.dagster_home, ["t", "dbo", "all_types"])
     assert len(events) == 1
     metadata = events[0].metadata
     assert metadata["dagster/row_count"].value == 3
@@ -182,7 +182,7 @@ def test_a_failed_reload_leaves_the_previous_load_as_it_was(
     first = run_job(job="t_full_load", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
                     password=sqlserver.password)
     assert first.ok, first.output[-4000:]
-    key = materializations(first.dagster_home)[0].partition
+    key = materializations(first.dagster_home, ["t", "dbo", "big"])[0].partition
     # Re-run the same partition through <task>_tables, as a script would; its read dies after
     # 3,000 rows, when files are already written, and there are no retries.
     sqlserver.control.drop_after_rows(3_000, matching=r"FROM \[dbo\]\.\[big\]", times=1)
