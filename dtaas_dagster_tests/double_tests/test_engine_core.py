@@ -7,17 +7,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from dtaas_dagster_tests.double_tests.engine_helpers import run
 from dtaas_dagster_tests.sqlserver_double.engine import DuckDbEngine
 from dtaas_dagster_tests.sqlserver_double.engine_api import Param, SqlServerError, SqlType
-
-
-@pytest.fixture()
-def session() -> Any:
-    engine = DuckDbEngine()
-    engine.create_database("sales")
-    s = engine.open_session("sa", "sales")
-    yield s
-    s.close()
 
 
 def rows(session: Any, sql: str, params: dict[str, Param] | None = None) -> list[list[Any]]:
@@ -28,11 +20,6 @@ def rows(session: Any, sql: str, params: dict[str, Param] | None = None) -> list
             last = pa.Table.from_batches(list(result.result_set.batches))
     assert last is not None
     return [c.to_pylist() for c in last.columns]
-
-
-def run(session: Any, sql: str) -> None:
-    for _ in session.execute(sql):
-        pass
 
 
 def test_authenticate_and_version() -> None:

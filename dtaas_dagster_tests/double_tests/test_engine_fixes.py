@@ -16,22 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from dtaas_dagster_tests.double_tests.engine_helpers import run
 from dtaas_dagster_tests.sqlserver_double.engine import DuckDbEngine
 from dtaas_dagster_tests.sqlserver_double.engine_api import SqlServerError, SqlType
-
-
-@pytest.fixture()
-def engine() -> DuckDbEngine:
-    engine = DuckDbEngine()
-    engine.create_database("sales")
-    return engine
-
-
-@pytest.fixture()
-def session(engine: DuckDbEngine) -> Any:
-    s = engine.open_session("sa", "sales")
-    yield s
-    s.close()
 
 
 def result(session: Any, sql: str) -> tuple[list[SqlType], list[dict[str, Any]]]:
@@ -44,11 +31,6 @@ def result(session: Any, sql: str) -> tuple[list[SqlType], list[dict[str, Any]]]
             last = ([c.type for c in res.result_set.columns], rows)
     assert last is not None
     return last
-
-
-def run(session: Any, sql: str) -> None:
-    for _ in session.execute(sql):
-        pass
 
 
 # -- 1. ALTER TABLE ... DROP COLUMN --------------------------------------------------------

@@ -12,17 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dtaas_dagster_tests.sqlserver_double.engine import DuckDbEngine
+from dtaas_dagster_tests.double_tests.engine_helpers import run
 from dtaas_dagster_tests.sqlserver_double.engine_api import SqlServerError, SqlType
-
-
-@pytest.fixture()
-def session() -> Any:
-    engine = DuckDbEngine()
-    engine.create_database("sales")
-    s = engine.open_session("sa", "sales")
-    yield s
-    s.close()
 
 
 def result(session: Any, sql: str) -> tuple[list[SqlType], list[list[Any]]]:
@@ -40,11 +31,6 @@ def result(session: Any, sql: str) -> tuple[list[SqlType], list[list[Any]]]:
 
 def rows(session: Any, sql: str) -> list[list[Any]]:
     return result(session, sql)[1]
-
-
-def run(session: Any, sql: str) -> None:
-    for _ in session.execute(sql):
-        pass
 
 
 # -- 1. binary literals ------------------------------------------------------------------
