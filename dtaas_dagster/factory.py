@@ -30,7 +30,7 @@ from dtaas_dagster.config import (
     match_tables,
 )
 from dtaas_dagster.destinations.s3 import S3IOManager
-from dtaas_dagster.jobs import build_full_load_job, build_tables_job
+from dtaas_dagster.jobs import build_full_load_job, build_tables_job, ensure_partition
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 
@@ -162,8 +162,8 @@ def build_table_asset(
         metadata={"source_table": f"{source.database}.{spec.qualified}", "mode": spec.mode},
     )
     def table_asset(context: dg.AssetExecutionContext) -> TableStream:
-        if not context.instance.has_dynamic_partition(partitions_def.name, context.partition_key):
-            context.instance.add_dynamic_partitions(partitions_def.name, [context.partition_key])
+        # a script may name a new partition with --tags; register it before the output is recorded
+        ensure_partition(context.instance, partitions_def, context.partition_key)
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         return load_table(context, spec, sqlserver, global_variables)
 

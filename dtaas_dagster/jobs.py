@@ -37,6 +37,12 @@ def snapshot_partition_key(now: dt.datetime | None = None) -> str:
     return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + "-full"
 
 
+def ensure_partition(instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, key: str) -> None:
+    """Register a load window's partition key unless it already exists."""
+    if not instance.has_dynamic_partition(partitions_def.name, key):
+        instance.add_dynamic_partitions(partitions_def.name, [key])
+
+
 class FullLoadConfig(dg.Config):
     """Launchpad config of ``<task>_full_load``; every field is optional."""
 
@@ -64,8 +70,7 @@ def build_full_load_job(*, task: str, partitions_def: dg.DynamicPartitionsDefini
     @dg.op(name=f"{task}_start_full_load", description=f"Name a new snapshot of task {task} and load it.")
     def start_full_load(context: dg.OpExecutionContext, config: FullLoadConfig) -> str:
         key = config.partition_key or snapshot_partition_key()
-        if not context.instance.has_dynamic_partition(partitions_def.name, key):
-            context.instance.add_dynamic_partitions(partitions_def.name, [key])
+        ensure_partition(context.instance, partitions_def, key)
         for pool, limit in pools.items():
             _ensure_pool_limit(context.instance, pool, limit)
         context.log.info(f"task {task}: loading snapshot partition {key}")

@@ -76,6 +76,14 @@ def _datetimeoffset_from_bytes(raw: bytes) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, fraction_ns // 1000, tzinfo=offset)
 
 
+def _database_options(cursor: "pyodbc.Cursor") -> tuple[bool, bool]:  # noqa: F821 - pyodbc is lazy
+    """(snapshot isolation allowed, CDC enabled) of the current database."""
+    row = cursor.execute(queries.DATABASE_OPTIONS).fetchone()
+    if not row:
+        return False, False
+    return int(row[0] or 0) == 1, bool(row[1])
+
+
 class SqlServerResource(ConfigurableResource):
     """One SQL Server database, reached through ODBC (Driver 18 or FreeTDS)."""
 
@@ -160,19 +168,23 @@ class SqlServerResource(ConfigurableResource):
 
     # --------------------------------------------------------------------- catalog
     def server_info(self) -> ServerInfo:
-        """Test the connection and read what preflight and the reader need to know."""
+        """Test the connection and read what preflight needs to know."""
         with self.connect() as connection:
             cursor = connection.cursor()
             version, edition, database, _ = cursor.execute(queries.SERVER_INFO).fetchone()
-            row = cursor.execute(queries.DATABASE_OPTIONS).fetchone()
-        snapshot_state, cdc_enabled = (row[0], row[1]) if row else (0, 0)
+            snapshot_isolation, cdc_enabled = _database_options(cursor)
         return ServerInfo(
             product_version=str(version),
             edition=str(edition),
             database=str(database),
-            snapshot_isolation=int(snapshot_state or 0) == 1,
-            cdc_enabled=bool(cdc_enabled),
+            snapshot_isolation=snapshot_isolation,
+            cdc_enabled=cdc_enabled,
         )
+
+    def snapshot_isolation_allowed(self) -> bool:
+        """Whether the database allows SNAPSHOT isolation (sys.databases.snapshot_isolation_state = 1)."""
+        with self.connect() as connection:
+            return _database_options(connection.cursor())[0]
 
     def list_tables(self) -> list[TableInfo]:
         """User tables of the database with row estimates from sys.dm_db_partition_stats."""

@@ -129,7 +129,7 @@ def plan_snapshot(
         ),
         max_text_size=max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None,
         max_binary_size=max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None,
-        snapshot_isolation=resource.server_info().snapshot_isolation,
+        snapshot_isolation=resource.snapshot_isolation_allowed(),
         datetime2_choices=choices,
     )
 
