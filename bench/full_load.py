@@ -7,10 +7,10 @@ A table of N rows x 10 mixed-type columns is seeded into the SQL Server double
 each in a FRESH CHILD PROCESS (``full_load.py --child <variant>``), so the
 measurements share no caches, heap or threads:
 
-- ``pipeline_file`` / ``pipeline_s3``: the product's own path, the code the
-  Dagster asset and the S3 IO manager run, without Dagster: ``describe_table``
-  + ``plan_snapshot`` + ``read_snapshot`` (arrow-odbc, 50,000-row batches,
-  ``convert_batch``) + ``progress`` + ``write_partition`` (Parquet, snappy) to
+- ``pipeline_file`` / ``pipeline_s3``: the product's own path, the code a
+  table step runs, without Dagster: ``open_snapshot`` (table facts over one
+  connection, ``plan_snapshot``, arrow-odbc with 50,000-row batches,
+  ``convert_batch``, ``progress``) + ``write_partition`` (Parquet, snappy) to
   a ``file://`` temp dir or to moto S3;
 - ``raw_arrow_odbc``: ``arrow_odbc.read_arrow_batches_from_odbc`` on the same
   connection string, SQL text and batch size, only iterating (the ceiling for
@@ -165,38 +165,38 @@ class _ReadClock:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    """describe + plan + read_snapshot + progress + write_partition, as load_table and the IO manager do."""
-    from dtaas_dagster.assets import progress, read_table_batches
-    from dtaas_dagster.destinations.files import (
-        WriteOptions,
-        new_load_id,
-        write_partition,
-    )
+    """open_snapshot (facts, plan, arrow-odbc read, progress) + write_partition, as a table step does."""
+    import dataclasses
+
+    from dtaas_dagster.destinations.files import WriteOptions, new_load_id, write_partition
     from dtaas_dagster.destinations.location import open_location, render_partition_dir
-    from dtaas_dagster.stream import TableRef, TableStream
+    from dtaas_dagster.table_load import TableSpec, open_snapshot
 
     sqlserver = _resource(args.port, args.driver)
     location = open_location(args.out, endpoint_url=args.s3_endpoint or None)
-    log = logging.getLogger("bench.progress")  # progress() logs every batch, as in a run (not printed)
+    log = logging.getLogger("bench.progress")  # progress lines as in a run (not printed)
+    spec = TableSpec(task="bench", source="bench", destination="lake", schema=SCHEMA, table=args.table,
+                     mode="full_load", batch_rows=BATCH_ROWS)
     started = time.perf_counter()
-    description = sqlserver.describe_table(SCHEMA, args.table)
-    plan = sqlserver.plan_snapshot(description)
-    clock = _ReadClock(read_table_batches(sqlserver, plan, batch_rows=BATCH_ROWS, batch_mb=None))
-    stream = TableStream(
-        table=TableRef(DATABASE, SCHEMA, args.table),
-        schema=plan.target_schema,
-        batches=progress(iter(clock), log=log, table=args.table, estimate=description.row_estimate),  # type: ignore[arg-type]
-        partition_key="2026-11-23",
-        estimated_rows=description.row_estimate,
-        source_types=plan.source_types,
-    )
-    variables = {"sourceDatabaseName": DATABASE, "sourceSchemaName": SCHEMA, "sourceTableName": args.table, "partitionKey": "2026-11-23"}
-    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey", variables)
+    stream = open_snapshot(spec, sqlserver, partition_key="2026-11-23T000000Z-full-bench", run_id="bench",
+                           global_variables={}, log=log)  # type: ignore[arg-type]
+    clock = _ReadClock(stream.batches)
+    stream = dataclasses.replace(stream, batches=iter(clock))
+    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+                                    stream.variables)
     written = write_partition(
         location.fs, location.path(relative), stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"
     )
     seconds = time.perf_counter() - started
     return {"rows": written.rows, "seconds": seconds, "read_seconds": clock.seconds, "bytes": written.bytes}
+
+
+def _plan(sqlserver: Any, table: str) -> Any:
+    from dtaas_dagster.sqlserver.snapshot import SnapshotOptions, plan_snapshot, profile_columns
+
+    options = SnapshotOptions()
+    facts = sqlserver.table_facts(SCHEMA, table, profile_columns=lambda d: profile_columns(d, options))
+    return plan_snapshot(facts, options)
 
 
 def run_raw(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
     from dtaas_dagster.sqlserver import queries
 
     sqlserver = _resource(args.port, args.driver)
-    plan = sqlserver.plan_snapshot(sqlserver.describe_table(SCHEMA, args.table))  # not timed: only the fetch is
+    plan = _plan(sqlserver, args.table)  # not timed: only the fetch is
     sql = f"{queries.SET_SNAPSHOT_ISOLATION};\n{plan.select_sql}" if plan.snapshot_isolation else plan.select_sql
     started = time.perf_counter()
     reader = read_arrow_batches_from_odbc(

@@ -1,7 +1,9 @@
 """dtaas_dagster: SQL Server to S3 (and Snowflake) as Dagster software-defined assets.
 
-``dagster ... -m dtaas_dagster`` finds ``defs`` here. It is built lazily (PEP 562),
-so importing a submodule such as ``dtaas_dagster.config`` never loads the config.
+``dagster ... -m dtaas_dagster`` finds ``defs`` here: the ``@dg.definitions``
+function of :mod:`dtaas_dagster.definitions`, imported lazily (PEP 562) so that
+importing a submodule such as ``dtaas_dagster.config`` never loads Dagster's
+definitions or the config.
 """
 
 from typing import Any

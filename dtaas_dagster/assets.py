@@ -1,191 +1,182 @@
-"""The table asset: one SQL Server table, one partition per load window.
+"""Table assets: every table is an asset; several tables share one step.
 
-A materialization of partition ``k`` of ``<task>/<schema>/<table>`` is one
-snapshot of that table (CDC windows come later). The asset body plans the read
-(columns, exact Arrow types), then returns a lazy :class:`TableStream`; the
-destination IO manager pulls batches from it and writes them, so nothing is
-held in memory beyond a batch. Progress is logged as batches are pulled.
+Why tables share steps. Each step of Dagster's multiprocess executor is a new
+process that imports Dagster and this package and loads the definitions:
+about 3.7 CPU-seconds before a row moves (measured, bench/RESULTS.md). A task
+over a whole database (``dbo.*``, hundreds of tables) would spend most of its
+time starting processes. So a task's tables are dealt round-robin into at
+most ``parallel_tables`` groups (or groups of ``tables_per_step``), and each
+group is one subsettable ``multi_asset`` step that loads its tables one after
+the other, in one process. What a Dagster user relies on still holds:
 
-Errors that a retry cannot fix (wrong password, missing table, missing primary
-key, a datetime2 column that fits no type) fail the step with
-``allow_retries=False``, so the RetryPolicy is spent only on transient faults.
+- every table is its own asset with its own partition, materialization,
+  metadata and progress lines;
+- ``parallel_tables`` is the executor's ``max_concurrent``, and every group
+  step claims one slot in its SQL Server's concurrency pool, while reading one
+  table at a time, so the pool bounds the reads across tasks;
+- a table that fails does not stop the other tables of its group; the step
+  then fails, and its retry (the task's RetryPolicy, with backoff) loads only
+  the tables that this run has not materialized yet;
+- "Re-execute from asset failure" in the UI runs only the tables that failed.
+
+The group writes through its destination's IO manager (``write_stream``) and
+yields a ``MaterializeResult`` per table, the pattern of Dagster's own ELT
+integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
-from __future__ import annotations
 
-import datetime as dt
-import re
-import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import dagster as dg
-import pyarrow as pa
 
-from dtaas_dagster.prefetch import prefetch
-from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
-from dtaas_dagster.sqlserver.resource import SqlServerResource, TableDescription
-from dtaas_dagster.sqlserver.snapshot import SnapshotPlan
-from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
-from dtaas_dagster.stream import TableRef, TableStream
-
-_ASSET_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+from dtaas_dagster.sqlserver.errors import SqlServerError
+from dtaas_dagster.sqlserver.resource import SqlServerResource
+from dtaas_dagster.stream import TableStream
+from dtaas_dagster.table_load import PermanentLoadError, TableSpec, open_snapshot
 
 
-def asset_name_part(name: str) -> str:
-    """A SQL Server name as a Dagster asset-key component (A-Z, a-z, 0-9, _)."""
-    return _ASSET_NAME_UNSAFE.sub("_", name)
+class TableWriter(Protocol):
+    """What a destination IO manager offers a table step."""
+
+    def write_stream(
+        self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
+    ) -> Mapping[str, Any]: ...
+
+
+class DestinationConfigError(PermanentLoadError):
+    """The destination cannot be written as configured (missing bucket, credentials, path)."""
 
 
 @dataclass(frozen=True)
-class TableSpec:
-    """What one table asset loads, resolved from the task config."""
+class TableGroup:
+    """Tables loaded by one step, and the step's name."""
 
-    task: str
-    source: str
-    destination: str
-    schema: str
-    table: str
-    mode: str
-    primary_key: tuple[str, ...] | None
-    columns_include: tuple[str, ...] | None
-    columns_exclude: tuple[str, ...]
-    datetime2_default: str
-    text_destination: bool
-    datetime2_overrides: tuple[tuple[str, str], ...]
-    batch_rows: int | None
-    batch_mb: float | None
-
-    @property
-    def asset_key(self) -> dg.AssetKey:
-        return dg.AssetKey([self.task, asset_name_part(self.schema), asset_name_part(self.table)])
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.table}"
-
-    @property
-    def needs_primary_key(self) -> bool:
-        # A snapshot that CDC continues from must be keyed: changes are merged per key.
-        return self.mode in ("cdc", "full_load_and_cdc")
+    op_name: str
+    specs: tuple[TableSpec, ...]
 
 
-def progress(
-    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None
-) -> Iterator[pa.RecordBatch]:
-    """Yield batches unchanged, logging rows done / estimated total / percent / rows per second."""
-    started = time.monotonic()
-    done = 0
-    for batch in batches:
-        done += batch.num_rows
-        elapsed = max(time.monotonic() - started, 1e-6)
-        if estimate:
-            share = f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
+def group_tables(task: str, specs: Sequence[TableSpec], *, groups: int) -> list[TableGroup]:
+    """Deal tables round-robin (in config order) into ``groups`` steps.
+
+    A one-table group's step is named after its table, so small tasks show
+    one step per table in the UI.
+    """
+    count = max(1, min(groups, len(specs)))
+    buckets: list[list[TableSpec]] = [[] for _ in range(count)]
+    for index, spec in enumerate(specs):
+        buckets[index % count].append(spec)
+    result = []
+    for number, bucket in enumerate(buckets, start=1):
+        if len(bucket) == 1:
+            key = bucket[0].asset_key.path
+            name = "__".join(key)
         else:
-            share = f"{done:,} rows (no estimate)"
-        log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s")
-        yield batch
-    log.info(f"{table}: read {done:,} rows in {time.monotonic() - started:.1f}s")
+            name = f"{task}__tables_{number:02d}_of_{count:02d}"
+        result.append(TableGroup(name, tuple(bucket)))
+    return result
 
 
-def _selected_columns(spec: TableSpec, description: TableDescription) -> list[str] | None:
-    if spec.columns_include:
-        return list(spec.columns_include)
-    if spec.columns_exclude:
-        excluded = {name.lower() for name in spec.columns_exclude}
-        unknown = excluded - {c.name.lower() for c in description.columns}
-        if unknown:
-            raise ValueError(
-                f"columns_exclude names {', '.join(sorted(unknown))}, not columns of {spec.qualified}; "
-                f"columns there: {', '.join(c.name for c in description.columns)}"
-            )
-        return [c.name for c in description.columns if c.name.lower() not in excluded]
-    return None
+def output_name(spec: TableSpec) -> str:
+    return "__".join(spec.asset_key.path[1:])
 
 
-def _check_primary_key(spec: TableSpec, description: TableDescription) -> tuple[str, ...]:
-    key = spec.primary_key or description.primary_key
-    if spec.primary_key:
-        missing = [name for name in spec.primary_key if description.column(name) is None]
-        if missing:
-            raise PrimaryKeyRequired(
-                f"primary_key for {spec.qualified} names {', '.join(missing)}, which are not columns of the table"
-            )
-    if spec.needs_primary_key and not key:
-        raise PrimaryKeyRequired(
-            f"table {spec.qualified} in source '{spec.source}' has no primary key, and mode {spec.mode} needs one "
-            "to apply changes per row. Declare one in SQL Server, or set primary_key: [...] for this table in "
-            "dtaas.yaml (a TableConfig entry), or use mode full_load."
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a retry cannot fix ``exc``."""
+    if isinstance(exc, PermanentLoadError):
+        return True
+    if isinstance(exc, SqlServerError):
+        return not exc.retryable
+    return isinstance(exc, dg.Failure) and not exc.allow_retries
+
+
+def _already_materialized(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> bool:
+    """Whether this run already materialized ``key`` for ``partition`` (an earlier attempt of this step)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    return bool(records) and records[0].run_id == context.run_id
+
+
+def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
+    lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
+    permanent = all(is_permanent(exc) for _, exc in failures)
+    summary = (f"{len(failures)} table(s) of partition {partition} failed"
+               + ("; a retry cannot fix these" if permanent else "; the step retry loads only these"))
+    return dg.Failure(
+        description=summary + ":\n" + "\n".join(lines),
+        metadata={"failed_tables": dg.MetadataValue.json([spec.qualified for spec, _ in failures])},
+        allow_retries=not permanent,
+    )
+
+
+def build_table_group_asset(
+    *,
+    group: TableGroup,
+    partitions_def: dg.PartitionsDefinition,
+    retry_policy: dg.RetryPolicy | None,
+    pool: str,
+    sqlserver_key: str,
+    io_manager_key: str,
+    global_variables: Mapping[str, str],
+    kinds: set[str],
+    descriptions: Mapping[dg.AssetKey, str],
+    metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
+) -> dg.AssetsDefinition:
+    """The subsettable multi-asset that loads one group of tables (see the module docstring)."""
+    specs = group.specs
+    task = specs[0].task
+    outs = {
+        output_name(spec): dg.AssetOut(
+            key=spec.asset_key,
+            io_manager_key=io_manager_key,
+            is_required=False,
+            group_name=task,
+            kinds=kinds,
+            description=descriptions.get(spec.asset_key),
+            metadata=dict(metadata.get(spec.asset_key, {})),
         )
-    return tuple(key)
-
-
-def template_variables(
-    spec: TableSpec, *, database: str, partition_key: str, run_id: str, global_variables: dict[str, str]
-) -> dict[str, str]:
-    """Built-in path-template variables plus the global ones (built-ins win)."""
-    return {
-        **global_variables,
-        "sourceDatabaseName": database,
-        "sourceSchemaName": spec.schema,
-        "sourceTableName": spec.table,
-        "partitionKey": partition_key,
-        "loadDate": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        "runId": run_id,
-        "taskName": spec.task,
+        for spec in specs
     }
+    by_key = {spec.asset_key: spec for spec in specs}
 
-
-def read_table_batches(
-    sqlserver: SqlServerResource, plan: SnapshotPlan, *, batch_rows: int | None, batch_mb: float | None
-) -> Iterator[pa.RecordBatch]:
-    """The read side of a load: the snapshot reader, read ahead on a thread so the ODBC
-    fetch and the file writer run at the same time (bench/RESULTS.md)."""
-    return prefetch(sqlserver.read_snapshot(plan, batch_rows=batch_rows, batch_mb=batch_mb))
-
-
-def load_table(
-    context: dg.AssetExecutionContext,
-    spec: TableSpec,
-    sqlserver: SqlServerResource,
-    global_variables: dict[str, str],
-) -> TableStream:
-    """Plan and open the snapshot read of one table partition; the IO manager drains it."""
-    partition_key = context.partition_key
-    try:
-        description = sqlserver.describe_table(spec.schema, spec.table)
-        primary_key = _check_primary_key(spec, description)
-        plan = sqlserver.plan_snapshot(
-            description,
-            columns=_selected_columns(spec, description),
-            datetime2_default=spec.datetime2_default,
-            text_destination=spec.text_destination,
-            datetime2_overrides=dict(spec.datetime2_overrides),
-        )
-    except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    except SqlServerError as exc:
-        if not exc.retryable:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        raise
-    context.log.info(
-        f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
-        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
+    @dg.multi_asset(
+        name=group.op_name,
+        outs=outs,
+        partitions_def=partitions_def,
+        can_subset=True,
+        required_resource_keys={sqlserver_key, io_manager_key},
+        retry_policy=retry_policy,
+        pool=pool,
+        op_tags={"dtaas/task": task},
     )
-    batches = read_table_batches(sqlserver, plan, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    return TableStream(
-        table=TableRef(description.table.database, spec.schema, spec.table),
-        schema=plan.target_schema,
-        batches=progress(batches, log=context.log, table=spec.qualified, estimate=description.row_estimate),
-        partition_key=partition_key,
-        estimated_rows=description.row_estimate,
-        variables=template_variables(
-            spec,
-            database=description.table.database,
-            partition_key=partition_key,
-            run_id=context.run_id,
-            global_variables=global_variables,
-        ),
-        source_types=plan.source_types,
-        primary_key=primary_key,
-    )
+    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
+        writer: TableWriter = getattr(context.resources, io_manager_key)
+        partition = context.partition_key
+        attempt = context.retry_number
+        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        failures: list[tuple[TableSpec, BaseException]] = []
+        for spec in selected:
+            if attempt and _already_materialized(context, spec.asset_key, partition):
+                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
+                continue
+            try:
+                stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
+                                       global_variables=global_variables, log=context.log)
+                result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
+                                             run_id=context.run_id, attempt=attempt)
+            except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+                failures.append((spec, exc))
+                kind = "permanent" if is_permanent(exc) else "transient"
+                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
+                if not is_permanent(exc):
+                    context.log.debug("".join(traceback.format_exception(exc)))
+                continue
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+        if failures:
+            raise _failure(failures, partition)
+
+    return load_tables

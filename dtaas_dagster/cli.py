@@ -1,10 +1,18 @@
-"""Command line: ``check`` (preflight), ``tables`` (list a source's tables), ``demo`` and ``dev``.
+"""Command line: ``load`` (a full load from a script), ``check`` (preflight), ``tables``,
+``pools``, ``demo`` and ``dev``.
+
+``load`` names a new snapshot partition (or takes an existing one), registers
+it, and submits the ``<task>_tables`` run through the instance's run
+coordinator and run launcher (``dagster job launch``), then follows the run and
+exits 0 only when every table loaded. ``--in-process`` runs it in this
+process's child instead (``dagster job execute``), for machines without a
+``dagster-daemon``.
 
 ``demo`` and ``dev`` run against the SQL Server double from the test package
 (``pip install -e '.[dev]'``): they start it with its demo database ``sales``,
 point the example ``dtaas.yaml`` at it through environment variables, and stop
-it afterwards. ``demo`` runs the ``demo`` task's full load with
-``dagster job execute`` into ``.dtaas/lake/`` and prints what it wrote.
+it afterwards. ``demo`` runs the ``demo`` task's full load into
+``.dtaas/lake/`` and prints what it wrote.
 """
 
 from __future__ import annotations
@@ -77,15 +85,17 @@ def run_demo() -> int:
     lake.mkdir(parents=True, exist_ok=True)
     log_path = STATE_DIR / "demo.log"
     with demo_environment(lake) as env:
-        command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", f"{DEMO_TASK}_full_load"]
-        print("running:", " ".join(command[1:]))
+        # No daemon runs here, so the demo loads in this process (dtaas load --in-process);
+        # `make dev` shows the same load going through the UI, the queue and the launcher.
+        command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", DEMO_TASK, "--in-process"]
+        print("running: dtaas load --task demo --in-process")
         with log_path.open("w") as log:
             process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
-                if " - INFO - " in line or "ERROR" in line:
+                if " - INFO - " in line or "ERROR" in line or line.startswith("task "):
                     print("  " + line.split(" - ")[-1].rstrip())
             code = process.wait()
     if code != 0:
@@ -117,14 +127,15 @@ def run_dev(port: int) -> int:
 def run_check(config_path: str | None) -> int:
     """Preflight: every source reachable, login works, tables of every task exist."""
     from dtaas_dagster.config import load_config
-    from dtaas_dagster.factory import build_sqlserver_resource, build_table_spec, resolve_tables
+    from dtaas_dagster.factory import build_table_spec, resolve_tables
     from dtaas_dagster.sqlserver.errors import SqlServerError
+    from dtaas_dagster.sqlserver.resource import SqlServerResource
 
     config = load_config(config_path)
     failures = 0
     for task_name, task in config.tasks.items():
         source = config.sources[task.source]
-        resource = build_sqlserver_resource(name=task.source, source=source, password=source.password())
+        resource = SqlServerResource.from_source(task.source, source, password=source.password())
         try:
             info = resource.server_info()
             print(f"task {task_name}: source {task.source} SQL Server {info.product_version} "
@@ -147,8 +158,8 @@ def run_check(config_path: str | None) -> int:
 def run_tables(config_path: str | None, source_name: str | None) -> int:
     """List the user tables of each source (or one) with row estimates: what `tables:` can name."""
     from dtaas_dagster.config import load_config
-    from dtaas_dagster.factory import build_sqlserver_resource
     from dtaas_dagster.sqlserver.errors import SqlServerError
+    from dtaas_dagster.sqlserver.resource import SqlServerResource
 
     config = load_config(config_path)
     names = [source_name] if source_name else list(config.sources)
@@ -158,7 +169,7 @@ def run_tables(config_path: str | None, source_name: str | None) -> int:
             print(f"source {name} is not defined; defined sources: {', '.join(config.sources)}", file=sys.stderr)
             return 2
         source = config.sources[name]
-        resource = build_sqlserver_resource(name=name, source=source, password=source.password())
+        resource = SqlServerResource.from_source(name, source, password=source.password())
         try:
             tables = resource.list_tables()
         except SqlServerError as exc:
@@ -172,25 +183,67 @@ def run_tables(config_path: str | None, source_name: str | None) -> int:
     return 1 if failures else 0
 
 
+def run_pools(config_path: str | None) -> int:
+    """Give every source server's pool its max_concurrent_reads, through Dagster's own CLI."""
+    from dtaas_dagster.config import load_config
+    from dtaas_dagster.factory import pool_name
+
+    config = load_config(config_path)
+    limits: dict[str, int] = {}
+    for source in config.sources.values():
+        pool = pool_name(source)
+        limits[pool] = min(limits.get(pool, source.max_concurrent_reads), source.max_concurrent_reads)
+    for pool, limit in sorted(limits.items()):
+        command = [_dagster_bin(), "instance", "concurrency", "set", pool, str(limit)]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            print(f"setting pool {pool} failed: {completed.stderr.strip()}", file=sys.stderr)
+            return 1
+        print(f"pool {pool}: {limit} concurrent table reads")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dtaas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    load = commands.add_parser("load", help="start a full load of a task and wait for it (exit 0 = every table loaded)")
+    load.add_argument("--task", required=True, help="the task to load")
+    load.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    load.add_argument("--partition", help="reload this existing partition instead of starting a new snapshot")
+    load.add_argument("--in-process", action="store_true",
+                      help="run it here (dagster job execute) instead of through the run queue and launcher")
+    load.add_argument("--timeout", type=float, help="stop waiting after this many seconds (the run goes on)")
     check = commands.add_parser("check", help="preflight: connect to every source and find every table")
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
     tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     tables.add_argument("--source", help="only this source")
+    pools = commands.add_parser("pools", help="set each SQL Server's concurrency pool to its max_concurrent_reads")
+    pools.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     commands.add_parser("demo", help="run the demo task against the SQL Server double into .dtaas/lake")
     dev = commands.add_parser("dev", help="dagster dev against the SQL Server double")
     dev.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return run_demo()
-    if args.command == "dev":
-        return run_dev(args.port)
-    if args.command == "tables":
-        return run_tables(args.config, args.source)
-    return run_check(args.config)
+    from dtaas_dagster.config import ConfigError
+
+    try:
+        if args.command == "demo":
+            return run_demo()
+        if args.command == "dev":
+            return run_dev(args.port)
+        if args.command == "tables":
+            return run_tables(args.config, args.source)
+        if args.command == "pools":
+            return run_pools(args.config)
+        if args.command == "load":
+            from dtaas_dagster.launch import run_load
+
+            return run_load(task=args.task, config_path=args.config, partition=args.partition,
+                            in_process=args.in_process, timeout=args.timeout)
+        return run_check(args.config)
+    except ConfigError as exc:
+        print(f"dtaas {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

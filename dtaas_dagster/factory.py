@@ -1,38 +1,48 @@
 """Builders: a validated DtaasConfig -> dagster.Definitions.
 
-Per task: one partitioned asset per table (key ``<task>/<schema>/<table>``,
-group ``<task>``, kinds ``sqlserver`` + ``s3``), the jobs ``<task>_tables`` and
-``<task>_full_load`` (see jobs.py), and a schedule when configured.
 Per source: a ``SqlServerResource`` (``sqlserver_<source>``) and a Dagster
 concurrency pool named after the server, so tasks that share a SQL Server
-share its limit. Per task: an IO manager (``io_<task>``) for its destination.
+share its limit. Per task: an IO manager (``io_<task>``) for its destination;
+the table assets, grouped into steps (:mod:`dtaas_dagster.assets`); the jobs
+``<task>_tables`` and ``<task>_full_load`` (:mod:`dtaas_dagster.jobs`); the
+sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); and a
+schedule when configured (:mod:`dtaas_dagster.schedules`).
 
 Tables given as patterns (``dbo.*``) are resolved here against the source's
-catalog, which needs the server at load time; explicit names do not.
+catalog, which needs the server when the definitions load; explicit names do
+not. A task whose tables cannot be resolved (its server is down) does not take
+the others with it: it is replaced by a job that fails with the reason.
 """
 
 
-
+import logging
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 
-from dtaas_dagster.assets import TableSpec, load_table
+from dtaas_dagster.assets import build_table_group_asset, group_tables
 from dtaas_dagster.config import (
     ConfigError,
     DtaasConfig,
     RetryConfig,
-    ScheduleConfig,
     SqlServerSource,
     TableConfig,
     TaskConfig,
-    match_tables,
 )
 from dtaas_dagster.destinations.s3 import S3IOManager
-from dtaas_dagster.jobs import build_full_load_job, build_tables_job, ensure_partition
+from dtaas_dagster.jobs import build_full_load_job, build_tables_job, full_load_job_name
+from dtaas_dagster.partitions import loads_partitions_def
+from dtaas_dagster.schedules import build_full_load_schedule
+from dtaas_dagster.sensors import build_full_load_requests_sensor, full_load_requests_sensor_name
+from dtaas_dagster.sqlserver.catalog import match_tables
+from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
-from dtaas_dagster.stream import TableStream
+from dtaas_dagster.table_load import TableSpec
+
+log = logging.getLogger("dtaas_dagster")
 
 AVAILABLE_MODES = ("full_load", "full_load_and_cdc")
 
@@ -50,51 +60,10 @@ def pool_name(source: SqlServerSource) -> str:
     return "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{source.host}_{source.port}").lower()
 
 
-def build_sqlserver_resource(*, name: str, source: SqlServerSource, password: str | None = None) -> SqlServerResource:
-    """The resource for one source; the password stays an EnvVar unless given (load-time catalog reads)."""
-    return SqlServerResource(
-        source_name=name,
-        host=source.host,
-        port=source.port,
-        database=source.database,
-        user=source.user,
-        password=password if password is not None else dg.EnvVar(source.password_env),
-        password_env=source.password_env,
-        driver=source.driver,
-        encrypt=source.encrypt,
-        trust_server_certificate=source.trust_server_certificate,
-        login_timeout_seconds=source.login_timeout_seconds,
-        query_timeout_seconds=source.query_timeout_seconds,
-        odbc_extra=dict(source.odbc_extra),
-    )
-
-
-def build_io_manager(*, config: DtaasConfig, task: TaskConfig) -> S3IOManager:
-    destination = config.destinations[task.destination]
-    return S3IOManager(
-        url=destination.url,
-        path_template=destination.path_template,
-        format=destination.format,
-        compression=destination.effective_compression,
-        endpoint_url=destination.endpoint_url,
-        region=destination.region,
-        access_key_id_env=destination.access_key_id_env,
-        secret_access_key_env=destination.secret_access_key_env,
-        session_token_env=destination.session_token_env,
-        file_max_rows=task.file_size.rows,
-        file_max_mb=task.file_size.mb,
-    )
-
-
 def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy:
     backoff = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR, "constant": None}[retry.backoff]
     jitter = {"none": None, "full": dg.Jitter.FULL, "plus_minus": dg.Jitter.PLUS_MINUS}[retry.jitter]
     return dg.RetryPolicy(max_retries=retry.max_retries, delay=retry.delay_seconds, backoff=backoff, jitter=jitter)
-
-
-def _split(name: str) -> tuple[str, str]:
-    schema, _, table = name.partition(".")
-    return schema, table
 
 
 def resolve_tables(
@@ -111,17 +80,20 @@ def resolve_tables(
             f"source '{task.source}' when the definitions load, and that failed: {exc}. Make the server "
             "reachable, or list the tables explicitly."
         ) from None
-    return match_tables(task, available)
+    selection = match_tables(task, available, task_name=task_name)
+    for warning in selection.warnings:
+        log.warning(warning)
+    return selection.tables
 
 
 def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, text_destination: bool = False) -> TableSpec:
-    schema, name = _split(table.name)
+    ref = parse_table_name(table.name)
     return TableSpec(
         task=task_name,
         source=task.source,
         destination=task.destination,
-        schema=schema,
-        table=name,
+        schema=ref.schema.text,
+        table=ref.table.text,
         mode=task.mode,
         primary_key=tuple(table.primary_key) if table.primary_key else None,
         columns_include=tuple(table.columns_include) if table.columns_include else None,
@@ -134,124 +106,137 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
     )
 
 
-def build_table_asset(
-    *,
-    spec: TableSpec,
-    source: SqlServerSource,
-    destination_url: str,
-    partitions_def: dg.DynamicPartitionsDefinition,
-    retry_policy: dg.RetryPolicy,
-    global_variables: dict[str, str],
-) -> dg.AssetsDefinition:
-    sqlserver_key = sqlserver_resource_key(spec.source)
+@dataclass
+class TaskDefinitions:
+    """What one task contributes to the code location."""
 
-    @dg.asset(
-        key=spec.asset_key,
-        partitions_def=partitions_def,
-        group_name=spec.task,
-        kinds={"sqlserver", "s3"},
-        description=(
-            f"SQL Server table {source.database}.{spec.qualified} (source {spec.source}, "
-            f"{source.host}:{source.port}) copied to {destination_url} by task {spec.task}, mode {spec.mode}. "
-            "One partition per load window."
-        ),
-        io_manager_key=io_manager_key(spec.task),
-        required_resource_keys={sqlserver_key},
-        retry_policy=retry_policy,
-        pool=pool_name(source),
-        metadata={"source_table": f"{source.database}.{spec.qualified}", "mode": spec.mode},
-    )
-    def table_asset(context: dg.AssetExecutionContext) -> TableStream:
-        # a script may name a new partition with --tags; register it before the output is recorded
-        ensure_partition(context.instance, partitions_def, context.partition_key)
-        sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
-        return load_table(context, spec, sqlserver, global_variables)
-
-    return table_asset
+    assets: list[dg.AssetsDefinition] = field(default_factory=list)
+    jobs: list[object] = field(default_factory=list)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    sensors: list[dg.SensorDefinition] = field(default_factory=list)
 
 
-def build_schedule(*, task_name: str, schedule: ScheduleConfig, job: dg.JobDefinition) -> dg.ScheduleDefinition:
-    cron = schedule.cron or interval_to_cron(schedule.interval_minutes or 60)
-    return dg.ScheduleDefinition(
-        name=f"{task_name}_schedule",
-        job=job,
-        cron_schedule=cron,
-        execution_timezone=schedule.timezone,
-        description=f"Full load of task {task_name} on {cron} ({schedule.timezone}).",
-    )
-
-
-def interval_to_cron(minutes: int) -> str:
-    """Cron for an interval that divides an hour, a day or a week evenly; a clear error otherwise."""
-    if minutes < 60 and 60 % minutes == 0:
-        return f"*/{minutes} * * * *"
-    if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
-        return "0 * * * *" if minutes == 60 else f"0 */{minutes // 60} * * *"
-    if minutes == 10080:
-        return "0 0 * * 0"
-    raise ConfigError(
-        f"schedule.interval_minutes {minutes} does not divide an hour or a day evenly, so it has no cron form; "
-        "use one that does (e.g. 15, 30, 120, 360) or give a cron expression"
-    )
+def _check_distinct_keys(task_name: str, specs: Sequence[TableSpec]) -> None:
+    seen: dict[dg.AssetKey, TableSpec] = {}
+    for spec in specs:
+        other = seen.setdefault(spec.asset_key, spec)
+        if other is not spec:
+            raise ConfigError(
+                f"task {task_name}: tables {other.qualified} and {spec.qualified} map to the same asset key "
+                f"{spec.asset_key.to_user_string()}; load them in separate tasks."
+            )
 
 
 def build_task(
     *, task_name: str, config: DtaasConfig, list_tables: Callable[[], list[tuple[str, str]]]
-) -> tuple[list[dg.AssetsDefinition], list, list[dg.ScheduleDefinition]]:
+) -> TaskDefinitions:
     task = config.tasks[task_name]
     if task.mode not in AVAILABLE_MODES:
         raise ConfigError(
             f"tasks.{task_name}.mode: {task.mode} needs the CDC sensor, which this version does not have yet; "
-            "use full_load or full_load_and_cdc (whose snapshot part runs now)"
+            "use full_load or full_load_and_cdc (whose snapshot part runs now)."
         )
     source = config.sources[task.source]
-    partitions_def = dg.DynamicPartitionsDefinition(name=f"{task_name}_loads")
-    retry_policy = build_retry_policy(task.retry)
-    destination_url = config.destinations[task.destination].url
-    assets = [
-        build_table_asset(
-            spec=build_table_spec(task_name=task_name, task=task, table=table,
-                                  text_destination=config.destinations[task.destination].format != "parquet"),
-            source=source,
-            destination_url=destination_url,
-            partitions_def=partitions_def,
-            retry_policy=retry_policy,
-            global_variables=dict(config.variables),
-        )
+    destination = config.destinations[task.destination]
+    partitions_def = loads_partitions_def(task_name)
+    text_destination = destination.format != "parquet"
+    specs = [
+        build_table_spec(task_name=task_name, task=task, table=table, text_destination=text_destination)
         for table in resolve_tables(task_name=task_name, task=task, list_tables=list_tables)
     ]
-    keys = [a.key for a in assets]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"task {task_name}: two tables map to the same asset key; list them explicitly")
+    _check_distinct_keys(task_name, specs)
+    per_step = task.tables_per_step or math.ceil(len(specs) / task.parallel_tables)
+    groups = group_tables(task_name, specs, groups=math.ceil(len(specs) / max(per_step, 1)))
+    kinds = {"sqlserver", "file" if destination.is_local else "s3"}
+    descriptions = {
+        spec.asset_key: (
+            f"SQL Server table {source.database}.{spec.qualified} (source {spec.source}, {source.host}:{source.port}) "
+            f"copied to {destination.url} by task {task_name}, mode {task.mode}. One partition per load window."
+        )
+        for spec in specs
+    }
+    metadata = {spec.asset_key: {"source_table": f"{source.database}.{spec.qualified}", "mode": task.mode}
+                for spec in specs}
+    assets = [
+        build_table_group_asset(
+            group=group,
+            partitions_def=partitions_def,
+            retry_policy=build_retry_policy(task.retry),
+            pool=pool_name(source),
+            sqlserver_key=sqlserver_resource_key(task.source),
+            io_manager_key=io_manager_key(task_name),
+            global_variables=dict(config.variables),
+            kinds=kinds,
+            descriptions=descriptions,
+            metadata=metadata,
+        )
+        for group in groups
+    ]
     tables_job = build_tables_job(
-        task=task_name, asset_keys=keys, parallel_tables=task.parallel_tables
+        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables
     )
-    full_load_job = build_full_load_job(
-        task=task_name, partitions_def=partitions_def, pools={pool_name(source): source.max_concurrent_reads}
+    result = TaskDefinitions(assets=assets)
+    result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
+    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job)]
+    if task.schedule:
+        result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
+    return result
+
+
+def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
+    """A stand-in for a task whose definitions could not be built: a job that says why."""
+
+    @dg.op(name=f"{task_name}_unavailable")
+    def unavailable() -> None:
+        raise dg.Failure(description=f"task {task_name} is unavailable: {error}", allow_retries=False)
+
+    @dg.job(
+        name=full_load_job_name(task_name),
+        description=f"UNAVAILABLE: task {task_name} could not be loaded: {error}",
+        executor_def=dg.in_process_executor,
+        tags={"dtaas/task": task_name, "dtaas/unavailable": "true"},
     )
-    schedules = [build_schedule(task_name=task_name, schedule=task.schedule, job=full_load_job)] if task.schedule else []
-    return assets, [tables_job, full_load_job], schedules
+    def unavailable_job() -> None:
+        unavailable()
+
+    return TaskDefinitions(jobs=[unavailable_job])
+
+
+def _catalog_lister(config: DtaasConfig, source_name: str) -> Callable[[], list[tuple[str, str]]]:
+    def list_tables() -> list[tuple[str, str]]:
+        source = config.sources[source_name]
+        resource = SqlServerResource.from_source(source_name, source, password=source.password())
+        return [(t.schema, t.name) for t in resource.list_tables()]
+
+    return list_tables
 
 
 def build_definitions(config: DtaasConfig) -> dg.Definitions:
     """The whole code location from one config."""
     resources: dict[str, object] = {
-        sqlserver_resource_key(name): build_sqlserver_resource(name=name, source=source)
+        sqlserver_resource_key(name): SqlServerResource.from_source(name, source)
         for name, source in config.sources.items()
     }
-    assets: list[dg.AssetsDefinition] = []
-    jobs: list = []
-    schedules: list[dg.ScheduleDefinition] = []
+    combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
-
-        def list_tables(name: str = task.source) -> list[tuple[str, str]]:
-            source = config.sources[name]
-            resource = build_sqlserver_resource(name=name, source=source, password=source.password())
-            return [(t.schema, t.name) for t in resource.list_tables()]
-
-        task_assets, task_jobs, task_schedules = build_task(task_name=task_name, config=config, list_tables=list_tables)
-        assets += task_assets
-        jobs += task_jobs
-        schedules += task_schedules
-        resources[io_manager_key(task_name)] = build_io_manager(config=config, task=task)
-    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
+        try:
+            built = build_task(task_name=task_name, config=config, list_tables=_catalog_lister(config, task.source))
+        except ConfigError as exc:
+            if not task.patterns():
+                raise  # a mistake in the config itself: refuse the whole file, as for any other field
+            log.error(f"task {task_name} is unavailable: {exc}")
+            built = build_unavailable_task(task_name=task_name, error=str(exc))
+        combined.assets += built.assets
+        combined.jobs += built.jobs
+        combined.schedules += built.schedules
+        combined.sensors += built.sensors
+        resources[io_manager_key(task_name)] = S3IOManager.from_destination(
+            config.destinations[task.destination], task
+        )
+    return dg.Definitions(
+        assets=combined.assets,
+        jobs=combined.jobs,  # type: ignore[arg-type]
+        schedules=combined.schedules,
+        sensors=combined.sensors,
+        resources=resources,
+    )

@@ -1,115 +1,147 @@
-"""Per-task jobs: ``<task>_tables`` (the partitioned asset job) and ``<task>_full_load``.
+"""Per-task jobs: ``<task>_tables`` (loads one partition) and ``<task>_full_load`` (asks for one).
 
-Why two jobs. A table asset is partitioned by load window (dynamic partitions),
-and Dagster fixes a run's partition when the run is created. A person clicking
-*Launch* in the launchpad, or a script calling ``dagster job execute``, should
-not have to invent a partition key for a new snapshot. So ``<task>_full_load``
-is a small launcher: its one op names the snapshot (``2026-11-23T041500Z-full``,
-UTC, sorts in load order), registers that partition, then runs
-``<task>_tables`` for it in the same process through ``execute_job`` and
-fails if that run fails. The child run is an ordinary partitioned run of the
-table assets, visible in the UI with its own logs, retries and
-materializations, tagged ``dtaas/launched_by=<launcher run id>``.
+Every table-loading run is a run of ``<task>_tables`` for one partition, and
+is created by Dagster's own machinery, so it goes through the instance's run
+queue and run launcher (Docker, Kubernetes, ECS...) like any other run:
 
-``<task>_tables`` is also what to use to re-run one existing partition (pick it
-in the launchpad or pass ``--tags '{"dagster/partition": "..."}'``): the S3
-writer replaces that partition's files atomically.
+- a person: launch ``<task>_full_load`` from the launchpad (no partition key
+  to type). Its one op names a new snapshot partition (or checks an existing
+  one given in its config) and registers it; the sensor
+  ``<task>_full_load_requests`` then requests the ``<task>_tables`` run for it
+  (see :mod:`dtaas_dagster.sensors`);
+- a schedule: ``<task>_schedule`` registers the partition and requests the run
+  itself (:mod:`dtaas_dagster.schedules`);
+- a script: ``dtaas load --task <task>`` (:mod:`dtaas_dagster.cli`);
+- re-running one partition: ``<task>_tables`` with that partition, from the
+  launchpad, *Materialize*, or ``dagster job execute -j <task>_tables --tags
+  '{"dagster/partition": "<key>"}'``; re-executing a failed run from the UI
+  (from failure, or from asset failure) works like any partitioned run.
+
+No op starts another run.
 """
 
 
-
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
-from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-# The module and attribute that child runs load; they inherit DTAAS_CONFIG.
-DEFINITIONS_MODULE = "dtaas_dagster.definitions"
-DEFINITIONS_ATTRIBUTE = "defs"
-LAUNCHED_BY_TAG = "dtaas/launched_by"
+from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
-
-def snapshot_partition_key(now: dt.datetime | None = None) -> str:
-    """A readable, sortable key for a snapshot taken now (UTC, to the second)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + "-full"
+TASK_TAG = "dtaas/task"
+REQUESTED_BY_TAG = "dtaas/requested_by"
+TRIGGER_TAG = "dtaas/trigger"
+# Runs of one partition share this tag's value; a per-value limit of 1 in the
+# instance's tag_concurrency_limits keeps two loads of one partition apart.
+PARTITION_LOCK_TAG = "dtaas/partition_lock"
 
 
-def ensure_partition(instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, key: str) -> None:
-    """Register a load window's partition key unless it already exists."""
-    if not instance.has_dynamic_partition(partitions_def.name, key):
-        instance.add_dynamic_partitions(partitions_def.name, [key])
+def tables_job_name(task: str) -> str:
+    return f"{task}_tables"
 
 
-class FullLoadConfig(dg.Config):
+def full_load_job_name(task: str) -> str:
+    return f"{task}_full_load"
+
+
+def request_op_name(task: str) -> str:
+    return f"{task}_request_full_load"
+
+
+def load_run_tags(task: str, partition_key: str, *, trigger: str) -> dict[str, str]:
+    """Tags every table-loading run carries (besides ``dagster/partition``)."""
+    return {TASK_TAG: task, TRIGGER_TAG: trigger, PARTITION_LOCK_TAG: f"{task}:{partition_key}"}
+
+
+class FullLoadRequest(dg.Config):
     """Launchpad config of ``<task>_full_load``; every field is optional."""
 
     partition_key: str = Field(
         default="",
-        description="Reload this existing partition instead of starting a new snapshot (leave empty for a new one).",
+        description="Reload this EXISTING partition instead of starting a new snapshot (leave empty for a new one).",
     )
 
 
-def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> "UnresolvedAssetJobDefinition":
-    """The partitioned asset job of a task: up to ``parallel_tables`` tables at once."""
+def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
+    """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once."""
     return dg.define_asset_job(
-        name=f"{task}_tables",
+        name=tables_job_name(task),
         selection=dg.AssetSelection.assets(*asset_keys),
         executor_def=dg.multiprocess_executor.configured({"max_concurrent": parallel_tables}),
         description=f"Load one partition (load window) of every table of task {task}.",
-        tags={"dtaas/task": task},
+        tags={TASK_TAG: task},
     )
 
 
-def build_full_load_job(*, task: str, partitions_def: dg.DynamicPartitionsDefinition,
-                        pools: dict[str, int], working_directory: str | None = None) -> dg.JobDefinition:
-    """The launcher job ``<task>_full_load`` (see the module docstring)."""
+def request_key(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The snapshot key a request run stands for: from its creation time and id, so the
+    op and the sensor compute the same key."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        raise ValueError(f"run {run_id} not found in this instance")
+    created = record.create_timestamp
+    if created.tzinfo is None:  # SQLite storage returns naive UTC
+        created = created.replace(tzinfo=dt.timezone.utc)
+    return snapshot_key(created, "r" + run_id.replace("-", "")[:6])
 
-    @dg.op(name=f"{task}_start_full_load", description=f"Name a new snapshot of task {task} and load it.")
-    def start_full_load(context: dg.OpExecutionContext, config: FullLoadConfig) -> str:
-        key = config.partition_key or snapshot_partition_key()
-        ensure_partition(context.instance, partitions_def, key)
-        for pool, limit in pools.items():
-            _ensure_pool_limit(context.instance, pool, limit)
-        context.log.info(f"task {task}: loading snapshot partition {key}")
-        recon = ReconstructableJob(
-            ReconstructableRepository.for_module(
-                DEFINITIONS_MODULE, DEFINITIONS_ATTRIBUTE, working_directory=working_directory
-            ),
-            f"{task}_tables",
-        )
-        tags = {"dagster/partition": key, LAUNCHED_BY_TAG: context.run_id, "dtaas/task": task}
-        with dg.execute_job(recon, instance=context.instance, tags=tags) as result:
-            context.log.info(f"task {task}: run {result.run_id} for partition {key} "
-                             f"{'succeeded' if result.success else 'failed'}")
-            if not result.success:
-                failures = [event.message for event in result.all_events if event.is_step_failure]
+
+def requested_partition(instance: dg.DagsterInstance, run: dg.DagsterRun, task: str) -> str:
+    """The partition a successful request run asked for: the configured one, else its new key."""
+    op_config = (run.run_config or {}).get("ops", {}).get(request_op_name(task), {}).get("config", {})
+    return op_config.get("partition_key") or request_key(instance, run.run_id)
+
+
+def build_full_load_job(*, task: str, sensor_name: str) -> dg.JobDefinition:
+    """``<task>_full_load``: name (or check) the partition and register it; the sensor runs it."""
+    partitions_name = partitions_def_name(task)
+
+    @dg.op(name=request_op_name(task), description=f"Ask for a full load of task {task}.")
+    def request_full_load(context: dg.OpExecutionContext, config: FullLoadRequest) -> str:
+        if config.partition_key:
+            key = config.partition_key
+            if not context.instance.has_dynamic_partition(partitions_name, key):
+                existing = sorted(context.instance.get_dynamic_partitions(partitions_name))[-5:]
                 raise dg.Failure(
-                    description=f"loading partition {key} of task {task} failed in run {result.run_id}",
-                    metadata={"child_run_id": result.run_id, "failures": "\n".join(failures)[:4000]},
+                    description=(
+                        f"partition {key!r} of task {task} does not exist, so there is nothing to reload. Leave "
+                        "partition_key empty to start a new snapshot, or pick an existing key"
+                        + (f" (newest: {', '.join(existing)})." if existing else " (there are none yet).")
+                    ),
                     allow_retries=False,
                 )
+            context.log.info(f"task {task}: reload of existing partition {key} requested")
+        else:
+            key = request_key(context.instance, context.run_id)
+            context.instance.add_dynamic_partitions(partitions_name, [key])
+            context.log.info(f"task {task}: new snapshot partition {key} requested")
+        context.log.info(
+            f"the sensor {sensor_name} now creates the run of {tables_job_name(task)} for partition {key}, "
+            f"tagged {REQUESTED_BY_TAG}={context.run_id}; it is queued like any run (Runs page)."
+        )
         return key
 
     @dg.job(
-        name=f"{task}_full_load",
-        description=f"Start a new full load (snapshot) of every table of task {task}. No partition key needed.",
+        name=full_load_job_name(task),
+        description=(f"Start a full load (a new snapshot) of every table of task {task}; no partition key needed. "
+                     f"The load itself runs as {tables_job_name(task)}, started by the sensor {sensor_name}."),
         executor_def=dg.in_process_executor,
-        tags={"dtaas/task": task},
+        tags={TASK_TAG: task},
     )
     def full_load() -> None:
-        start_full_load()
+        request_full_load()
 
     return full_load
 
 
-def _ensure_pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> None:
-    """Give the source server's pool its configured limit, unless an operator already set one."""
-    storage = instance.event_log_storage
-    if not getattr(storage, "supports_global_concurrency_limits", False):
-        return
-    if pool in set(storage.get_concurrency_keys()):
-        return
-    storage.set_concurrency_slots(pool, limit)
+__all__ = [
+    "FullLoadRequest",
+    "build_full_load_job",
+    "build_tables_job",
+    "full_load_job_name",
+    "load_run_tags",
+    "new_request_origin",
+    "request_key",
+    "requested_partition",
+    "tables_job_name",
+]

@@ -96,6 +96,22 @@ def run_job(
     return RunOutcome(completed.returncode, completed.stdout + completed.stderr, home)
 
 
+def run_load(
+    *, task: str, config_path: Path, home: Path, password: str, partition: str | None = None,
+    in_process: bool = True, timeout: float = 600, env: dict[str, str] | None = None,
+) -> RunOutcome:
+    """`dtaas load --task <task>` as a user's script runs it (in-process unless asked otherwise)."""
+    environment = dict(os.environ)
+    environment.update(DTAAS_CONFIG=str(config_path), DAGSTER_HOME=str(home), **{PASSWORD_ENV: password})
+    environment.update(env or {})
+    command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", task]
+    command += ["--partition", partition] if partition else []
+    command += ["--in-process"] if in_process else []
+    completed = subprocess.run(command, env=environment, cwd=config_path.parent, capture_output=True, text=True,
+                               timeout=timeout)
+    return RunOutcome(completed.returncode, completed.stdout + completed.stderr, home)
+
+
 def materializations(home: Path, asset_key: list[str]) -> list[Any]:
     """The materializations of one asset recorded in the instance at ``home``, oldest first."""
     import dagster as dg

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from dtaas_dagster import config as cfg
+from dtaas_dagster.variables import BUILTIN_VARIABLES
 from dtaas_dagster.config import (
     ConfigError,
     DtaasConfig,
@@ -19,11 +20,30 @@ from dtaas_dagster.config import (
     TableConfig,
     TaskConfig,
     load_config,
-    match_tables,
     parse_config,
 )
+from dtaas_dagster.sqlserver.catalog import match_tables as _match_tables
+
+
+def match_tables(task: TaskConfig, catalog: list[tuple[str, str]]) -> list[TableConfig]:
+    return _match_tables(task, catalog).tables
 
 DELETE = object()
+
+
+def _config_models() -> list[type[BaseModel]]:
+    """Every public model of the config package (all its modules)."""
+    import importlib
+    import pkgutil
+
+    found: dict[str, type[BaseModel]] = {}
+    for module_info in pkgutil.iter_modules(cfg.__path__):
+        module = importlib.import_module(f"{cfg.__name__}.{module_info.name}")
+        for m in vars(module).values():
+            if (isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__
+                    and not m.__name__.startswith("_") and m.__name__ != "Model"):
+                found[m.__name__] = m
+    return list(found.values())
 
 BASE: dict[str, Any] = {
     "sources": {"sales": {"host": "db", "database": "sales", "user": "etl", "password_env": "SALES_PW"}},
@@ -168,8 +188,7 @@ def test_s3_url_parts_and_compression_defaults() -> None:
 
 
 def test_every_field_has_a_description_and_models_are_frozen() -> None:
-    models = [m for m in vars(cfg).values() if isinstance(m, type) and issubclass(m, BaseModel)
-              and m.__module__ == cfg.__name__ and not m.__name__.startswith("_")]
+    models = _config_models()
     assert len(models) >= 8
     for model in models:
         assert model.model_config.get("frozen") and model.model_config.get("extra") == "forbid", model
@@ -376,9 +395,8 @@ def test_match_tables_pattern_that_matches_nothing_is_an_error() -> None:
 
 def test_every_field_is_documented() -> None:
     docs = (cfg.DEFAULT_CONFIG_PATH.parent / "docs" / "configuration.md").read_text()
-    models = [m for m in vars(cfg).values() if isinstance(m, type) and issubclass(m, BaseModel)
-              and m.__module__ == cfg.__name__ and not m.__name__.startswith("_")]
+    models = _config_models()
     missing = [f"{m.__name__}.{name}" for m in models for name in m.model_fields if f"`{name}`" not in docs]
     assert not missing, f"not in docs/configuration.md: {missing}"
-    for builtin in cfg.BUILTIN_VARIABLES:
+    for builtin in BUILTIN_VARIABLES:
         assert f"`{builtin}`" in docs

@@ -13,7 +13,9 @@ import dagster as dg
 import pytest
 
 from dtaas_dagster.config import ConfigError, load_config, parse_config
-from dtaas_dagster.factory import build_definitions, build_sqlserver_resource, interval_to_cron, pool_name
+from dtaas_dagster.factory import build_definitions, pool_name
+from dtaas_dagster.schedules import interval_to_cron
+from dtaas_dagster.sqlserver.resource import SqlServerResource
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example_definitions.json"
 EXAMPLE = Path(__file__).resolve().parents[1] / "dtaas.yaml"
@@ -56,10 +58,12 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
 
 def test_example_definitions_match_the_reviewed_snapshot() -> None:
     summary = json.loads(json.dumps(describe(build_definitions(load_config(EXAMPLE)))))
-    if os.environ.get("DTAAS_UPDATE_SNAPSHOTS"):
+    reviewed = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else None
+    if os.environ.get("DTAAS_UPDATE_SNAPSHOTS") and summary != reviewed:
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    assert summary == json.loads(SNAPSHOT.read_text())
+        pytest.fail(f"{SNAPSHOT} rewritten: review the diff, then run again without DTAAS_UPDATE_SNAPSHOTS")
+    assert summary == reviewed
 
 
 def _config(**task: Any) -> dict[str, Any]:
@@ -89,7 +93,7 @@ def test_schedules_from_cron_and_interval() -> None:
     cron = build_definitions(parse_config(_config(schedule={"cron": "15 2 * * *", "timezone": "Europe/Paris"})))
     schedule = cron.get_repository_def().schedule_defs[0]
     assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
-        "nightly_schedule", "15 2 * * *", "Europe/Paris", "nightly_full_load")
+        "nightly_schedule", "15 2 * * *", "Europe/Paris", "nightly_tables")
     assert interval_to_cron(15) == "*/15 * * * *"
     assert interval_to_cron(60) == "0 * * * *"
     assert interval_to_cron(360) == "0 */6 * * *"
@@ -104,7 +108,7 @@ def test_cdc_mode_is_refused_with_a_reason() -> None:
 
 def test_password_stays_an_env_var_reference_in_resource_config() -> None:
     config = parse_config(_config())
-    resource = build_sqlserver_resource(name="sales", source=config.sources["sales"])
+    resource = SqlServerResource.from_source("sales", config.sources["sales"])
     assert resource.password == "SALES_PW"  # the variable's name; Dagster resolves it at run time
     assert type(resource.password).__name__ == "EnvVar"
 

@@ -31,9 +31,6 @@ CSV and JSON lines are encoded and decoded by :mod:`dtaas_dagster.destinations.t
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import logging
 import re
 import uuid
@@ -53,20 +50,21 @@ from dtaas_dagster.destinations.text_formats import (
     read_csv_bytes,
     read_jsonl_bytes,
 )
+from dtaas_dagster.manifest import (
+    MANIFEST_NAME,
+    build_manifest,
+    encode_manifest,
+    manifest_schema,
+    read_manifest,
+)
 from dtaas_dagster.stream import TableStream
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "_manifest.json"
-MANIFEST_VERSION = 1
 FORMATS = ("parquet", "csv", "jsonl")
 COMPRESSIONS = ("none", "snappy", "gzip", "zstd")
 _SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 _PART_PREFIX = "part-"
-
-
-class ManifestNotFoundError(FileNotFoundError):
-    """A partition directory has no manifest: it was never loaded, or its load did not finish."""
 
 
 # --------------------------------------------------------------------------- options
@@ -340,7 +338,7 @@ def write_partition(
                 _check_batch(batch, stream)
                 splitter.write(batch)
         splitter.finish()
-        manifest = build_manifest(stream, options, splitter.done, load_id=load_id, run_id=run_id)
+        manifest = _stream_manifest(stream, options, splitter.done, load_id=load_id, run_id=run_id)
         manifest_path = _put_manifest(fs, partition_dir, manifest, load_id)
     except BaseException:
         splitter.discard()
@@ -349,34 +347,22 @@ def write_partition(
     return PartitionWrite(partition_dir, manifest_path, manifest, removed)
 
 
-def build_manifest(
-    stream: TableStream,
-    options: WriteOptions,
-    files: list[dict[str, Any]],
-    *,
-    load_id: str,
-    run_id: str,
+def _stream_manifest(
+    stream: TableStream, options: WriteOptions, files: list[dict[str, Any]], *, load_id: str, run_id: str
 ) -> dict[str, Any]:
     table = stream.table
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "table": {"database": table.database, "schema": table.schema, "name": table.name},
-        "partition_key": stream.partition_key,
-        "load_id": load_id,
-        "run_id": run_id,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "format": options.format,
-        "compression": options.codec,
-        "files": files,
-        "total_rows": sum(f["rows"] for f in files),
-        "total_bytes": sum(f["bytes"] for f in files),
-        "source_row_estimate": stream.estimated_rows,
-        "columns": [
-            {"name": f.name, "type": str(f.type), "nullable": f.nullable, "source_type": stream.source_types.get(f.name)}
-            for f in stream.schema
-        ],
-        "arrow_schema": base64.b64encode(stream.schema.serialize().to_pybytes()).decode("ascii"),
-    }
+    return build_manifest(
+        table={"database": table.database, "schema": table.schema, "name": table.name},
+        partition_key=stream.partition_key,
+        load_id=load_id,
+        run_id=run_id,
+        file_format=options.format,
+        compression=options.codec,
+        files=files,
+        schema=stream.schema,
+        source_types=stream.source_types,
+        source_row_estimate=stream.estimated_rows,
+    )
 
 
 def put_object_atomically(fs: pafs.FileSystem, path: str, body: bytes, *, temp_suffix: str) -> None:
@@ -398,8 +384,7 @@ def put_object_atomically(fs: pafs.FileSystem, path: str, body: bytes, *, temp_s
 
 def _put_manifest(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str, Any], load_id: str) -> str:
     final = f"{partition_dir}/{MANIFEST_NAME}"
-    body = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-    put_object_atomically(fs, final, body, temp_suffix=load_id)
+    put_object_atomically(fs, final, encode_manifest(manifest), temp_suffix=load_id)
     return final
 
 
@@ -419,27 +404,6 @@ def _remove_unlisted(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str
 
 
 # --------------------------------------------------------------------------- readers
-
-
-def read_manifest(fs: pafs.FileSystem, partition_dir: str, *, what: str | None = None) -> dict[str, Any]:
-    """The partition's manifest; ``what`` names the partition in the error ("partition X of table Y")."""
-    path = f"{partition_dir}/{MANIFEST_NAME}"
-    try:
-        with fs.open_input_stream(path, compression=None) as f:
-            body = f.read()
-    except FileNotFoundError as e:
-        raise ManifestNotFoundError(
-            f"{what or 'partition directory ' + partition_dir} has no manifest ({path}): "
-            "it was never loaded or its load did not finish; materialize that partition first"
-        ) from e
-    manifest = json.loads(body)
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise ValueError(f"{path} has manifest_version {manifest.get('manifest_version')!r}; this reader knows {MANIFEST_VERSION}")
-    return manifest
-
-
-def manifest_schema(manifest: Mapping[str, Any]) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["arrow_schema"])))
 
 
 def iter_partition_batches(

@@ -33,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 from dagster import (
+    AssetKey,
     ConfigurableIOManager,
     EnvVar,
     InputContext,
@@ -43,8 +44,8 @@ from dagster import (
 )
 from pydantic import Field, model_validator
 
+from dtaas_dagster.config import S3Destination, TaskConfig
 from dtaas_dagster.destinations.files import (
-    ManifestNotFoundError,
     PartitionWrite,
     WriteOptions,
     new_load_id,
@@ -52,6 +53,7 @@ from dtaas_dagster.destinations.files import (
     read_partition,
     write_partition,
 )
+from dtaas_dagster.manifest import ManifestNotFoundError
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,
@@ -117,6 +119,23 @@ class S3IOManager(ConfigurableIOManager):
             raise ValueError(f"url {raw['url']!r} must start with s3:// or file://")
         return data
 
+    @classmethod
+    def from_destination(cls, destination: S3Destination, task: TaskConfig) -> S3IOManager:
+        """The IO manager of one task's ``type: s3`` destination (file sizes come from the task)."""
+        return cls(
+            url=destination.url,
+            path_template=destination.path_template,
+            format=destination.format,
+            compression=destination.effective_compression,
+            endpoint_url=destination.endpoint_url,
+            region=destination.region,
+            access_key_id_env=destination.access_key_id_env,
+            secret_access_key_env=destination.secret_access_key_env,
+            session_token_env=destination.session_token_env,
+            file_max_rows=task.file_size.rows,
+            file_max_mb=task.file_size.mb,
+        )
+
     # ------------------------------------------------------------------ plumbing
 
     def _location(self) -> Location:
@@ -141,29 +160,40 @@ class S3IOManager(ConfigurableIOManager):
     # ------------------------------------------------------------------ output
 
     def handle_output(self, context: OutputContext, obj: TableStream | None) -> None:
-        if obj is None:  # an asset that returned nothing has nothing to write
+        if obj is None:  # the table steps write themselves (write_stream) and return nothing here
             return
         if not isinstance(obj, TableStream):
             raise TypeError(
                 f"S3IOManager writes TableStream objects, but {context.asset_key.to_user_string()} returned "
                 f"{type(obj).__name__}; give this asset another io_manager_key"
             )
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        metadata = self.write_stream(
+            obj, asset_key=context.asset_key, partition_key=partition, run_id=context.run_id, attempt=_attempt(context)
+        )
+        context.add_output_metadata(dict(metadata))
+
+    def write_stream(
+        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int = 0
+    ) -> dict[str, Any]:
+        """Write one partition of one table asset; return its materialization metadata.
+
+        The pointer is keyed like ``load_input`` asks for it: by Dagster's partition key.
+        """
         options, location = self._options(), self._location()
-        relative_dir = render_partition_dir(self.path_template, _template_variables(obj, context.run_id))
+        relative_dir = render_partition_dir(self.path_template, _template_variables(stream, run_id))
         started = time.monotonic()
         result = write_partition(
             location.fs,
             location.path(relative_dir),
-            obj,
+            stream,
             options,
-            load_id=new_load_id(context.run_id, _attempt(context)),
-            run_id=context.run_id,
+            load_id=new_load_id(run_id, attempt),
+            run_id=run_id,
         )
         duration = time.monotonic() - started
-        # The pointer is keyed like load_input will ask for it: by Dagster's partition key.
-        partition = context.asset_partition_key if context.has_asset_partitions else None
-        self._write_pointer(location, context.asset_key.path, partition, relative_dir, result)
-        context.add_output_metadata(_output_metadata(obj, result, location, duration))
+        self._write_pointer(location, asset_key.path, partition_key, relative_dir, result)
+        return _output_metadata(stream, result, location, duration)
 
     def _write_pointer(
         self, location: Location, asset_path: list[str], partition: str | None, relative_dir: str, result: PartitionWrite

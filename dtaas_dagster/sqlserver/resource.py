@@ -1,9 +1,11 @@
-"""SqlServerResource: connections, catalog reads and the bulk snapshot reader.
+"""SqlServerResource: connections, named catalog queries and bulk reads.
 
-Control and catalog queries go through pyodbc; the bulk read goes through
+Control and catalog queries go through pyodbc; bulk reads go through
 arrow-odbc on the same connection string (500k-900k rows/s against 150k-280k
-for pyodbc ``fetchmany``, measured in DESIGN.md). All T-SQL comes from
-:mod:`dtaas_dagster.sqlserver.queries`.
+for pyodbc ``fetchmany``, measured in the project's design notes). All T-SQL
+comes from :mod:`dtaas_dagster.sqlserver.queries`. The resource decides
+nothing about a load: planning is a function of the facts it reads
+(:mod:`dtaas_dagster.sqlserver.snapshot`).
 
 The password never enters a string we log or raise: pyodbc gets it inside the
 connection string (``PWD={...}``), arrow-odbc as its ``password`` argument, and
@@ -15,14 +17,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import struct
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, PrivateAttr
 
 from dtaas_dagster.sqlserver import queries
+from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
@@ -30,39 +33,22 @@ from dtaas_dagster.sqlserver.errors import (
     table_not_found,
     translate_driver_error,
 )
-from dtaas_dagster.sqlserver.snapshot import SnapshotPlan, plan_snapshot, read_batches
+from dtaas_dagster.sqlserver.facts import (
+    DatabaseOptions,
+    ServerInfo,
+    TableDescription,
+    TableFacts,
+    TableInfo,
+)
 from dtaas_dagster.sqlserver.types import SourceColumn
 from dtaas_dagster.stream import TableRef
 
+if TYPE_CHECKING:
+    import pyodbc
+
+    from dtaas_dagster.config import SqlServerSource
+
 _SQL_SS_TIMESTAMPOFFSET = -155
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    schema: str
-    name: str
-    row_estimate: int | None
-
-
-@dataclass(frozen=True)
-class TableDescription:
-    table: TableRef
-    columns: tuple[SourceColumn, ...]
-    primary_key: tuple[str, ...] = ()
-    row_estimate: int | None = None
-
-    def column(self, name: str) -> SourceColumn | None:
-        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    product_version: str
-    edition: str
-    database: str
-    snapshot_isolation: bool
-    cdc_enabled: bool
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def _escape_odbc_value(value: str) -> str:
@@ -76,12 +62,29 @@ def _datetimeoffset_from_bytes(raw: bytes) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, fraction_ns // 1000, tzinfo=offset)
 
 
-def _database_options(cursor: "pyodbc.Cursor") -> tuple[bool, bool]:  # noqa: F821 - pyodbc is lazy
-    """(snapshot isolation allowed, CDC enabled) of the current database."""
+def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
+    """Snapshot isolation allowed, CDC enabled and RCSI of the current database."""
     row = cursor.execute(queries.DATABASE_OPTIONS).fetchone()
     if not row:
-        return False, False
-    return int(row[0] or 0) == 1, bool(row[1])
+        return DatabaseOptions(snapshot_isolation=False, cdc_enabled=False)
+    return DatabaseOptions(
+        snapshot_isolation=int(row[0] or 0) == 1, cdc_enabled=bool(row[1]), read_committed_snapshot=bool(row[2])
+    )
+
+
+def _columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
+    return tuple(
+        SourceColumn(
+            name=str(r[0]),
+            data_type=str(r[1]).lower(),
+            char_length=None if r[2] is None else int(r[2]),
+            precision=None if r[3] is None else int(r[3]),
+            scale=None if r[4] is None else int(r[4]),
+            datetime_precision=None if r[5] is None else int(r[5]),
+            nullable=str(r[6]).upper() == "YES",
+        )
+        for r in rows
+    )
 
 
 class SqlServerResource(ConfigurableResource):
@@ -102,6 +105,26 @@ class SqlServerResource(ConfigurableResource):
     odbc_extra: dict[str, str] = Field(default_factory=dict, description="Extra ODBC connection attributes.")
 
     _driver: OdbcDriver | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_source(cls, name: str, source: SqlServerSource, *, password: str | None = None) -> SqlServerResource:
+        """The resource of source ``name``; the password stays an ``EnvVar`` unless given
+        (load-time catalog reads resolve it themselves)."""
+        return cls(
+            source_name=name,
+            host=source.host,
+            port=source.port,
+            database=source.database,
+            user=source.user,
+            password=password if password is not None else EnvVar(source.password_env),
+            password_env=source.password_env,
+            driver=source.driver,
+            encrypt=source.encrypt,
+            trust_server_certificate=source.trust_server_certificate,
+            login_timeout_seconds=source.login_timeout_seconds,
+            query_timeout_seconds=source.query_timeout_seconds,
+            odbc_extra=dict(source.odbc_extra),
+        )
 
     # ----------------------------------------------------------------- connections
     @property
@@ -146,7 +169,7 @@ class SqlServerResource(ConfigurableResource):
         )
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator["pyodbc.Connection"]:  # noqa: F821 - pyodbc is imported lazily
+    def connect(self) -> Iterator[pyodbc.Connection]:
         """A pyodbc connection with autocommit on; driver errors come out translated."""
         import pyodbc
 
@@ -172,19 +195,19 @@ class SqlServerResource(ConfigurableResource):
         with self.connect() as connection:
             cursor = connection.cursor()
             version, edition, database, _ = cursor.execute(queries.SERVER_INFO).fetchone()
-            snapshot_isolation, cdc_enabled = _database_options(cursor)
+            options = _database_options(cursor)
         return ServerInfo(
             product_version=str(version),
             edition=str(edition),
             database=str(database),
-            snapshot_isolation=snapshot_isolation,
-            cdc_enabled=cdc_enabled,
+            snapshot_isolation=options.snapshot_isolation,
+            cdc_enabled=options.cdc_enabled,
         )
 
-    def snapshot_isolation_allowed(self) -> bool:
-        """Whether the database allows SNAPSHOT isolation (sys.databases.snapshot_isolation_state = 1)."""
+    def database_options(self) -> DatabaseOptions:
+        """The sys.databases settings of the source database."""
         with self.connect() as connection:
-            return _database_options(connection.cursor())[0]
+            return _database_options(connection.cursor())
 
     def list_tables(self) -> list[TableInfo]:
         """User tables of the database with row estimates from sys.dm_db_partition_stats."""
@@ -192,73 +215,54 @@ class SqlServerResource(ConfigurableResource):
             rows = connection.cursor().execute(queries.LIST_TABLES).fetchall()
         return [TableInfo(str(r[0]), str(r[1]), None if r[2] is None else int(r[2])) for r in rows]
 
+    def _describe(self, cursor: pyodbc.Cursor, schema: str, table: str) -> TableDescription:
+        ref = TableRef(self.database, schema, table)
+        rows = cursor.execute(queries.TABLE_COLUMNS, schema, table).fetchall()
+        if not rows:
+            candidates = [f"{r[0]}.{r[1]}" for r in cursor.execute(queries.LIST_TABLES).fetchall()]
+            raise table_not_found(ref, self.source_name, candidates)
+        key = [str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, schema, table).fetchall()]
+        estimate_row = cursor.execute(queries.TABLE_ROW_ESTIMATE, schema, table).fetchone()
+        estimate = None if not estimate_row or estimate_row[0] is None else int(estimate_row[0])
+        return TableDescription(ref, _columns_from_rows(rows), tuple(key), estimate)
+
     def describe_table(self, schema: str, table: str) -> TableDescription:
         """Columns, types, nullability, primary key and row estimate; a clear error when missing."""
-        ref = TableRef(self.database, schema, table)
+        with self.connect() as connection:
+            return self._describe(connection.cursor(), schema, table)
+
+    def table_facts(
+        self,
+        schema: str,
+        table: str,
+        *,
+        profile_columns: Callable[[TableDescription], Sequence[queries.ProfileColumn]] = lambda _: (),
+    ) -> TableFacts:
+        """Description, database options and the profile a plan needs, over ONE connection.
+
+        ``profile_columns`` (a pure function of the description, from the planner)
+        names what to profile; the profile query runs only when it names something.
+        """
         with self.connect() as connection:
             cursor = connection.cursor()
-            rows = cursor.execute(queries.TABLE_COLUMNS, schema, table).fetchall()
-            if not rows:
-                candidates = [f"{r[0]}.{r[1]}" for r in cursor.execute(queries.LIST_TABLES).fetchall()]
-                raise table_not_found(ref, self.source_name, candidates)
-            key = [str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, schema, table).fetchall()]
-            estimate_row = cursor.execute(queries.TABLE_ROW_ESTIMATE, schema, table).fetchone()
-        columns = tuple(
-            SourceColumn(
-                name=str(r[0]),
-                data_type=str(r[1]).lower(),
-                char_length=None if r[2] is None else int(r[2]),
-                precision=None if r[3] is None else int(r[3]),
-                scale=None if r[4] is None else int(r[4]),
-                datetime_precision=None if r[5] is None else int(r[5]),
-                nullable=str(r[6]).upper() == "YES",
-            )
-            for r in rows
-        )
-        estimate = None if not estimate_row or estimate_row[0] is None else int(estimate_row[0])
-        return TableDescription(ref, columns, tuple(key), estimate)
-
-    def profile(self, description: TableDescription, profile_columns: list[queries.ProfileColumn]) -> tuple:
-        """Run the one-pass profile query (see queries.build_profile_select)."""
-        if not profile_columns:
-            return ()
-        sql = queries.build_profile_select(description.table.schema, description.table.name, profile_columns)
-        with self.connect() as connection:
-            return tuple(connection.cursor().execute(sql).fetchone())
+            description = self._describe(cursor, schema, table)
+            options = _database_options(cursor)
+            wanted = list(profile_columns(description))
+            profile: tuple[object, ...] = ()
+            if wanted:
+                sql = queries.build_profile_select(schema, table, wanted)
+                profile = tuple(cursor.execute(sql).fetchone())
+        return TableFacts(description, options, profile)
 
     # ---------------------------------------------------------------- bulk reads
-    def plan_snapshot(
-        self,
-        description: TableDescription,
-        *,
-        columns: list[str] | None = None,
-        datetime2_default: str = "auto",
-        datetime2_overrides: Mapping[str, str] | None = None,
-        text_destination: bool = False,
-    ) -> SnapshotPlan:
-        """Choose columns and exact Arrow types; profiles the table when a type depends on the data.
-
-        ``text_destination`` (CSV / JSON lines): under ``auto`` a datetime2(7) column that no
-        timestamp type holds exactly is read as text instead of failing.
-        """
-        return plan_snapshot(
-            self,
-            description,
-            columns=columns,
-            datetime2_default=datetime2_default,
-            datetime2_overrides=dict(datetime2_overrides or {}),
-            text_destination=text_destination,
-        )
-
-    def read_snapshot(
-        self, plan: SnapshotPlan, *, batch_rows: int | None = 50_000, batch_mb: float | None = None
+    def read_arrow(
+        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the table as Arrow record batches through arrow-odbc."""
+        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py)."""
         try:
-            yield from read_batches(
-                plan,
+            yield from read_counted(
+                read,
                 connection_string=self.connection_string(with_password=False),
-                user=self.user,
                 password=self.password,
                 login_timeout_seconds=self.login_timeout_seconds,
                 query_timeout_seconds=self.query_timeout_seconds or None,

@@ -10,22 +10,23 @@ through a Python loop.
 The plan is made before the first row moves: when a column's exact type
 depends on the data (``datetime2(7)`` under ``auto``) or arrow-odbc needs a
 bound on the longest value (``(max)`` columns), one profile query reads it.
+Planning is a pure function of :class:`~dtaas_dagster.sqlserver.facts.TableFacts`:
+:func:`profile_columns` says what to profile, the resource reads the facts
+(one connection), :func:`plan_snapshot` decides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dtaas_dagster.sqlserver import queries
+from dtaas_dagster.sqlserver.bulk import BulkRead
+from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
 from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type, resolve_datetime2_choice
-
-if TYPE_CHECKING:
-    from dtaas_dagster.sqlserver.resource import SqlServerResource, TableDescription
 
 # Smallest text/binary buffer per value for (max) columns, and the room for UTF-8
 # expansion: DATALENGTH counts UTF-16 bytes for nvarchar, code-page bytes for varchar.
@@ -37,7 +38,7 @@ _TEXT_EXPANSION = 3
 class SnapshotPlan:
     """Everything the bulk read needs, decided before it starts."""
 
-    description: "TableDescription"
+    description: TableDescription
     columns: tuple[SourceColumn, ...]
     fetch_schema: pa.Schema
     target_schema: pa.Schema
@@ -52,7 +53,7 @@ class SnapshotPlan:
         return {column.name: column.type_text for column in self.columns}
 
 
-def _select_columns(description: "TableDescription", wanted: list[str] | None) -> tuple[SourceColumn, ...]:
+def _select_columns(description: TableDescription, wanted: Sequence[str] | None) -> tuple[SourceColumn, ...]:
     if wanted is None:
         return description.columns
     chosen = []
@@ -74,38 +75,67 @@ def _fetch_type(column: SourceColumn, target: pa.DataType) -> pa.DataType:
     return target
 
 
-def plan_snapshot(
-    resource: "SqlServerResource",
-    description: "TableDescription",
-    *,
-    columns: list[str] | None,
-    datetime2_default: str,
-    datetime2_overrides: dict[str, str],
-    text_destination: bool = False,
-) -> SnapshotPlan:
-    selected = _select_columns(description, columns)
-    options = {c.name: datetime2_overrides.get(c.name, datetime2_default) for c in selected}
-    profile_columns = [
+def _column_options(
+    selected: Sequence[SourceColumn], datetime2_default: str, datetime2_overrides: Mapping[str, str]
+) -> dict[str, str]:
+    overrides = {name.lower(): option for name, option in datetime2_overrides.items()}
+    return {c.name: overrides.get(c.name.lower(), datetime2_default) for c in selected}
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """What the task config says about one table's read."""
+
+    columns: tuple[str, ...] | None = None
+    datetime2_default: str = "auto"
+    datetime2_overrides: Mapping[str, str] = field(default_factory=dict)
+    text_destination: bool = False
+
+
+def profile_columns(description: TableDescription, options: SnapshotOptions) -> list[queries.ProfileColumn]:
+    """The columns whose range (datetime2(7)) or longest value ((max)) the plan needs."""
+    selected = _select_columns(description, options.columns)
+    per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
+    return [
         queries.ProfileColumn(c.name, "range")
         for c in selected
-        if c.needs_datetime2_choice and options[c.name] in ("auto", "timestamp_ns")
+        if c.needs_datetime2_choice and per_column[c.name] in ("auto", "timestamp_ns")
     ] + [queries.ProfileColumn(c.name, "length") for c in selected if c.is_max]
-    values = iter(resource.profile(description, profile_columns))
+
+
+def _check_overrides(description: TableDescription, overrides: Mapping[str, str]) -> None:
+    unknown = [name for name in overrides if description.column(name) is None]
+    if unknown:
+        raise ValueError(
+            f"datetime2 options for {description.table.qualified} name {', '.join(sorted(unknown))}, which "
+            f"{'is not a column' if len(unknown) == 1 else 'are not columns'} of the table (names compare "
+            f"case-insensitively); columns there: {', '.join(c.name for c in description.columns)}. "
+            "Fix the table's datetime2 entry in dtaas.yaml."
+        )
+
+
+def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
+    """Columns, exact Arrow types and buffer bounds, from the facts (the profile values included)."""
+    description = facts.description
+    _check_overrides(description, options.datetime2_overrides)
+    selected = _select_columns(description, options.columns)
+    per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
+    values = iter(facts.profile)
     choices: dict[str, str] = {}
     longest_text = longest_binary = 0
-    for profiled in profile_columns:
+    for profiled in profile_columns(description, options):
         column = description.column(profiled.name)
         assert column is not None
         if profiled.kind == "range":
             minimum, maximum, sub_us = next(values), next(values), next(values)
             choices[column.name] = resolve_datetime2_choice(
                 column,
-                options[column.name],
+                per_column[column.name],
                 minimum=minimum,
                 maximum=maximum,
                 max_sub_microsecond=sub_us,
                 table=str(description.table),
-                text_destination=text_destination,
+                text_destination=options.text_destination,
             )
         else:
             length = int(next(values) or 0)
@@ -114,7 +144,7 @@ def plan_snapshot(
             else:
                 longest_binary = max(longest_binary, length)
     for column in selected:
-        choices.setdefault(column.name, options[column.name] if options[column.name] != "auto" else "timestamp_us")
+        choices.setdefault(column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us")
     targets = [pa.field(c.name, arrow_type(c, choices[c.name]), nullable=c.nullable) for c in selected]
     fetch = [pa.field(f.name, _fetch_type(c, f.type), nullable=True) for c, f in zip(selected, targets)]
     has_text_max = any(c.is_max and c.is_text for c in selected)
@@ -129,8 +159,19 @@ def plan_snapshot(
         ),
         max_text_size=max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None,
         max_binary_size=max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None,
-        snapshot_isolation=resource.snapshot_isolation_allowed(),
+        snapshot_isolation=facts.options.snapshot_isolation,
         datetime2_choices=choices,
+    )
+
+
+def snapshot_read(plan: SnapshotPlan) -> BulkRead:
+    """The arrow-odbc read of a plan: [SET SNAPSHOT;] SELECT ...; SELECT ROWCOUNT_BIG()."""
+    return BulkRead(
+        sql=queries.snapshot_batch(plan.select_sql, snapshot_isolation=plan.snapshot_isolation),
+        fetch_schema=plan.fetch_schema,
+        what=str(plan.description.table),
+        max_text_size=plan.max_text_size,
+        max_binary_size=plan.max_binary_size,
     )
 
 
@@ -194,66 +235,3 @@ def convert_batch(batch: pa.RecordBatch, plan: SnapshotPlan) -> pa.RecordBatch:
             array = array.cast(target.type)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=plan.target_schema)
-
-
-def read_batches(
-    plan: SnapshotPlan,
-    *,
-    connection_string: str,
-    user: str,
-    password: str,
-    login_timeout_seconds: int,
-    query_timeout_seconds: int | None,
-    batch_rows: int | None,
-    batch_mb: float | None,
-) -> Iterator[pa.RecordBatch]:
-    """Run the snapshot SELECT through arrow-odbc and yield target-schema batches."""
-    from arrow_odbc import read_arrow_batches_from_odbc
-
-    reader = read_arrow_batches_from_odbc(
-        query=queries.snapshot_batch(plan.select_sql, snapshot_isolation=plan.snapshot_isolation),
-        connection_string=connection_string,
-        password=password,
-        batch_size=batch_rows or 1_000_000,
-        max_bytes_per_batch=int(batch_mb * 1024 * 1024) if batch_mb else 512 * 1024 * 1024,
-        max_text_size=plan.max_text_size,
-        max_binary_size=plan.max_binary_size,
-        login_timeout_sec=login_timeout_seconds,
-        query_timeout_sec=query_timeout_seconds,
-        schema=plan.fetch_schema,
-    )
-    received = 0
-    for batch in reader:
-        received += batch.num_rows
-        yield convert_batch(batch, plan)
-    check_complete(reader, received, table=str(plan.description.table))
-
-
-class IncompleteRead(RuntimeError):
-    """The result ended before SQL Server said it had sent every row (a dropped connection)."""
-
-
-def check_complete(reader: object, received: int, *, table: str) -> None:
-    """Compare the rows received with ROWCOUNT_BIG() from the same batch; raise when they differ.
-
-    When the connection drops mid-result, the count's result set never arrives,
-    so ``more_results()`` is False (or raises): that is an incomplete read too.
-    """
-    try:
-        has_count = reader.more_results(batch_size=1)  # type: ignore[attr-defined]
-        counts = [row for batch in reader for row in batch.column(0).to_pylist()] if has_count else []
-    except Exception as exc:  # noqa: BLE001 - any failure here means the batch did not finish
-        raise IncompleteRead(
-            f"reading {table} stopped after {received:,} rows: the connection ended before SQL Server "
-            f"finished the result ({exc}); the load will be retried"
-        ) from None
-    if not counts:
-        raise IncompleteRead(
-            f"reading {table} stopped after {received:,} rows: the connection ended before SQL Server "
-            "finished the result; the load will be retried"
-        )
-    if int(counts[0]) != received:
-        raise IncompleteRead(
-            f"reading {table}: received {received:,} rows but SQL Server sent {int(counts[0]):,}; "
-            "the load will be retried"
-        )

@@ -12,14 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dtaas_dagster.destinations.files import (
-    MANIFEST_NAME,
-    ManifestNotFoundError,
     WriteOptions,
     new_load_id,
-    read_manifest,
     read_partition,
     write_partition,
 )
+from dtaas_dagster.manifest import MANIFEST_NAME, ManifestNotFoundError, read_manifest
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,

@@ -11,6 +11,14 @@ import pytest
 
 from dtaas_dagster.sqlserver.errors import SqlServerLoginFailed, SqlServerTableNotFound
 from dtaas_dagster.sqlserver.resource import SqlServerResource
+from dtaas_dagster.sqlserver.snapshot import (
+    SnapshotOptions,
+    SnapshotPlan,
+    convert_batch,
+    plan_snapshot,
+    profile_columns,
+    snapshot_read,
+)
 from dtaas_dagster_tests.all_types import assert_same, expected_all_types, seed_all_types
 
 DRIVERS = ["msodbc18", "freetds"]
@@ -45,14 +53,18 @@ def test_catalog_server_info_tables_and_schema(driver: str, sqlserver: Any, sqls
     assert by_name["c_real"].type_text == "real"
 
 
+def plan_for(resource: SqlServerResource, table: str, options: SnapshotOptions) -> SnapshotPlan:
+    facts = resource.table_facts("dbo", table, profile_columns=lambda d: profile_columns(d, options))
+    return plan_snapshot(facts, options)
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_snapshot_read_is_exact_with_each_driver(driver: str, sqlserver: Any, sqlserver_db: Any) -> None:
     seed_all_types(sqlserver_db)
     resource = resource_for(sqlserver, sqlserver_db.name, driver)
-    description = resource.describe_table("dbo", "all_types")
-    plan = resource.plan_snapshot(description, datetime2_overrides={"c_sentinel_text": "string"})
+    plan = plan_for(resource, "all_types", SnapshotOptions(datetime2_overrides={"c_sentinel_text": "string"}))
     assert plan.snapshot_isolation
-    batches = list(resource.read_snapshot(plan, batch_rows=2))
+    batches = [convert_batch(b, plan) for b in resource.read_arrow(snapshot_read(plan), batch_rows=2)]
     assert [b.num_rows for b in batches] == [2, 1]
     table = pa.Table.from_batches(batches, schema=plan.target_schema).sort_by("id")
     assert_same(table, expected_all_types())
@@ -61,9 +73,8 @@ def test_snapshot_read_is_exact_with_each_driver(driver: str, sqlserver: Any, sq
 def test_datetime2_that_fits_no_type_stops_before_reading(sqlserver: Any, sqlserver_db: Any) -> None:
     seed_all_types(sqlserver_db)
     resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
-    description = resource.describe_table("dbo", "all_types")
     with pytest.raises(ValueError, match=r"c_sentinel_text \(datetime2\(7\)\).*Set datetime2 for this column to string"):
-        resource.plan_snapshot(description)
+        plan_for(resource, "all_types", SnapshotOptions())
 
 
 def test_missing_table_and_wrong_password_are_named(sqlserver: Any, sqlserver_db: Any) -> None:

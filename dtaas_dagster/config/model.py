@@ -1,0 +1,95 @@
+"""The whole ``dtaas.yaml``: sources, destinations, variables, tasks, and their cross-checks."""
+
+from __future__ import annotations
+
+import re
+import string
+import typing
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from dtaas_dagster.config.base import ENV_NAME_RE, NAME_RE, Model, did_you_mean, fix, problems_error
+from dtaas_dagster.config.destinations import Destination
+from dtaas_dagster.config.sources import SqlServerSource
+from dtaas_dagster.config.tasks import TaskConfig
+from dtaas_dagster.variables import BUILTIN_VARIABLES
+
+
+def _suggest_name(name: str, kind: str) -> str:
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return re.sub(r"[^a-z0-9_]", "_", snake).lstrip("0123456789_")[:63] or f"my_{kind}"
+
+
+def _check_names(kind: str, names: typing.Iterable[str]) -> None:
+    bad = [(n, f"{kind} name {n!r} must match ^[a-z][a-z0-9_]{{0,62}}$ (lowercase letter first, then lowercase "
+               "letters, digits, _; it becomes a Dagster job/asset name); rename it, e.g. "
+               f"{_suggest_name(n, kind)}")
+           for n in names if not NAME_RE.match(n)]
+    if bad:
+        raise problems_error(*bad)
+
+
+class DtaasConfig(Model):
+    """The whole ``dtaas.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    sources: dict[str, SqlServerSource] = Field(min_length=1, description="SQL Server sources by name.",
+                                                json_schema_extra=fix("define at least one source"))
+    destinations: dict[str, Destination] = Field(min_length=1, description=(
+        "Destinations by name; each has a `type` (only s3 today)."),
+        json_schema_extra=fix("define at least one destination"))
+    variables: dict[str, str] = Field(default_factory=dict, description=(
+        "Static global variables usable in path templates as $name (values may use ${ENV_VAR})."))
+    tasks: dict[str, TaskConfig] = Field(min_length=1, description="Tasks by name; each becomes a Dagster job.",
+                                         json_schema_extra=fix("define at least one task"))
+
+    @field_validator("sources", "destinations", "tasks")
+    @classmethod
+    def _check_key_names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        _check_names(info.field_name.rstrip("s"), value)
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _check_variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [(n, "must be a name like ETLCustomerId (letters, digits, _; not starting with a digit); "
+                        "rename it") for n in value if not ENV_NAME_RE.match(n)]
+        problems += [(n, "is a built-in variable; pick another name") for n in value if n in BUILTIN_VARIABLES]
+        if problems:
+            raise problems_error(*problems)
+        return value
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> DtaasConfig:
+        problems = [*self._reference_problems(), *self._template_problems()]
+        if problems:
+            raise problems_error(*problems)
+        for name, source in self.sources.items():
+            source._config_path = f"sources.{name}"
+        return self
+
+    def _reference_problems(self) -> list[tuple[str, str]]:
+        problems = []
+        for task_name, task in self.tasks.items():
+            for kind, ref, defined in (("source", task.source, self.sources),
+                                       ("destination", task.destination, self.destinations)):
+                if ref not in defined:
+                    hint = did_you_mean(ref, defined)
+                    problems.append((f"tasks.{task_name}.{kind}", (
+                        f"task {task_name}: {kind} {ref!r} is not defined{hint}{' ' if hint else '; '}"
+                        f"defined {kind}s: {', '.join(defined)}")))
+        return problems
+
+    def _template_problems(self) -> list[tuple[str, str]]:
+        known = (*BUILTIN_VARIABLES, *self.variables)
+        problems = []
+        for name, destination in self.destinations.items():
+            for ident in string.Template(destination.path_template).get_identifiers():
+                if ident not in known:
+                    hint = did_you_mean(ident, known)
+                    problems.append((f"destinations.{name}.path_template", (
+                        f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
+                        f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables")))
+        return problems

@@ -1,0 +1,195 @@
+"""Tasks: a source, its tables, a destination, a mode and the run options."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+
+from dtaas_dagster.config.base import Model, fix, problems_error
+from dtaas_dagster.sqlserver.names import TABLE_NAME_FIX, has_wildcard, parse_table_name
+
+Datetime2Handling = Literal["auto", "timestamp_ns", "timestamp_us", "string"]
+
+def _check_pattern(value: str) -> str:
+    parse_table_name(value)
+    return value
+
+
+def _check_exact_name(value: str) -> str:
+    if parse_table_name(value).is_pattern:
+        raise ValueError(f"{value!r} is a pattern; a table entry with options needs an exact name; {TABLE_NAME_FIX}")
+    return value
+
+
+TablePattern = Annotated[str, AfterValidator(_check_pattern)]
+
+
+class SizeLimit(Model):
+    """A size given either in rows or in megabytes (exactly one of them)."""
+
+    rows: int | None = Field(None, ge=1, le=10_000_000, description="Limit in rows.",
+                             json_schema_extra=fix("use e.g. rows: 50000"))
+    mb: float | None = Field(None, gt=0, le=4096, description="Limit in megabytes (Arrow in-memory size).",
+                             json_schema_extra=fix("use e.g. mb: 64"))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SizeLimit:
+        if self.rows is not None and self.mb is not None:
+            raise ValueError("give either rows or mb, not both; remove one of them")
+        if self.rows is None and self.mb is None:
+            raise ValueError("give either rows or mb; e.g. rows: 50000")
+        return self
+
+
+class RetryConfig(Model):
+    """How a failed table load is retried (becomes a Dagster RetryPolicy)."""
+
+    max_retries: int = Field(3, ge=0, le=20, description="Retries after the first attempt; 0 = none.",
+                             json_schema_extra=fix("use 0 to disable retries"))
+    delay_seconds: float = Field(5, ge=0, le=3600, description="Base delay before a retry, in seconds.",
+                                 json_schema_extra=fix("use e.g. 5"))
+    backoff: Literal["exponential", "linear", "constant"] = Field(
+        "exponential", description="How the delay grows between retries.",
+        json_schema_extra=fix("use exponential, linear or constant"))
+    jitter: Literal["none", "full", "plus_minus"] = Field(
+        "plus_minus", description="Random jitter added to the delay.",
+        json_schema_extra=fix("use none, full or plus_minus"))
+
+
+def _cron_is_valid(expression: str) -> bool:
+    """Whether Dagster accepts the expression: the schedule is built from it (public API)."""
+    if len(expression.split()) != 5:
+        return False
+    import dagster as dg
+
+    try:
+        dg.ScheduleDefinition(name="cron_check", cron_schedule=expression, job_name="cron_check")
+    except dg.DagsterInvalidDefinitionError:
+        return False
+    return True
+
+
+class ScheduleConfig(Model):
+    """When a task runs on its own: a cron expression or a fixed interval."""
+
+    cron: str | None = Field(None, description="Five-field cron expression, e.g. '0 2 * * *' (02:00 daily).")
+    interval_minutes: int | None = Field(None, ge=1, le=10080, description="Run every N minutes (max one week).",
+                                         json_schema_extra=fix("use e.g. 60"))
+    timezone: str = Field("UTC", description="IANA time zone of the schedule, e.g. Europe/Berlin.")
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None and not _cron_is_valid(value):
+            raise ValueError(f"{value!r} is not a valid five-field cron expression "
+                             "(minute hour day-of-month month day-of-week); e.g. '0 2 * * *'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like UTC or Europe/Berlin") from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.interval_minutes is None):
+            raise ValueError("give either cron or interval_minutes, not both or neither; "
+                             "remove one (or drop schedule for on-demand runs)")
+        return self
+
+
+class TableConfig(Model):
+    """One table with options; ``name`` is exact (no pattern)."""
+
+    name: Annotated[str, AfterValidator(_check_exact_name)] = Field(
+        description="Exact table name as schema.table, e.g. dbo.orders.")
+    primary_key: list[str] | None = Field(None, min_length=1, description=(
+        "Primary key columns; overrides the catalog (for tables without a declared key)."),
+        json_schema_extra=fix("list the key columns, or remove primary_key to use the catalog"))
+    columns_include: list[str] | None = Field(None, min_length=1, description="Only these columns are copied.",
+                                              json_schema_extra=fix("list at least one column or remove it"))
+    columns_exclude: list[str] = Field(default_factory=list, description="These columns are not copied.")
+    datetime2: dict[str, Datetime2Handling] = Field(
+        default_factory=dict, description="Per-column datetime2/datetimeoffset handling, overrides the task's.",
+        json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+
+    @model_validator(mode="after")
+    def _include_or_exclude(self) -> TableConfig:
+        if self.columns_include is not None and self.columns_exclude:
+            raise problems_error(("columns_exclude", "give columns_include or columns_exclude, not both; remove one"))
+        return self
+
+
+def _table_entry_kind(value: Any) -> str:
+    return "table" if isinstance(value, (dict, TableConfig)) else "name"
+
+
+TableEntry = Annotated[
+    Union[Annotated[TablePattern, Tag("name")], Annotated[TableConfig, Tag("table")]],
+    Discriminator(_table_entry_kind),
+]
+
+
+class TaskConfig(Model):
+    """A task: tables of one source copied to one destination; one Dagster job."""
+
+    source: str = Field(description="Name of a source under `sources`.")
+    destination: str = Field(description="Name of a destination under `destinations`.")
+    tables: list[TableEntry] = Field(min_length=1, description=(
+        "Tables: 'schema.table', a pattern with * and ? ('dbo.*', 'sales_*.*'), or a mapping with options."),
+        json_schema_extra=fix("list at least one table, e.g. - dbo.orders"))
+    exclude_tables: list[TablePattern] = Field(default_factory=list, description=(
+        "Patterns removed from what the `tables` patterns matched (explicit names are always kept)."))
+    mode: Literal["full_load", "cdc", "full_load_and_cdc"] = Field(
+        "full_load", description="full_load (snapshots), cdc (changes only) or full_load_and_cdc.",
+        json_schema_extra=fix("use full_load, cdc or full_load_and_cdc"))
+    batch: SizeLimit = Field(default_factory=lambda: SizeLimit(rows=50_000),
+                             description="Size of each Arrow batch read from SQL Server (rows or mb).",
+                             json_schema_extra=fix("write {rows: 50000} or {mb: 64}"))
+    file_size: SizeLimit = Field(default_factory=lambda: SizeLimit(rows=1_000_000),
+                                 description="Output files are split at this size (rows or mb).",
+                                 json_schema_extra=fix("write {rows: 1000000} or {mb: 256}"))
+    parallel_tables: int = Field(4, ge=1, le=10, description="Tables loaded at once in one run.",
+                                 json_schema_extra=fix("set it to the number of tables to load at once"))
+    tables_per_step: int | None = Field(None, ge=1, le=1000, description=(
+        "Tables loaded one after the other by one run step. Unset: the tables are shared evenly among "
+        "parallel_tables steps (one step per table when there are at most parallel_tables tables). "
+        "1 gives every table its own step (about 2-4 CPU-seconds of process start each)."),
+        json_schema_extra=fix("use 1 for a step per table, or leave it unset"))
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy of each table load.",
+                               json_schema_extra=fix("write e.g. {max_retries: 3, delay_seconds: 5}"))
+    schedule: ScheduleConfig | None = Field(
+        None, description="Automatic runs; unset = on demand only.",
+        json_schema_extra=fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
+    datetime2: Datetime2Handling = Field("auto", description=(
+        "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
+        json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+
+    @field_validator("tables")
+    @classmethod
+    def _no_duplicates(cls, value: list[str | TableConfig]) -> list[str | TableConfig]:
+        seen: set[str] = set()
+        problems = []
+        for index, entry in enumerate(value):
+            name = (entry if isinstance(entry, str) else entry.name).lower()
+            if name in seen:
+                problems.append((f"[{index}]", f"{name} is listed twice; remove one entry"))
+            seen.add(name)
+        if problems:
+            raise problems_error(*problems)
+        return value
+
+    def explicit_tables(self) -> list[TableConfig]:
+        """Entries without wildcards, as TableConfig (plain strings get default options)."""
+        return [TableConfig(name=e) if isinstance(e, str) else e
+                for e in self.tables if not (isinstance(e, str) and has_wildcard(e))]
+
+    def patterns(self) -> list[str]:
+        """Entries with * or ? wildcards."""
+        return [e for e in self.tables if isinstance(e, str) and has_wildcard(e)]

@@ -1,0 +1,126 @@
+"""``dtaas load``: start a task's full load from a script and follow it to the end.
+
+The run is created by Dagster's own CLI, so it is an ordinary run of
+``<task>_tables`` for one partition:
+
+- default: ``dagster job launch`` submits it to the instance's run coordinator
+  (queued behind ``max_concurrent_runs`` and tag limits when the coordinator is
+  the queued one; a ``dagster-daemon`` must be running to dequeue it) and its
+  run launcher starts it (a subprocess, a container, a pod);
+- ``--in-process``: ``dagster job execute`` runs it in a child process of this
+  command, without queue or launcher: for machines with no daemon.
+
+Either way the exit status is 0 only when every table loaded.
+"""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from dtaas_dagster.config import ConfigError, load_config
+from dtaas_dagster.jobs import load_run_tags, tables_job_name
+from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STUCK = 3
+_DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def _dagster_bin(name: str = "dagster") -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def choose_partition(instance: dg.DagsterInstance, task: str, partition: str | None) -> str:
+    """An existing partition (checked) or a new snapshot key, registered."""
+    name = partitions_def_name(task)
+    if partition:
+        if not instance.has_dynamic_partition(name, partition):
+            newest = sorted(instance.get_dynamic_partitions(name))[-3:]
+            raise ConfigError(
+                f"partition {partition!r} of task {task} does not exist; leave --partition out for a new snapshot"
+                + (f", or use one of the newest: {', '.join(newest)}." if newest else ".")
+            )
+        return partition
+    key = snapshot_key(dt.datetime.now(dt.timezone.utc), new_request_origin())
+    instance.add_dynamic_partitions(name, [key])
+    return key
+
+
+def _daemon_alive(instance: dg.DagsterInstance, within_seconds: float = 60) -> bool:
+    heartbeats = instance.get_daemon_heartbeats()
+    now = time.time()
+    return any(now - beat.timestamp < within_seconds for beat in heartbeats.values())
+
+
+def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], None], timeout: float | None) -> int:
+    """Print the run's log lines until it ends; the exit status for the script."""
+    cursor = None
+    started = time.monotonic()
+    warned_queue = False
+    while True:
+        connection = instance.get_records_for_run(run_id, cursor=cursor)
+        cursor = connection.cursor
+        for record in connection.records:
+            entry = record.event_log_entry
+            if entry.level >= 20 and entry.user_message:  # INFO and above
+                step = f"{entry.step_key}: " if entry.step_key else ""
+                out(f"  {step}{entry.user_message}")
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in _DONE:
+            out(f"run {run_id}: {run.status.value}")
+            return 0 if run.status == dg.DagsterRunStatus.SUCCESS else EXIT_FAILED
+        waited = time.monotonic() - started
+        if run is not None and run.status == dg.DagsterRunStatus.QUEUED and waited > 20 and not warned_queue:
+            warned_queue = True
+            if not _daemon_alive(instance):
+                out(f"run {run_id} is queued, but no dagster-daemon is running for this instance "
+                    f"({os.environ.get('DAGSTER_HOME', 'DAGSTER_HOME unset')}): start one with "
+                    "`dagster-daemon run -w workspace.yaml`, or use `dtaas load --in-process`.")
+                return EXIT_STUCK
+        if timeout is not None and waited > timeout:
+            out(f"run {run_id} has not finished after {timeout:.0f}s; it goes on (see the UI). Giving up waiting.")
+            return EXIT_STUCK
+        time.sleep(1.0)
+
+
+def run_load(
+    *, task: str, config_path: str | None, partition: str | None = None, in_process: bool = False,
+    timeout: float | None = None, out: Callable[[str], None] = print,
+) -> int:
+    """Start (and follow) one full load of ``task``; returns the exit status."""
+    config = load_config(config_path)
+    if task not in config.tasks:
+        raise ConfigError(f"task {task!r} is not defined; tasks: {', '.join(config.tasks)}.")
+    if not os.environ.get("DAGSTER_HOME"):
+        raise ConfigError("DAGSTER_HOME is not set: runs would vanish into a temporary instance. Set it to the "
+                          "directory of your dagster.yaml (the one the UI and the daemon use).")
+    env = dict(os.environ)
+    if config_path:
+        env["DTAAS_CONFIG"] = str(Path(config_path).absolute())
+    with dg.DagsterInstance.get() as instance:
+        key = choose_partition(instance, task, partition)
+        tags = {**load_run_tags(task, key, trigger="cli"), "dagster/partition": key}
+        job = tables_job_name(task)
+        if in_process:
+            out(f"task {task}: loading partition {key} in this process (dagster job execute)")
+            command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags)]
+            completed = subprocess.run(command, env=env, check=False)
+            return 0 if completed.returncode == 0 else EXIT_FAILED
+        run_id = str(uuid.uuid4())
+        out(f"task {task}: submitting run {run_id} of {job} for partition {key} (dagster job launch)")
+        command = [_dagster_bin(), "job", "launch", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags),
+                   "--run-id", run_id]
+        launched = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if launched.returncode != 0 or instance.get_run_by_id(run_id) is None:
+            out(f"dagster job launch failed (exit {launched.returncode}):\n{launched.stdout}{launched.stderr}")
+            return EXIT_FAILED
+        return _follow(instance, run_id, out=out, timeout=timeout)

@@ -1,0 +1,66 @@
+"""What the catalog says about a server and its tables: plain values, no connections.
+
+The resource (:mod:`.resource`) reads these with named queries; the planner
+(:mod:`.snapshot`) is a function of them. Neither calls the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dtaas_dagster.sqlserver.types import SourceColumn
+from dtaas_dagster.stream import TableRef
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One user table of a database, as ``dtaas tables`` lists it."""
+
+    schema: str
+    name: str
+    row_estimate: int | None
+
+
+@dataclass(frozen=True)
+class TableDescription:
+    """Columns (in catalog order), primary key and row estimate of one table."""
+
+    table: TableRef
+    columns: tuple[SourceColumn, ...]
+    primary_key: tuple[str, ...] = ()
+    row_estimate: int | None = None
+
+    def column(self, name: str) -> SourceColumn | None:
+        """The column called ``name``, compared case-insensitively as SQL Server does."""
+        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
+
+
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """The ``sys.databases`` settings a load depends on."""
+
+    snapshot_isolation: bool
+    cdc_enabled: bool
+    read_committed_snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What preflight reports about a source."""
+
+    product_version: str
+    edition: str
+    database: str
+    snapshot_isolation: bool
+    cdc_enabled: bool
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """Everything planning a read of one table needs, read over one connection."""
+
+    description: TableDescription
+    options: DatabaseOptions
+    profile: tuple[object, ...] = ()
