@@ -35,7 +35,8 @@ import dagster as dg
 from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
-from dtaas_dagster.table_load import PermanentLoadError, TableSpec, open_snapshot
+from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.table_load import TableSpec, open_snapshot
 
 
 class TableWriter(Protocol):
@@ -45,10 +46,6 @@ class TableWriter(Protocol):
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
         run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
-
-
-class DestinationConfigError(PermanentLoadError):
-    """The destination cannot be written as configured (missing bucket, credentials, path)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,7 @@ def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) ->
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
     permanent = all(is_permanent(exc) for _, exc in failures)
     summary = (f"{len(failures)} table(s) of partition {partition} failed"
-               + ("; a retry cannot fix these" if permanent else "; the step retry loads only these"))
+               + ("; a retry cannot fix these" if permanent else "; a retry of the step loads only these"))
     return dg.Failure(
         description=summary + ":\n" + "\n".join(lines),
         metadata={"failed_tables": dg.MetadataValue.json([spec.qualified for spec, _ in failures])},

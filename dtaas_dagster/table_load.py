@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pyarrow as pa
 
+from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.prefetch import prefetch
+from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
-from dtaas_dagster.sqlserver.facts import TableDescription
+from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
 from dtaas_dagster.sqlserver.names import asset_name_part
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.sqlserver.snapshot import (
     SnapshotOptions,
+    SnapshotPlan,
     convert_batch,
     plan_snapshot,
     profile_columns,
@@ -40,10 +43,6 @@ from dtaas_dagster.variables import builtin_values, template_values
 
 # Progress lines at most this often per table (plus the first and the last).
 PROGRESS_EVERY_SECONDS = 5.0
-
-
-class PermanentLoadError(RuntimeError):
-    """A load that a retry cannot fix; the message names the thing and the fix."""
 
 
 @dataclass(frozen=True)
@@ -80,29 +79,43 @@ class TableSpec:
         return self.mode in ("cdc", "full_load_and_cdc")
 
 
-def selected_columns(spec: TableSpec, description: TableDescription) -> tuple[str, ...] | None:
-    """The columns to copy (None: all), checked against the table; names compare case-insensitively."""
+def _column_problems(spec: TableSpec, description: TableDescription) -> list[str]:
     names = {c.name.lower() for c in description.columns}
-    available = ", ".join(c.name for c in description.columns)
-    if spec.columns_include:
-        unknown = [n for n in spec.columns_include if n.lower() not in names]
+    problems = []
+    for field_name, wanted in (("columns_include", spec.columns_include or ()), ("columns_exclude", spec.columns_exclude),
+                               ("primary_key", spec.primary_key or ()),
+                               ("datetime2", tuple(name for name, _ in spec.datetime2_overrides))):
+        unknown = [name for name in wanted if name.lower() not in names]
         if unknown:
-            raise PermanentLoadError(
-                f"columns_include for {spec.qualified} names {', '.join(unknown)}, not columns of the table; "
-                f"columns there: {available}. Fix columns_include in dtaas.yaml.")
+            problems.append(f"{field_name} names {', '.join(unknown)}, "
+                            f"{'not a column' if len(unknown) == 1 else 'not columns'} of the table")
+    if spec.columns_exclude and not problems and all(c.name.lower() in {n.lower() for n in spec.columns_exclude}
+                                                     for c in description.columns):
+        problems.append("columns_exclude excludes every column; keep at least one")
+    return problems
+
+
+def check_table_config(spec: TableSpec, description: TableDescription) -> None:
+    """Every problem of the table's options against the catalog, in one error (names compare case-insensitively)."""
+    problems = _column_problems(spec, description)
+    if spec.needs_primary_key and not spec.primary_key and not description.primary_key:
+        problems.append(
+            f"the table has no primary key, and mode {spec.mode} needs one to apply changes per row: declare one "
+            "in SQL Server, or set primary_key: [...] for this table, or use mode full_load")
+    if problems:
+        raise PermanentLoadError(
+            f"table {spec.qualified} in source '{spec.source}' (task {spec.task}): " + "; ".join(problems)
+            + f". Columns there: {', '.join(c.name for c in description.columns)}. Fix the table's entry in dtaas.yaml."
+        )
+
+
+def selected_columns(spec: TableSpec, description: TableDescription) -> tuple[str, ...] | None:
+    """The columns to copy (None: all), in the table's spelling; call check_table_config first."""
+    if spec.columns_include:
         return tuple(description.column(n).name for n in spec.columns_include)  # type: ignore[union-attr]
     if spec.columns_exclude:
         excluded = {name.lower() for name in spec.columns_exclude}
-        unknown = sorted(excluded - names)
-        if unknown:
-            raise PermanentLoadError(
-                f"columns_exclude for {spec.qualified} names {', '.join(unknown)}, not columns of the table; "
-                f"columns there: {available}. Fix columns_exclude in dtaas.yaml.")
-        kept = tuple(c.name for c in description.columns if c.name.lower() not in excluded)
-        if not kept:
-            raise PermanentLoadError(
-                f"columns_exclude for {spec.qualified} excludes every column; keep at least one.")
-        return kept
+        return tuple(c.name for c in description.columns if c.name.lower() not in excluded)
     return None
 
 
@@ -115,24 +128,42 @@ def snapshot_options(spec: TableSpec, description: TableDescription) -> Snapshot
     )
 
 
-def check_primary_key(spec: TableSpec, description: TableDescription) -> tuple[str, ...]:
-    """The key to record: configured (checked against the table) or the catalog's."""
+def primary_key(spec: TableSpec, description: TableDescription) -> tuple[str, ...]:
+    """The key to record: configured (in the table's spelling) or the catalog's."""
     if spec.primary_key:
-        missing = [name for name in spec.primary_key if description.column(name) is None]
-        if missing:
-            raise PrimaryKeyRequired(
-                f"primary_key for {spec.qualified} names {', '.join(missing)}, which "
-                f"{'is not a column' if len(missing) == 1 else 'are not columns'} of the table; columns there: "
-                f"{', '.join(c.name for c in description.columns)}. Fix primary_key in dtaas.yaml."
-            )
         return tuple(description.column(n).name for n in spec.primary_key)  # type: ignore[union-attr]
-    if spec.needs_primary_key and not description.primary_key:
-        raise PrimaryKeyRequired(
-            f"table {spec.qualified} in source '{spec.source}' has no primary key, and mode {spec.mode} needs one "
-            "to apply changes per row. Declare one in SQL Server, or set primary_key: [...] for this table in "
-            "dtaas.yaml, or use mode full_load."
-        )
     return description.primary_key
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """A table's facts and its read plan: everything decided before a row moves."""
+
+    facts: TableFacts
+    plan: SnapshotPlan
+    primary_key: tuple[str, ...]
+
+
+def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
+    """Facts over one connection, the config checked against them, the exact plan.
+
+    ``dtaas check`` runs this too, so whatever a load would refuse before moving
+    data, the preflight refuses with the same message.
+    """
+    try:
+        def wanted(description: TableDescription) -> list[queries.ProfileColumn]:
+            check_table_config(spec, description)
+            return profile_columns(description, snapshot_options(spec, description))
+
+        facts = sqlserver.table_facts(spec.schema, spec.table, profile_columns=wanted)
+        plan = plan_snapshot(facts, snapshot_options(spec, facts.description))
+    except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:
+        raise PermanentLoadError(str(exc)) from None
+    except SqlServerError as exc:
+        if not exc.retryable:
+            raise PermanentLoadError(str(exc)) from None
+        raise
+    return TablePlan(facts, plan, primary_key(spec, facts.description))
 
 
 def progress(
@@ -171,20 +202,8 @@ def open_snapshot(
     log: dg.DagsterLogManager,
 ) -> TableStream:
     """Plan and open the snapshot read of one table partition; the destination drains it."""
-    try:
-        facts = sqlserver.table_facts(
-            spec.schema, spec.table,
-            profile_columns=lambda description: profile_columns(description, snapshot_options(spec, description)),
-        )
-        primary_key = check_primary_key(spec, facts.description)
-        plan = plan_snapshot(facts, snapshot_options(spec, facts.description))
-    except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:
-        raise PermanentLoadError(str(exc)) from None
-    except SqlServerError as exc:
-        if not exc.retryable:
-            raise PermanentLoadError(str(exc)) from None
-        raise
-    description = facts.description
+    planned = plan_table(spec, sqlserver)
+    plan, description = planned.plan, planned.facts.description
     log.info(
         f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
         f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
@@ -204,5 +223,5 @@ def open_snapshot(
         estimated_rows=description.row_estimate,
         variables=template_values(builtins, global_variables),
         source_types=plan.source_types,
-        primary_key=primary_key,
+        primary_key=planned.primary_key,
     )
