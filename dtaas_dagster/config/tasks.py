@@ -121,8 +121,22 @@ class TableConfig(Model):
 
     @model_validator(mode="after")
     def _include_or_exclude(self) -> TableConfig:
+        found = []
         if self.columns_include is not None and self.columns_exclude:
-            raise problems_error(("columns_exclude", "give columns_include or columns_exclude, not both; remove one"))
+            found.append(("columns_exclude", "give columns_include or columns_exclude, not both; remove one"))
+        # SQL Server column names are case-insensitive: ID and id are one column, and a file
+        # with two columns of one name cannot be read by most tools.
+        named = [("primary_key", self.primary_key or []), ("columns_include", self.columns_include or []),
+                 ("columns_exclude", self.columns_exclude), ("datetime2", list(self.datetime2))]
+        for field_name, names in named:
+            seen: dict[str, str] = {}
+            for name in names:
+                if name.lower() in seen:
+                    found.append((field_name, f"names the column {seen[name.lower()]} twice ({name}; names compare "
+                                              "case-insensitively, as in SQL Server); remove one"))
+                seen.setdefault(name.lower(), name)
+        if found:
+            raise problems_error(*found)
         return self
 
 
