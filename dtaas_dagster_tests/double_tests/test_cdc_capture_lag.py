@@ -221,3 +221,18 @@ def test_a_double_started_with_a_capture_lag_lags(double_only: SqlServerTarget) 
         double.capture("lagdb")
         assert [r["id"] for r in cdc_changes(conn, "dbo_t")] == [1]
         conn.close()
+
+
+def test_consecutive_empty_scans_share_one_session_row(
+    lagging: pyodbc.Connection, double_only: SqlServerTarget, sqlserver_db: SqlServerDatabase
+) -> None:
+    lagging.execute("INSERT INTO dbo.items VALUES (1, 1)")
+    double_only.control.capture(sqlserver_db.name)
+    for _ in range(3):
+        double_only.control.capture(sqlserver_db.name)  # nothing new in the log
+    sessions = lagging.execute(
+        "SELECT session_id, tran_count, empty_scan_count, latency FROM sys.dm_cdc_log_scan_sessions "
+        "WHERE session_id > 0 ORDER BY session_id"
+    ).fetchall()  # fmt: skip
+    assert [tuple(s)[1:] for s in sessions[-2:]] == [(1, 0, sessions[-2].latency), (0, 3, 0)]
+    assert lagging.execute("SELECT empty_scan_count FROM sys.dm_cdc_log_scan_sessions WHERE session_id = 0").fetchone()[0] == 3

@@ -126,7 +126,16 @@ class ScanHistory:
     first_start: dt.datetime | None = None
 
     def record(self, session: ScanSession) -> ScanSession:
-        self.empty_scans = 0 if session.tran_count else self.empty_scans + 1
+        """Keep a finished scan. Consecutive empty scans share one row whose empty_scan_count counts them
+        ("Administer and Monitor Change Data Capture": ten scans with changes then five empty ones give 11 rows)."""
+        empty = session.tran_count == 0 and session.error_count == 0
+        self.empty_scans = self.empty_scans + 1 if empty else 0
+        last = self.sessions[-1] if self.sessions else None
+        if empty and last is not None and last.empty_scan_count and not last.error_count:
+            last.empty_scan_count = self.empty_scans
+            last.end_time, last.end_lsn = session.end_time, session.end_lsn or last.end_lsn
+            return last
+        session.session_id, self.next_id = self.next_id, self.next_id + 1
         session.empty_scan_count = self.empty_scans
         session.failed_sessions_count = self.failed_sessions
         self.total_trans += session.tran_count
@@ -138,17 +147,15 @@ class ScanHistory:
         return session
 
     def new_session(self, start: dt.datetime, start_lsn: int | None) -> ScanSession:
-        session = ScanSession(self.next_id, start, start, start_lsn, None)
-        self.next_id += 1
-        return session
+        return ScanSession(0, start, start, start_lsn, None)  # numbered when recorded
 
     def fail(self, session: ScanSession, error: SqlServerError) -> None:
         self.failed_sessions += 1
         self.total_errors += 1
         session.error_count = 1
+        self.record(session)
         self.errors.append(CaptureError(session.session_id, dt.datetime.now(), error.number, error.severity,
                                         error.state, error.message, session.start_lsn))  # fmt: skip
-        self.record(session)
 
 
 @dataclass
