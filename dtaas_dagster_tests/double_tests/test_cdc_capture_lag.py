@@ -135,7 +135,9 @@ def test_idle_scans_write_a_mapping_entry_without_change_rows(
     lagging.execute("INSERT INTO dbo.untracked VALUES (1), (2)")  # log activity, nothing for CDC
 
     assert control.capture(name)["transactions"] == 0
-    idle = lagging.execute("SELECT start_lsn, tran_id FROM cdc.lsn_time_mapping WHERE start_lsn > ?", captured).fetchall()
+    idle = lagging.execute(
+        "SELECT start_lsn, tran_id FROM cdc.lsn_time_mapping WHERE start_lsn > ?", captured
+    ).fetchall()  # fmt: skip
     assert len(idle) == 1 and bytes(idle[0][1]) == bytes(10) and max_lsn(lagging) == bytes(idle[0][0])
     assert cdc_changes(lagging, "dbo_items", from_lsn=bytes(idle[0][0])) == []  # a valid, empty window
     control.capture(name)  # no log activity since: no second idle entry
@@ -200,7 +202,9 @@ def test_snapshot_reader_sees_the_captured_state_of_its_snapshot(
     reader.close()
 
 
-def test_capture_lag_is_refused_when_it_makes_no_sense(double_only: SqlServerTarget, sqlserver_db: SqlServerDatabase) -> None:
+def test_capture_lag_is_refused_when_it_makes_no_sense(
+    double_only: SqlServerTarget, sqlserver_db: SqlServerDatabase
+) -> None:
     from dtaas_dagster_tests.sqlserver_double.process import DoubleControlError
 
     with pytest.raises(DoubleControlError, match="capture lag -1"):
@@ -235,4 +239,16 @@ def test_consecutive_empty_scans_share_one_session_row(
         "WHERE session_id > 0 ORDER BY session_id"
     ).fetchall()  # fmt: skip
     assert [tuple(s)[1:] for s in sessions[-2:]] == [(1, 0, sessions[-2].latency), (0, 3, 0)]
-    assert lagging.execute("SELECT empty_scan_count FROM sys.dm_cdc_log_scan_sessions WHERE session_id = 0").fetchone()[0] == 3
+    aggregate = lagging.execute("SELECT empty_scan_count FROM sys.dm_cdc_log_scan_sessions WHERE session_id = 0")
+    assert aggregate.fetchone()[0] == 3
+
+
+def test_capture_lag_option_takes_seconds_or_manual() -> None:
+    from dtaas_dagster_tests.sqlserver_double.__main__ import parse_args
+
+    assert parse_args(["--capture-lag", "2.5"]).capture_lag == 2.5
+    assert parse_args(["--capture-lag", "manual"]).capture_lag == math.inf
+    assert parse_args([]).capture_lag is None
+    for wrong in ("-1", "soon", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["--capture-lag", wrong])

@@ -47,7 +47,8 @@ def test_cleanup_takes_the_smallest_lsn_of_a_shared_commit_time(cdc_engine: Duck
     cdc_engine.con.execute('UPDATE "db_sales"."cdc"."lsn_time_mapping" SET tran_end_time = tran_end_time + '
                            "INTERVAL 1 SECOND WHERE start_lsn = ?", [lsns[2]])  # fmt: skip
 
-    run(session, f"EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_t', @low_water_mark = 0x{lsns[1].hex()}")
+    run(session, "EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_t', "
+                 f"@low_water_mark = 0x{lsns[1].hex()}")  # fmt: skip
 
     assert rows(session, "SELECT sys.fn_cdc_get_min_lsn('dbo_t')") == [(lsns[0],)]
     assert [r[0] for r in rows(session, "SELECT id FROM cdc.dbo_t_CT ORDER BY id")] == [0, 1, 2]

@@ -86,7 +86,7 @@ class JobThread:
         if lag is not None and not math.isinf(lag):
             capture_step(manager, db, committed_before=time.time() - lag)
         settings = manager.job_settings(db)
-        due = settings.cleanup_interval is not None and time.monotonic() - settings.last_cleanup >= settings.cleanup_interval
-        if due:
+        interval = settings.cleanup_interval
+        if interval is not None and time.monotonic() - settings.last_cleanup >= interval:
             settings.last_cleanup = time.monotonic()
             manager.run_cleanup(db.name)
