@@ -42,7 +42,7 @@ from . import cdc_ddl, cdc_functions, cdc_log, cdc_procs, cdc_retention
 from .catalog import Database
 from .cdc_capture import StatementChange, pending_changes, statement_parts, take_pending, write_part
 from .cdc_jobs import JobSettings, JobThread
-from .cdc_lsn import FIRST_LSN, allocate_commit, lsn_bytes
+from .cdc_lsn import FIRST_LSN, allocate_commit, lsn_bytes, lsn_int
 from .cdc_schema import CDC_SCHEMA, CaptureInstance, datetime_value
 
 DbKey = tuple[str, int]
@@ -212,7 +212,7 @@ class CdcManager:
     def capture(self, database: str, up_to_lsn: bytes | None = None) -> dict[str, Any]:
         """One capture step now: move every committed transaction (or those up to ``up_to_lsn``)."""
         db = self._cdc_database(database)
-        up_to = None if up_to_lsn is None else int.from_bytes(bytes(up_to_lsn).ljust(10, b"\0")[:10], "big")
+        up_to = None if up_to_lsn is None else lsn_int(bytes(up_to_lsn))
         return cdc_log.capture_step(self, db, up_to=up_to).as_dict()
 
     def capture_status(self, database: str) -> dict[str, Any]:

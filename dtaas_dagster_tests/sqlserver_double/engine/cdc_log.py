@@ -39,6 +39,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import duckdb
+
 from ..engine_api import SqlServerError
 from .catalog import Database
 from .cdc_lsn import lsn_bytes, lsn_int
@@ -209,7 +211,10 @@ def _scan(manager: CdcManager, db: Database, up_to: int | None, committed_before
         max_lsn = manager.max_lsn(cursor, db)
         cursor.execute("COMMIT")
     except Exception as exc:
-        cursor.execute("ROLLBACK")
+        try:
+            cursor.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # e.g. the database was dropped under the scan; the error below says what failed
         error = exc if isinstance(exc, SqlServerError) else SqlServerError(SCAN_FAILED[0], f"{SCAN_FAILED[1]} ({exc})")
         session.end_time = dt.datetime.now()
         history.fail(session, error)
