@@ -124,6 +124,18 @@ def test_the_job_thread_runs_only_while_needed(cdc_engine: DuckDbEngine) -> None
     cdc_engine.cdc.close()
     assert job_threads() == before
 
+    cdc_engine.cdc.set_capture_lag(None, "sales")
+    assert job_threads() == before
+    cdc_engine.create_database("brief")
+    cdc_engine.cdc.set_capture_lag(1.0, "brief")
+    assert job_threads() == before + 1
+    cdc_engine.drop_database("brief")  # its lag goes with it, and the thread with its last reason
+    for _ in range(100):
+        if job_threads() == before:
+            break
+        threading.Event().wait(0.05)
+    assert job_threads() == before
+
 
 def test_capture_lag_must_be_a_duration(cdc_engine: DuckDbEngine) -> None:
     with pytest.raises(ValueError, match="seconds >= 0"):

@@ -280,10 +280,23 @@ class CdcManager:
         cdc_procs.require_cdc_db(db)
         return db
 
+    def _jobs_needed(self) -> bool:
+        lags = [self._default_lag, *self._lags.values()]
+        return any(lag is not None and lag != cdc_log.MANUAL for lag in lags) or any(
+            s.cleanup_interval is not None for s in self._jobs.values())  # fmt: skip
+
     def _ensure_job_thread(self) -> None:
         with self._lock:
-            lags = [self._default_lag, *self._lags.values()]
-            needed = any(lag is not None and lag != cdc_log.MANUAL for lag in lags) or any(
-                s.cleanup_interval is not None for s in self._jobs.values())  # fmt: skip
-            if needed and self._job_thread is None:
+            if self._jobs_needed() and self._job_thread is None:
                 self._job_thread = JobThread(self)
+
+    def keep_job_thread(self, thread: JobThread) -> bool:
+        """Called by the job thread each tick: forget dropped databases; False when the thread should end."""
+        with self._lock:
+            live = {self._key(db) for db in list(self.engine.databases.values())}
+            for settings in (self._lags, self._jobs, self._histories, self._capture_faults, self._instances):
+                for key in [k for k in settings if k not in live]:
+                    del settings[key]
+            if self._job_thread is thread and not self._jobs_needed():
+                self._job_thread = None
+            return self._job_thread is thread

@@ -65,7 +65,7 @@ class JobThread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
+        while not self._stop.wait(TICK_SECONDS) and self.manager.keep_job_thread(self):
             for db in list(self.manager.engine.databases.values()):
                 if self._stop.is_set():
                     return
