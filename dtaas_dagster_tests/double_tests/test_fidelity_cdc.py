@@ -181,12 +181,12 @@ def test_a_captured_columns_type_change_reaches_the_change_table(conn: pyodbc.Co
 
 
 def _three_commits(conn: pyodbc.Connection, job: CaptureJob) -> list[bytes]:
-    lsns = []
+    """The commit LSNs of three inserts (from their change rows: the max LSN may be a later idle entry)."""
     for i in range(3):
         time.sleep(0.02)  # distinct commit times: cleanup groups entries that share one
         conn.execute("INSERT INTO dbo.items VALUES (?, N'x', ?)", i, i)
-        lsns.append(job.settle(conn, "dbo_items", i + 1))
-    return lsns
+        job.settle(conn, "dbo_items", i + 1)
+    return [r["__$start_lsn"] for r in cdc_changes(conn, "dbo_items")]
 
 
 def _cleanup(conn: pyodbc.Connection, low_water_mark: bytes | None, threshold: int = 5000) -> None:
