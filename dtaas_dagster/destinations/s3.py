@@ -415,4 +415,18 @@ def _output_metadata(stream: TableStream, result: PartitionWrite, location: Loca
     }
     if stream.estimated_rows is not None:
         metadata["source_row_estimate"] = MetadataValue.int(stream.estimated_rows)
+    metadata.update(stream_metadata(stream))
+    return metadata
+
+
+def stream_metadata(stream: TableStream) -> dict[str, Any]:
+    """Metadata every destination records: kind, CDC positions, source types, schema changes."""
+    metadata: dict[str, Any] = {
+        "dtaas/kind": MetadataValue.text(stream.kind),
+        "dtaas/source_types": MetadataValue.json(dict(stream.source_types)),
+    }
+    for name, value in stream.cdc.items():
+        metadata[f"dtaas/cdc_{name}"] = MetadataValue.text(str(value))
+    if stream.schema_change:
+        metadata["dtaas/schema_change"] = MetadataValue.json({k: list(v) for k, v in stream.schema_change.items()})
     return metadata
