@@ -33,6 +33,7 @@ from dtaas_dagster.cdc.state import (
     TickInput,
     dump_cursor,
     load_cursor,
+    status_key,
     tick,
 )
 from dtaas_dagster.config import CdcConfig
@@ -50,27 +51,44 @@ def cdc_sensor_name(task: str) -> str:
     return f"{task}_cdc"
 
 
-def _run_status(instance: dg.DagsterInstance, sensor: str, run_keys: set[str], since: float) -> dict[str, str]:
-    """Status of the runs this sensor requested, by run key."""
-    if not run_keys:
+def _run_status(instance: dg.DagsterInstance, sensor: str, pending: Mapping[str, Pending],
+                specs: Mapping[str, TableSpec]) -> dict[str, str]:
+    """Each pending table's outcome in the runs of its request (``status_key(run_key, table)``).
+
+    A run loads several tables; when it fails, the tables it materialized still
+    count as loaded. A re-execution of the run (same request tag) counts too.
+    """
+    if not pending:
         return {}
+    since = min(p.since for p in pending.values())
     records = instance.get_run_records(
         filters=dg.RunsFilter(tags={"dagster/sensor_name": sensor},
                               created_after=dt.datetime.fromtimestamp(since - 60, tz=dt.timezone.utc)),
         limit=1000,
     )
-    found: dict[str, str] = {}
+    runs_by_key: dict[str, list[dg.DagsterRun]] = {}
+    wanted = {p.run_key for p in pending.values()}
     for record in records:
         key = record.dagster_run.tags.get(REQUEST_TAG)
-        if key not in run_keys:
+        if key in wanted:
+            runs_by_key.setdefault(key, []).append(record.dagster_run)
+    found: dict[str, str] = {}
+    for table, request in pending.items():
+        runs = runs_by_key.get(request.run_key, [])
+        if not runs:
             continue
-        status = record.dagster_run.status
-        if status == dg.DagsterRunStatus.SUCCESS:
-            found[key] = SUCCESS
-        elif status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            found.setdefault(key, FAILED)
+        statuses = {run.status for run in runs}
+        if dg.DagsterRunStatus.SUCCESS in statuses:
+            found[status_key(request.run_key, table)] = SUCCESS
+        elif statuses <= {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}:
+            run_ids = {run.run_id for run in runs}
+            records_ = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition]),
+                limit=10).records
+            loaded = any(r.run_id in run_ids for r in records_)
+            found[status_key(request.run_key, table)] = SUCCESS if loaded else FAILED
         else:
-            found[key] = IN_FLIGHT  # a re-execution of a failed window that is still running counts too
+            found[status_key(request.run_key, table)] = IN_FLIGHT
     return found
 
 
@@ -154,7 +172,7 @@ def build_cdc_sensor(
             for instance in instances_of(instances, info.schema, info.table):
                 froms[instance.name] = min(froms.get(instance.name, position), position)
         probe = sqlserver.cdc_probe(froms)
-        pending = {s.pending.run_key: s.pending.since for s in states.values() if s.pending}
+        pending = {table: s.pending for table, s in states.items() if s.pending}
         needs_start = any(not (states.get(t.name) and states[t.name].next_lsn) for t in tables)
         detailed = {t.name for t in tables if not (states.get(t.name) and states[t.name].next_lsn)
                     or states[t.name].blocked or (states[t.name].pending and states[t.name].pending.kind == "snapshot")}
@@ -162,7 +180,7 @@ def build_cdc_sensor(
             task=task, mode=mode, start=_cdc_start(cdc, sqlserver) if needs_start and mode == "cdc" else cdc.start,
             on_retention_gap=cdc.on_retention_gap, poll_seconds=cdc.poll_seconds, now=now,
             instances=instances, probe=probe,
-            run_status=_run_status(context.instance, name, set(pending), min(pending.values(), default=now)),
+            run_status=_run_status(context.instance, name, pending, spec_of),
             snapshots=_snapshots(context.instance, specs, detailed),
         )
         out = tick(tables, states, given)
@@ -177,7 +195,7 @@ def build_cdc_sensor(
                 spec = spec_of[table]
                 ops.setdefault(op_names[spec.asset_key], {"config": {"cdc_windows": {}}})["config"]["cdc_windows"][
                     spec.qualified] = window.as_config()
-                tags[f"dtaas/cdc/{'.'.join(spec.asset_key.path[1:])}"] = (
+                tags[f"dtaas/cdc.{'.'.join(spec.asset_key.path[1:])}"[:63 + len("dtaas/")]] = (
                     f"{window.capture_instance}:{window.from_lsn.hex}-{window.to_lsn.hex}")
                 out.states[table].pending = Pending(key, key, "cdc", now, window.as_config())
             requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config={"ops": ops}, tags=tags,

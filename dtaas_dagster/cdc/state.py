@@ -118,7 +118,7 @@ class TickInput:
     now: float
     instances: list[CaptureInstance]
     probe: CdcProbe
-    run_status: Mapping[str, str]  # run_key -> SUCCESS / FAILED / IN_FLIGHT (absent: not created yet)
+    run_status: Mapping[str, str]  # "<run_key>|<table name>" -> SUCCESS / FAILED / IN_FLIGHT (absent: no run yet)
     snapshots: Mapping[str, SnapshotInfo]  # table name -> newest snapshot
 
 
@@ -129,6 +129,12 @@ class TickOutput:
     snapshot_tables: list[str] = field(default_factory=list)
     gaps: dict[str, str] = field(default_factory=dict)  # table name -> message (the run is requested to fail loudly)
     log: list[str] = field(default_factory=list)
+
+
+def status_key(run_key: str, table: str) -> str:
+    """How a table's outcome in a requested run is looked up: a run loads several tables, and
+    one table failing does not undo the others'."""
+    return f"{run_key}|{table}"
 
 
 def gap_message(info: TableInfo, next_lsn: Lsn, min_lsn: Lsn, instance: str, policy: str, task: str) -> str:
@@ -192,7 +198,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         state = out.states.setdefault(info.name, TableState())
         snapshot = given.snapshots.get(info.name)
         if state.pending is not None:
-            status = given.run_status.get(state.pending.run_key)
+            status = given.run_status.get(status_key(state.pending.run_key, info.name))
             if status == IN_FLIGHT or (status is None and given.now - state.pending.since <= LOST_REQUEST_SECONDS):
                 out.log.append(f"{info.qualified}: skipped, its {state.pending.kind} run "
                                f"({state.pending.partition}) is still in flight")
@@ -201,6 +207,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         if snapshot is not None and snapshot.run_id != state.snapshot_seen:
             # a newer snapshot (a person's full load, or our resnapshot) restarts CDC after it
             state.next_lsn, state.snapshot_seen, state.blocked = snapshot.start_lsn.increment().hex, snapshot.run_id, None
+            state.failures, state.retry_after = 0, 0.0
             out.log.append(f"{info.qualified}: CDC continues after snapshot {snapshot.partition} "
                            f"(LSN {snapshot.start_lsn.hex})")
         if state.retry_after > given.now:
@@ -218,8 +225,8 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         instance, limit = _pick_instance(state, table_instances, next_lsn)
         assert instance is not None
         state.instance = instance.name
-        if next_lsn < instance.start_lsn:
-            next_lsn = instance.start_lsn  # nothing of this table exists before its (first) instance started
+        # (no jump to the instance's start_lsn here: cleanup moves start_lsn too, and a jump would
+        # hide a retention gap; the min LSN check below decides)
         probe = given.probe.instances.get(instance.name)
         if probe is None:
             out.log.append(f"{info.qualified}: capture instance {instance.name} is new; probed next tick")
