@@ -294,8 +294,13 @@ def open_snapshot(
     )
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
+        instance = planned.facts.capture_instances[-1]
         start = planned.facts.cdc_max_lsn or ZERO
-        cdc = {"start_lsn": start.hex, "capture_instance": planned.facts.capture_instances[-1].name}
+        if start < instance.start_lsn:
+            # the capture job has not reached this instance yet: every change of it is still to be
+            # captured (none can have been purged), so CDC continues from the instance's start
+            start = instance.start_lsn.decrement()
+        cdc = {"start_lsn": start.hex, "capture_instance": instance.name}
         if not plan.snapshot_isolation:
             log.warning(
                 f"{spec.qualified}: the database does not allow snapshot isolation, so the snapshot is read under "

@@ -231,6 +231,9 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         if probe is None:
             out.log.append(f"{info.qualified}: capture instance {instance.name} is new; probed next tick")
             continue
+        end = _end(max_lsn, limit)
+        if next_lsn > end:
+            continue  # nothing captured since the last window
         if next_lsn < probe.min_lsn:
             if state.blocked:
                 out.log.append(f"{info.qualified}: blocked: {state.blocked}")
@@ -241,13 +244,11 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             else:
                 state.blocked = message
                 out.gaps[info.name] = message
-                out.windows[info.name] = ChangeWindow(instance.name, next_lsn, _end(max_lsn, limit))
+                out.windows[info.name] = ChangeWindow(instance.name, next_lsn, end)
             out.log.append(message)
             continue
-        end = _end(max_lsn, limit)
-        if next_lsn > end:
-            continue  # nothing new since the last window
-        if probe.first_change is None or probe.first_change > end:
+        probed_from_here = probe.asked_from is None or probe.asked_from <= next_lsn
+        if probed_from_here and (probe.first_change is None or probe.first_change > end):
             state.next_lsn = end.increment().hex  # checked empty: the position moves without a run
             continue
         out.windows[info.name] = ChangeWindow(instance.name, next_lsn, end)

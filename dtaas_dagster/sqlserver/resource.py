@@ -311,7 +311,7 @@ class SqlServerResource(ConfigurableResource):
                 for name, min_lsn, first in cursor.fetchall():
                     probes[str(name)] = InstanceProbe(
                         str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
-                        None if first is None else Lsn.from_bytes(bytes(first)))
+                        None if first is None else Lsn.from_bytes(bytes(first)), froms[str(name)])
         return CdcProbe(max_lsn, probes)
 
     def change_facts(
