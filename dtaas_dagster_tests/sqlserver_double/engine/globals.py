@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine_api import SqlServerError, SqlType
+from .dialect import split_multipart
 
 _NV128 = SqlType("nvarchar", 128)
 
@@ -85,7 +86,7 @@ def _server_property(engine: Any, prop: str) -> Any:
 
 
 def _object_id(session: Any, name: str) -> int | None:
-    parts = [p.strip("[]\"") for p in name.split(".")]
+    parts = split_multipart(name)
     if not parts or not parts[-1]:
         return None
     db = session.engine.databases.get((parts[-3] if len(parts) >= 3 else session.database).lower())

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..engine_api import SqlServerError, SqlType
 from .catalog import DEFAULT_SCHEMAS, Database
+from .dialect import quote_duck
 
 
 class NoopCdcManager:
@@ -130,7 +131,7 @@ class DuckDbEngine:
             if schema.lower() in db.schemas:
                 raise SqlServerError(2714, f"There is already an object named '{schema}' in the database.")
             db.schemas[schema.lower()] = (schema, 5 + len(db.schemas))
-            self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{db.duck_name}"."{schema}"')
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_duck(db.duck_name)}.{quote_duck(schema)}")
 
     def next_identity(self, table: Any, count: int) -> int:
         """Reserve ``count`` identity values; returns the first. Not rolled back, as in SQL Server."""

@@ -31,6 +31,7 @@ import pyarrow as pa
 from ..engine_api import Param, StatementResult
 from . import types as T
 from .catalog import Column, Table
+from .dialect import quote_duck
 from .fast_insert import FastInsert
 
 
@@ -170,7 +171,7 @@ def build_plan(table: Table, columns: list[Column]) -> RowPlan | None:
         converters.append(conv)
     names = [c.name for c in table.columns]
     marks = ", ".join(f"${i + 1}" for i in range(len(names)))
-    guards = [" AND ".join(f'"{c}" = ${names.index(_column_name(table, c)) + 1}' for c in key.columns)
+    guards = [" AND ".join(f"{quote_duck(c)} = ${names.index(_column_name(table, c)) + 1}" for c in key.columns)
               for key in table.keys]
     where = " AND ".join(f"NOT EXISTS (SELECT 1 FROM {table.duck_name} WHERE {g})" for g in guards)
     sql = f"INSERT INTO {table.duck_name} SELECT {marks}" + (f" WHERE {where}" if where else "")
@@ -267,7 +268,7 @@ def _start(session: Any, plan: RowPlan) -> PendingRows:
     names = [c.name.lower() for c in table.columns]
     keys = []
     for key in table.keys:
-        cols = ", ".join(f'"{_column_name(table, c)}"' for c in key.columns)
+        cols = ", ".join(quote_duck(_column_name(table, c)) for c in key.columns)
         held = session.cursor.execute(f"SELECT DISTINCT {cols} FROM {table.duck_name}").fetchall()
         keys.append(([names.index(c.lower()) for c in key.columns], {_normal(tuple(r)) for r in held}))
     return PendingRows(plan, [], keys)

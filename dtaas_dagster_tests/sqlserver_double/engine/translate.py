@@ -28,7 +28,6 @@ from typing import Any
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.tsql import TSQL
 from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
@@ -36,6 +35,7 @@ from . import functions as F
 from . import objects as O
 from . import types as T
 from .catalog import Column, Table
+from .dialect import DoubleTSQL, duck_sql
 from .functions import is_constant_function
 
 ALLOWED: tuple[type, ...] = (
@@ -123,7 +123,7 @@ class Translator:
         original_types = self._output_types(node, resolve_first=True)
         root = self.expression_tree(node)
         columns = self._output_columns(root, original_types)
-        return Translated(root.sql("duckdb"), self.bind, self.registrations, columns)
+        return Translated(duck_sql(root), self.bind, self.registrations, columns)
 
     def value(self, value: Any, hint: str = "v") -> exp.Expression:
         """A bound DuckDB parameter holding ``value``."""
@@ -515,7 +515,7 @@ def _mark_empty_binary(text: str) -> str:
         return text
     pieces: list[str] = []
     done = 0
-    for token in TSQL().tokenize(text):
+    for token in DoubleTSQL().tokenize(text):
         if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
             pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
             done = token.end + 1
@@ -529,17 +529,31 @@ def _mark_real(text: str) -> str:
     """Spell the type ``real`` as ``float(24)``, its SQL Server synonym.
 
     sqlglot's T-SQL tokenizer reads REAL and FLOAT as the same token, so the
-    catalog would record a real column as float(53).
+    catalog would record a real column as float(53). Only REAL in a type
+    position is respelled (after a column or variable name, after AS, or as
+    CONVERT's first argument): a column *named* real stays a column.
     """
     if not _REAL.search(text):
         return text
     pieces: list[str] = []
     done = 0
-    for token in TSQL().tokenize(text):
-        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL":
+    tokens = DoubleTSQL().tokenize(text)
+    for i, token in enumerate(tokens):
+        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL" and _type_position(tokens, i):
             pieces += [text[done:token.start], "float(24)"]
             done = token.end + 1
     return "".join(pieces) + text[done:]
+
+
+def _type_position(tokens: list[Any], i: int) -> bool:
+    prev = tokens[i - 1] if i >= 1 else None
+    if prev is None:
+        return False
+    if prev.token_type in (TokenType.VAR, TokenType.IDENTIFIER):
+        return True
+    if prev.text.upper() == "AS":  # CAST(x AS real), not the alias in SELECT x AS real
+        return i + 1 < len(tokens) and tokens[i + 1].text == ")"
+    return prev.text == "(" and i >= 2 and tokens[i - 2].text.upper() in ("CONVERT", "TRY_CONVERT")
 
 
 def _empty_binary(node: exp.Expression) -> exp.Expression:
@@ -557,7 +571,7 @@ def parse(text: str) -> exp.Expression:
     """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
     marked = _mark_empty_binary(_mark_real(text))
     try:
-        node = sqlglot.parse_one(marked, read="tsql")
+        node = sqlglot.parse_one(marked, read=DoubleTSQL)
         if marked != text:
             node = node.transform(_empty_binary)
     except sqlglot.errors.ParseError as e:
