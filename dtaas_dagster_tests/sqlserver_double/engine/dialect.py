@@ -34,6 +34,13 @@ class DoubleTSQL(TSQL):
         KEYWORDS = {k: v for k, v in TSQL.Tokenizer.KEYWORDS.items() if k not in NOT_TSQL_KEYWORDS}
 
     class Parser(TSQL.Parser):
+        # sqlglot reads SYSDATETIME() as GETDATE() (datetime) and SYSDATETIMEOFFSET() as a local timestamp;
+        # keep them by name so the engine gives datetime2(7) and datetimeoffset(7) (functions.py)
+        FUNCTIONS = {
+            **TSQL.Parser.FUNCTIONS,
+            "SYSDATETIME": lambda args: exp.Anonymous(this="SYSDATETIME", expressions=args),
+            "SYSDATETIMEOFFSET": lambda args: exp.Anonymous(this="SYSDATETIMEOFFSET", expressions=args),
+        }
         # PostgreSQL's EXCLUDE constraint: in T-SQL "exclude int" is a column definition
         CONSTRAINT_PARSERS = {k: v for k, v in TSQL.Parser.CONSTRAINT_PARSERS.items() if k != "EXCLUDE"}
         SCHEMA_UNNAMED_CONSTRAINTS = TSQL.Parser.SCHEMA_UNNAMED_CONSTRAINTS - {"EXCLUDE"}

@@ -79,9 +79,26 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def _text7(value: dt.datetime) -> str:
+    """datetime2(7)'s storage text: 'YYYY-MM-DD HH:MM:SS.fffffff' (the clock has microseconds)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") + "0"
+
+
 def _sysutcdatetime(args: list[exp.Expression]) -> exp.Expression:
     """datetime2(7): the contract's 7-digit text form."""
-    return exp.Literal.string(_utc_now().strftime("%Y-%m-%d %H:%M:%S.%f") + "0")
+    return exp.Literal.string(_text7(_utc_now()))
+
+
+def _sysdatetime(args: list[exp.Expression]) -> exp.Expression:
+    """datetime2(7) of the server's local clock."""
+    return exp.Literal.string(_text7(dt.datetime.now()))
+
+
+def _sysdatetimeoffset(args: list[exp.Expression]) -> exp.Expression:
+    """datetimeoffset(7): local time and the server's UTC offset, '... +HH:MM' as stored."""
+    now = dt.datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return exp.Literal.string(f"{_text7(now.replace(tzinfo=None))} {offset[:3]}:{offset[3:]}")
 
 
 def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
@@ -91,10 +108,14 @@ def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
 
 _REWRITES: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
     "sysutcdatetime": _sysutcdatetime,
+    "sysdatetime": _sysdatetime,
+    "sysdatetimeoffset": _sysdatetimeoffset,
     "getutcdate": _getutcdate,
 }
 RESULT_TYPES: dict[str, SqlType] = {
     "sysutcdatetime": SqlType("datetime2", scale=7),
+    "sysdatetime": SqlType("datetime2", scale=7),
+    "sysdatetimeoffset": SqlType("datetimeoffset", scale=7),
     "getutcdate": SqlType("datetime"),
 }
 

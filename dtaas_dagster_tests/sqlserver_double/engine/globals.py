@@ -52,7 +52,16 @@ def function_value(session: Any, name: str, args: list[Any]) -> tuple[Any, SqlTy
         db = engine.databases.get(str(args[0]).lower()) if args else engine.database(session.database)
         return (db.database_id if db else None), SqlType("int")
     if name == "schema_name":
-        return "dbo", _NV128
+        if not args or args[0] is None:
+            return "dbo", _NV128
+        found = [n for n, i in engine.database(session.database).schemas.values() if i == args[0]]
+        return (found[0] if found else None), _NV128
+    if name == "schema_id":
+        schemas = engine.database(session.database).schemas
+        if not args or args[0] is None:
+            return schemas["dbo"][1], SqlType("int")
+        found = schemas.get(str(args[0]).strip("[]").lower())
+        return (found[1] if found else None), SqlType("int")
     if name in ("suser_sname", "suser_name", "user_name", "original_login", "system_user"):
         return session.user if name != "user_name" else "dbo", _NV128
     if name == "serverproperty":

@@ -85,6 +85,7 @@ class DuckDbEngine:
         self.databases: dict[str, Database] = {}
         self._database_ids = itertools.count(5)
         self._spids = itertools.count(51)
+        self._sessions: dict[int, Any] = {}
         for name, db_id in (("master", 1), ("tempdb", 2), ("model", 3), ("msdb", 4)):
             self.create_database(name, db_id)
         self.cdc = _make_cdc(self)
@@ -97,7 +98,19 @@ class DuckDbEngine:
         from .session import DuckDbSession
 
         db = self.database(database or "master")
-        return DuckDbSession(self, user, db.name, next(self._spids))
+        session = DuckDbSession(self, user, db.name, next(self._spids))
+        with self.lock:
+            self._sessions[session.spid] = session
+        return session
+
+    def open_sessions(self) -> list[Any]:
+        """The sessions not yet closed (for sys.dm_exec_sessions)."""
+        with self.lock:
+            return list(self._sessions.values())
+
+    def forget_session(self, spid: int) -> None:
+        with self.lock:
+            self._sessions.pop(spid, None)
 
     # -- databases -----------------------------------------------------------
     def database(self, name: str) -> Database:

@@ -15,6 +15,7 @@ does not duplicate them.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class DuckDbSession:
         self.user = user
         self.database = database
         self.spid = spid
+        self.login_time = dt.datetime.now()
         self.cursor = engine.con.cursor()
         self.txn: Transaction | None = None
         self.trancount = 0
@@ -178,6 +180,7 @@ class DuckDbSession:
         self._rollback()
 
     def close(self) -> None:
+        self.engine.forget_session(self.spid)
         if self.txn is not None:
             self._rollback()
         self.cursor.close()

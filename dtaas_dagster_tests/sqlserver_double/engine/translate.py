@@ -35,6 +35,7 @@ from . import functions as F
 from . import objects as O
 from . import types as T
 from .catalog import Column, Table
+from .comparisons import COMPARISONS, ignore_trailing_blanks
 from .dialect import DoubleTSQL, duck_sql
 from .functions import is_constant_function
 
@@ -284,8 +285,9 @@ class Translator:
             if isinstance(prop, (exp.Parameter, exp.Placeholder)):
                 prop = exp.Literal.string(str(self._parameter_value(prop)[0]))
             return self._object_lookup(O.property_subquery(object_id, prop))
-        if isinstance(node, exp.CurrentSchema):
-            return self._typed_value("dbo", SqlType("nvarchar", 128))
+        if isinstance(node, exp.CurrentSchema):  # SCHEMA_NAME([schema_id])
+            args = [self.constant(node.this)] if node.this is not None else []
+            return self._typed_value(*self.session.function_value("schema_name", args))
         if isinstance(node, exp.CurrentTimestamp):
             return self._typed_value(dt.datetime.now(), SqlType("datetime"))
         return node
@@ -300,7 +302,9 @@ class Translator:
         placeholder = self.value(value)
         if value is None and sql_type is not None:
             duck = "TIMESTAMP" if sql_type.name == "datetime2" else T.storage_type(sql_type)
-            return exp.Cast(this=placeholder, to=exp.DataType.build(duck, dialect="duckdb"))
+            typed_null = exp.Cast(this=placeholder, to=exp.DataType.build(duck, dialect="duckdb"))
+            typed_null.meta.update(sql_type=sql_type, storage_cast=True)  # a DuckDB cast, not a T-SQL CAST
+            return typed_null
         if sql_type is not None:
             placeholder.meta["sql_type"] = sql_type
         return placeholder
@@ -313,11 +317,13 @@ class Translator:
             if left and right and left.name in INT_NAMES and right.name in INT_NAMES:
                 return exp.IntDiv(this=node.this.copy(), expression=divisor)
             return exp.Div(this=node.this.copy(), expression=divisor)
+        if isinstance(node, (*COMPARISONS, exp.In, exp.Between, exp.Like)):
+            return ignore_trailing_blanks(node, self.type_of) or node
         if isinstance(node, exp.Add) and self._is_string(node):
             return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
         if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
             return self._rewrite_convert(node)
-        if isinstance(node, (exp.Cast, exp.TryCast)):
+        if isinstance(node, (exp.Cast, exp.TryCast)) and not node.meta.get("storage_cast"):
             return self._rewrite_cast(node)
         if isinstance(node, exp.Length):
             return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
