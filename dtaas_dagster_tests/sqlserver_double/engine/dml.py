@@ -207,7 +207,10 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
         limit = col.type.length
         if limit is None or limit < 0 or not (col.type.name in T.STRING_TYPES or col.type.name in T.BINARY_TYPES):
             continue
-        lengths = pc.binary_length(data) if col.type.name in T.BINARY_TYPES else pc.utf8_length(data)
+        if col.type.name in T.BINARY_TYPES:
+            lengths = pc.binary_length(data)
+        else:  # n-types count UTF-16 code units, as SQL Server does
+            lengths = T.utf16_length(data) if col.type.name in ("nchar", "nvarchar") else pc.utf8_length(data)
         too_long = pc.greater(lengths, limit)
         if pc.any(too_long).as_py():
             value = pc.filter(data, too_long)[0].as_py()

@@ -41,7 +41,7 @@ def _anon(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _supplementary_chars(x: exp.Expression) -> exp.Expression:
+def supplementary_chars(x: exp.Expression) -> exp.Expression:
     """Characters outside the BMP (two UTF-16 code units each)."""
     kept = _anon("regexp_replace", x, exp.Literal.string("[^\\x{10000}-\\x{10FFFF}]"),
                  exp.Literal.string(""), exp.Literal.string("g"))
@@ -58,7 +58,7 @@ def datalength(arg: exp.Expression, t: SqlType | None) -> exp.Expression:
         fixed = T.max_length_bytes(t)
         return exp.Case(ifs=[exp.If(this=exp.Is(this=arg, expression=exp.Null()), true=exp.Null())],
                         default=exp.Literal.number(fixed))
-    units = exp.Add(this=_anon("length", arg), expression=_supplementary_chars(arg.copy()))
+    units = exp.Add(this=_anon("length", arg), expression=supplementary_chars(arg.copy()))
     return exp.Cast(this=exp.Mul(this=exp.Paren(this=units), expression=exp.Literal.number(2)),
                     to=exp.DataType.build("INTEGER"))
 

@@ -84,7 +84,8 @@ class Variable:
 def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
     """Translate a DuckDB error into SQL Server's number and words."""
     text = str(e).split("\n")[0]
-    for marker, number in (("Divide by zero error", 8134), ("Conversion failed", 245),
+    for marker, number in (("Divide by zero error", 8134),
+                           ("Conversion failed when converting date and/or time", 241), ("Conversion failed", 245),
                            ("String or binary data", 2628), ("Arithmetic overflow", 8115)):
         if marker in text:
             return SqlServerError(number, text[text.index(marker):])

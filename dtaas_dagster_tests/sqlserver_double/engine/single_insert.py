@@ -90,6 +90,8 @@ def _string(t: T.SqlType) -> Converter:
     def convert(v: Any) -> Any:
         if not isinstance(v, str) or (limit is not None and len(v) > limit):
             raise Fallback
+        if not v.isascii() and any(ord(c) > 0xFFFF for c in v):
+            raise Fallback  # two UTF-16 code units each: the general path counts and pads them
         return v.ljust(limit) if pad and limit else v
     return convert
 

@@ -32,7 +32,9 @@ from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
 from . import functions as F
+from . import casts, datestyles, temporal
 from . import objects as O
+from . import strings as S
 from . import types as T
 from .catalog import Column, Table
 from .comparisons import COMPARISONS, ignore_trailing_blanks
@@ -94,9 +96,28 @@ class Translator:
             self._resolve_table(table)
         self._strip_column_qualifiers(node)
         root = node.transform(self._rewrite_values)
-        for select in list(root.find_all(exp.Select)):
+        for select in [n for n in reversed(list(root.dfs())) if isinstance(n, exp.Select)]:  # innermost first
             self._expand_star(select)
+            self._register_derived(select)
         return self._semantics_bottom_up(root)
+
+    def _register_derived(self, select: exp.Select) -> None:
+        """A derived table or CTE gets a typed scope entry, so ``SELECT * FROM (...) AS t`` keeps its types."""
+        query: exp.Expression = select
+        while isinstance(query.parent, (exp.Union, exp.Except, exp.Intersect)) and query.parent.this is query:
+            query = query.parent
+        holder = query.parent
+        if not isinstance(holder, (exp.Subquery, exp.CTE)) or not holder.alias:
+            return
+        alias = holder.args.get("alias")
+        renamed = [c.name for c in alias.columns] if alias is not None and alias.columns else []
+        columns = []
+        for i, e in enumerate(select.expressions):
+            name = renamed[i] if i < len(renamed) else e.alias_or_name
+            known = self.type_of(e.this if isinstance(e, exp.Alias) else e)
+            columns.append(Column(name, known or SqlType("?")))
+        db = self.session.engine.database(self.session.database)
+        self.scope[holder.alias.lower()] = Table(db, "", holder.alias, columns)
 
     def _semantics_bottom_up(self, root: exp.Expression) -> exp.Expression:
         """Apply ``_rewrite_semantics`` children first, so nested expressions are all rewritten.
@@ -317,23 +338,38 @@ class Translator:
             if left and right and left.name in INT_NAMES and right.name in INT_NAMES:
                 return exp.IntDiv(this=node.this.copy(), expression=divisor)
             return exp.Div(this=node.this.copy(), expression=divisor)
+        if isinstance(node, COMPARISONS) and (dated := temporal.comparison(node, self.type_of)) is not None:
+            return dated
         if isinstance(node, (*COMPARISONS, exp.In, exp.Between, exp.Like)):
             return ignore_trailing_blanks(node, self.type_of) or node
+        if isinstance(node, exp.DateAdd):
+            return temporal.dateadd(node, self.type_of) or node
+        if isinstance(node, exp.Coalesce):
+            return temporal.coalesce(node, self.type_of) or node
         if isinstance(node, exp.Add) and self._is_string(node):
-            return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+            joined = exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+            return S.capped(joined, self.type_of(node))
+        if isinstance(node, (exp.Repeat, exp.Concat, exp.ConcatWs)):
+            return S.capped(node.copy(), self.type_of(node))
         if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
             return self._rewrite_convert(node)
         if isinstance(node, (exp.Cast, exp.TryCast)) and not node.meta.get("storage_cast"):
             return self._rewrite_cast(node)
-        if isinstance(node, exp.Length):
-            return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
+        if isinstance(node, exp.Length):  # LEN: no trailing blanks; UTF-16 code units for n-types
+            trimmed = exp.Anonymous(this="rtrim", expressions=[node.this.copy()])
+            argument = node.this.this if isinstance(node.this, exp.Cast) else node.this  # sqlglot adds CAST(x AS TEXT)
+            if not S.is_national(self.type_of(argument)):
+                return exp.Length(this=trimmed)
+            return exp.Add(this=exp.Length(this=trimmed), expression=F.supplementary_chars(trimmed.copy()))
         if isinstance(node, exp.Anonymous):
             return self._typed(F.rewrite_anonymous(node, self.type_of), F.anonymous_type(node, self.type_of))
+        if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
+            return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
+        if isinstance(node, (exp.Extract, exp.DateDiff, exp.Year, exp.Month, exp.Day, exp.LastDay)):
+            temporal.timestamp_operands(node, self.type_of)  # in place: text-stored operands read as TIMESTAMP
         if isinstance(node, exp.Extract) and node.name.lower() in ("weekday", "dw", "dayofweek", "dow"):
             dow = exp.Extract(this=exp.var("dow"), expression=node.expression.copy())
             return self._typed(exp.Paren(this=exp.Add(this=dow, expression=exp.Literal.number(1))), SqlType("int"))
-        if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
-            return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
         return node
 
     @staticmethod
@@ -344,37 +380,29 @@ class Translator:
         return node
 
     def _rewrite_convert(self, node: exp.Convert) -> exp.Expression:
-        """CONVERT(type, x[, style]) is CAST(x AS type) except for styled conversions to text."""
-        target = node.this
-        is_text = target.this in exp.DataType.TEXT_TYPES
-        if node.args.get("style") is not None and is_text:
-            return node
+        """CONVERT(type, x[, style]) is CAST(x AS type), with the style for dates written or read as text."""
         kind = exp.TryCast if node.args.get("safe") else exp.Cast
-        cast = kind(this=node.expression.copy(), to=target.copy())
-        typed = self._rewrite_cast(cast)
-        try:
-            typed.meta["sql_type"] = T.from_datatype(target)
-        except SqlServerError:
-            pass
-        return typed
+        cast = kind(this=node.expression.copy(), to=node.this.copy())
+        style_node = node.args.get("style")
+        if style_node is None:
+            return self._rewrite_cast(cast)
+        style = self._style_value(style_node)
+        if style is None:  # CONVERT(..., NULL) is NULL
+            return self._typed(exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")),
+                               T.from_datatype(node.this, cast=True))
+        return casts.rewrite(cast, self.type_of, style=style, style_given=True)
+
+    def _style_value(self, node: exp.Expression) -> int | None:
+        if isinstance(node, exp.Placeholder) and node.name in self.bind:
+            return datestyles.style_number(self.bind[node.name])
+        if isinstance(node, exp.Null):
+            return None
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return int(node.this)
+        raise not_supported(f"CONVERT with the style {node.sql('tsql')}")
 
     def _rewrite_cast(self, node: exp.Expression) -> exp.Expression:
-        try:
-            target = T.from_datatype(node.args["to"])
-        except SqlServerError:
-            return node
-        inner = node.this.copy()
-        source = self.type_of(node.this)
-        if target.name in INT_NAMES - {"bit"} and source and source.name in ("float", "real", "decimal", "numeric", "money", "smallmoney"):
-            inner = exp.Anonymous(this="trunc", expressions=[inner])
-        duck = "TIMESTAMP" if target.name in ("datetime2", "datetimeoffset") else T.storage_type(target)
-        cast = type(node)(this=inner, to=exp.DataType.build(duck, dialect="duckdb"))
-        if target.name in STRINGS and target.length and target.length > 0:
-            return exp.Left(this=cast, expression=exp.Literal.number(target.length))
-        if target.name == "datetime":  # CAST errors on bad input first, then rounds to 1/300 s
-            rounded = sqlglot.parse_one(T.conversion_sql("__tsql_x", target), read="duckdb")
-            return rounded.transform(lambda n: cast.copy() if isinstance(n, exp.Column) and n.name == "__tsql_x" else n)
-        return cast
+        return casts.rewrite(node, self.type_of)
 
     def _is_string(self, node: exp.Binary) -> bool:
         left, right = self.type_of(node.this), self.type_of(node.expression)
@@ -412,26 +440,34 @@ class Translator:
             return SqlType("varbinary", max(1, (len(node.this) + 1) // 2), nullable=False)
         if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
             try:
-                return T.from_datatype(node.this)
+                return T.from_datatype(node.this, cast=True)
             except SqlServerError:
                 return None
         if isinstance(node, (exp.Cast, exp.TryCast)):
             try:
-                return T.from_datatype(node.args["to"])
+                return T.from_datatype(node.args["to"], cast=True)
             except SqlServerError:
                 return None
         if isinstance(node, exp.Count):
             return SqlType("bigint" if node.args.get("big_int") else "int")
         if isinstance(node, (exp.Paren, exp.Alias, exp.Neg, exp.Abs)):
             return self.type_of(node.this)
-        if isinstance(node, (exp.Min, exp.Max, exp.Sum, exp.Coalesce, exp.Nullif)):
+        if isinstance(node, exp.Coalesce):
+            return temporal.common_type(node, self.type_of)
+        if isinstance(node, (exp.Min, exp.Max, exp.Sum, exp.Nullif)):
             return self.type_of(node.this)
+        if isinstance(node, exp.DateAdd):
+            return temporal.dateadd_type(self.type_of(node.this), node.text("unit"))
         if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
             return self._arith_type(node)
         if isinstance(node, (exp.Upper, exp.Lower, exp.Trim, exp.Substring, exp.Left, exp.Right)):
             return self.type_of(node.this)
         if isinstance(node, exp.Length):
             return SqlType("int")
+        if isinstance(node, (exp.Concat, exp.ConcatWs)):
+            return S.concat_type([self.type_of(e) for e in node.expressions])
+        if isinstance(node, exp.Repeat):
+            return S.repeat_type(self.type_of(node.this))
         if isinstance(node, exp.Anonymous):
             return F.anonymous_type(node, self.type_of)
         if isinstance(node, exp.CurrentTimestamp):
@@ -447,7 +483,7 @@ class Translator:
         if not left or not right:
             return None
         if isinstance(node, exp.Add) and (left.name in STRINGS or right.name in STRINGS):
-            return SqlType("nvarchar" if "nvarchar" in (left.name, right.name) else "varchar", 8000)
+            return S.concat_type([left, right])
         order = ["bit", "tinyint", "smallint", "int", "bigint", "smallmoney", "money", "decimal", "numeric", "real", "float"]
         if left.name in order and right.name in order:
             winner = max(left, right, key=lambda t: order.index(t.name))
