@@ -22,6 +22,7 @@ from sqlglot import exp
 from ..engine_api import Param, SqlServerError, StatementResult, not_supported
 from . import types as T
 from .catalog import Column, Table
+from .conversion_errors import conversion_error
 from .dialect import duck_sql, quote_duck
 from .translate import Translator
 
@@ -133,13 +134,14 @@ def stage_rows(session: Any, table: Table, columns: list[Column], source_sql: st
         parts.append(f'{conv} AS {quote_duck(col.name)}')
         parts.append(f'(src."s{i}" IS NOT NULL AND {conv} IS NULL) AS "__bad{i}"')
         parts.append(f'CAST(src."s{i}" AS VARCHAR) AS "__raw{i}"')
+        parts.append(f'typeof(src."s{i}") AS "__type{i}"')
     sql = f"SELECT {', '.join(parts)} FROM ({source_sql}) AS src({names})"
     data = session.cursor.execute(sql, bind).to_arrow_table()
     for i, col in enumerate(columns):
         bad = data.column(f"__bad{i}")
         if pc.any(bad).as_py():
             raw = pc.filter(data.column(f"__raw{i}"), bad)[0].as_py()
-            raise SqlServerError(245, f"Conversion failed when converting the value '{raw}' to data type {T.type_text(col.type)}.")
+            raise conversion_error(raw, data.column(f"__type{i}")[0].as_py(), col.type)
     return data.select([c.name for c in columns])
 
 
@@ -269,13 +271,17 @@ def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) 
         session.cursor.register(name, data)
     before_cols = ", ".join(f"{alias}.{quote_duck(c.name)}" for c in table.columns)
     new_cols = ", ".join(f"{T.conversion_sql(v, c.type)} AS {quote_duck('__new_' + c.name)}, ({v}) IS NOT NULL AND "
-                         f"{T.conversion_sql(v, c.type)} IS NULL AS {quote_duck('__bad_' + c.name)}" for c, v in sets)
+                         f"{T.conversion_sql(v, c.type)} IS NULL AS {quote_duck('__bad_' + c.name)}, "
+                         f"CAST(({v}) AS VARCHAR) AS {quote_duck('__raw_' + c.name)}, "
+                         f"typeof({v}) AS {quote_duck('__type_' + c.name)}" for c, v in sets)
     sql = (f"SELECT {alias}.rowid AS __rowid, {before_cols}, {new_cols} "
            f"FROM {table.duck_name} AS {alias} {where}")
     data = session.cursor.execute(sql, tr.bind).to_arrow_table()
     for col, _ in sets:
-        if pc.any(data.column(f"__bad_{col.name}")).as_py():
-            raise SqlServerError(245, f"Conversion failed when converting a value to data type {T.type_text(col.type)}.")
+        bad = data.column(f"__bad_{col.name}")
+        if pc.any(bad).as_py():
+            raw = pc.filter(data.column(f"__raw_{col.name}"), bad)[0].as_py()
+            raise conversion_error(raw, data.column(f"__type_{col.name}")[0].as_py(), col.type)
     before = data.select([c.name for c in table.columns])
     after = before
     for col, _ in sets:

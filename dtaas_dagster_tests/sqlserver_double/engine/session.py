@@ -25,6 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from ..engine_api import Param, SqlServerError, SqlType, StatementResult
+from .conversion_errors import overflow_from_duckdb
+from . import aborts
 from .split import split_batch
 
 _descriptors = itertools.count(1)
@@ -90,7 +92,7 @@ def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
         if marker in text:
             return SqlServerError(number, text[text.index(marker):])
     if isinstance(e, duckdb.ConversionException):
-        return SqlServerError(245, f"Conversion failed: {text}")
+        return overflow_from_duckdb(text) or SqlServerError(245, f"Conversion failed: {text}")
     if isinstance(e, duckdb.BinderException) and "must appear in the GROUP BY" in text:
         name = text.split('"')[1] if '"' in text else "?"
         return SqlServerError(8120, f"Column '{name}' is invalid in the select list because it is not contained "
@@ -312,7 +314,13 @@ class _StatementRunner:
     def __next__(self) -> StatementResult:
         from .statements import run_statement
 
-        return run_statement(self._session, next(self._statements), self._params)
+        statement = next(self._statements)
+        try:
+            return run_statement(self._session, statement, self._params)
+        except SqlServerError as error:
+            if aborts.apply(self._session, error).aborts_batch:
+                self._statements = iter(())  # SQL Server runs nothing more of this batch
+            raise
 
 
 class _Scope:
