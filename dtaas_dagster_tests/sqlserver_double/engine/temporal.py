@@ -21,6 +21,7 @@ side is written as 7-digit text so nothing is truncated.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import sqlglot
@@ -85,6 +86,15 @@ def offset_text(x: str, scale: int) -> str:
     offset = f"regexp_extract(CAST({x} AS VARCHAR), '([+-]\\d\\d:\\d\\d)$', 1)"
     return (f"({rounded_text7(local, scale)} || ' ' || "
             f"CASE WHEN {offset} = '' THEN '+00:00' ELSE {offset} END)")
+
+
+def datetime_text(value: dt.datetime, *, offset: bool) -> str:
+    """A Python datetime (a bound parameter) in the text storage form of datetime2(7)/datetimeoffset."""
+    text = value.strftime("%Y-%m-%d %H:%M:%S.%f") + "0"
+    if not offset:
+        return text
+    zone = value.strftime("%z") or "+0000"
+    return f"{text} {zone[:3]}:{zone[3:5]}"
 
 
 # -- expression rewrites (sqlglot nodes) ------------------------------------------------------------

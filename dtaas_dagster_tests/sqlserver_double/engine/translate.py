@@ -320,6 +320,8 @@ class Translator:
         return subquery
 
     def _typed_value(self, value: Any, sql_type: SqlType | None) -> exp.Expression:
+        if isinstance(value, dt.datetime) and temporal.is_text_stored(sql_type):
+            value = temporal.datetime_text(value, offset=sql_type.name == "datetimeoffset")  # the storage form
         placeholder = self.value(value)
         if value is None and sql_type is not None:
             duck = "TIMESTAMP" if sql_type.name == "datetime2" else T.storage_type(sql_type)

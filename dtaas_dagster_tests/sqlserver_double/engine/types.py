@@ -100,7 +100,7 @@ def from_datatype(node: exp.DataType, *, cast: bool = False) -> SqlType:
     if node.this == exp.DataType.Type.DECIMAL:
         text = text.replace("NUMERIC", "DECIMAL", 1)
     parsed = parse_type(text)
-    if cast and not node.expressions and (parsed.name in STRING_TYPES or parsed.name in ("binary", "varbinary")):
+    if cast and "(" not in text and (parsed.name in STRING_TYPES or parsed.name in ("binary", "varbinary")):
         return SqlType(parsed.name, 30, nullable=parsed.nullable)
     return parsed
 
