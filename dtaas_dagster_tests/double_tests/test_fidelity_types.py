@@ -116,6 +116,27 @@ def test_concatenation_result_types(conn: pyodbc.Connection) -> None:
     assert described(conn, "SELECT a + a AS aa, a + b AS ab FROM dbo.names") == [(str, 20, 20, 0), (str, 30, 30, 0)]
 
 
+# -- derived tables --------------------------------------------------------------------------------------
+def test_derived_tables_and_ctes_keep_their_column_types(conn: pyodbc.Connection) -> None:
+    """A derived table's (or CTE's) columns have the types of the expressions that define them.
+
+    https://learn.microsoft.com/en-us/sql/t-sql/queries/from-transact-sql#derived_table
+    """
+    conn.execute("CREATE TABLE dbo.typed (id int NOT NULL PRIMARY KEY, d7 datetime2(7) NULL, d3 datetime2(3) NULL, "
+                 "g uniqueidentifier NULL, m money NULL, c char(3) NULL)")
+    conn.execute("INSERT INTO dbo.typed VALUES (1, '2024-01-02 03:04:05.1234567', '2024-01-02 03:04:05.123', "
+                 "'0E984725-C51C-4BF4-9960-E1C80E27ABA0', 1.5, 'ab')")
+    direct = described(conn, "SELECT id, d7, d3, g, m, c FROM dbo.typed")
+    assert described(conn, "SELECT * FROM (SELECT id, d7, d3, g, m, c FROM dbo.typed) AS t") == direct
+    assert described(conn, "WITH t AS (SELECT id, d7, d3, g, m, c FROM dbo.typed) SELECT * FROM t") == direct
+    assert described(conn, "SELECT t.* FROM (SELECT * FROM dbo.typed) AS t") == direct
+    assert direct[1][2:] == (27, 7) and direct[2][2:] == (23, 3) and direct[3][1] == 36
+    renamed = described(conn, "WITH t (a, b) AS (SELECT d3, g FROM dbo.typed) SELECT b, a FROM t")
+    assert renamed == [direct[3], direct[2]]
+    assert one(conn, "SELECT g, CONVERT(varchar(27), d7, 121) FROM (SELECT g, d7 FROM dbo.typed) AS t") == (
+        "0E984725-C51C-4BF4-9960-E1C80E27ABA0", "2024-01-02 03:04:05.1234567")
+
+
 # -- CAST / CONVERT ------------------------------------------------------------------------------------
 def test_cast_to_a_string_without_a_length_is_30_long(conn: pyodbc.Connection) -> None:
     """``CAST(x AS varchar)`` and ``CONVERT(nvarchar, x)`` have length 30.
