@@ -17,8 +17,15 @@ default collation does.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.tsql import TSQL
+from sqlglot.tokens import TokenType
+
+from ..engine_api import SqlServerError, not_supported
 
 # sqlglot keywords that SQL Server treats as identifiers (checked against its reserved-word list)
 NOT_TSQL_KEYWORDS = frozenset({
@@ -82,3 +89,79 @@ def split_multipart(name: str) -> list[str]:
         i += 1
     parts.append(current.strip())
     return parts
+
+
+# -- parsing: T-SQL text the tokenizer would misread is marked first ----------------------------
+_BARE_0X = re.compile(r"0x(?![0-9A-Fa-f_$#@])")
+_EMPTY_BINARY = "__tsql_empty_binary__"
+
+
+def _mark_empty_binary(text: str) -> str:
+    """Replace each bare ``0x`` literal (empty binary) with a marker identifier.
+
+    sqlglot's T-SQL tokenizer reads a bare ``0x`` as the identifier ``0x``, the
+    same node as a bracketed ``[0x]``; only the token's width tells them apart.
+    """
+    if not _BARE_0X.search(text):
+        return text
+    pieces: list[str] = []
+    done = 0
+    for token in DoubleTSQL().tokenize(text):
+        if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
+            pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
+            done = token.end + 1
+    return "".join(pieces) + text[done:]
+
+
+_REAL = re.compile(r"(?i)\breal\b")
+
+
+def _mark_real(text: str) -> str:
+    """Spell the type ``real`` as ``float(24)``, its SQL Server synonym.
+
+    sqlglot's T-SQL tokenizer reads REAL and FLOAT as the same token, so the
+    catalog would record a real column as float(53). Only REAL in a type
+    position is respelled (after a column or variable name, after AS, or as
+    CONVERT's first argument): a column *named* real stays a column.
+    """
+    if not _REAL.search(text):
+        return text
+    pieces: list[str] = []
+    done = 0
+    tokens = DoubleTSQL().tokenize(text)
+    for i, token in enumerate(tokens):
+        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL" and _type_position(tokens, i):
+            pieces += [text[done:token.start], "float(24)"]
+            done = token.end + 1
+    return "".join(pieces) + text[done:]
+
+
+def _type_position(tokens: list[Any], i: int) -> bool:
+    prev = tokens[i - 1] if i >= 1 else None
+    if prev is None:
+        return False
+    if prev.token_type in (TokenType.VAR, TokenType.IDENTIFIER):
+        return True
+    if prev.text.upper() == "AS":  # CAST(x AS real), not the alias in SELECT x AS real
+        return i + 1 < len(tokens) and tokens[i + 1].text == ")"
+    return prev.text == "(" and i >= 2 and tokens[i - 2].text.upper() in ("CONVERT", "TRY_CONVERT")
+
+
+def _empty_binary(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
+        return exp.HexString(this="")
+    return node
+
+
+def parse(text: str) -> exp.Expression:
+    """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
+    marked = _mark_empty_binary(_mark_real(text))
+    try:
+        node = sqlglot.parse_one(marked, read=DoubleTSQL)
+        if marked != text:
+            node = node.transform(_empty_binary)
+    except sqlglot.errors.ParseError as e:
+        raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
+    if node is None or isinstance(node, exp.Command):
+        raise not_supported(text[:200])
+    return node

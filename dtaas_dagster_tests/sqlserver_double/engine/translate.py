@@ -13,22 +13,25 @@ Steps, all on the sqlglot AST (never on text):
    globals, ``SCOPE_IDENTITY()``, ``DB_NAME()``, ``SERVERPROPERTY()``,
    ``OBJECT_ID()`` and the CDC scalar functions are evaluated here and bound;
 4. *rewrite semantics*: int/int truncating division, division-by-zero error
-   8134, CAST(float AS int) truncation, ``+`` on strings, LEN ignoring trailing
-   blanks, DATALENGTH in bytes, ``*`` expanded from the catalog so every result
-   column keeps its declared type.
+   8134, ``+`` on strings and the 8,000-byte limit (``strings.py``), LEN
+   ignoring trailing blanks, DATALENGTH in bytes, string comparisons ignoring
+   trailing blanks (``comparisons.py``), CAST/CONVERT with styles and lengths
+   (``casts.py``, ``datestyles.py``), date/time precision (``temporal.py``),
+   ``*`` expanded from the catalog and from derived tables/CTEs so every
+   result column keeps its declared type.
+
+Parsing (``dialect.parse``) uses sqlglot's T-SQL without the keywords SQL
+Server does not have; DuckDB SQL is written with every identifier quoted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
-from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
 from . import functions as F
@@ -38,7 +41,7 @@ from . import strings as S
 from . import types as T
 from .catalog import Column, Table
 from .comparisons import COMPARISONS, ignore_trailing_blanks
-from .dialect import DoubleTSQL, duck_sql
+from .dialect import duck_sql, parse
 from .functions import is_constant_function
 
 ALLOWED: tuple[type, ...] = (
@@ -545,84 +548,9 @@ class Translator:
         return cols
 
 
-_BARE_0X = re.compile(r"0x(?![0-9A-Fa-f_$#@])")
-_EMPTY_BINARY = "__tsql_empty_binary__"
-
-
-def _mark_empty_binary(text: str) -> str:
-    """Replace each bare ``0x`` literal (empty binary) with a marker identifier.
-
-    sqlglot's T-SQL tokenizer reads a bare ``0x`` as the identifier ``0x``, the
-    same node as a bracketed ``[0x]``; only the token's width tells them apart.
-    """
-    if not _BARE_0X.search(text):
-        return text
-    pieces: list[str] = []
-    done = 0
-    for token in DoubleTSQL().tokenize(text):
-        if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
-            pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
-            done = token.end + 1
-    return "".join(pieces) + text[done:]
-
-
-_REAL = re.compile(r"(?i)\breal\b")
-
-
-def _mark_real(text: str) -> str:
-    """Spell the type ``real`` as ``float(24)``, its SQL Server synonym.
-
-    sqlglot's T-SQL tokenizer reads REAL and FLOAT as the same token, so the
-    catalog would record a real column as float(53). Only REAL in a type
-    position is respelled (after a column or variable name, after AS, or as
-    CONVERT's first argument): a column *named* real stays a column.
-    """
-    if not _REAL.search(text):
-        return text
-    pieces: list[str] = []
-    done = 0
-    tokens = DoubleTSQL().tokenize(text)
-    for i, token in enumerate(tokens):
-        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL" and _type_position(tokens, i):
-            pieces += [text[done:token.start], "float(24)"]
-            done = token.end + 1
-    return "".join(pieces) + text[done:]
-
-
-def _type_position(tokens: list[Any], i: int) -> bool:
-    prev = tokens[i - 1] if i >= 1 else None
-    if prev is None:
-        return False
-    if prev.token_type in (TokenType.VAR, TokenType.IDENTIFIER):
-        return True
-    if prev.text.upper() == "AS":  # CAST(x AS real), not the alias in SELECT x AS real
-        return i + 1 < len(tokens) and tokens[i + 1].text == ")"
-    return prev.text == "(" and i >= 2 and tokens[i - 2].text.upper() in ("CONVERT", "TRY_CONVERT")
-
-
-def _empty_binary(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
-        return exp.HexString(this="")
-    return node
-
-
 def _is_constant(node: exp.Expression) -> bool:
     """No column references: the engine can evaluate it before DuckDB runs."""
     return node.find(exp.Column) is None
-
-
-def parse(text: str) -> exp.Expression:
-    """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
-    marked = _mark_empty_binary(_mark_real(text))
-    try:
-        node = sqlglot.parse_one(marked, read=DoubleTSQL)
-        if marked != text:
-            node = node.transform(_empty_binary)
-    except sqlglot.errors.ParseError as e:
-        raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
-    if node is None or isinstance(node, exp.Command):
-        raise not_supported(text[:200])
-    return node
 
 
 def describe_parameters(session: Any, sql: str) -> list[tuple[str, SqlType]]:

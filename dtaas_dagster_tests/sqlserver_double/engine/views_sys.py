@@ -74,11 +74,15 @@ def default_object_id(table: Table, column_index: int) -> int | None:
     return column.default_object_id
 
 
+# sys.objects' columns; sys.synonyms, sys.system_views, ... add their own to these
+OBJECT_COLUMNS = [("name", _NV), ("object_id", _INT), ("principal_id", _INT), ("schema_id", _INT),
+                  ("parent_object_id", _INT), ("type", SqlType("char", 2)), ("type_desc", _DESC),
+                  ("create_date", _DATETIME), ("modify_date", _DATETIME), ("is_ms_shipped", _BIT),
+                  ("is_published", _BIT), ("is_schema_published", _BIT)]
+
+
 def sys_objects(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("object_id", _INT), ("principal_id", _INT), ("schema_id", _INT),
-            ("parent_object_id", _INT), ("type", SqlType("char", 2)), ("type_desc", _DESC),
-            ("create_date", _DATETIME), ("modify_date", _DATETIME), ("is_ms_shipped", _BIT),
-            ("is_published", _BIT), ("is_schema_published", _BIT)]
+    spec = OBJECT_COLUMNS
     created = None  # the double keeps no creation times
     rows: list[tuple] = []
     for t in tables(db):

@@ -19,18 +19,9 @@ from typing import Any
 
 from ..engine_api import SqlType
 from .catalog import Database
+from .views_sys import _BIT, _DATETIME, _INT, _NV, OBJECT_COLUMNS
 
-_NV = SqlType("nvarchar", 128)
-_INT = SqlType("int")
-_BIT = SqlType("bit")
 _SMALL = SqlType("smallint")
-_DESC = SqlType("nvarchar", 60)
-_DATETIME = SqlType("datetime")
-# sys.objects' columns, which sys.synonyms and sys.system_views inherit
-_OBJECT_COLUMNS = [("name", _NV), ("object_id", _INT), ("principal_id", _INT), ("schema_id", _INT),
-                   ("parent_object_id", _INT), ("type", SqlType("char", 2)), ("type_desc", _DESC),
-                   ("create_date", _DATETIME), ("modify_date", _DATETIME), ("is_ms_shipped", _BIT),
-                   ("is_published", _BIT), ("is_schema_published", _BIT)]
 # transaction_isolation_level codes of sys.dm_exec_sessions
 _ISOLATION_CODES = {"READ UNCOMMITTED": 1, "READ COMMITTED": 2, "REPEATABLE READ": 3, "SERIALIZABLE": 4,
                     "SNAPSHOT": 5}
@@ -44,7 +35,7 @@ def system_view_object_id(schema: str, name: str) -> int:
 def sys_system_views(session: Any, db: Database) -> tuple[list, list]:
     from .views import catalog_view_names
 
-    spec = _OBJECT_COLUMNS + [("is_replicated", _BIT), ("has_replication_filter", _BIT),
+    spec = OBJECT_COLUMNS + [("is_replicated", _BIT), ("has_replication_filter", _BIT),
                               ("has_opaque_metadata", _BIT), ("has_unchecked_assembly_data", _BIT),
                               ("with_check_option", _BIT), ("is_date_correlation_view", _BIT)]
     rows = []
@@ -56,7 +47,7 @@ def sys_system_views(session: Any, db: Database) -> tuple[list, list]:
 
 
 def sys_synonyms(session: Any, db: Database) -> tuple[list, list]:
-    return _OBJECT_COLUMNS + [("base_object_name", SqlType("nvarchar", 1035))], []
+    return OBJECT_COLUMNS + [("base_object_name", SqlType("nvarchar", 1035))], []
 
 
 def sys_dm_exec_sessions(session: Any, db: Database) -> tuple[list, list]:
