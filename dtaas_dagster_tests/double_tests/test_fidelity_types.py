@@ -57,6 +57,30 @@ def test_string_comparisons_ignore_trailing_blanks(conn: pyodbc.Connection) -> N
     assert one(conn, "SELECT LEN(c), DATALENGTH(c) FROM dbo.codes WHERE id = 1") == (2, 5)
 
 
+def test_keys_compare_like_the_collation(sqlserver_db: SqlServerDatabase) -> None:
+    """A primary key compares as ``=`` does: ``'a'``, ``'A'`` and ``'a '`` are the same key (2627), on every
+    INSERT path (literal batch, one-row parameterised INSERT, pyodbc fast_executemany in a transaction).
+
+    https://learn.microsoft.com/en-us/sql/t-sql/language-elements/string-comparison-assignment
+    https://learn.microsoft.com/en-us/sql/relational-databases/tables/create-primary-keys
+    """
+    with closing(sqlserver_db.connect()) as conn:
+        conn.execute("CREATE TABLE dbo.keyed (k varchar(10) NOT NULL PRIMARY KEY, n int NULL)")
+        conn.execute("INSERT INTO dbo.keyed VALUES ('a', 1)")
+        for statement, params in (("INSERT INTO dbo.keyed VALUES ('a  ', 2)", ()), ("INSERT INTO dbo.keyed VALUES (?, ?)",
+                                  ("A ", 3)), ("INSERT INTO dbo.keyed VALUES ('b', 4), ('B ', 5)", ())):
+            with pytest.raises(pyodbc.IntegrityError, match="2627"):
+                conn.execute(statement, *params)
+    with closing(sqlserver_db.connect(autocommit=False)) as conn:
+        cursor = conn.cursor()
+        cursor.fast_executemany = True
+        with pytest.raises(pyodbc.IntegrityError, match="2627"):
+            cursor.executemany("INSERT INTO dbo.keyed VALUES (?, ?)", [("c", 6), ("c ", 7)])
+        conn.rollback()
+    with closing(sqlserver_db.connect()) as conn:
+        assert [tuple(r) for r in conn.execute("SELECT k, n FROM dbo.keyed")] == [("a", 1)]
+
+
 def test_nchar_holds_characters_outside_the_bmp_as_two_code_units(conn: pyodbc.Connection) -> None:
     """nchar(n)/nvarchar(n) count UTF-16 byte-pairs: an emoji takes two, padding fills the rest, and a value
     with more code units than n is error 2628.

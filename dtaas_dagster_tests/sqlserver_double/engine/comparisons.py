@@ -15,8 +15,9 @@ end of the matched value do not
 so ``c LIKE p`` becomes ``c LIKE p OR rtrim(c) LIKE p``.
 
 Case is already ignored by DuckDB's ``nocase`` default collation (the engine's
-SQL_Latin1_General_CP1_CI_AS). GROUP BY, DISTINCT and key checks still treat
-``'a'`` and ``'a '`` as different values (see the README's known differences).
+SQL_Latin1_General_CP1_CI_AS). Key checks trim too (``dml.check_keys``); GROUP BY
+and DISTINCT still treat ``'a'`` and ``'a '`` as different values (see the
+README's known differences).
 """
 
 from __future__ import annotations

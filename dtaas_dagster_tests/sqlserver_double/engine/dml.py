@@ -221,10 +221,11 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
 
 
 def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Array | None) -> None:
-    """Primary key / unique violations (2627), compared case-insensitively like the collation."""
+    """Primary key / unique violations (2627), compared like the collation compares: case-insensitively
+    and without trailing blanks (``'a'`` and ``'a '`` are the same key)."""
     for key in table.keys:
-        cols = ", ".join(quote_duck(c) for c in key.columns)
-        on = " AND ".join(f"s.{quote_duck(c)} = t.{quote_duck(c)}" for c in key.columns)
+        cols = ", ".join(key_value(table, c) for c in key.columns)
+        on = " AND ".join(f"{key_value(table, c, 's')} = {key_value(table, c, 't')}" for c in key.columns)
         not_null = " AND ".join(f"{quote_duck(c)} IS NOT NULL" for c in key.columns)
         session.cursor.register(STAGE, rows)
         try:
@@ -245,6 +246,12 @@ def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Ar
             kind = "PRIMARY KEY" if key.primary else "UNIQUE KEY"
             shown = ", ".join(str(v) for v in dup)
             raise SqlServerError(2627, f"Violation of {kind} constraint '{key.name}'. Cannot insert duplicate key in object '{table.schema}.{table.name}'. The duplicate key value is ({shown}).")
+
+
+def key_value(table: Table, column: str, alias: str | None = None) -> str:
+    """DuckDB SQL of a key column as keys compare: strings without their trailing blanks."""
+    ref = f"{alias}.{quote_duck(column)}" if alias else quote_duck(column)
+    return f"rtrim({ref})" if table.require_column(column).type.name in T.STRING_TYPES else ref
 
 
 # -- UPDATE / DELETE --------------------------------------------------------------------

@@ -173,11 +173,18 @@ def build_plan(table: Table, columns: list[Column]) -> RowPlan | None:
         converters.append(conv)
     names = [c.name for c in table.columns]
     marks = ", ".join(f"${i + 1}" for i in range(len(names)))
-    guards = [" AND ".join(f"{quote_duck(c)} = ${names.index(_column_name(table, c)) + 1}" for c in key.columns)
+    guards = [" AND ".join(_key_guard(table, c, names.index(_column_name(table, c)) + 1) for c in key.columns)
               for key in table.keys]
     where = " AND ".join(f"NOT EXISTS (SELECT 1 FROM {table.duck_name} WHERE {g})" for g in guards)
     sql = f"INSERT INTO {table.duck_name} SELECT {marks}" + (f" WHERE {where}" if where else "")
     return RowPlan(table, list(table.columns), positions, converters, sql)
+
+
+def _key_guard(table: Table, column: str, mark: int) -> str:
+    """``key = $n``, strings compared without trailing blanks as the collation compares them."""
+    if table.require_column(column).type.name in T.STRING_TYPES:
+        return f"rtrim({quote_duck(column)}) = rtrim(${mark})"
+    return f"{quote_duck(column)} = ${mark}"
 
 
 def _column_name(table: Table, name: str) -> str:
@@ -262,7 +269,7 @@ class PendingRows:
 
 
 def _normal(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(v.lower() if isinstance(v, str) else v for v in values)  # the nocase collation
+    return tuple(v.lower().rstrip(" ") if isinstance(v, str) else v for v in values)  # as the collation compares
 
 
 def _start(session: Any, plan: RowPlan) -> PendingRows:
