@@ -196,3 +196,33 @@ def test_sys_columns_precision_and_scale_of_temporal_and_numeric_types(conn: pyo
     assert [tuple(r) for r in rows] == [("a", 27, 7), ("b", 23, 3), ("c", 12, 3), ("d", 10, 0), ("e", 1, 0),
                                         ("f", 34, 7), ("g", 19, 0), ("h", 16, 0), ("i", 19, 4), ("j", 53, 0),
                                         ("k", 0, 0)]
+
+
+# -- what Sling (sling-cli 1.4.11, go-mssqldb) sends to list and read a table -------------------------
+SLING_TABLES = ("select table_schema as schema_name, table_name, 'false' as is_view from INFORMATION_SCHEMA.TABLES "
+                "where table_type = 'BASE TABLE' order by table_schema, table_name /* nD */")
+SLING_COLUMNS = ("select column_name, data_type, character_maximum_length as maximum_length, numeric_precision as "
+                 "precision, numeric_scale as scale from INFORMATION_SCHEMA.COLUMNS where table_schema = 'dbo' and "
+                 "table_name = 'orders' order by ordinal_position /* nD */")
+SLING_SYNONYM = ("select s.name as synonym_name, PARSENAME(s.base_object_name, 3) as database_name, "
+                 "PARSENAME(s.base_object_name, 2) as schema_name, PARSENAME(s.base_object_name, 1) as object_name "
+                 "from sys.synonyms s where schema_name(s.schema_id) = 'dbo' and s.name = 'orders' /* nD */")
+
+
+def test_sling_table_discovery_statements(conn: pyodbc.Connection) -> None:
+    """Sling lists tables and columns from INFORMATION_SCHEMA and resolves synonyms with PARSENAME and
+    SCHEMA_NAME(schema_id) over sys.synonyms.
+
+    https://learn.microsoft.com/en-us/sql/relational-databases/system-information-schema-views/columns-transact-sql
+    https://learn.microsoft.com/en-us/sql/t-sql/functions/parsename-transact-sql
+    https://learn.microsoft.com/en-us/sql/t-sql/functions/schema-name-transact-sql
+    """
+    conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, note nvarchar(40) NULL, amount decimal(18,2) NULL)")
+    assert ("dbo", "orders", "false") in [tuple(r) for r in conn.execute(SLING_TABLES)]
+    assert [tuple(r) for r in conn.execute(SLING_COLUMNS)] == [
+        ("id", "int", None, 10, 0), ("note", "nvarchar", 40, None, None), ("amount", "decimal", None, 18, 2)]
+    assert conn.execute(SLING_SYNONYM).fetchall() == []
+    assert tuple(conn.execute("SELECT PARSENAME('[srv].[db].[dbo].[t]', 1), PARSENAME('db.dbo.t', 2), "
+                              "PARSENAME('t', 3), SCHEMA_NAME(o.schema_id) FROM sys.tables AS o "
+                              "WHERE o.name = 'orders'").fetchone()) == ("t", "dbo", None, "dbo")
+    assert [tuple(r) for r in conn.execute('select * from "dbo"."orders"')] == []

@@ -47,6 +47,8 @@ class DoubleTSQL(TSQL):
             **TSQL.Parser.FUNCTIONS,
             "SYSDATETIME": lambda args: exp.Anonymous(this="SYSDATETIME", expressions=args),
             "SYSDATETIMEOFFSET": lambda args: exp.Anonymous(this="SYSDATETIMEOFFSET", expressions=args),
+            # sqlglot turns PARSENAME of a literal into SPLIT_PART; keep it (functions.py evaluates it)
+            "PARSENAME": lambda args: exp.Anonymous(this="PARSENAME", expressions=args),
         }
         # PostgreSQL's EXCLUDE constraint: in T-SQL "exclude int" is a column definition
         CONSTRAINT_PARSERS = {k: v for k, v in TSQL.Parser.CONSTRAINT_PARSERS.items() if k != "EXCLUDE"}

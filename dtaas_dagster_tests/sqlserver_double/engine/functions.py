@@ -106,13 +106,25 @@ def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
     return exp.Cast(this=now, to=exp.DataType.build("TIMESTAMP"))
 
 
+def _parsename(args: list[exp.Expression]) -> exp.Expression:
+    """PARSENAME(name, part): part 1 object, 2 schema, 3 database, 4 server; brackets removed."""
+    if len(args) != 2:
+        raise SqlServerError(174, "The parsename function requires 2 argument(s).")
+    unbracketed = _anon("replace", _anon("replace", args[0], exp.Literal.string("["), exp.Literal.string("")),
+                        exp.Literal.string("]"), exp.Literal.string(""))
+    parts = _anon("list_reverse", _anon("string_split", unbracketed, exp.Literal.string(".")))
+    return _anon("list_extract", parts, args[1])
+
+
 _REWRITES: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
+    "parsename": _parsename,
     "sysutcdatetime": _sysutcdatetime,
     "sysdatetime": _sysdatetime,
     "sysdatetimeoffset": _sysdatetimeoffset,
     "getutcdate": _getutcdate,
 }
 RESULT_TYPES: dict[str, SqlType] = {
+    "parsename": SqlType("nvarchar", 128),
     "sysutcdatetime": SqlType("datetime2", scale=7),
     "sysdatetime": SqlType("datetime2", scale=7),
     "sysdatetimeoffset": SqlType("datetimeoffset", scale=7),

@@ -294,6 +294,11 @@ class Translator:
                 and node.name in self.bind):
             value, sql_type = self._parameter_value(node)
             return self._typed_value(value, sql_type)
+        if isinstance(node, exp.CurrentSchema) and node.this is not None and not _is_constant(node.this):
+            return self._schema_lookup(node.this, by_id=True)
+        if (isinstance(node, exp.Anonymous) and node.name.lower() == "schema_id" and len(node.expressions) == 1
+                and not _is_constant(node.expressions[0])):
+            return self._schema_lookup(node.expressions[0], by_id=False)
         if isinstance(node, (exp.Anonymous, exp.Dot)):
             result = self._function_value(node)
             if result is not None:
@@ -315,6 +320,12 @@ class Translator:
         if isinstance(node, exp.CurrentTimestamp):
             return self._typed_value(dt.datetime.now(), SqlType("datetime"))
         return node
+
+    def _schema_lookup(self, argument: exp.Expression, *, by_id: bool) -> exp.Expression:
+        db = self.session.engine.database(self.session.database)
+        lookup = O.schema_lookup(db, argument.transform(self._rewrite_values), by_id=by_id)
+        lookup.meta["sql_type"] = SqlType("nvarchar", 128) if by_id else SqlType("int")
+        return lookup
 
     def _object_lookup(self, subquery: exp.Expression) -> exp.Expression:
         db = self.session.engine.database(self.session.database)
