@@ -90,8 +90,8 @@ def test_nchar_holds_characters_outside_the_bmp_as_two_code_units(conn: pyodbc.C
     conn.execute("CREATE TABLE dbo.emoji (id int NOT NULL PRIMARY KEY, n nchar(3) NULL, nv nvarchar(3) NULL)")
     conn.execute("INSERT INTO dbo.emoji VALUES (1, N'😀', N'a😀')")
     conn.execute("INSERT INTO dbo.emoji VALUES (?, ?, ?)", 2, "é😀", "😀")
-    rows = conn.execute("SELECT id, n, nv, DATALENGTH(n), DATALENGTH(nv) FROM dbo.emoji ORDER BY id").fetchall()
-    assert [tuple(r) for r in rows] == [(1, "😀 ", "a😀", 6, 6), (2, "é😀", "😀", 6, 4)]
+    rows = conn.execute("SELECT id, n, nv, DATALENGTH(n), DATALENGTH(nv), LEN(n) FROM dbo.emoji ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "😀 ", "a😀", 6, 6, 2), (2, "é😀", "😀", 6, 4, 3)]
     with pytest.raises(pyodbc.Error, match="2628"):
         conn.execute("INSERT INTO dbo.emoji (id, nv) VALUES (3, N'a😀b')")
     with pytest.raises(pyodbc.Error, match="2628"):
