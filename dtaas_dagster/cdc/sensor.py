@@ -33,6 +33,7 @@ from dtaas_dagster.cdc.state import (
     TickInput,
     dump_cursor,
     load_cursor,
+    load_cursor_meta,
     status_key,
     tick,
 )
@@ -184,6 +185,14 @@ def build_cdc_sensor(
             snapshots=_snapshots(context.instance, specs, detailed),
         )
         out = tick(tables, states, given)
+        meta = load_cursor_meta(context.cursor)
+        waited = now - float(meta.get("last_window_at", 0))
+        if out.windows and cdc.min_window_seconds and waited < cdc.min_window_seconds and not out.gaps:
+            out.log.append(f"{len(out.windows)} table(s) changed; coalescing into the next window in "
+                           f"{cdc.min_window_seconds - waited:.0f}s (cdc.min_window_seconds)")
+            out.windows = {}
+        if out.windows:
+            meta["last_window_at"] = now
         requests: list[dg.RunRequest] = []
         partitions: list[str] = []
         if out.windows:
@@ -219,7 +228,7 @@ def build_cdc_sensor(
             run_requests=requests,
             dynamic_partitions_requests=(
                 [dg.AddDynamicPartitionsRequest(partitions_def_name(task), partitions)] if partitions else []),
-            cursor=dump_cursor(out.states),
+            cursor=dump_cursor(out.states, meta),
             skip_reason=None if requests else summary,
         )
 

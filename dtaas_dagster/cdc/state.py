@@ -84,9 +84,14 @@ def load_cursor(text: str | None) -> dict[str, TableState]:
     return {name: TableState.from_json(value) for name, value in data["tables"].items()}
 
 
-def dump_cursor(states: Mapping[str, TableState]) -> str:
-    return json.dumps({"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())}},
-                      separators=(",", ":"))
+def load_cursor_meta(text: str | None) -> dict[str, Any]:
+    """Task-wide cursor values (e.g. when the last window was requested)."""
+    return dict(json.loads(text).get("meta", {})) if text else {}
+
+
+def dump_cursor(states: Mapping[str, TableState], meta: Mapping[str, Any] | None = None) -> str:
+    return json.dumps({"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())},
+                       "meta": dict(meta or {})}, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
