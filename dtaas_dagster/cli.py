@@ -48,13 +48,14 @@ def demo_environment(lake: Path) -> Iterator[dict[str, str]]:
     with DoubleProcess(port=0, password=password, demo=True) as double:
         env = dict(os.environ)
         env.update(
-            DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"),
+            DTAAS_CONFIG=os.environ.get("DTAAS_CONFIG") or str(REPO_ROOT / "dtaas.yaml"),
             DTAAS_SQLSERVER_PORT=str(double.port),
             DTAAS_SALES_PASSWORD=password,
-            DTAAS_LAKE_URL=f"file://{lake}",
+            DTAAS_LAKE_URL=os.environ.get("DTAAS_LAKE_URL") or f"file://{lake}",
             DAGSTER_HOME=str(home),
         )
-        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port}")
+        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port} "
+              f"(login sa, password {password}; config {env['DTAAS_CONFIG']})")
         yield env
 
 
