@@ -342,12 +342,6 @@ def open_changes(
 ) -> TableStream:
     """Plan and open the read of one change window of one table (cdc/changes.py)."""
     try:
-        source = sqlserver.describe_table(spec.schema, spec.table)
-        key = primary_key(spec, source) if spec.primary_key or source.primary_key else ()
-        if not key:
-            raise PermanentLoadError(
-                f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
-                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml")
         effective = spec
         facts = None
         for _ in range(2):  # the second pass applies schema_drift: ignore to the columns
@@ -355,7 +349,7 @@ def open_changes(
                 check_table_config(replace(s, mode="full_load"), description)
                 return profile_columns(description, snapshot_options(s, description))
 
-            facts = sqlserver.change_facts(window, profile_columns=wanted)
+            facts = sqlserver.change_facts(window, profile_columns=wanted, source=(spec.schema, spec.table))
             if facts.cdc_min_lsn is not None and window.from_lsn < facts.cdc_min_lsn:
                 raise PermanentLoadError(
                     f"CDC retention gap on {spec.qualified}: the window {window} needs changes from LSN "
@@ -369,6 +363,11 @@ def open_changes(
             effective = ignored
         assert facts is not None
         data = plan_snapshot(facts, snapshot_options(effective, facts.description))
+        key = primary_key(spec, facts.description) if spec.primary_key or facts.description.primary_key else ()
+        if not key:
+            raise PermanentLoadError(
+                f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
+                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml")
     except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError, CdcNotEnabled) as exc:
         raise PermanentLoadError(str(exc)) from None
     except SqlServerError as exc:
@@ -386,11 +385,11 @@ def open_changes(
     fetched = sqlserver.read_arrow(changes_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
     batches = prefetch(change_batches(fetched, plan))
     builtins = builtin_values(
-        database=source.table.database, schema=spec.schema, table=spec.table,
+        database=sqlserver.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
     )
     return TableStream(
-        table=TableRef(source.table.database, spec.schema, spec.table),
+        table=TableRef(sqlserver.database, spec.schema, spec.table),
         schema=plan.target_schema,
         batches=progress(batches, log=log, table=spec.qualified, estimate=None),
         partition_key=partition_key,
