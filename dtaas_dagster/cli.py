@@ -170,13 +170,17 @@ def run_check(config_path: str | None) -> int:
             failed(str(exc))
     for task_name, task in config.tasks.items():
         print(f"task {task_name}:")
-        resource = resources.get(task.source)
-        if resource is None:
+        found = resources.get(task.source)
+        if found is None:
             failed(f"source {task.source} is not reachable (above); its tables were not checked")
             continue
+        resource = found
+
+        def listed(r: SqlServerResource = resource) -> list[tuple[str, str]]:
+            return [(t.schema, t.name) for t in r.list_tables()]
+
         try:
-            specs = task_specs(task_name=task_name, config=config,
-                               list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
+            specs = task_specs(task_name=task_name, config=config, list_tables=listed)
         except ConfigError as exc:
             failed(str(exc))
             continue
