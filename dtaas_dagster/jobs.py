@@ -68,9 +68,28 @@ def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_table
     return dg.define_asset_job(
         name=tables_job_name(task),
         selection=dg.AssetSelection.assets(*asset_keys),
-        executor_def=dg.multiprocess_executor.configured({"max_concurrent": parallel_tables}),
+        executor_def=tables_executor(parallel_tables),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},
+    )
+
+
+def tables_executor(parallel_tables: int) -> dg.ExecutorDefinition:
+    """Multiprocess, up to ``parallel_tables`` steps at once; ``in_process: true`` in a run's
+    ``execution`` config runs its steps in the run's own process instead (the CDC sensor does
+    that for windows that touch one step: one process start instead of two)."""
+
+    def choose(config: dict[str, Any]) -> dict[str, Any]:
+        if config.get("in_process"):
+            return {"in_process": {}}
+        return {"multiprocess": {"max_concurrent": parallel_tables}}
+
+    return dg.multi_or_in_process_executor.configured(
+        choose,
+        config_schema={"in_process": dg.Field(bool, default_value=False, description=(
+            "Run every step in the run's own process (one table step at a time) instead of up to "
+            f"{parallel_tables} step processes at once."))},
+        name="dtaas_tables_executor",
     )
 
 

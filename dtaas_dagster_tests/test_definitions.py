@@ -76,13 +76,15 @@ def _config(**task: Any) -> dict[str, Any]:
     }
 
 
-def test_parallel_tables_retry_and_pool_come_from_config() -> None:
+def test_parallel_tables_retry_and_pool_come_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALES_PW", "not-used")
     config = parse_config(_config(parallel_tables=7, retry={"max_retries": 5, "delay_seconds": 2,
                                                             "backoff": "linear", "jitter": "full"}))
     repo = build_definitions(config).get_repository_def()
     job = repo.get_job("nightly_tables")
-    executor_config = job.executor_def.apply_config_mapping({}).value
-    assert executor_config["config"]["max_concurrent"] == 7
+    assert job.executor_def.name == "dtaas_tables_executor"
+    assert job.executor_def.apply_config_mapping({}).value["config"]["multiprocess"]["max_concurrent"] == 7
+    assert "in_process" in job.executor_def.apply_config_mapping({"config": {"in_process": True}}).value["config"]
     asset = repo.assets_defs_by_key[dg.AssetKey(["nightly", "sales", "items"])]
     assert asset.op.pool == "sqlserver_db_example_1433" == pool_name(config.sources["sales"])
     policy = asset.op.retry_policy

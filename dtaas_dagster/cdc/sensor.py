@@ -214,7 +214,10 @@ def build_cdc_sensor(
                 tags[f"dtaas/cdc.{'.'.join(spec.asset_key.path[1:])}"[:63 + len("dtaas/")]] = (
                     f"{window.capture_instance}:{window.from_lsn.hex}-{window.to_lsn.hex}")
                 out.states[table].pending = Pending(key, key, "cdc", now, window.as_config())
-            requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config={"ops": ops}, tags=tags,
+            run_config: dict[str, Any] = {"ops": ops}
+            if len(ops) == 1:  # one step: no need for a second process
+                run_config["execution"] = {"config": {"in_process": True}}
+            requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config=run_config, tags=tags,
                                           asset_selection=[spec_of[t].asset_key for t in out.windows]))
         snapshot_tables = [t for t in out.snapshot_tables if out.states[t].pending is None]
         if snapshot_tables:
