@@ -173,3 +173,74 @@ def test_schema_drift_fail_stops_the_table_with_the_differences(
     failed = [r for r in results if not r.success]
     assert failed and "columns changed since the previous load (added note (nvarchar(30)))" in _failure_text(failed[0])
     assert "schema_drift: fail" in _failure_text(failed[0])
+
+
+@pytest.mark.double_only
+def test_on_retention_gap_resnapshot_takes_a_new_snapshot_of_that_table_and_continues(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
+                                    cdc={"on_retention_gap": "resnapshot"}), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
+    capture.step()
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'c' WHERE id = 1")
+    capture.step()
+    with closing(sqlserver_db.connect()) as conn:
+        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
+    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    [snapshot] = harness.cycle()  # the gap: a snapshot of that table, not a doomed window
+    assert snapshot.success and "-full-cdc" in snapshot.dagster_run.tags["dagster/partition"]
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'd', 3, NULL)")
+    capture.step()
+    assert all(r.success for r in harness.cycle() + harness.cycle())
+    replayed = harness.replayed("dbo", "orders").sort_by("id").to_pylist()
+    assert [(r["id"], r["v"]) for r in replayed] == [(1, "c"), (2, "b"), (3, "d")]
+
+
+def test_schema_drift_ignore_keeps_the_previous_columns(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
+                                    schema_drift="ignore"), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+          "@capture_instance = N'dbo_orders_v2'", "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')")
+    capture.step()
+    results = harness.cycle() + harness.cycle()
+    assert results and all(r.success for r in results)
+    replayed = harness.replayed("dbo", "orders").sort_by("id")
+    assert "note" not in replayed.column_names and replayed.column("id").to_pylist() == [1, 3]
+
+
+def test_update_before_images_and_a_datetime2_7_window_are_exact(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    tables = [{"name": "dbo.orders", "datetime2": {"changed": "string"}}]
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", tables,
+                                    mode="cdc", cdc={"start": "earliest", "update_before_images": True}),
+                         sqlserver, instance, tmp_path / "lake")
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.25, '2024-01-01 00:00:00.1234567')",
+          "UPDATE dbo.orders SET v = N'b', changed = '9999-12-31 23:59:59.9999999' WHERE id = 1")
+    capture.step()
+    [run] = harness.cycle()
+    assert run.success
+    import pyarrow.parquet as pq
+
+    [manifest] = list((tmp_path / "lake").rglob("_manifest.json"))
+    rows = pq.read_table(manifest.parent / __import__("json").loads(manifest.read_text())["files"][0]["path"])
+    assert rows.column("_dtaas_op").to_pylist() == ["insert", "update_before", "update"]
+    assert rows.column("v").to_pylist() == ["a", "a", "b"]
+    lsns = rows.column("_dtaas_lsn").to_pylist()
+    assert all(len(x) == 20 and x == x.lower() for x in lsns) and lsns == sorted(lsns)
+    # a value no timestamp holds (year 9999 with a 100-ns digit) stays exact as text (datetime2: string)
+    assert rows.column("changed").to_pylist() == ["2024-01-01 00:00:00.1234567", "2024-01-01 00:00:00.1234567",
+                                                  "9999-12-31 23:59:59.9999999"]
