@@ -72,6 +72,12 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], N
         cursor = connection.cursor
         for record in connection.records:
             entry = record.event_log_entry
+            if "blocked by limit for pool" in (entry.user_message or ""):
+                out(f"  {entry.step_key}: {entry.user_message}: every slot of that pool is held by other steps. "
+                    "It frees when they end; a killed run's slots come back after run monitoring marks it "
+                    "failed (free_slots_after_run_end_seconds). See `dagster instance concurrency get --all`, "
+                    "or raise the limit with `dtaas pools` / `dagster instance concurrency set <pool> <n>`.")
+                continue
             level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
             if isinstance(level, int) and level >= logging.INFO and entry.user_message:
                 step = f"{entry.step_key}: " if entry.step_key else ""

@@ -255,3 +255,20 @@ def test_a_connection_dropped_mid_result_is_caught_by_the_count(
     assert "stopped after" in _failure_text(result) or "received" in _failure_text(result)
     assert not list(tmp_path.rglob("part-*")) and not list(tmp_path.rglob(MANIFEST_NAME))
     assert pq  # parquet reader available for the other tests
+
+
+def test_datetime2_overrides_match_column_names_case_insensitively(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    from dtaas_dagster_tests.all_types import seed_all_types
+
+    seed_all_types(sqlserver_db)
+    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake",
+                     [{"name": "DBO.ALL_TYPES", "datetime2": {"C_SENTINEL_TEXT": "string", "c_DATETIME2_7": "string"}}])
+    result = _run(config, instance)
+    assert result.success, _failure_text(result)
+    [manifest] = list(tmp_path.rglob(MANIFEST_NAME))
+    table = read_partition(open_location(f"file://{manifest.parent}").fs, str(manifest.parent))
+    assert table.schema.field("c_sentinel_text").type == pa.string()
+    assert table.schema.field("c_datetime2_7").type == pa.string()  # the user protected it: the text is exact
+    assert "2024-01-01 00:00:00.1234567" in table.column("c_datetime2_7").to_pylist()
