@@ -168,7 +168,8 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """open_snapshot (facts, plan, arrow-odbc read, progress) + write_partition, as a table step does."""
     import dataclasses
 
-    from dtaas_dagster.destinations.files import WriteOptions, new_load_id, write_partition
+    from dtaas_dagster.destinations.commit import write_partition
+    from dtaas_dagster.destinations.files import WriteOptions, new_load_id
     from dtaas_dagster.destinations.location import open_location, render_partition_dir
     from dtaas_dagster.table_load import TableSpec, open_snapshot
 

@@ -26,7 +26,7 @@ integrations; the IO manager still serves ``load_input`` to downstream assets.
 
 
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +43,7 @@ class TableWriter(Protocol):
 
     def write_stream(
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
+        run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
 
 
@@ -98,6 +99,12 @@ def _already_materialized(context: dg.AssetExecutionContext, key: dg.AssetKey, p
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
     return bool(records) and records[0].run_id == context.run_id
+
+
+def _run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run of this instance has ended (False when the run is not known here)."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.is_finished
 
 
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
@@ -167,7 +174,8 @@ def build_table_group_asset(
                 stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
                                        global_variables=global_variables, log=context.log)
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run_id, attempt=attempt)
+                                             run_id=context.run_id, attempt=attempt,
+                                             run_finished=lambda run_id: _run_finished(context.instance, run_id))
             except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                 failures.append((spec, exc))
                 kind = "permanent" if is_permanent(exc) else "transient"

@@ -17,7 +17,8 @@ import secrets
 
 import dagster as dg
 
-_KEY_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{6})Z-")
+from dtaas_dagster.variables import partition_key_date
+
 _ORIGIN = re.compile(r"^[a-z0-9]{1,12}$")
 
 
@@ -46,8 +47,7 @@ def new_request_origin() -> str:
 
 def key_date(key: str) -> str | None:
     """The UTC date (YYYY-MM-DD) a key was created, when the key carries one."""
-    match = _KEY_TIME.match(key)
-    return match.group(1) if match else None
+    return partition_key_date(key)
 
 
 def is_snapshot_key(key: str) -> bool:

@@ -131,14 +131,14 @@ def test_env_interpolation_with_defaults_and_escape(monkeypatch: pytest.MonkeyPa
         "sources.sales.port": "${T_PORT:-1433}",
         "sources.sales.database": "db_${T_UNSET:-dev}",
         "variables": {"Customer": "${T_UNSET:-42}", "Literal": "$${NOT_A_VAR}"},
-        "destinations.lake.path_template": "${Customer}/$sourceTableName",
+        "destinations.lake.path_template": "${Customer}/$sourceTableName/$partitionKey",
     }))
     assert config.sources["sales"].host == "sql.example.com"
     assert config.sources["sales"].port == 1533
     assert config.sources["sales"].database == "db_dev"
     assert config.variables == {"Customer": "42", "Literal": "${NOT_A_VAR}"}
     # path_template keeps its own ${name} variables: not taken from the environment
-    assert config.destinations["lake"].path_template == "${Customer}/$sourceTableName"
+    assert config.destinations["lake"].path_template == "${Customer}/$sourceTableName/$partitionKey"
 
 
 def test_password_is_read_from_env_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,6 +242,14 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["destinations.lake.path_template: must not contain '..' segments", "write it like"]),
     ("leading_slash_template", {"destinations.lake.path_template": "/$sourceTableName"},
      ["destinations.lake.path_template: must be relative to url (no leading '/')"]),
+    ("template_without_partition_key", {"destinations.lake.path_template": "$sourceTableName/$loadDate"},
+     ["destinations.lake.path_template: must contain $partitionKey", "directory of its own"]),
+    ("template_with_run_id", {"destinations.lake.path_template": "$sourceTableName/$partitionKey/${runId}"},
+     ["destinations.lake.path_template: must not use $runId", "second copy"]),
+    ("empty_template", {"destinations.lake.path_template": "/"},
+     ["destinations.lake.path_template: must be relative to url"]),
+    ("blank_template", {"destinations.lake.path_template": " "},
+     ["destinations.lake.path_template: must not be empty"]),
     ("password_in_yaml", {"sources.sales.password": "x"},
      ["sources.sales.password: ", "put the password in an environment variable and name it in password_env"]),
     ("bad_env_name", {"sources.sales.password_env": "my-password"},

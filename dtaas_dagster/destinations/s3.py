@@ -28,7 +28,9 @@ its partition directory, so partitions sharing one directory replace each other.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -45,22 +47,25 @@ from dagster import (
 from pydantic import Field, model_validator
 
 from dtaas_dagster.config import S3Destination, TaskConfig
-from dtaas_dagster.destinations.files import (
-    PartitionWrite,
-    WriteOptions,
-    new_load_id,
-    put_object_atomically,
-    read_partition,
-    write_partition,
-)
-from dtaas_dagster.manifest import ManifestNotFoundError
+from dtaas_dagster.destinations.commit import PartitionWrite, put_object_atomically, write_partition
+from dtaas_dagster.destinations.files import WriteOptions, iter_partition_batches, new_load_id
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,
     render_partition_dir,
     sanitize_path_value,
 )
+from dtaas_dagster.manifest import (
+    MANIFEST_NAME,
+    ManifestNotFoundError,
+    check_partition,
+    manifest_schema,
+    read_manifest,
+)
 from dtaas_dagster.stream import TableStream
+from dtaas_dagster.variables import builtin_values
+
+log = logging.getLogger(__name__)
 
 POINTER_DIR = "_dtaas"
 UNPARTITIONED = "_unpartitioned"
@@ -174,14 +179,25 @@ class S3IOManager(ConfigurableIOManager):
         context.add_output_metadata(dict(metadata))
 
     def write_stream(
-        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int = 0
+        self,
+        stream: TableStream,
+        *,
+        asset_key: AssetKey,
+        partition_key: str | None,
+        run_id: str,
+        attempt: int = 0,
+        run_finished: Callable[[str], bool] | None = None,
     ) -> dict[str, Any]:
         """Write one partition of one table asset; return its materialization metadata.
 
         The pointer is keyed like ``load_input`` asks for it: by Dagster's partition key.
+        ``run_finished`` (from the Dagster instance) lets the commit tell a dead load's
+        leftovers from a load still writing (commit.py).
         """
         options, location = self._options(), self._location()
         relative_dir = render_partition_dir(self.path_template, _template_variables(stream, run_id))
+        pointer_path = self._pointer_path(location, asset_key.path, partition_key)
+        previous_dir = _read_pointer(location, pointer_path).get("partition_dir")
         started = time.monotonic()
         result = write_partition(
             location.fs,
@@ -190,21 +206,22 @@ class S3IOManager(ConfigurableIOManager):
             options,
             load_id=new_load_id(run_id, attempt),
             run_id=run_id,
+            run_finished=run_finished,
+            abort_uploads=location.abort_dead_uploads,
         )
         duration = time.monotonic() - started
-        self._write_pointer(location, asset_key.path, partition_key, relative_dir, result)
+        self._write_pointer(location, pointer_path, relative_dir, result)
+        if previous_dir and previous_dir != relative_dir:
+            _remove_old_partition_dir(location, location.path(previous_dir), result.manifest["partition_key"])
         return _output_metadata(stream, result, location, duration)
 
-    def _write_pointer(
-        self, location: Location, asset_path: list[str], partition: str | None, relative_dir: str, result: PartitionWrite
-    ) -> None:
+    def _write_pointer(self, location: Location, path: str, relative_dir: str, result: PartitionWrite) -> None:
         pointer = {
             "partition_dir": relative_dir,
             "partition_key": result.manifest["partition_key"],
             "load_id": result.manifest["load_id"],
             "run_id": result.manifest["run_id"],
         }
-        path = self._pointer_path(location, asset_path, partition)
         body = json.dumps(pointer).encode("utf-8")
         put_object_atomically(location.fs, path, body, temp_suffix=result.manifest["load_id"])
 
@@ -225,15 +242,46 @@ class S3IOManager(ConfigurableIOManager):
     def _read_one(self, location: Location, asset_path: list[str], partition: str | None, asset_name: str) -> pa.Table:
         what = f"partition {partition} of {asset_name}" if partition is not None else asset_name
         pointer_path = self._pointer_path(location, asset_path, partition)
-        try:
-            with location.fs.open_input_stream(pointer_path, compression=None) as f:
-                pointer = json.loads(f.read())
-        except FileNotFoundError as e:
+        pointer = _read_pointer(location, pointer_path)
+        if not pointer:
             raise ManifestNotFoundError(
                 f"{what} has no manifest: it was never loaded or its load did not finish "
                 f"(no pointer at {location.url(pointer_path)}); materialize it first"
-            ) from e
-        return read_partition(location.fs, location.path(pointer["partition_dir"]), what=what)
+            )
+        partition_dir = location.path(pointer["partition_dir"])
+        manifest = read_manifest(location.fs, partition_dir, what=what)
+        if partition is not None:
+            check_partition(manifest, partition, where=location.url(f"{partition_dir}/{MANIFEST_NAME}"))
+        batches = list(iter_partition_batches(location.fs, partition_dir, manifest=manifest, what=what))
+        return pa.Table.from_batches(batches, schema=manifest_schema(manifest))
+
+
+def _read_pointer(location: Location, path: str) -> dict[str, Any]:
+    try:
+        with location.fs.open_input_stream(path, compression=None) as f:
+            return dict(json.loads(f.read()))
+    except FileNotFoundError:
+        return {}
+
+
+def _remove_old_partition_dir(location: Location, old_dir: str, partition_key: str) -> None:
+    """After a re-run wrote a partition to a new directory, remove its previous load's files.
+
+    Only when that directory's manifest is this partition's (a template without a stable
+    directory, e.g. a global variable that changed); only our files (manifest first, so no
+    reader ever sees a manifest without its files).
+    """
+    try:
+        old = read_manifest(location.fs, old_dir)
+    except (ManifestNotFoundError, ValueError):
+        return
+    if old.get("partition_key") != partition_key:
+        return
+    for path in [f"{old_dir}/{MANIFEST_NAME}", *(f"{old_dir}/{entry['path']}" for entry in old["files"])]:
+        try:
+            location.delete(path)
+        except Exception:  # noqa: BLE001 - best effort; the pointer already names the new directory
+            log.warning("could not remove %s of the replaced load; remove it by hand", path)
 
 
 def _write_options(
@@ -252,15 +300,12 @@ def _write_options(
 
 
 def _template_variables(stream: TableStream, run_id: str) -> dict[str, str]:
-    """The stream's variables over built-in defaults (the stream's values win)."""
-    defaults = {
-        "sourceDatabaseName": stream.table.database,
-        "sourceSchemaName": stream.table.schema,
-        "sourceTableName": stream.table.name,
-        "partitionKey": stream.partition_key,
-        "runId": run_id,
-    }
-    return {**defaults, **{k: str(v) for k, v in stream.variables.items()}}
+    """The stream's resolved variables over the built-ins of its table and partition."""
+    builtins = builtin_values(
+        database=stream.table.database, schema=stream.table.schema, table=stream.table.name,
+        partition_key=stream.partition_key, run_id=run_id, task="",
+    )
+    return {**builtins, **{k: str(v) for k, v in stream.variables.items()}}
 
 
 def _attempt(context: OutputContext) -> int:
