@@ -36,6 +36,7 @@ from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 from dtaas_dagster.table_load import PermanentLoadError, TableSpec, open_snapshot
+from dtaas_dagster.table_transforms import VARIABLES_KEY, op_config_field, step_transforms, table_variables
 
 
 class TableWriter(Protocol):
@@ -127,7 +128,7 @@ def build_table_group_asset(
     pool: str,
     sqlserver_key: str,
     io_manager_key: str,
-    global_variables: Mapping[str, str],
+    query_source_keys: Sequence[str] = (),
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
@@ -154,7 +155,8 @@ def build_table_group_asset(
         outs=outs,
         partitions_def=partitions_def,
         can_subset=True,
-        required_resource_keys={sqlserver_key, io_manager_key},
+        required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},
+        config_schema=op_config_field(specs),
         retry_policy=retry_policy,
         pool=pool,
         op_tags={"dtaas/task": task},
@@ -166,13 +168,16 @@ def build_table_group_asset(
         attempt = context.retry_number
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
+        transforms = step_transforms(context.op_execution_context.op_config, selected)  # checked before any load
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
                 continue
             try:
+                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
                 stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
-                                       global_variables=global_variables, log=context.log)
+                                       global_variables=variables, log=context.log,
+                                       transforms=transforms[spec.qualified])
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
                                              run_id=context.run_id, attempt=attempt,
                                              run_finished=lambda run_id: _run_finished(context.instance, run_id))
@@ -183,7 +188,7 @@ def build_table_group_asset(
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)})
         if failures:
             raise _failure(failures, partition)
 

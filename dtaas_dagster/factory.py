@@ -41,6 +41,8 @@ from dtaas_dagster.sqlserver.catalog import match_tables
 from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.table_load import TableSpec
+from dtaas_dagster.table_transforms import VARIABLES_KEY
+from dtaas_dagster.variables import QueryVariable, VariablesResource
 
 log = logging.getLogger("dtaas_dagster")
 
@@ -103,6 +105,7 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         datetime2_overrides=tuple(sorted(table.datetime2.items())),
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
+        transformations=tuple(table.transformations),
     )
 
 
@@ -165,7 +168,7 @@ def build_task(
             pool=pool_name(source),
             sqlserver_key=sqlserver_resource_key(task.source),
             io_manager_key=io_manager_key(task_name),
-            global_variables=dict(config.variables),
+            query_source_keys=sorted({sqlserver_resource_key(q.source) for q in config.query_variables.values()}),
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
@@ -217,6 +220,10 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         sqlserver_resource_key(name): SqlServerResource.from_source(name, source)
         for name, source in config.sources.items()
     }
+    resources[VARIABLES_KEY] = VariablesResource(
+        static=config.static_variables,
+        queries=[QueryVariable(name=name, source=q.source, query=q.query) for name, q in config.query_variables.items()],
+    )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
         try:

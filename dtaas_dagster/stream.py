@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -37,7 +38,8 @@ class TableStream:
     resolved path-template variables (built-ins such as ``sourceTableName`` and
     ``partitionKey`` plus global ones). ``source_types`` maps column name to its
     SQL Server type text (for ``dagster/column_schema`` descriptions).
-    ``primary_key`` is the table's key columns (may be empty).
+    ``primary_key`` is the table's key columns (may be empty). ``metadata`` is
+    what the load used (transforms, pushdown, variables), for the materialization.
     """
 
     table: TableRef
@@ -48,3 +50,4 @@ class TableStream:
     variables: Mapping[str, str] = field(default_factory=dict)
     source_types: Mapping[str, str] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)

@@ -16,8 +16,9 @@ retries on them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -36,6 +37,7 @@ from dtaas_dagster.sqlserver.snapshot import (
 )
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
 from dtaas_dagster.stream import TableRef, TableStream
+from dtaas_dagster.table_transforms import prepare_transforms, source_types_after, transformed
 from dtaas_dagster.variables import builtin_values, template_values
 
 # Progress lines at most this often per table (plus the first and the last).
@@ -65,6 +67,7 @@ class TableSpec:
     batch_rows: int | None = 50_000
     batch_mb: float | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    transformations: tuple[Any, ...] = ()  # TransformSpec models, from the table's `transformations:`
 
     @property
     def asset_key(self) -> dg.AssetKey:
@@ -169,6 +172,7 @@ def open_snapshot(
     run_id: str,
     global_variables: Mapping[str, str],
     log: dg.DagsterLogManager,
+    transforms: Sequence[Any] = (),
 ) -> TableStream:
     """Plan and open the snapshot read of one table partition; the destination drains it."""
     try:
@@ -189,20 +193,25 @@ def open_snapshot(
         f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
         f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
     )
-    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    # Read ahead on a thread so the ODBC fetch and the file writer run at once (bench/RESULTS.md).
-    converted = prefetch(convert_batch(batch, plan) for batch in fetched)
     builtins = builtin_values(
         database=description.table.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
     )
+    variables = template_values(builtins, global_variables)
+    # Transforms are validated against the planned schema before any row is read (table_transforms.py).
+    prepared = prepare_transforms(spec, plan, snapshot_read(plan), transforms=transforms, primary_key=primary_key,
+                                  variables=variables, log=log)
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    # Read ahead on a thread so the ODBC fetch, the transforms and the file writer run at once (bench/RESULTS.md).
+    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched)))
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
-        schema=plan.target_schema,
+        schema=prepared.chain.output_schema,
         batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
-        variables=template_values(builtins, global_variables),
-        source_types=plan.source_types,
-        primary_key=primary_key,
+        variables=variables,
+        source_types=source_types_after(prepared.chain, plan.source_types),
+        primary_key=prepared.chain.primary_key,
+        metadata=prepared.metadata,
     )

@@ -16,6 +16,7 @@ per transform.
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -70,6 +71,9 @@ class AddColumnConfig(Model):
     def _value_or_expression(self) -> AddColumnConfig:
         if self.expression is not None and self.value is not None:
             raise ValueError("give value or expression, not both; remove one")
+        if isinstance(self.value, str) and not string.Template(self.value).is_valid():
+            raise ValueError(f"value {self.value!r} has a lone $ or an unclosed ${{; write $name or ${{name}}, "
+                             "and $$ for a literal $")
         return self
 
 

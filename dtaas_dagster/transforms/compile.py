@@ -237,6 +237,25 @@ _BUILDERS = {
 }
 
 
+def _key_after(key: Sequence[str], schema: pa.Schema, walk: _Walk) -> tuple[str, ...]:
+    """The primary key under its output names; () when a transform dropped or changed a key column.
+
+    A key column the read does not select (columns_include/exclude) is not the
+    chain's business and keeps its name.
+    """
+    current = {c.source.lower(): c.name for c in walk.cols if c.source is not None}
+    read = {name.lower() for name in schema.names}
+    names = []
+    for column in key:
+        if column.lower() in current:
+            names.append(current[column.lower()])
+        elif column.lower() not in read:
+            names.append(column)
+        else:
+            return ()
+    return tuple(names)
+
+
 def compile_chain(specs: Sequence[object], schema: pa.Schema, context: TableContext) -> Chain:
     """Validate ``specs`` against ``schema`` (first problem raises :class:`TransformError`) and compile them."""
     walk = _Walk(schema, context)
@@ -252,9 +271,7 @@ def compile_chain(specs: Sequence[object], schema: pa.Schema, context: TableCont
                 steps.append((spec.type, step))
             continue
         steps.append((spec.type, _BUILDERS[type(spec)](spec, walk)))  # type: ignore[index]
-    key_names = {c.source.lower(): c.name for c in walk.cols if c.source is not None}
-    primary_key = tuple(key_names[k.lower()] for k in context.primary_key) \
-        if all(k.lower() in key_names for k in context.primary_key) else ()
+    primary_key = _key_after(context.primary_key, schema, walk)
     return Chain(
         input_schema=schema,
         output_schema=walk.schema(),
