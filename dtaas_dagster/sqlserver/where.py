@@ -9,7 +9,7 @@ filter_rows conditions that SQL Server can evaluate are pushed down here
   user text), so SQL Server compares in the column's domain;
 - column names were resolved against the table's columns, and are bracket-quoted;
 - the only SQL shapes are the node types below: comparison, ``IN``,
-  ``IS [NOT] NULL``, ``LIKE ... ESCAPE '\\'``, ``BETWEEN``, ``AND``, ``OR``, ``NOT``.
+  ``IS [NOT] NULL``, ``LIKE``, ``BETWEEN``, ``AND``, ``OR``, ``NOT``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class SqlIsNull:
 @dataclass(frozen=True)
 class SqlLike:
     operand: SqlColumn
-    pattern: str  # already in SQL Server form, with \ as the escape character
+    pattern: str  # only % wildcards (no _, [ or \: the planner keeps those in Arrow)
     negated: bool = False
 
 
@@ -124,7 +124,7 @@ class _Renderer:
         if isinstance(node, SqlLike):
             column = self.value(node.operand)
             self.parameters.append(node.pattern)
-            return f"{column} {'NOT ' if node.negated else ''}LIKE ? ESCAPE '\\'"
+            return f"{column} {'NOT ' if node.negated else ''}LIKE ?"
         if isinstance(node, SqlBetween):
             return (f"{self.value(node.operand)} {'NOT ' if node.negated else ''}BETWEEN "
                     f"{self.value(node.low)} AND {self.value(node.high)}")

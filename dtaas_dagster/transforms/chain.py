@@ -66,6 +66,7 @@ class Col:
     name: str
     type: pa.DataType
     source: str | None
+    nullable: bool = True
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class _Walk:
     """The columns as the chain goes, and the error helper for position ``index``."""
 
     def __init__(self, schema: pa.Schema, context: TableContext) -> None:
-        self.cols = [Col(f.name, f.type, f.name) for f in schema]
+        self.cols = [Col(f.name, f.type, f.name, f.nullable) for f in schema]
         self.context = context
         self.index = 0
         self.kind = ""
@@ -204,7 +205,7 @@ class _Walk:
         return source
 
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.type) for c in self.cols])
+        return pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in self.cols])
 
 
 def _resolve(node: Node, walk: _Walk, role: str) -> Node:

@@ -85,7 +85,7 @@ def _rename_column(spec: RenameColumn, walk: _Walk) -> Step:
     walk.protect(position, "rename")
     walk.check_new_name(spec.config.new_name, "new_name", replacing=position)
     col = walk.cols[position]
-    walk.cols[position] = Col(spec.config.new_name, col.type, col.source)
+    walk.cols[position] = Col(spec.config.new_name, col.type, col.source, col.nullable)
     after = walk.schema()
     return _rebuild(after, lambda arrays: arrays)
 

@@ -227,20 +227,12 @@ def _flip(op: str) -> str:
 
 
 def _sql_like_pattern(pattern: str) -> str | None:
-    """Our LIKE pattern in SQL Server's syntax with ESCAPE '\\' (brackets made literal); None when it has _."""
-    out = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            out.append("\\" + pattern[index + 1])
-            index += 2
-            continue
-        if char == "_":
-            return None
-        out.append("\\[" if char == "[" else "\\\\" if char == "\\" else char)
-        index += 1
-    return "".join(out)
+    """The pattern for SQL Server when it means the same there: only ``%`` wildcards, no ``_``, ``[`` or ``\\``.
+
+    SQL Server's ``_`` counts UTF-16 code units, ``[`` opens a character class
+    and escapes need an ``ESCAPE`` clause; patterns with them stay in Arrow.
+    """
+    return None if any(ch in pattern for ch in "_[\\") else pattern
 
 
 def plan_pushdown(node: Node, cols: Mapping[str, Any], source_types: Mapping[str, str]) -> tuple[sql.Predicate | None, bool]:
