@@ -9,8 +9,10 @@ gives the same answer as Arrow. Two kinds of pushdown:
   datetime2 read at full precision; ``IS [NOT] NULL`` on any column). The
   Arrow filter is then skipped;
 - **superset**: SQL Server keeps at least the rows Arrow keeps (text ``=``,
-  ``IN`` and ``LIKE``, because SQL Server's usual collations ignore case and
-  trailing blanks, and Arrow compares exactly). The Arrow filter still runs
+  ``IN`` and ``LIKE`` on varchar/nvarchar with printable-ASCII literals,
+  because SQL Server's usual collations ignore case and trailing blanks, and
+  Arrow compares exactly; arrow-odbc sends parameters as VARCHAR, so other
+  characters could be changed by the code page). The Arrow filter still runs
   on what is read, so the result is Arrow's.
 
 Anything else (arithmetic, text ordering, ``datetime``/``time``/
@@ -47,7 +49,8 @@ from dtaas_dagster.transforms.expressions import (
 
 _EXACT_NUMERIC = {"tinyint", "smallint", "int", "bigint", "decimal", "numeric", "money", "smallmoney", "float",
                   "real"}
-_TEXT = {"char", "varchar", "nchar", "nvarchar"}
+# char/nchar are left out: their padding makes equality depend on how the value was stored.
+_TEXT = {"varchar", "nvarchar"}
 _ORDER = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -140,7 +143,8 @@ class _Planner:
         if kind == "timestamp" and literal.kind in ("date", "timestamp"):
             moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())  # type: ignore[arg-type]
             return sql.SqlParam(moment.strftime("%Y-%m-%dT%H:%M:%S.%f"), "datetime2(7)")
-        if kind == "text" and literal.kind == "string":
+        if kind == "text" and literal.kind == "string" and _ascii(str(value)):
+            # arrow-odbc binds every parameter as VARCHAR: only ASCII survives every code page.
             return sql.SqlParam(str(value), "nvarchar")
         return None
 
@@ -232,7 +236,11 @@ def _sql_like_pattern(pattern: str) -> str | None:
     SQL Server's ``_`` counts UTF-16 code units, ``[`` opens a character class
     and escapes need an ``ESCAPE`` clause; patterns with them stay in Arrow.
     """
-    return None if any(ch in pattern for ch in "_[\\") else pattern
+    return None if any(ch in pattern for ch in "_[\\") or not _ascii(pattern) else pattern
+
+
+def _ascii(text: str) -> bool:
+    return all(32 <= ord(ch) < 127 for ch in text)
 
 
 def plan_pushdown(node: Node, cols: Mapping[str, Any], source_types: Mapping[str, str]) -> tuple[sql.Predicate | None, bool]:

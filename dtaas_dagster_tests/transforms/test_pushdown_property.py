@@ -170,7 +170,7 @@ def test_pushable_conditions_read_fewer_rows(table: Any, condition: str, where: 
     assert _read(resource, plan, read).num_rows < _read(resource, plan, snapshot_read(plan)).num_rows
 
 
-@pytest.mark.parametrize("condition", ["i * 2 > 3", "s > 'abc'", "NOT (s = 'abc')", "s LIKE 'a_c'", "s LIKE '[x]%'", "f + 1 > d"])
+@pytest.mark.parametrize("condition", ["c = 'ab  '", "i * 2 > 3", "s > 'abc'", "NOT (s = 'abc')", "s LIKE 'a_c'", "s = '日本'", "s LIKE 'Ü%'", "s LIKE '[x]%'", "f + 1 > d"])
 def test_conditions_sql_server_would_answer_differently_stay_in_arrow(table: Any, condition: str) -> None:
     resource, plan = table
     expected, got, chain = both_paths(resource, plan, condition)
