@@ -35,6 +35,14 @@ def cast_column(array: pa.Array, target: pa.DataType, *, on_error: str) -> pa.Ar
     """
     if _is_text(array.type) and not _is_text(target):
         array = pc.utf8_trim_whitespace(array)
+    if pa.types.is_integer(array.type) and pa.types.is_decimal(target) and target.precision < 38:
+        # Arrow sizes integer -> decimal by the type's widest value; go through decimal(38, s)
+        # so each value is checked against the target's precision instead.
+        source = array
+        try:
+            array = pc.cast(array, pa.decimal128(38, target.scale))
+        except pa.ArrowInvalid:
+            array = source
     try:
         return pc.cast(array, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -172,7 +180,8 @@ FUNCTIONS: dict[str, Callable[..., pa.Array]] = {
     "substring": lambda a, start=1, length=None: _substring(a, start, length),
     "left": lambda a, length: pc.utf8_slice_codeunits(a, 0, length),
     "right": lambda a, length: pc.utf8_slice_codeunits(a, -length) if length else pc.utf8_slice_codeunits(a, 0, 0),
-    "round": lambda a, decimals=0: pc.round(a, ndigits=decimals, round_mode="half_to_even" if False else "half_up"),
+    # half away from zero, as SQL Server's ROUND
+    "round": lambda a, decimals=0: pc.round(a, ndigits=decimals, round_mode="half_towards_infinity"),
     "abs": lambda a: pc.abs_checked(a),
     "ceil": lambda a: pc.ceil(a),
     "floor": lambda a: pc.floor(a),
