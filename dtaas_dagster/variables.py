@@ -178,8 +178,8 @@ def _run_query(query: QueryVariable, sql: str, parameters: tuple[str, ...], sqls
             columns = len(cursor.description)
             rows = cursor.fetchmany(2)
     except SqlServerError as exc:
-        if exc.retryable:
-            raise
+        if exc.retryable:  # like a failed read: the same kind of error, so the step's RetryPolicy retries it
+            raise type(exc)(f"query variable ${query.name} (source {query.source}): {exc}") from None
         raise VariableError(f"query variable ${query.name} (source {query.source}) failed: {exc}; "
                             "fix its query in dtaas.yaml") from None
     if columns != 1 or len(rows) != 1:
