@@ -63,7 +63,7 @@ def _add_column(spec: AddColumn, walk: _Walk) -> Step:
         constant = _scalar(value, out_type, walk, "value")
 
         def compute(arrays: list[pa.Array], batch_schema: pa.Schema) -> pa.Array:
-            return pa.array([constant.as_py()] * len(arrays[0]), out_type) if arrays else pa.array([], out_type)
+            return pa.repeat(constant, len(arrays[0]))
     before = walk.schema()
     walk.cols.append(Col(config.column_name, out_type, None))
     after = walk.schema()
@@ -128,7 +128,14 @@ def _filter_rows(spec: FilterRows, walk: _Walk, pushed: list[tuple[object, str]]
             pushed.append((predicate, render(node)))
             if exact:
                 return None, node
-    return (lambda batch: batch.filter(row_mask(node, batch))), node
+    return (lambda batch: keep_rows(batch, row_mask(node, batch))), node
+
+
+def keep_rows(batch: pa.RecordBatch, mask: pa.Array) -> pa.RecordBatch:
+    """The rows where ``mask`` is true; the batch itself when that is every row (no copy)."""
+    if mask.true_count == len(mask):
+        return batch
+    return batch.filter(mask)
 
 
 def _replace_value(spec: ReplaceValue, walk: _Walk) -> Step:
