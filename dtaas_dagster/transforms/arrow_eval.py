@@ -48,8 +48,15 @@ Value = pa.Array | pa.ChunkedArray | pa.Scalar
 
 _COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal, ">": pc.greater,
             ">=": pc.greater_equal}
+def _sql_modulo(left: Value, right: Value) -> Value:
+    """``%`` as in SQL Server: the remainder takes the sign of the left side (Arrow's takes the right's)."""
+    remainder = pc.modulo_checked(left, right)
+    differs = pc.and_(pc.not_equal(remainder, 0), pc.not_equal(pc.less(left, 0), pc.less(right, 0)))
+    return pc.if_else(differs, pc.subtract_checked(remainder, right), remainder)
+
+
 _ARITHMETIC = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked, "/": pc.divide_checked,
-               "%": pc.modulo_checked}
+               "%": _sql_modulo}
 
 
 class ExpressionTypeError(ValueError):
