@@ -69,6 +69,7 @@ def _metadata(home: Path) -> list[dict[str, Any]]:
             for m in materializations(home, ["t", "dbo", "orders"])]
 
 
+@pytest.mark.timeout(1200)
 def test_yaml_transforms_then_edited_op_config_for_one_run(sqlserver: Any, sqlserver_db: Any, tmp_path: Path) -> None:
     _seed(sqlserver_db)
     lake = tmp_path / "lake"
@@ -107,15 +108,18 @@ def test_yaml_transforms_then_edited_op_config_for_one_run(sqlserver: Any, sqlse
     assert _partition(lake)[1].column("order_id").to_pylist() == [2, 4]
 
 
-@pytest.mark.parametrize(("transforms", "message"), [
+BAD_RUN_CONFIGS = [
     ([{"type": "drop_column", "config": {"column_name": "statsu"}}],
      "table dbo.orders: transformation #1 (drop_column): column_name 'statsu' is not a column here; did you mean"),
     ([{"type": "uppercase", "config": {}}], "op config tables.dbo.orders.transformations[0]: unknown transform type"),
     ([{"type": "add_column", "config": {"column_name": "x", "value": "$Customer"}}],
      "value uses $Customer, which is not a variable; known variables:"),
-])
+]
+
+
+@pytest.mark.timeout(1200)
 def test_a_bad_transform_in_the_run_config_fails_and_writes_nothing(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, transforms: list[dict[str, Any]], message: str
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
     _seed(sqlserver_db)
     lake = tmp_path / "lake"
@@ -124,11 +128,12 @@ def test_a_bad_transform_in_the_run_config_fails_and_writes_nothing(
     assert first.ok, first.output[-4000:]
     before = sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*"))
     key = _partition(lake)[0].name
-    run_config = tmp_path / "run.yaml"
-    run_config.write_text(yaml.safe_dump(
-        {"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": transforms}}}}}}))
-    bad = run_job(job="t_tables", config_path=config_path, home=first.dagster_home, password=sqlserver.password,
-                  extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})])
-    assert not bad.ok and message in bad.output
-    assert sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*")) == before
-    assert len(materializations(first.dagster_home, ["t", "dbo", "orders"])) == 1
+    for number, (transforms, message) in enumerate(BAD_RUN_CONFIGS):
+        run_config = tmp_path / f"run{number}.yaml"
+        run_config.write_text(yaml.safe_dump(
+            {"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": transforms}}}}}}))
+        bad = run_job(job="t_tables", config_path=config_path, home=first.dagster_home, password=sqlserver.password,
+                      extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})])
+        assert not bad.ok and message in bad.output, (message, bad.output[-3000:])
+        assert sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*")) == before
+        assert len(materializations(first.dagster_home, ["t", "dbo", "orders"])) == 1
