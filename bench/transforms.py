@@ -115,7 +115,12 @@ def run_parent(args: argparse.Namespace) -> None:
                       f"rss {result['maxrss_mb']:.0f} MB columns {result['columns']}", flush=True)
     plain = statistics.median(r["seconds"] for r in results["plain"])
     with_chain = statistics.median(r["seconds"] for r in results["transforms"])
-    print(f"median plain {plain:.2f}s, with 5 transforms {with_chain:.2f}s")
+    cpu_plain = statistics.median(r["cpu_seconds"] for r in results["plain"])
+    cpu_chain = statistics.median(r["cpu_seconds"] for r in results["transforms"])
+    print(f"median plain {plain:.2f}s, with 5 transforms {with_chain:.2f}s; load average now "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"CPU seconds of the loading process: plain {cpu_plain:.2f}, with transforms {cpu_chain:.2f} "
+          f"(ratio {cpu_chain / cpu_plain:.3f})")
     print(f"transforms overhead={with_chain / plain:.3f}", flush=True)
 
 

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -163,7 +162,3 @@ def transformed(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.
 def source_types_after(chain: Chain, source_types: Mapping[str, str]) -> dict[str, str]:
     """SQL Server types of the output columns that are still source columns (renamed ones included)."""
     return {name: source_types[source] for name, source in chain.renamed_sources.items() if source in source_types}
-
-
-def describe(transforms: Sequence[Any]) -> str:
-    return json.dumps(_as_config(transforms))

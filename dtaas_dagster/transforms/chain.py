@@ -25,30 +25,19 @@ Rules that hold for every source and destination:
 
 from __future__ import annotations
 
+import dataclasses
 import string
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dtaas_dagster.config.transforms import (
-    AddColumn,
-    ApplyFunction,
-    CastType,
-    ConcatColumns,
-    DropColumn,
-    FilterRows,
-    RenameColumn,
-    ReplaceValue,
-    SplitColumn,
-)
 from dtaas_dagster.transforms import columns as ops
-from dtaas_dagster.transforms.arrow_eval import ExpressionTypeError, check_expression, evaluate, row_mask
-from dtaas_dagster.transforms.expressions import Column, Node, parse_expression, render
-from dtaas_dagster.transforms.pushdown import Pushdown, plan_pushdown
-from dtaas_dagster.transforms.types import parse_type_name
+from dtaas_dagster.transforms.arrow_eval import row_mask
+from dtaas_dagster.transforms.expressions import Column, Node, render
+from dtaas_dagster.transforms.pushdown import Pushdown
 
 CHANGE_PREFIX = "_dtaas_"
 CHANGE_COLUMNS = ("_dtaas_op", "_dtaas_lsn", "_dtaas_seqval", "_dtaas_commit_time")
@@ -210,8 +199,6 @@ class _Walk:
 
 def _resolve(node: Node, walk: _Walk, role: str) -> Node:
     """The tree with every column name spelled as in the schema (case-insensitive lookup)."""
-    import dataclasses
-
     if isinstance(node, Column):
         return Column(walk.cols[walk.find(node.name, role)].name)
     updates = {}
