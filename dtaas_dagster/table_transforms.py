@@ -116,14 +116,20 @@ class PreparedTransforms:
 
 def prepare_transforms(
     spec: TableSpec, plan: SnapshotPlan, read: BulkRead, *, transforms: Sequence[Any],
-    primary_key: Sequence[str], variables: Mapping[str, str], log: Any,
+    primary_key: Sequence[str], variables: Mapping[str, str], log: Any, changes: bool = False,
 ) -> PreparedTransforms:
-    """Validate and compile the chain against the plan's schema; filter the read when conditions push down."""
+    """Validate and compile the chain against the plan's schema; filter the read when conditions push down.
+
+    ``changes=True`` is for CDC change reads: the schema then includes the
+    ``_dtaas_`` change columns, nothing is pushed down (a pushed condition would
+    hide the updates that stop a row matching), and :func:`transformed_changes`
+    runs the chain.
+    """
     from dtaas_dagster.table_load import PermanentLoadError
 
     context = TableContext(
         table=spec.qualified, primary_key=tuple(primary_key), key_required=spec.needs_primary_key,
-        variables=variables, source_types=plan.source_types, allow_pushdown=True,
+        variables=variables, source_types=plan.source_types, allow_pushdown=not changes,
     )
     try:
         chain = compile_chain(transforms, plan.target_schema, context)
@@ -155,6 +161,19 @@ def transformed(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.
         return
     try:
         yield from chain.batches(batches)
+    except TransformError as exc:
+        raise PermanentLoadError(str(exc)) from None
+
+
+def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Run the chain on CDC change batches (:meth:`Chain.apply_changes`: filter_rows acts per operation)."""
+    from dtaas_dagster.table_load import PermanentLoadError
+
+    try:
+        for batch in batches:
+            out = chain.apply_changes(batch)
+            if out.num_rows:
+                yield out
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
 
