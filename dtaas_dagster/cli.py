@@ -125,33 +125,69 @@ def run_dev(port: int) -> int:
 
 
 def run_check(config_path: str | None) -> int:
-    """Preflight: every source reachable, login works, tables of every task exist."""
-    from dtaas_dagster.config import load_config
-    from dtaas_dagster.factory import build_table_spec, resolve_tables
+    """Preflight: what a load would refuse before moving data, refused here with the same message.
+
+    Every source reachable (login, snapshot isolation, CDC), every destination
+    writable (credentials resolved, a probe object written and deleted), every
+    task's definitions buildable, and every table's options checked against its
+    catalog and planned exactly as a load plans it (shared code: plan_table).
+    """
+    from dtaas_dagster.config import ConfigError, load_config
+    from dtaas_dagster.destinations.s3 import S3IOManager
+    from dtaas_dagster.errors import PermanentLoadError
+    from dtaas_dagster.factory import task_specs
     from dtaas_dagster.sqlserver.errors import SqlServerError
     from dtaas_dagster.sqlserver.resource import SqlServerResource
+    from dtaas_dagster.table_load import plan_table
 
     config = load_config(config_path)
     failures = 0
-    for task_name, task in config.tasks.items():
-        source = config.sources[task.source]
-        resource = SqlServerResource.from_source(task.source, source, password=source.password())
+
+    def failed(message: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"  FAILED: {message}", file=sys.stderr)
+
+    resources: dict[str, SqlServerResource] = {}
+    for name, source in config.sources.items():
         try:
+            resource = SqlServerResource.from_source(name, source, password=source.password())
             info = resource.server_info()
-            print(f"task {task_name}: source {task.source} SQL Server {info.product_version} "
-                  f"({info.edition}), database {info.database}, snapshot isolation "
-                  f"{'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
+            resources[name] = resource
+            print(f"source {name}: SQL Server {info.product_version} ({info.edition}), database {info.database}, "
+                  f"snapshot isolation {'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
                   f"{'enabled' if info.cdc_enabled else 'disabled'}")
-            tables = resolve_tables(task_name=task_name, task=task,
-                                    list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
-            for table in tables:
-                spec = build_table_spec(task_name=task_name, task=task, table=table)
-                description = resource.describe_table(spec.schema, spec.table)
-                print(f"  ok {spec.qualified}: {len(description.columns)} columns, "
-                      f"~{description.row_estimate or 0} rows, key {list(description.primary_key) or 'none'}")
-        except (SqlServerError, ValueError) as exc:
-            failures += 1
-            print(f"  FAILED: {exc}", file=sys.stderr)
+        except (SqlServerError, ConfigError) as exc:
+            print(f"source {name}:", file=sys.stderr)
+            failed(str(exc))
+    for task_name, task in config.tasks.items():
+        manager = S3IOManager.from_destination(config.destinations[task.destination], task, name=task.destination)
+        try:
+            print(f"destination {task.destination} (task {task_name}): writable at {manager.check_writable()}")
+        except (PermanentLoadError, OSError) as exc:
+            print(f"destination {task.destination} (task {task_name}):", file=sys.stderr)
+            failed(str(exc))
+    for task_name, task in config.tasks.items():
+        print(f"task {task_name}:")
+        resource = resources.get(task.source)
+        if resource is None:
+            failed(f"source {task.source} is not reachable (above); its tables were not checked")
+            continue
+        try:
+            specs = task_specs(task_name=task_name, config=config,
+                               list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
+        except ConfigError as exc:
+            failed(str(exc))
+            continue
+        for spec in specs:
+            try:
+                planned = plan_table(spec, resource)
+            except (PermanentLoadError, SqlServerError) as exc:
+                failed(str(exc))
+                continue
+            description = planned.facts.description
+            print(f"  ok {spec.qualified}: {len(planned.plan.columns)} columns, ~{description.row_estimate or 0} "
+                  f"rows, key {list(planned.primary_key) or 'none'}")
     return 1 if failures else 0
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from dtaas_dagster.config.base import Model
 from dtaas_dagster.config.errors import error_lines
 from dtaas_dagster.config.transforms import TransformSpec
+from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.sqlserver.bulk import BulkRead
 from dtaas_dagster.sqlserver.where import build_where, filtered_read
 from dtaas_dagster.transforms.chain import Chain, TableContext, TransformError
@@ -95,7 +96,6 @@ def table_variables(
 ) -> dict[str, str]:
     """Built-ins, static and query variables of one table in this run (query values cached per run)."""
     from dtaas_dagster.factory import sqlserver_resource_key
-    from dtaas_dagster.table_load import PermanentLoadError
 
     resource: VariablesResource = getattr(context.resources, VARIABLES_KEY)
     builtins = builtin_values(database=database, schema=spec.schema, table=spec.table,
@@ -115,33 +115,33 @@ class PreparedTransforms:
 
 
 def prepare_transforms(
-    spec: TableSpec, plan: SnapshotPlan, read: BulkRead, *, transforms: Sequence[Any],
-    primary_key: Sequence[str], variables: Mapping[str, str], log: Any, changes: bool = False,
+    spec: TableSpec, schema: pa.Schema, source_types: Mapping[str, str], read: BulkRead, *,
+    snapshot: SnapshotPlan | None, transforms: Sequence[Any], primary_key: Sequence[str],
+    variables: Mapping[str, str], log: Any,
 ) -> PreparedTransforms:
-    """Validate and compile the chain against the plan's schema; filter the read when conditions push down.
+    """Check and compile the chain against the read's Arrow ``schema`` before any row moves.
 
-    ``changes=True`` is for CDC change reads: the schema then includes the
-    ``_dtaas_`` change columns, nothing is pushed down (a pushed condition would
-    hide the updates that stop a row matching), and :func:`transformed_changes`
-    runs the chain.
+    For a snapshot read (``snapshot`` given), filter_rows conditions that push
+    down become the read's WHERE clause. For a change read (``snapshot=None``)
+    the schema includes the ``_dtaas_`` change columns and nothing is pushed
+    down: a pushed condition would hide the updates that stop a row matching
+    (:func:`transformed_changes` runs the chain).
     """
-    from dtaas_dagster.table_load import PermanentLoadError
-
     context = TableContext(
         table=spec.qualified, primary_key=tuple(primary_key), key_required=spec.needs_primary_key,
-        variables=variables, source_types=plan.source_types, allow_pushdown=not changes,
+        variables=variables, source_types=source_types, allow_pushdown=snapshot is not None,
     )
     try:
-        chain = compile_chain(transforms, plan.target_schema, context)
+        chain = compile_chain(transforms, schema, context)
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
     metadata: dict[str, Any] = {
         "dtaas/transforms": dg.MetadataValue.json(_as_config(transforms)),
         "dtaas/variables": dg.MetadataValue.json(dict(sorted(variables.items()))),
     }
-    if chain.pushdown is not None:
+    if chain.pushdown is not None and snapshot is not None:
         where, parameters = build_where(chain.pushdown.predicate)
-        read = filtered_read(read, select_sql=plan.select_sql, snapshot_isolation=plan.snapshot_isolation,
+        read = filtered_read(read, select_sql=snapshot.select_sql, snapshot_isolation=snapshot.snapshot_isolation,
                              predicate=chain.pushdown.predicate)
         metadata["dtaas/filter_pushdown"] = dg.MetadataValue.json(
             {"where": where, "parameters": list(parameters), "conditions": list(chain.pushdown.conditions)})
@@ -154,8 +154,6 @@ def prepare_transforms(
 
 def transformed(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Run the chain per batch; a value a transform cannot handle fails the table for good."""
-    from dtaas_dagster.table_load import PermanentLoadError
-
     if chain.is_identity:
         yield from batches
         return
@@ -167,8 +165,9 @@ def transformed(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.
 
 def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Run the chain on CDC change batches (:meth:`Chain.apply_changes`: filter_rows acts per operation)."""
-    from dtaas_dagster.table_load import PermanentLoadError
-
+    if chain.is_identity:
+        yield from batches
+        return
     try:
         for batch in batches:
             out = chain.apply_changes(batch)

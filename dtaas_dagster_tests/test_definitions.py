@@ -101,9 +101,14 @@ def test_schedules_from_cron_and_interval() -> None:
         interval_to_cron(90)
 
 
-def test_cdc_mode_is_refused_with_a_reason() -> None:
-    with pytest.raises(ConfigError, match="tasks.nightly.mode: cdc needs the CDC sensor"):
-        build_definitions(parse_config(_config(mode="cdc")))
+def test_cdc_modes_get_a_cdc_sensor_polling_at_poll_seconds() -> None:
+    for mode in ("cdc", "full_load_and_cdc"):
+        repo = build_definitions(parse_config(_config(mode=mode, cdc={"poll_seconds": 7}))).get_repository_def()
+        sensor = repo.get_sensor_def("nightly_cdc")
+        assert sensor.minimum_interval_seconds == 7 and sensor.job_name == "nightly_tables"
+        assert sensor.required_resource_keys == {"sqlserver_sales"}
+    plain = build_definitions(parse_config(_config())).get_repository_def()
+    assert [s.name for s in plain.sensor_defs] == ["nightly_full_load_requests"]
 
 
 def test_password_stays_an_env_var_reference_in_resource_config() -> None:

@@ -17,8 +17,8 @@ One load of one partition (one attempt: ``load_id``) goes like this:
    the manifest now in place: only the one that committed after them could
    replace those). Unlisted ``part-`` files and incomplete S3 multipart
    uploads are deleted only when their load is dead: its lease is gone, its
-   run has finished (asked through ``run_finished``), or it made no progress
-   for ``LEASE_TTL``. So two loads of one partition at once are harmless: the
+   run has finished (asked through ``run_finished``), its process is gone (a
+   writer on this machine), or it made no progress for ``LEASE_TTL``. So two loads of one partition at once are harmless: the
    later manifest wins, and neither deletes the other's files while it writes.
 
 If anything fails before the commit, this attempt's files and lease are
@@ -34,6 +34,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -138,7 +139,8 @@ class _Lease:
         if not force and time.monotonic() - self._last < _HEARTBEAT_SECONDS:
             return
         body = {"load_id": self._load_id, "run_id": self._run_id, "started_at": self._started,
-                "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+                "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "host": socket.gethostname(), "pid": os.getpid()}
         put_object_atomically(self._fs, self.path, json.dumps(body).encode(), temp_suffix=self._load_id)
         self._last = time.monotonic()
 
@@ -164,10 +166,25 @@ def _leases(fs: pafs.FileSystem, partition_dir: str) -> dict[str, dict[str, Any]
     return found
 
 
+def _process_gone(lease: dict[str, Any]) -> bool:
+    """A writer on this machine whose process no longer exists (killed) is dead at once."""
+    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+        return False
+    try:
+        os.kill(int(lease["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _is_alive(lease: dict[str, Any] | None, run_finished: Callable[[str], bool] | None) -> bool:
     if not lease:
         return False
     if run_finished is not None and lease.get("run_id") and run_finished(str(lease["run_id"])):
+        return False
+    if _process_gone(lease):
         return False
     try:
         beat = dt.datetime.fromisoformat(str(lease["heartbeat_at"]))
@@ -200,6 +217,10 @@ def _stream_manifest(
         schema=stream.schema,
         source_types=stream.source_types,
         source_row_estimate=stream.estimated_rows,
+        kind=stream.kind,
+        primary_key=stream.primary_key,
+        cdc=stream.cdc,
+        schema_change=stream.schema_change,
     )
 
 

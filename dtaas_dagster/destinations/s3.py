@@ -27,9 +27,11 @@ its partition directory, so partitions sharing one directory replace each other.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,7 @@ from dtaas_dagster.destinations.location import (
     render_partition_dir,
     sanitize_path_value,
 )
+from dtaas_dagster.errors import DestinationConfigError
 from dtaas_dagster.manifest import (
     MANIFEST_NAME,
     ManifestNotFoundError,
@@ -104,6 +107,7 @@ class S3IOManager(ConfigurableIOManager):
         default=None, description="Start a new file once a file reaches about this many MB (approximate)."
     )
     row_group_rows: int = Field(default=128 * 1024, description="Rows per Parquet row group.")
+    destination_name: str = Field(default="", description="Name of the destination in dtaas.yaml (for messages).")
 
     @model_validator(mode="before")
     @classmethod
@@ -125,7 +129,7 @@ class S3IOManager(ConfigurableIOManager):
         return data
 
     @classmethod
-    def from_destination(cls, destination: S3Destination, task: TaskConfig) -> S3IOManager:
+    def from_destination(cls, destination: S3Destination, task: TaskConfig, *, name: str = "") -> S3IOManager:
         """The IO manager of one task's ``type: s3`` destination (file sizes come from the task)."""
         return cls(
             url=destination.url,
@@ -139,6 +143,7 @@ class S3IOManager(ConfigurableIOManager):
             session_token_env=destination.session_token_env,
             file_max_rows=task.file_size.rows,
             file_max_mb=task.file_size.mb,
+            destination_name=name,
         )
 
     # ------------------------------------------------------------------ plumbing
@@ -194,6 +199,38 @@ class S3IOManager(ConfigurableIOManager):
         ``run_finished`` (from the Dagster instance) lets the commit tell a dead load's
         leftovers from a load still writing (commit.py).
         """
+        try:
+            return self._write_stream(stream, asset_key=asset_key, partition_key=partition_key, run_id=run_id,
+                                      attempt=attempt, run_finished=run_finished)
+        except Exception as exc:
+            problem = destination_problem(exc, self._label())
+            if problem is None:
+                raise
+            raise problem from exc
+
+    def _label(self) -> str:
+        name = f"destination {self.destination_name}" if self.destination_name else "the destination"
+        field = f"destinations.{self.destination_name}.url" if self.destination_name else "url"
+        return f"{name} ({field} = {self.url})"
+
+    def check_writable(self) -> str:
+        """Write and delete a small probe object under the base; a clear error when that fails."""
+        try:
+            location = self._location()
+            probe = location.path(f"{POINTER_DIR}/_probe-{uuid.uuid4().hex[:12]}")
+            put_object_atomically(location.fs, probe, b"dtaas check", temp_suffix="probe")
+            location.delete(probe)
+        except Exception as exc:
+            problem = destination_problem(exc, self._label())
+            if problem is None:
+                raise
+            raise problem from exc
+        return location.url(location.base)
+
+    def _write_stream(
+        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int,
+        run_finished: Callable[[str], bool] | None,
+    ) -> dict[str, Any]:
         options, location = self._options(), self._location()
         relative_dir = render_partition_dir(self.path_template, _template_variables(stream, run_id))
         pointer_path = self._pointer_path(location, asset_key.path, partition_key)
@@ -254,6 +291,38 @@ class S3IOManager(ConfigurableIOManager):
             check_partition(manifest, partition, where=location.url(f"{partition_dir}/{MANIFEST_NAME}"))
         batches = list(iter_partition_batches(location.fs, partition_dir, manifest=manifest, what=what))
         return pa.Table.from_batches(batches, schema=manifest_schema(manifest))
+
+
+_S3_PERMANENT = {
+    "NO_SUCH_BUCKET": "the bucket does not exist: create it, or fix the bucket in url",
+    "NoSuchBucket": "the bucket does not exist: create it, or fix the bucket in url",
+    "ACCESS_DENIED": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                     "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "AccessDenied": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                    "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "INVALID_ACCESS_KEY_ID": "the access key id is not valid: fix the variable named in access_key_id_env",
+    "InvalidAccessKeyId": "the access key id is not valid: fix the variable named in access_key_id_env",
+    "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match: fix the variable named in secret_access_key_env",
+    "SignatureDoesNotMatch": "the secret key does not match: fix the variable named in secret_access_key_env",
+}
+
+
+def destination_problem(exc: BaseException, label: str) -> DestinationConfigError | None:
+    """A destination error that a retry cannot fix, as a clear message; None for transient ones."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "environment variable" in text:
+        return DestinationConfigError(f"{label}: {text}")
+    for marker, fix in _S3_PERMANENT.items():
+        if marker in text:
+            return DestinationConfigError(f"{label}: {fix}. Store said: {text}")
+    if isinstance(exc, NotADirectoryError) or getattr(exc, "errno", None) == errno.ENOTDIR:
+        return DestinationConfigError(
+            f"{label}: a part of the path is a file, not a directory: move that file or point url elsewhere. {text}")
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DestinationConfigError(
+            f"{label}: the directory is not writable by this process: fix its permissions or point url at a "
+            f"writable directory. {text}")
+    return None
 
 
 def _read_pointer(location: Location, path: str) -> dict[str, Any]:
@@ -346,4 +415,18 @@ def _output_metadata(stream: TableStream, result: PartitionWrite, location: Loca
     }
     if stream.estimated_rows is not None:
         metadata["source_row_estimate"] = MetadataValue.int(stream.estimated_rows)
+    metadata.update(stream_metadata(stream))
+    return metadata
+
+
+def stream_metadata(stream: TableStream) -> dict[str, Any]:
+    """Metadata every destination records: kind, CDC positions, source types, schema changes."""
+    metadata: dict[str, Any] = {
+        "dtaas/kind": MetadataValue.text(stream.kind),
+        "dtaas/source_types": MetadataValue.json(dict(stream.source_types)),
+    }
+    for name, value in stream.cdc.items():
+        metadata[f"dtaas/cdc_{name}"] = MetadataValue.text(str(value))
+    if stream.schema_change:
+        metadata["dtaas/schema_change"] = MetadataValue.json({k: list(v) for k, v in stream.schema_change.items()})
     return metadata

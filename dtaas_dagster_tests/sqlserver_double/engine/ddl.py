@@ -144,19 +144,28 @@ def drop(session: Any, node: exp.Drop, params: dict[str, Param], text: str) -> S
         return StatementResult()
     if kind != "TABLE":
         raise not_supported(text[:200])
-    db, schema, name = _target(session, node.this)
+    # sqlglot 30 lists the tables of DROP TABLE a[, b] in ``tables``; older versions put one in ``this``
+    targets = node.args.get("tables") or ([node.this] if node.this is not None else [])
+    if not targets:
+        raise not_supported(text[:200])
+    for target in targets:
+        _drop_table(session, target, bool(node.args.get("exists")), text)
+    return StatementResult()
+
+
+def _drop_table(session: Any, target: exp.Table, if_exists: bool, text: str) -> None:
+    db, schema, name = _target(session, target)
     table = db.find_table(schema, name)
     if table is None:
-        if node.args.get("exists"):
-            return StatementResult()
+        if if_exists:
+            return
         raise SqlServerError(3701, f"Cannot drop the table '{name}', because it does not exist or you do not have permission.")
     with session.autocommit_scope() as txn:
         session.write(f"DROP TABLE {table.duck_name}")
-        if table.is_tracked_by_cdc:
+        if table.is_tracked_by_cdc:  # its capture instances and their metadata go with it
             session.engine.cdc.on_ddl(txn, db.name, schema, name, text)
     with session.engine.lock:
         db.tables.pop((schema.lower(), name.lower()), None)
-    return StatementResult()
 
 
 def truncate(session: Any, node: exp.TruncateTable, params: dict[str, Param], text: str) -> StatementResult:

@@ -343,6 +343,12 @@ class Translator:
         is_text = target.this in exp.DataType.TEXT_TYPES
         if node.args.get("style") is not None and is_text:
             return node
+        hex_style = _binary_hex_style(node)
+        if hex_style is not None:  # CONVERT(binary(n), '0x0A1B' | '0A1B', 1 | 2): hex text to bytes
+            text = node.expression.copy()
+            digits = exp.Substring(this=text, start=exp.Literal.number(3)) if hex_style == 1 else text
+            unhexed = exp.Anonymous(this="unhex", expressions=[digits])
+            return self._typed(unhexed, T.from_datatype(target))
         kind = exp.TryCast if node.args.get("safe") else exp.Cast
         cast = kind(this=node.expression.copy(), to=target.copy())
         typed = self._rewrite_cast(cast)
@@ -610,4 +616,14 @@ def _context_type(p: exp.Expression, tr: Translator, insert_cols: list[Column] |
         return tr.type_of(other)
     if isinstance(parent, exp.EQ) is False and isinstance(parent, exp.Update):
         return None
+    return None
+
+
+def _binary_hex_style(node: exp.Convert) -> int | None:
+    """The style of CONVERT(binary/varbinary, text, 1|2) (hex text to bytes), else None."""
+    style = node.args.get("style")
+    if style is None or node.this.this not in (exp.DataType.Type.BINARY, exp.DataType.Type.VARBINARY):
+        return None
+    if isinstance(style, exp.Literal) and not style.is_string and int(style.this) in (1, 2):
+        return int(style.this)
     return None

@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..engine_api import SqlServerError, SqlType
 from . import types as T
 from .catalog import Column, Database, Table
+from .cdc_views import CDC_VIEWS
 from .views_sys import BUILDERS, default_object_id
 
 _NV = SqlType("nvarchar", 128)
@@ -183,4 +184,5 @@ _BUILDERS: dict[str, Any] = {
     "sys.types": _sys_types,
     "sys.dm_db_partition_stats": _partition_stats,
     **BUILDERS,
+    **CDC_VIEWS,
 }
