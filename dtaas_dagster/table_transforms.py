@@ -99,9 +99,9 @@ def table_variables(
 
     resource: VariablesResource = getattr(context.resources, VARIABLES_KEY)
     builtins = builtin_values(database=database, schema=spec.schema, table=spec.table,
-                              partition_key=partition_key, run_id=context.run_id, task=spec.task)
+                              partition_key=partition_key, run_id=context.run.run_id, task=spec.task)
     try:
-        return resource.resolve(builtins=builtins, run_id=context.run_id,
+        return resource.resolve(builtins=builtins, run_id=context.run.run_id,
                                 source=lambda name: getattr(context.resources, sqlserver_resource_key(name)))
     except VariableError as exc:
         raise PermanentLoadError(str(exc)) from None
