@@ -141,7 +141,8 @@ class DtaasConfig(Model):
                     hint = did_you_mean(ident, known)
                     problems.append((f"destinations.{name}.path_template", (
                         f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
-                        f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables")))
+                        f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables"
+                        + (f" (defined: {', '.join(self.variables)})" if self.variables else ""))))
         return problems
 
 
