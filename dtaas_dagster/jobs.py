@@ -88,7 +88,8 @@ def request_key(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def requested_partition(instance: dg.DagsterInstance, run: dg.DagsterRun, task: str) -> str:
     """The partition a successful request run asked for: the configured one, else its new key."""
-    op_config = (run.run_config or {}).get("ops", {}).get(request_op_name(task), {}).get("config", {})
+    run_config: dict[str, Any] = dict(run.run_config or {})
+    op_config = run_config.get("ops", {}).get(request_op_name(task), {}).get("config", {})
     return op_config.get("partition_key") or request_key(instance, run.run_id)
 
 

@@ -298,8 +298,13 @@ def open_snapshot(
     )
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
+        instance = planned.facts.capture_instances[-1]
         start = planned.facts.cdc_max_lsn or ZERO
-        cdc = {"start_lsn": start.hex, "capture_instance": planned.facts.capture_instances[-1].name}
+        if start < instance.start_lsn:
+            # the capture job has not reached this instance yet: every change of it is still to be
+            # captured (none can have been purged), so CDC continues from the instance's start
+            start = instance.start_lsn.decrement()
+        cdc = {"start_lsn": start.hex, "capture_instance": instance.name}
         if not plan.snapshot_isolation:
             log.warning(
                 f"{spec.qualified}: the database does not allow snapshot isolation, so the snapshot is read under "
@@ -347,12 +352,6 @@ def open_changes(
 ) -> TableStream:
     """Plan and open the read of one change window of one table (cdc/changes.py)."""
     try:
-        source = sqlserver.describe_table(spec.schema, spec.table)
-        key = primary_key(spec, source) if spec.primary_key or source.primary_key else ()
-        if not key:
-            raise PermanentLoadError(
-                f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
-                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml")
         effective = spec
         facts = None
         for _ in range(2):  # the second pass applies schema_drift: ignore to the columns
@@ -360,7 +359,7 @@ def open_changes(
                 check_table_config(replace(s, mode="full_load"), description)
                 return profile_columns(description, snapshot_options(s, description))
 
-            facts = sqlserver.change_facts(window, profile_columns=wanted)
+            facts = sqlserver.change_facts(window, profile_columns=wanted, source=(spec.schema, spec.table))
             if facts.cdc_min_lsn is not None and window.from_lsn < facts.cdc_min_lsn:
                 raise PermanentLoadError(
                     f"CDC retention gap on {spec.qualified}: the window {window} needs changes from LSN "
@@ -374,6 +373,11 @@ def open_changes(
             effective = ignored
         assert facts is not None
         data = plan_snapshot(facts, snapshot_options(effective, facts.description))
+        key = primary_key(spec, facts.description) if spec.primary_key or facts.description.primary_key else ()
+        if not key:
+            raise PermanentLoadError(
+                f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
+                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml")
     except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError, CdcNotEnabled) as exc:
         raise PermanentLoadError(str(exc)) from None
     except SqlServerError as exc:
@@ -389,7 +393,7 @@ def open_changes(
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
     log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)")
     builtins = builtin_values(
-        database=source.table.database, schema=spec.schema, table=spec.table,
+        database=sqlserver.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
     )
     variables = template_values(builtins, global_variables)
@@ -399,7 +403,7 @@ def open_changes(
     fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
     batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan)))
     return TableStream(
-        table=TableRef(source.table.database, spec.schema, spec.table),
+        table=TableRef(sqlserver.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
         batches=progress(batches, log=log, table=spec.qualified, estimate=None),
         partition_key=partition_key,

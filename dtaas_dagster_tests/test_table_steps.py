@@ -90,7 +90,6 @@ def test_columns_key_override_and_template_variables(
             {"name": "dbo.orders", "columns_include": ["ID", "name"]},
             {"name": "dbo.heap", "primary_key": ["ID"], "columns_exclude": ["SECRET"]},
         ],
-        mode="full_load_and_cdc",
         variables={"customer": "acme 7"},
         destination={"type": "s3", "url": f"file://{tmp_path}/lake",
                      "path_template": "c=$customer/$taskName/$sourceTableShortName/$loadDate/$partitionKey"},
@@ -103,6 +102,9 @@ def test_columns_key_override_and_template_variables(
     heap_dir = base / "heap" / "2026-03-04" / KEY
     heap = read_partition(open_location(f"file://{base}").fs, str(heap_dir))
     assert heap.column_names == ["id", "Name"] and heap.num_rows == 5
+    import json
+
+    assert json.loads((heap_dir / "_manifest.json").read_text())["primary_key"] == ["id"]  # the override
     materialized = {e.asset_key.path[-1]: e for e in _events(result, dg.DagsterEventType.ASSET_MATERIALIZATION)}
     assert set(materialized) == {"orders", "heap"}
 

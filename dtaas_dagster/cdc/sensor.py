@@ -30,9 +30,11 @@ from dtaas_dagster.cdc.state import (
     Pending,
     SnapshotInfo,
     TableInfo,
+    TableState,
     TickInput,
     dump_cursor,
     load_cursor,
+    load_cursor_meta,
     status_key,
     tick,
 )
@@ -118,13 +120,20 @@ def _snapshots(instance: dg.DagsterInstance, specs: Sequence[TableSpec], detaile
         name = spec.asset_key.to_user_string()
         if name in found or name not in detailed:
             continue
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=spec.asset_key), limit=100).records
-        for record in records:
-            info = _snapshot_of(record.asset_materialization, record.run_id)
+        history = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=spec.asset_key), limit=100).records
+        for event in history:
+            info = _snapshot_of(event.asset_materialization, event.run_id)
             if info is not None:
                 found[name] = info
                 break
     return found
+
+
+def _needs_history(state: TableState | None) -> bool:
+    """Tables whose newest snapshot is looked for beyond the latest materialization."""
+    if state is None or not state.next_lsn or state.blocked:
+        return True
+    return state.pending is not None and state.pending.kind == "snapshot"
 
 
 def _cdc_start(cdc: CdcConfig, sqlserver: SqlServerResource) -> str:
@@ -174,8 +183,7 @@ def build_cdc_sensor(
         probe = sqlserver.cdc_probe(froms)
         pending = {table: s.pending for table, s in states.items() if s.pending}
         needs_start = any(not (states.get(t.name) and states[t.name].next_lsn) for t in tables)
-        detailed = {t.name for t in tables if not (states.get(t.name) and states[t.name].next_lsn)
-                    or states[t.name].blocked or (states[t.name].pending and states[t.name].pending.kind == "snapshot")}
+        detailed = {t.name for t in tables if _needs_history(states.get(t.name))}
         given = TickInput(
             task=task, mode=mode, start=_cdc_start(cdc, sqlserver) if needs_start and mode == "cdc" else cdc.start,
             on_retention_gap=cdc.on_retention_gap, poll_seconds=cdc.poll_seconds, now=now,
@@ -184,6 +192,14 @@ def build_cdc_sensor(
             snapshots=_snapshots(context.instance, specs, detailed),
         )
         out = tick(tables, states, given)
+        meta = load_cursor_meta(context.cursor)
+        waited = now - float(meta.get("last_window_at", 0))
+        if out.windows and cdc.min_window_seconds and waited < cdc.min_window_seconds and not out.gaps:
+            out.log.append(f"{len(out.windows)} table(s) changed; coalescing into the next window in "
+                           f"{cdc.min_window_seconds - waited:.0f}s (cdc.min_window_seconds)")
+            out.windows = {}
+        if out.windows:
+            meta["last_window_at"] = now
         requests: list[dg.RunRequest] = []
         partitions: list[str] = []
         if out.windows:
@@ -219,7 +235,7 @@ def build_cdc_sensor(
             run_requests=requests,
             dynamic_partitions_requests=(
                 [dg.AddDynamicPartitionsRequest(partitions_def_name(task), partitions)] if partitions else []),
-            cursor=dump_cursor(out.states),
+            cursor=dump_cursor(out.states, meta),
             skip_reason=None if requests else summary,
         )
 

@@ -84,9 +84,14 @@ def load_cursor(text: str | None) -> dict[str, TableState]:
     return {name: TableState.from_json(value) for name, value in data["tables"].items()}
 
 
-def dump_cursor(states: Mapping[str, TableState]) -> str:
-    return json.dumps({"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())}},
-                      separators=(",", ":"))
+def load_cursor_meta(text: str | None) -> dict[str, Any]:
+    """Task-wide cursor values (e.g. when the last window was requested)."""
+    return dict(json.loads(text).get("meta", {})) if text else {}
+
+
+def dump_cursor(states: Mapping[str, TableState], meta: Mapping[str, Any] | None = None) -> str:
+    return json.dumps({"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())},
+                       "meta": dict(meta or {})}, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,9 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         if probe is None:
             out.log.append(f"{info.qualified}: capture instance {instance.name} is new; probed next tick")
             continue
+        end = _end(max_lsn, limit)
+        if next_lsn > end:
+            continue  # nothing captured since the last window
         if next_lsn < probe.min_lsn:
             if state.blocked:
                 out.log.append(f"{info.qualified}: blocked: {state.blocked}")
@@ -241,13 +249,11 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             else:
                 state.blocked = message
                 out.gaps[info.name] = message
-                out.windows[info.name] = ChangeWindow(instance.name, next_lsn, _end(max_lsn, limit))
+                out.windows[info.name] = ChangeWindow(instance.name, next_lsn, end)
             out.log.append(message)
             continue
-        end = _end(max_lsn, limit)
-        if next_lsn > end:
-            continue  # nothing new since the last window
-        if probe.first_change is None or probe.first_change > end:
+        probed_from_here = probe.asked_from is None or probe.asked_from <= next_lsn
+        if probed_from_here and (probe.first_change is None or probe.first_change > end):
             state.next_lsn = end.increment().hex  # checked empty: the position moves without a run
             continue
         out.windows[info.name] = ChangeWindow(instance.name, next_lsn, end)

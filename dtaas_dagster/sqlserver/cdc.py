@@ -38,6 +38,7 @@ class InstanceProbe:
     name: str
     min_lsn: Lsn
     first_change: Lsn | None  # the first change at or after the asked LSN (up to max_lsn), if any
+    asked_from: Lsn | None = None  # the LSN the probe looked from (None: from the beginning)
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,7 @@ class SqlServerResource(ConfigurableResource):
                 for name, min_lsn, first in cursor.fetchall():
                     probes[str(name)] = InstanceProbe(
                         str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
-                        None if first is None else Lsn.from_bytes(bytes(first)))
+                        None if first is None else Lsn.from_bytes(bytes(first)), froms[str(name)])
         return CdcProbe(max_lsn, probes)
 
     def change_facts(
@@ -319,11 +319,16 @@ class SqlServerResource(ConfigurableResource):
         window: ChangeWindow,
         *,
         profile_columns: Callable[[TableDescription], Sequence[queries.ProfileColumn]] = lambda _: (),
+        source: tuple[str, str] | None = None,
     ) -> TableFacts:
         """The captured columns of a capture instance (types from its change table) and, when the
-        plan needs it, a profile of the window's rows; one connection."""
+        plan needs it, a profile of the window's rows; one connection. With ``source``
+        (schema, table), the description's primary key is the source table's."""
         with self.connect() as connection:
             cursor = connection.cursor()
+            key: tuple[str, ...] = ()
+            if source is not None:
+                key = tuple(str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, *source).fetchall())
             captured = [str(r[0]) for r in cursor.execute(queries.CAPTURED_COLUMNS, window.capture_instance).fetchall()]
             if not captured:
                 raise CdcNotEnabled(
@@ -332,7 +337,7 @@ class SqlServerResource(ConfigurableResource):
             rows = cursor.execute(queries.TABLE_COLUMNS, "cdc", window.capture_instance + "_CT").fetchall()
             by_name = {c.name.lower(): c for c in _columns_from_rows(rows)}
             columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
-            description = TableDescription(TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns)
+            description = TableDescription(TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key)
             options = _database_options(cursor)
             row = cursor.execute(queries.CDC_MIN_LSN, window.capture_instance).fetchone()
             min_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
