@@ -46,7 +46,8 @@ from bench.full_load import (  # noqa: E402 - after the sys.path set-up
 )
 
 CHAIN = [
-    {"type": "add_column", "config": {"column_name": "ETLCustomerId", "value": "$ETLCustomerId", "data_type": "bigint"}},
+    {"type": "add_column",
+     "config": {"column_name": "ETLCustomerId", "value": "$ETLCustomerId", "data_type": "bigint"}},
     {"type": "rename_column", "config": {"old_name": "code", "new_name": "order_code"}},
     {"type": "cast_type", "config": {"column_name": "amount", "target_type": "float"}},
     {"type": "apply_function", "config": {"column_name": "name", "function": "upper"}},

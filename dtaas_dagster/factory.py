@@ -238,7 +238,8 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
     }
     resources[VARIABLES_KEY] = VariablesResource(
         static=config.static_variables,
-        queries=[QueryVariable(name=name, source=q.source, query=q.query) for name, q in config.query_variables.items()],
+        queries=[QueryVariable(name=name, source=q.source, query=q.query)
+                 for name, q in config.query_variables.items()],
     )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():

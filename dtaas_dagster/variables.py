@@ -60,7 +60,7 @@ def builtin_values(
     now: dt.datetime | None = None,
 ) -> dict[str, str]:
     """The built-in variables of one table (``table`` is its bare name) in one run."""
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     match = _KEY_TIME.match(partition_key)
     year, month, day, hour = match.groups() if match else (f"{now:%Y}", f"{now:%m}", f"{now:%d}", f"{now:%H}")
     return {

@@ -17,7 +17,7 @@ per transform.
 from __future__ import annotations
 
 import string
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
@@ -26,7 +26,7 @@ from dtaas_dagster.transforms.expressions import ExpressionError, parse_expressi
 from dtaas_dagster.transforms.types import TYPE_NAMES, parse_type_name
 
 ColumnName = Annotated[str, Field(min_length=1, max_length=128)]
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 # apply_function: name -> the optional arguments it takes (docs/transforms.md lists them).
 APPLY_FUNCTIONS: dict[str, tuple[str, ...]] = {
@@ -129,7 +129,7 @@ class ReplaceValueConfig(Model):
             import re
 
             try:
-                re.compile(self.old_value)  # type: ignore[arg-type]
+                re.compile(str(self.old_value))
             except re.error as exc:
                 raise ValueError(f"old_value is not a valid regular expression ({exc}); fix the pattern") from None
         return self
@@ -267,7 +267,17 @@ def _transform_kind(value: Any) -> str | None:
 
 
 TransformSpec = Annotated[
-    Union[tuple(Annotated[model, Tag(name)] for name, model in SPECS.items())],  # type: ignore[valid-type]
+    (
+        Annotated[AddColumn, Tag("add_column")]
+        | Annotated[DropColumn, Tag("drop_column")]
+        | Annotated[RenameColumn, Tag("rename_column")]
+        | Annotated[CastType, Tag("cast_type")]
+        | Annotated[FilterRows, Tag("filter_rows")]
+        | Annotated[ReplaceValue, Tag("replace_value")]
+        | Annotated[ConcatColumns, Tag("concat_columns")]
+        | Annotated[SplitColumn, Tag("split_column")]
+        | Annotated[ApplyFunction, Tag("apply_function")]
+    ),
     Discriminator(
         _transform_kind,
         custom_error_type="unknown_transform",

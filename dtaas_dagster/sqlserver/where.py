@@ -89,7 +89,8 @@ class SqlNot:
     operand: Predicate
 
 
-Predicate = Union[SqlCompare, SqlIn, SqlIsNull, SqlLike, SqlBetween, SqlAnd, SqlOr, SqlNot]
+# Union, not |: the members are forward references (strings under ``from __future__ import annotations``).
+Predicate = Union[SqlCompare, SqlIn, SqlIsNull, SqlLike, SqlBetween, SqlAnd, SqlOr, SqlNot]  # noqa: UP007
 
 
 def _check_type(sql_type: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +45,8 @@ from dtaas_dagster.transforms.expressions import (
     render,
 )
 
-Value = pa.Array | pa.ChunkedArray | pa.Scalar
+# An Arrow array, chunked array or scalar (pyarrow has no type stubs, so mypy sees Any).
+Value = Any
 
 _COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal, ">": pc.greater,
             ">=": pc.greater_equal}
@@ -101,7 +103,7 @@ def _literal_as(scalar: pa.Scalar, target: pa.TimestampType) -> pa.Scalar:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if target.tz is not None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return pa.scalar(value, target)
 
 

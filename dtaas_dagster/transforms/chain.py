@@ -201,14 +201,15 @@ def _resolve(node: Node, walk: _Walk, role: str) -> Node:
     """The tree with every column name spelled as in the schema (case-insensitive lookup)."""
     if isinstance(node, Column):
         return Column(walk.cols[walk.find(node.name, role)].name)
-    updates = {}
-    for f in dataclasses.fields(node):  # type: ignore[arg-type]
-        value = getattr(node, f.name)
+    updates: dict[str, Any] = {}
+    for f in dataclasses.fields(node):  # every node type is a frozen dataclass
+        value: Any = getattr(node, f.name)
         if isinstance(value, tuple) and value and not isinstance(value[0], (str, int)):
             updates[f.name] = tuple(_resolve(v, walk, role) for v in value)
-        elif dataclasses.is_dataclass(value):
-            updates[f.name] = _resolve(value, walk, role)
-    return dataclasses.replace(node, **updates) if updates else node  # type: ignore[type-var]
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            updates[f.name] = _resolve(value, walk, role)  # type: ignore[arg-type]
+    replaced: Node = dataclasses.replace(node, **updates) if updates else node  # type: ignore[arg-type]
+    return replaced
 
 
 def _rebuild(schema: pa.Schema, build: Callable[[list[pa.Array]], list[pa.Array]]) -> Step:
@@ -225,7 +226,7 @@ def _scalar(value: Any, type_: pa.DataType, walk: _Walk, what: str) -> pa.Scalar
             type_) else ops.cast_column(pa.array([value]), type_, on_error="fail")[0]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ops.BadValue):
         raise walk.fail(f"{what} {value!r} is not a value of type {type_}",
-                        f"give a value of that type, or cast the column first with cast_type") from None
+                        "give a value of that type, or cast the column first with cast_type") from None
 
 
 def substitute(text: str, variables: Mapping[str, str], walk: _Walk) -> str:

@@ -7,6 +7,7 @@ its position and returns the Arrow step plus the columns after it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -263,21 +264,22 @@ def _key_after(key: Sequence[str], schema: pa.Schema, walk: _Walk) -> tuple[str,
     return tuple(names)
 
 
-def compile_chain(specs: Sequence[object], schema: pa.Schema, context: TableContext) -> Chain:
+def compile_chain(specs: Sequence[Any], schema: pa.Schema, context: TableContext) -> Chain:
     """Validate ``specs`` against ``schema`` (first problem raises :class:`TransformError`) and compile them."""
     walk = _Walk(schema, context)
     steps: list[tuple[str, Step]] = []
     filters: list[tuple[int, Node]] = []
     pushed: list[tuple[object, str]] = []
     for index, spec in enumerate(specs):
-        walk.index, walk.kind = index, spec.type  # type: ignore[attr-defined]
+        walk.index, walk.kind = index, spec.type
         if isinstance(spec, FilterRows):
             step, node = _filter_rows(spec, walk, pushed)
             if step is not None:
                 filters.append((len(steps), node))
                 steps.append((spec.type, step))
             continue
-        steps.append((spec.type, _BUILDERS[type(spec)](spec, walk)))  # type: ignore[index]
+        build: Any = _BUILDERS[type(spec)]
+        steps.append((spec.type, build(spec, walk)))
     primary_key = _key_after(context.primary_key, schema, walk)
     return Chain(
         input_schema=schema,

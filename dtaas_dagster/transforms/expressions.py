@@ -36,7 +36,7 @@ import datetime as dt
 import decimal
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 64
@@ -123,7 +123,7 @@ class Not:
     operand: Node
 
 
-Node = Union[Literal, Column, Negate, Arithmetic, Compare, InList, IsNull, Like, Between, And, Or, Not]
+Node = Union[Literal, Column, Negate, Arithmetic, Compare, InList, IsNull, Like, Between, And, Or, Not]  # noqa: UP007
 
 
 def columns_of(node: Node) -> set[str]:
@@ -216,7 +216,7 @@ def _date(text: str) -> dt.date:
 def _timestamp(text: str) -> dt.datetime:
     value = dt.datetime.fromisoformat(text)
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
@@ -326,8 +326,11 @@ class _Parser:
         node = self.parse_primary()
         if not isinstance(node, Literal) or (negative and node.kind not in ("int", "decimal", "float")):
             self.index -= 1
-            self.fail("IN lists hold literals only (numbers, 'strings', TRUE, FALSE, NULL, DATE '...', TIMESTAMP '...')")
-        return Literal(-node.value, node.kind) if negative else node  # type: ignore[operator]
+            self.fail("IN lists hold literals only (numbers, 'strings', TRUE, FALSE, NULL, DATE '...', "
+                      "TIMESTAMP '...')")
+        assert isinstance(node, Literal)
+        value: Any = node.value
+        return Literal(-value, node.kind) if negative else node
 
     def parse_sum(self) -> Node:
         node = self.parse_product()
@@ -421,7 +424,8 @@ def render_literal(node: Literal) -> str:
     if node.kind == "date":
         return f"DATE '{node.value}'"
     if node.kind == "timestamp":
-        return f"TIMESTAMP '{node.value.isoformat(sep=' ')}'"  # type: ignore[union-attr]
+        assert isinstance(node.value, dt.datetime)
+        return f"TIMESTAMP '{node.value.isoformat(sep=' ')}'"
     if node.kind == "float":
         return repr(float(node.value)) + ("" if "e" in repr(float(node.value)) else "e0")  # type: ignore[arg-type]
     return str(node.value)

@@ -121,7 +121,7 @@ class _Planner:
     # literals
     @staticmethod
     def param(literal: Literal, kind: str) -> sql.SqlParam | None:
-        value = literal.value
+        value: Any = literal.value
         if literal.kind == "null":
             return sql.SqlParam(None, "bigint")
         if kind == "number" and literal.kind == "int":
@@ -135,13 +135,13 @@ class _Planner:
                 return None
             return sql.SqlParam(text, f"decimal(38,{scale})")
         if kind == "number" and literal.kind == "float":
-            return sql.SqlParam(repr(float(value)), "float")  # type: ignore[arg-type]
+            return sql.SqlParam(repr(float(value)), "float")
         if kind == "bool" and literal.kind == "bool":
             return sql.SqlParam("1" if value else "0", "bit")
         if kind == "date" and literal.kind == "date":
-            return sql.SqlParam(value.isoformat(), "date")  # type: ignore[union-attr]
+            return sql.SqlParam(value.isoformat(), "date")
         if kind == "timestamp" and literal.kind in ("date", "timestamp"):
-            moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())  # type: ignore[arg-type]
+            moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
             return sql.SqlParam(moment.strftime("%Y-%m-%dT%H:%M:%S.%f"), "datetime2(7)")
         if kind == "text" and literal.kind == "string" and _ascii(str(value)):
             # arrow-odbc binds every parameter as VARCHAR: only ASCII survives every code page.
@@ -243,6 +243,8 @@ def _ascii(text: str) -> bool:
     return all(32 <= ord(ch) < 127 for ch in text)
 
 
-def plan_pushdown(node: Node, cols: Mapping[str, Any], source_types: Mapping[str, str]) -> tuple[sql.Predicate | None, bool]:
+def plan_pushdown(
+    node: Node, cols: Mapping[str, Any], source_types: Mapping[str, str]
+) -> tuple[sql.Predicate | None, bool]:
     """The predicate SQL Server can evaluate for ``node`` (None: nothing) and whether it is exact."""
     return _Planner(cols, source_types)(node)

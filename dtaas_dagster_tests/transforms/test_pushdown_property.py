@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtaas_dagster.config.transforms import FilterRows, FilterRowsConfig
-from dtaas_dagster.sqlserver.snapshot import SnapshotOptions, convert_batch, plan_snapshot, profile_columns, snapshot_read
+from dtaas_dagster.sqlserver.snapshot import (
+    SnapshotOptions,
+    convert_batch,
+    plan_snapshot,
+    profile_columns,
+    snapshot_read,
+)
 from dtaas_dagster.sqlserver.where import build_where, filtered_read
 from dtaas_dagster.transforms.chain import TableContext
 from dtaas_dagster.transforms.compile import compile_chain
@@ -119,10 +125,12 @@ predicates = st.one_of(
     st.builds(lambda op, v: f"flag {op} {v}", st.sampled_from(["=", "!="]), st.sampled_from(["TRUE", "FALSE"])),
     st.builds(lambda op, d: f"day {op} DATE '2024-01-0{d}'", st.sampled_from(["=", "<", ">="]), st.integers(1, 6)),
     st.builds(lambda op, h, us: f"ts {op} TIMESTAMP '2024-01-02 {h:02d}:00:00{us}'",
-              st.sampled_from(["=", "<", ">", "<=", ">="]), st.integers(0, 23), st.sampled_from(["", ".000001", ".999999"])),
+              st.sampled_from(["=", "<", ">", "<=", ">="]), st.integers(0, 23),
+              st.sampled_from(["", ".000001", ".999999"])),
     st.builds(lambda op, w: f"s {op} {_quote(w)}", st.sampled_from(["=", "!=", "<", ">="]), st.sampled_from(WORDS)),
-    st.builds(lambda w, neg: f"s {'NOT ' if neg else ''}IN ({w})", st.lists(st.sampled_from(WORDS), min_size=1,
-                                                                         max_size=3).map(lambda ws: ", ".join(map(_quote, ws))), st.booleans()),
+    st.builds(lambda w, neg: f"s {'NOT ' if neg else ''}IN ({w})",
+              st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(lambda ws: ", ".join(map(_quote, ws))),
+              st.booleans()),
     st.builds(lambda p, neg: f"s {'NOT ' if neg else ''}LIKE {_quote(p)}",
               st.text(alphabet="abAB%_[]\\Ü日 ", min_size=0, max_size=5), st.booleans()),
     st.builds(lambda w: f"c = {_quote(w)}", st.sampled_from(["ab", "AB", "ab  ", "x"])),
@@ -157,7 +165,8 @@ def test_pushdown_and_arrow_keep_the_same_rows(table: Any, condition: str) -> No
     ("s = 'abc' OR flag = TRUE", "([s] = ? OR [flag] = CAST(? AS bit))", False),
     ("s LIKE 'a%' AND ts >= TIMESTAMP '2024-01-02 00:00:00'",
      "([s] LIKE ? AND [ts] >= CAST(? AS datetime2(7)))", False),
-    ("day IN (DATE '2024-01-02', NULL) AND s IS NOT NULL", "([day] IN (CAST(? AS date), NULL) AND [s] IS NOT NULL)", True),
+    ("day IN (DATE '2024-01-02', NULL) AND s IS NOT NULL",
+     "([day] IN (CAST(? AS date), NULL) AND [s] IS NOT NULL)", True),
 ])
 def test_pushable_conditions_read_fewer_rows(table: Any, condition: str, where: str, exact: bool) -> None:
     resource, plan = table
@@ -170,7 +179,17 @@ def test_pushable_conditions_read_fewer_rows(table: Any, condition: str, where: 
     assert _read(resource, plan, read).num_rows < _read(resource, plan, snapshot_read(plan)).num_rows
 
 
-@pytest.mark.parametrize("condition", ["c = 'ab  '", "i * 2 > 3", "s > 'abc'", "NOT (s = 'abc')", "s LIKE 'a_c'", "s = '日本'", "s LIKE 'Ü%'", "s LIKE '[x]%'", "f + 1 > d"])
+@pytest.mark.parametrize("condition", [
+    "c = 'ab  '",
+    "i * 2 > 3",
+    "s > 'abc'",
+    "NOT (s = 'abc')",
+    "s LIKE 'a_c'",
+    "s = '日本'",
+    "s LIKE 'Ü%'",
+    "s LIKE '[x]%'",
+    "f + 1 > d",
+])
 def test_conditions_sql_server_would_answer_differently_stay_in_arrow(table: Any, condition: str) -> None:
     resource, plan = table
     expected, got, chain = both_paths(resource, plan, condition)
