@@ -41,6 +41,7 @@ from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
 from dtaas_dagster.table_load import TableSpec, open_changes, open_snapshot
+from dtaas_dagster.table_transforms import VARIABLES_KEY, op_config_field, step_transforms, table_variables
 
 
 class TableWriter(Protocol):
@@ -151,11 +152,11 @@ def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> Cha
 
 
 def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
-          global_variables: Mapping[str, str]) -> TableStream:
+          global_variables: Mapping[str, str], transforms: Sequence[Any]) -> TableStream:
     partition = context.partition_key
     previous = previous_source_types(context, spec.asset_key, partition)
     common = {"partition_key": partition, "run_id": context.run_id, "global_variables": global_variables,
-              "log": context.log, "previous_types": previous}
+              "log": context.log, "previous_types": previous, "transforms": transforms}
     if is_change_key(partition):
         return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
@@ -181,7 +182,7 @@ def build_table_group_asset(
     pool: str,
     sqlserver_key: str,
     io_manager_key: str,
-    global_variables: Mapping[str, str],
+    query_source_keys: Sequence[str] = (),
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
@@ -208,24 +209,30 @@ def build_table_group_asset(
         outs=outs,
         partitions_def=partitions_def,
         can_subset=True,
-        required_resource_keys={sqlserver_key, io_manager_key},
+        required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},
+        # cdc_windows (set by the CDC sensor) and each table's transforms (the YAML's by default)
+        config_schema={**TableStepConfig.to_fields_dict(), **op_config_field(specs)},
         retry_policy=retry_policy,
         pool=pool,
         op_tags={"dtaas/task": task},
     )
-    def load_tables(context: dg.AssetExecutionContext, config: TableStepConfig) -> Iterator[dg.MaterializeResult]:
+    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        op_config = context.op_execution_context.op_config or {}
+        config = TableStepConfig(cdc_windows=op_config.get("cdc_windows") or {})
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
         partition = context.partition_key
         attempt = context.retry_number
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
+        transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
                 continue
             try:
-                stream = _open(context, spec, config, sqlserver, global_variables)
+                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
+                stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified])
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
                                              run_id=context.run_id, attempt=attempt,
                                              run_finished=lambda run_id: _run_finished(context.instance, run_id))
@@ -236,7 +243,7 @@ def build_table_group_asset(
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)})
         if failures:
             raise _failure(failures, partition)
 

@@ -43,6 +43,8 @@ from dtaas_dagster.sqlserver.catalog import match_tables
 from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.table_load import TableSpec
+from dtaas_dagster.table_transforms import VARIABLES_KEY
+from dtaas_dagster.variables import QueryVariable, VariablesResource
 
 log = logging.getLogger("dtaas_dagster")
 
@@ -109,6 +111,7 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         batch_mb=task.batch.mb,
         schema_drift=task.schema_drift,
         update_before_images=task.cdc.update_before_images,
+        transformations=tuple(table.transformations),
     )
 
 
@@ -175,7 +178,7 @@ def build_task(
             pool=pool_name(source),
             sqlserver_key=sqlserver_resource_key(task.source),
             io_manager_key=io_manager_key(task_name),
-            global_variables=dict(config.variables),
+            query_source_keys=sorted({sqlserver_resource_key(q.source) for q in config.query_variables.values()}),
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
@@ -233,6 +236,11 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         sqlserver_resource_key(name): SqlServerResource.from_source(name, source)
         for name, source in config.sources.items()
     }
+    resources[VARIABLES_KEY] = VariablesResource(
+        static=config.static_variables,
+        queries=[QueryVariable(name=name, source=q.source, query=q.query)
+                 for name, q in config.query_variables.items()],
+    )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -41,7 +42,8 @@ class TableStream:
     ``snapshot`` or ``cdc``; ``cdc`` holds what the manifest records about CDC
     (a snapshot's ``start_lsn``; a change window's ``capture_instance``,
     ``from_lsn``, ``to_lsn``); ``schema_change`` describes columns that changed
-    since the previous load (empty when none).
+    since the previous load (empty when none). ``metadata`` is what the load
+    used (transforms, pushdown, variables), for the materialization.
     """
 
     table: TableRef
@@ -55,3 +57,4 @@ class TableStream:
     kind: str = "snapshot"
     cdc: Mapping[str, str] = field(default_factory=dict)
     schema_change: Mapping[str, list[str]] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)

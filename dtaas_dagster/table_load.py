@@ -16,8 +16,9 @@ retries on them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -42,6 +43,7 @@ from dtaas_dagster.sqlserver.snapshot import (
 )
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
 from dtaas_dagster.stream import TableRef, TableStream
+from dtaas_dagster.table_transforms import prepare_transforms, source_types_after, transformed, transformed_changes
 from dtaas_dagster.variables import builtin_values, template_values
 
 # Progress lines at most this often per table (plus the first and the last).
@@ -68,6 +70,7 @@ class TableSpec:
     batch_mb: float | None = None
     schema_drift: str = "evolve"
     update_before_images: bool = False
+    transformations: tuple[Any, ...] = ()  # TransformSpec models, from the table's `transformations:`
 
     @property
     def asset_key(self) -> dg.AssetKey:
@@ -276,6 +279,7 @@ def open_snapshot(
     global_variables: Mapping[str, str],
     log: dg.DagsterLogManager,
     previous_types: Mapping[str, str] | None = None,
+    transforms: Sequence[Any] = (),
 ) -> TableStream:
     """Plan and open the snapshot read of one table partition; the destination drains it.
 
@@ -307,25 +311,30 @@ def open_snapshot(
                 "READ COMMITTED: it is not one point in time (a row changed during the read may appear twice or "
                 "in a mixed state). Replaying it with the changes after its start LSN still gives the source "
                 "table exactly (docs/cdc.md). ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON to get both.")
-    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    # Read ahead on a thread so the ODBC fetch and the file writer run at once (bench/RESULTS.md).
-    converted = prefetch(convert_batch(batch, plan) for batch in fetched)
     builtins = builtin_values(
         database=description.table.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
     )
+    variables = template_values(builtins, global_variables)
+    # Transforms are checked against the planned schema before any row is read (table_transforms.py).
+    prepared = prepare_transforms(spec, plan.target_schema, plan.source_types, snapshot_read(plan), snapshot=plan,
+                                  transforms=transforms, primary_key=planned.primary_key, variables=variables, log=log)
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    # Read ahead on a thread so the ODBC fetch, the transforms and the writer run at once (bench/RESULTS.md).
+    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched)))
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
-        schema=plan.target_schema,
+        schema=prepared.chain.output_schema,
         batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
-        variables=template_values(builtins, global_variables),
-        source_types=plan.source_types,
-        primary_key=planned.primary_key,
+        variables=variables,
+        source_types=source_types_after(prepared.chain, plan.source_types),
+        primary_key=prepared.chain.primary_key,
         kind="snapshot",
         cdc=cdc,
         schema_change=change.as_dict() if change else {},
+        metadata=prepared.metadata,
     )
 
 
@@ -339,6 +348,7 @@ def open_changes(
     global_variables: Mapping[str, str],
     log: dg.DagsterLogManager,
     previous_types: Mapping[str, str] | None = None,
+    transforms: Sequence[Any] = (),
 ) -> TableStream:
     """Plan and open the read of one change window of one table (cdc/changes.py)."""
     try:
@@ -382,20 +392,25 @@ def open_changes(
     change = check_drift(spec, previous_types, data.source_types, log)
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
     log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)")
-    fetched = sqlserver.read_arrow(changes_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    batches = prefetch(change_batches(fetched, plan))
     builtins = builtin_values(
         database=sqlserver.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
     )
+    variables = template_values(builtins, global_variables)
+    # The same chain as the snapshot's, on before- and after-images alike; never pushed down (docs/transforms.md).
+    prepared = prepare_transforms(spec, plan.target_schema, data.source_types, changes_read(plan), snapshot=None,
+                                  transforms=transforms, primary_key=tuple(key), variables=variables, log=log)
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan)))
     return TableStream(
         table=TableRef(sqlserver.database, spec.schema, spec.table),
-        schema=plan.target_schema,
+        schema=prepared.chain.output_schema,
         batches=progress(batches, log=log, table=spec.qualified, estimate=None),
         partition_key=partition_key,
-        variables=template_values(builtins, global_variables),
-        source_types=data.source_types,
-        primary_key=tuple(key),
+        variables=variables,
+        source_types=source_types_after(prepared.chain, data.source_types),
+        primary_key=prepared.chain.primary_key,
+        metadata=prepared.metadata,
         kind="cdc",
         cdc=window.as_config(),
         schema_change=change.as_dict() if change else {},

@@ -92,7 +92,7 @@ def test_columns_key_override_and_template_variables(
         ],
         variables={"customer": "acme 7"},
         destination={"type": "s3", "url": f"file://{tmp_path}/lake",
-                     "path_template": "c=$customer/$taskName/$sourceTableName/$loadDate/$partitionKey"},
+                     "path_template": "c=$customer/$taskName/$sourceTableShortName/$loadDate/$partitionKey"},
     )
     result = _run(config, instance)
     assert result.success, _failure_text(result)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from dtaas_dagster.config.base import Model, fix, problems_error
+from dtaas_dagster.config.transforms import TransformSpec
 from dtaas_dagster.sqlserver.names import TABLE_NAME_FIX, has_wildcard, parse_table_name
 
 Datetime2Handling = Literal["auto", "timestamp_ns", "timestamp_us", "string"]
@@ -120,6 +121,9 @@ class TableConfig(Model):
     datetime2: dict[str, Datetime2Handling] = Field(
         default_factory=dict, description="Per-column datetime2/datetimeoffset handling, overrides the task's.",
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+    transformations: list[TransformSpec] = Field(default_factory=list, description=(
+        "Transforms applied per batch, in order: {type: <kind>, config: {...}} (docs/transforms.md)."),
+        json_schema_extra=fix("write e.g. - {type: drop_column, config: {column_name: notes}}"))
 
     @model_validator(mode="after")
     def _include_or_exclude(self) -> TableConfig:

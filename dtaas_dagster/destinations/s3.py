@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 POINTER_DIR = "_dtaas"
 UNPARTITIONED = "_unpartitioned"
-DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey"
+DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey"
 
 
 class S3IOManager(ConfigurableIOManager):
