@@ -118,7 +118,7 @@ def _already_materialized(context: dg.AssetExecutionContext, key: dg.AssetKey, p
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
-    return bool(records) and records[0].run_id == context.run_id
+    return bool(records) and records[0].run_id == context.run.run_id
 
 
 def _run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -155,7 +155,7 @@ def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepC
           global_variables: Mapping[str, str], transforms: Sequence[Any]) -> TableStream:
     partition = context.partition_key
     previous = previous_source_types(context, spec.asset_key, partition)
-    common = {"partition_key": partition, "run_id": context.run_id, "global_variables": global_variables,
+    common = {"partition_key": partition, "run_id": context.run.run_id, "global_variables": global_variables,
               "log": context.log, "previous_types": previous, "transforms": transforms}
     if is_change_key(partition):
         return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
@@ -234,7 +234,7 @@ def build_table_group_asset(
                 variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
                 stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified])
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run_id, attempt=attempt,
+                                             run_id=context.run.run_id, attempt=attempt,
                                              run_finished=lambda run_id: _run_finished(context.instance, run_id))
             except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                 failures.append((spec, exc))
