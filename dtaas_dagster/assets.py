@@ -37,6 +37,17 @@ from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 from pydantic import Field
 
+from dtaas_dagster.checks import (
+    COLUMN_SCHEMA,
+    MANIFEST,
+    ROW_COUNT,
+    column_schema_result,
+    failed_load_results,
+    manifest_result,
+    recheck_results,
+    row_count_result,
+    step_check_specs,
+)
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
@@ -50,6 +61,8 @@ class TableWriter(Protocol):
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
         run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
+
+    def verify_partition(self, *, asset_key: dg.AssetKey, partition_key: str | None) -> Mapping[str, Any]: ...
 
 
 class CdcWindowConfig(dg.Config):
@@ -151,14 +164,63 @@ def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> Cha
 
 
 def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
-          global_variables: Mapping[str, str]) -> TableStream:
+          global_variables: Mapping[str, str], previous: Mapping[str, str] | None) -> TableStream:
     partition = context.partition_key
-    previous = previous_source_types(context, spec.asset_key, partition)
     common = {"partition_key": partition, "run_id": context.run_id, "global_variables": global_variables,
               "log": context.log, "previous_types": previous}
     if is_change_key(partition):
         return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
+
+
+def _selected_checks(context: dg.AssetExecutionContext, key: dg.AssetKey) -> set[str]:
+    return {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
+
+
+def _load_checks(key: dg.AssetKey, checks: set[str], *, partition: str, stream: TableStream,
+                 written: Mapping[str, Any], previous: Mapping[str, str] | None,
+                 writer: TableWriter) -> list[dg.AssetCheckResult]:
+    """The step checks of a table just loaded (dtaas_dagster/checks.py)."""
+    results = []
+    if ROW_COUNT in checks:
+        rows = written.get("dagster/row_count")
+        count = stream.source_count
+        results.append(row_count_result(key, partition=partition, written=int(getattr(rows, "value", rows) or 0),
+                                        sent=count.sent, left_out=count.dropped))
+    if MANIFEST in checks:
+        results.append(manifest_result(key, partition=partition, verify=lambda: writer.verify_partition(
+            asset_key=key, partition_key=partition)))
+    if COLUMN_SCHEMA in checks:
+        results.append(column_schema_result(key, partition=partition, previous=previous,
+                                            current=stream.source_types))
+    return results
+
+
+def _recheck(context: dg.AssetExecutionContext, specs: Sequence[TableSpec],
+             writer: TableWriter) -> Iterator[dg.AssetCheckResult]:
+    """Checks run on their own: evaluated for the run's partition, else the newest loaded one."""
+    for spec in specs:
+        checks = _selected_checks(context, spec.asset_key)
+        if not checks:
+            continue
+        event = _loaded_event(context, spec.asset_key)
+        if event is None or event.partition is None:
+            context.log.info(f"{spec.qualified}: no loaded partition to check"
+                             f"{' (' + context.partition_key + ')' if context.has_partition_key else ''}")
+            continue
+        partition = str(event.partition)
+        yield from recheck_results(
+            spec.asset_key, checks, partition=partition, metadata=event.metadata,
+            verify=lambda key=spec.asset_key, p=partition: writer.verify_partition(asset_key=key, partition_key=p),
+            previous=lambda key=spec.asset_key, p=partition: previous_source_types(context, key, p))
+
+
+def _loaded_event(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.AssetMaterialization | None:
+    """The materialization the checks apply to: the run's partition's, else the newest."""
+    partitions = [context.partition_key] if context.has_partition_key else None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1).records
+    return records[0].asset_materialization if records else None
 
 
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
@@ -206,6 +268,7 @@ def build_table_group_asset(
     @dg.multi_asset(
         name=group.op_name,
         outs=outs,
+        check_specs=step_check_specs(by_key),
         partitions_def=partitions_def,
         can_subset=True,
         required_resource_keys={sqlserver_key, io_manager_key},
@@ -216,16 +279,22 @@ def build_table_group_asset(
     def load_tables(context: dg.AssetExecutionContext, config: TableStepConfig) -> Iterator[dg.MaterializeResult]:
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
+        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
+            yield from _recheck(context, specs, writer)
+            return
         partition = context.partition_key
         attempt = context.retry_number
-        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
                 continue
+            checks = _selected_checks(context, spec.asset_key)
+            stream: TableStream | None = None
             try:
-                stream = _open(context, spec, config, sqlserver, global_variables)
+                previous = previous_source_types(context, spec.asset_key, partition)
+                stream = _open(context, spec, config, sqlserver, global_variables, previous)
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
                                              run_id=context.run_id, attempt=attempt,
                                              run_finished=lambda run_id: _run_finished(context.instance, run_id))
@@ -235,8 +304,12 @@ def build_table_group_asset(
                 context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
+                yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
+                                               count=stream.source_count if stream is not None else None)
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result), check_results=_load_checks(
+                spec.asset_key, checks, partition=partition, stream=stream, written=result, previous=previous,
+                writer=writer))
         if failures:
             raise _failure(failures, partition)
 

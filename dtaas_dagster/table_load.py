@@ -41,7 +41,7 @@ from dtaas_dagster.sqlserver.snapshot import (
     snapshot_read,
 )
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
-from dtaas_dagster.stream import TableRef, TableStream
+from dtaas_dagster.stream import SourceCount, TableRef, TableStream
 from dtaas_dagster.variables import builtin_values, template_values
 
 # Progress lines at most this often per table (plus the first and the last).
@@ -241,6 +241,15 @@ def schema_change(previous: Mapping[str, str] | None, current: Mapping[str, str]
     )
 
 
+class SchemaDriftError(PermanentLoadError):
+    """A table's columns changed and its task has ``schema_drift: fail``; ``change`` says how."""
+
+    def __init__(self, message: str, change: SchemaChange, previous: Mapping[str, str],
+                 current: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.change, self.previous, self.current = change, dict(previous), dict(current)
+
+
 def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Mapping[str, str],
                 log: dg.DagsterLogManager) -> SchemaChange:
     """Apply the task's schema_drift policy; returns the change (empty: none, or ignored)."""
@@ -249,10 +258,10 @@ def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Ma
         return change
     text = change.describe(previous or {}, current)
     if spec.schema_drift == "fail":
-        raise PermanentLoadError(
+        raise SchemaDriftError(
             f"table {spec.qualified} in source '{spec.source}': its columns changed since the previous load ({text}) "
             f"and task {spec.task} has schema_drift: fail. Adapt the consumers, then set schema_drift: evolve (or "
-            "ignore) for one load; see docs/cdc.md")
+            "ignore) for one load; see docs/cdc.md", change, previous or {}, current)
     log.warning(f"{spec.qualified}: columns changed since the previous load: {text} (schema_drift: {spec.schema_drift})")
     return change if spec.schema_drift == "evolve" else SchemaChange()
 
@@ -307,7 +316,9 @@ def open_snapshot(
                 "READ COMMITTED: it is not one point in time (a row changed during the read may appear twice or "
                 "in a mixed state). Replaying it with the changes after its start LSN still gives the source "
                 "table exactly (docs/cdc.md). ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON to get both.")
-    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb,
+                                   count=count)
     # Read ahead on a thread so the ODBC fetch and the file writer run at once (bench/RESULTS.md).
     converted = prefetch(convert_batch(batch, plan) for batch in fetched)
     builtins = builtin_values(
@@ -326,6 +337,7 @@ def open_snapshot(
         kind="snapshot",
         cdc=cdc,
         schema_change=change.as_dict() if change else {},
+        source_count=count,
     )
 
 
@@ -382,8 +394,10 @@ def open_changes(
     change = check_drift(spec, previous_types, data.source_types, log)
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
     log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)")
-    fetched = sqlserver.read_arrow(changes_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    batches = prefetch(change_batches(fetched, plan))
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(changes_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb,
+                                   count=count)
+    batches = prefetch(change_batches(fetched, plan, count))
     builtins = builtin_values(
         database=sqlserver.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
@@ -399,4 +413,5 @@ def open_changes(
         kind="cdc",
         cdc=window.as_config(),
         schema_change=change.as_dict() if change else {},
+        source_count=count,
     )

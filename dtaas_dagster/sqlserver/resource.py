@@ -43,7 +43,7 @@ from dtaas_dagster.sqlserver.facts import (
 )
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.sqlserver.types import SourceColumn
-from dtaas_dagster.stream import TableRef
+from dtaas_dagster.stream import SourceCount, TableRef
 
 if TYPE_CHECKING:
     import pyodbc
@@ -355,9 +355,11 @@ class SqlServerResource(ConfigurableResource):
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(
-        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None
+        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None,
+        count: SourceCount | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py)."""
+        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py);
+        ``count`` records the rows received and the rows SQL Server says it sent."""
         try:
             yield from read_counted(
                 read,
@@ -367,6 +369,7 @@ class SqlServerResource(ConfigurableResource):
                 query_timeout_seconds=self.query_timeout_seconds or None,
                 batch_rows=batch_rows,
                 batch_mb=batch_mb,
+                count=count,
             )
         except SqlServerError:
             raise
