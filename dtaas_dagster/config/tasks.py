@@ -198,7 +198,7 @@ class CdcConfig(Model):
         "When the schedule <task>_cdc_checks evaluates the cdc_lag and cdc_retention_headroom checks "
         "(five-field cron, UTC); null: no schedule (the checks still run from the UI)."),
         json_schema_extra=fix("use a five-field cron such as '*/5 * * * *', or null"))
-    position_report_seconds: int = Field(3600, ge=10, le=86_400, description=(
+    position_report_seconds: int = Field(3600, ge=1, le=86_400, description=(
         "How often the sensor records (as an asset observation) that an idle table's position moved past a "
         "range without changes, so checks and dtaas health know it is not behind; keep it well below the "
         "cleanup job's retention."), json_schema_extra=fix("use e.g. 3600"))
