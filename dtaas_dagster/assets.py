@@ -25,6 +25,7 @@ integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
 
+import functools
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,8 +212,8 @@ def _recheck(context: dg.AssetExecutionContext, specs: Sequence[TableSpec],
         partition = str(event.partition)
         yield from recheck_results(
             spec.asset_key, checks, partition=partition, metadata=event.metadata,
-            verify=lambda key=spec.asset_key, p=partition: writer.verify_partition(asset_key=key, partition_key=p),
-            previous=lambda key=spec.asset_key, p=partition: previous_source_types(context, key, p))
+            verify=functools.partial(writer.verify_partition, asset_key=spec.asset_key, partition_key=partition),
+            previous=functools.partial(previous_source_types, context, spec.asset_key, partition))
 
 
 def _loaded_event(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.AssetMaterialization | None:
@@ -276,7 +277,8 @@ def build_table_group_asset(
         pool=pool,
         op_tags={"dtaas/task": task},
     )
-    def load_tables(context: dg.AssetExecutionContext, config: TableStepConfig) -> Iterator[dg.MaterializeResult]:
+    def load_tables(context: dg.AssetExecutionContext,
+                    config: TableStepConfig) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]

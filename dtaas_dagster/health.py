@@ -209,7 +209,7 @@ def health(config: DtaasConfig, *, daemon_max_age: float = DEFAULT_DAEMON_MAX_AG
     finally:
         if instance is not None:
             instance.dispose()
-    return HealthReport(probes, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return HealthReport(probes, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
 
 def run_health(config_path: str | None, *, as_json: bool, daemon_max_age: float, skip: Iterable[str]) -> int:

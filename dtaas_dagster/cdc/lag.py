@@ -112,9 +112,9 @@ def loaded_through(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Lsn 
         lsn = _lsn_of(event.metadata, key)
         if lsn is not None:
             found.append(lsn)
-    for record in instance.fetch_observations(asset_key, limit=1).records:
-        event = record.asset_observation
-        lsn = None if event is None else _lsn_of(event.metadata, POSITION_KEY)
+    for observed in instance.fetch_observations(asset_key, limit=1).records:
+        observation = observed.asset_observation
+        lsn = None if observation is None else _lsn_of(observation.metadata, POSITION_KEY)
         if lsn is not None:
             found.append(lsn)
     return max(found) if found else None
@@ -138,7 +138,7 @@ def _reading_instance(instances: Sequence[CaptureInstance], next_lsn: Lsn) -> Ca
 def assess(spec: TableSpec, *, task_mode: str, position: Lsn | None, instances: Sequence[CaptureInstance],
            probe: LagProbe, retention: Retention, cdc: CdcConfig) -> TableLag:
     """One table's lag and headroom from its position and the probe (pure; see the module docstring)."""
-    base = {"table": spec.qualified, "asset_key": spec.asset_key.to_user_string()}
+    base: dict[str, Any] = {"table": spec.qualified, "asset_key": spec.asset_key.to_user_string()}
     if not instances:
         return TableLag(**base, lag_status=FAIL, headroom_status=FAIL,
                         reason="not captured by CDC (no capture instance); see docs/cdc.md to enable it")

@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from dtaas_dagster.cdc.lag import POSITION_KEY
 from dtaas_dagster.cdc.state import (
     FAILED,
     IN_FLIGHT,
@@ -40,7 +41,6 @@ from dtaas_dagster.cdc.state import (
     status_key,
     tick,
 )
-from dtaas_dagster.cdc.lag import POSITION_KEY
 from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.jobs import TASK_TAG, TRIGGER_TAG, load_run_tags

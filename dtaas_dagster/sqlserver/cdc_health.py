@@ -58,8 +58,8 @@ def lag_probe(sqlserver: SqlServerResource, froms: Mapping[str, Lsn]) -> LagProb
                 found[str(name)] = WaitingChanges(
                     str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
                     None if first is None else Lsn.from_bytes(bytes(first)),
-                    None if local is None else local.replace(tzinfo=dt.timezone.utc))
-    return LagProbe(max_lsn, now.replace(tzinfo=dt.timezone.utc), found)
+                    None if local is None else local.replace(tzinfo=dt.UTC))
+    return LagProbe(max_lsn, now.replace(tzinfo=dt.UTC), found)
 
 
 def cleanup_retention_minutes(sqlserver: SqlServerResource) -> int | None:

@@ -11,7 +11,7 @@ from dtaas_dagster.sqlserver.cdc_health import LagProbe, WaitingChanges
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.table_load import TableSpec
 
-NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 SPEC = TableSpec(task="t", source="s", destination="d", schema="dbo", table="orders", mode="cdc")
 OLD = CaptureInstance("dbo", "orders", "dbo_orders", Lsn(10), dt.datetime(2026, 1, 1))
 CDC = CdcConfig(lag_warn_seconds=60, lag_fail_seconds=600, headroom_warn_percent=50, headroom_fail_percent=25)
