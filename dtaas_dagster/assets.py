@@ -312,6 +312,8 @@ def build_table_group_asset(
             yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result), check_results=_load_checks(
                 spec.asset_key, checks, partition=partition, stream=stream, written=result, previous=previous,
                 writer=writer))
+        # checks selected without their table (a person picked both): evaluated as when run alone
+        yield from _recheck(context, [spec for spec in specs if spec not in selected], writer)
         if failures:
             raise _failure(failures, partition)
 

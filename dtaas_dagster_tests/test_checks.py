@@ -19,7 +19,7 @@ from dtaas_dagster.checks import COLUMN_SCHEMA, MANIFEST, ROW_COUNT, step_check_
 from dtaas_dagster.config import parse_config
 from dtaas_dagster.factory import build_definitions
 from dtaas_dagster.manifest import MANIFEST_NAME
-from dtaas_dagster_tests.runs import PASSWORD_ENV, source_config
+from dtaas_dagster_tests.runs import PASSWORD_ENV, s3_destination, source_config
 
 KEY1 = "2026-03-04T050607Z-full-rtest01"
 KEY2 = "2026-03-05T050607Z-full-rtest02"
@@ -37,10 +37,11 @@ def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, sqlserver.password)
 
 
-def _defs(sqlserver: Any, db: Any, lake: Path, **task: Any) -> dg.Definitions:
+def _defs(sqlserver: Any, db: Any, lake: Path, destination: dict[str, Any] | None = None,
+          **task: Any) -> dg.Definitions:
     config = {
         "sources": {"src": source_config(sqlserver, db.name)},
-        "destinations": {"lake": {"type": "s3", "url": f"file://{lake}"}},
+        "destinations": {"lake": destination or {"type": "s3", "url": f"file://{lake}"}},
         "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"],
                         "retry": {"max_retries": 0}, **task}},
     }
@@ -102,6 +103,24 @@ def test_a_deleted_file_fails_the_manifest_check_when_the_checks_run_again(
     assert part.name in (failed[MANIFEST].description or "") and "missing" in (failed[MANIFEST].description or "")
     assert failed[MANIFEST].metadata["partition"].value == KEY1
     assert not failed[ROW_COUNT].passed and "cannot be counted" in (failed[ROW_COUNT].description or "")
+
+
+def test_on_s3_the_manifest_check_links_the_manifest_and_fails_on_a_deleted_object(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, moto_s3: Any, s3_bucket: str,
+    s3_credentials: Any,
+) -> None:
+    _seed(sqlserver_db, 30)
+    defs = _defs(sqlserver, sqlserver_db, tmp_path, destination=s3_destination(s3_bucket, moto_s3.endpoint_url))
+    checks = _checks(_load(defs, instance, KEY1))
+    assert checks[MANIFEST].passed
+    assert checks[MANIFEST].metadata["manifest"].value.startswith(f"s3://{s3_bucket}/")
+    [part] = [o["Key"] for o in moto_s3.client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+              if o["Key"].rsplit("/", 1)[-1].startswith("part-")]
+    moto_s3.client.delete_object(Bucket=s3_bucket, Key=part)
+    recheck = defs.resolve_job_def("t_tables").get_subset(asset_selection=set(),
+                                                           asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)})
+    [evaluation] = recheck.execute_in_process(instance=instance).get_asset_check_evaluations()
+    assert not evaluation.passed and part.rsplit("/", 1)[-1] in (evaluation.description or "")
 
 
 def test_a_truncated_parquet_file_fails_the_manifest_check(
