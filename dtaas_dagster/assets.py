@@ -25,7 +25,6 @@ integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
 
-import functools
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,17 +37,7 @@ from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 from pydantic import Field
 
-from dtaas_dagster.checks import (
-    COLUMN_SCHEMA,
-    MANIFEST,
-    ROW_COUNT,
-    column_schema_result,
-    failed_load_results,
-    manifest_result,
-    recheck_results,
-    row_count_result,
-    step_check_specs,
-)
+from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
@@ -174,56 +163,6 @@ def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepC
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
 
 
-def _selected_checks(context: dg.AssetExecutionContext, key: dg.AssetKey) -> set[str]:
-    return {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
-
-
-def _load_checks(key: dg.AssetKey, checks: set[str], *, partition: str, stream: TableStream,
-                 written: Mapping[str, Any], previous: Mapping[str, str] | None,
-                 writer: TableWriter) -> list[dg.AssetCheckResult]:
-    """The step checks of a table just loaded (dtaas_dagster/checks.py)."""
-    results = []
-    if ROW_COUNT in checks:
-        rows = written.get("dagster/row_count")
-        count = stream.source_count
-        results.append(row_count_result(key, partition=partition, written=int(getattr(rows, "value", rows) or 0),
-                                        sent=count.sent, left_out=count.dropped))
-    if MANIFEST in checks:
-        results.append(manifest_result(key, partition=partition, verify=lambda: writer.verify_partition(
-            asset_key=key, partition_key=partition)))
-    if COLUMN_SCHEMA in checks:
-        results.append(column_schema_result(key, partition=partition, previous=previous,
-                                            current=stream.source_types))
-    return results
-
-
-def _recheck(context: dg.AssetExecutionContext, specs: Sequence[TableSpec],
-             writer: TableWriter) -> Iterator[dg.AssetCheckResult]:
-    """Checks run on their own: evaluated for the run's partition, else the newest loaded one."""
-    for spec in specs:
-        checks = _selected_checks(context, spec.asset_key)
-        if not checks:
-            continue
-        event = _loaded_event(context, spec.asset_key)
-        if event is None or event.partition is None:
-            context.log.info(f"{spec.qualified}: no loaded partition to check"
-                             f"{' (' + context.partition_key + ')' if context.has_partition_key else ''}")
-            continue
-        partition = str(event.partition)
-        yield from recheck_results(
-            spec.asset_key, checks, partition=partition, metadata=event.metadata,
-            verify=functools.partial(writer.verify_partition, asset_key=spec.asset_key, partition_key=partition),
-            previous=functools.partial(previous_source_types, context, spec.asset_key, partition))
-
-
-def _loaded_event(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.AssetMaterialization | None:
-    """The materialization the checks apply to: the run's partition's, else the newest."""
-    partitions = [context.partition_key] if context.has_partition_key else None
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1).records
-    return records[0].asset_materialization if records else None
-
-
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
     permanent = all(is_permanent(exc) for _, exc in failures)
@@ -283,7 +222,7 @@ def build_table_group_asset(
         writer: TableWriter = getattr(context.resources, io_manager_key)
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
-            yield from _recheck(context, specs, writer)
+            yield from recheck(context, specs, writer.verify_partition, previous_source_types)
             return
         partition = context.partition_key
         attempt = context.retry_number
@@ -292,7 +231,7 @@ def build_table_group_asset(
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
                 continue
-            checks = _selected_checks(context, spec.asset_key)
+            checks = selected_checks(context, spec.asset_key)
             stream: TableStream | None = None
             try:
                 previous = previous_source_types(context, spec.asset_key, partition)
@@ -309,11 +248,12 @@ def build_table_group_asset(
                 yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
                                                count=stream.source_count if stream is not None else None)
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result), check_results=_load_checks(
-                spec.asset_key, checks, partition=partition, stream=stream, written=result, previous=previous,
-                writer=writer))
+            results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
+                                         previous=previous, verify=writer.verify_partition)
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result), check_results=results)
         # checks selected without their table (a person picked both): evaluated as when run alone
-        yield from _recheck(context, [spec for spec in specs if spec not in selected], writer)
+        yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
+                           previous_source_types)
         if failures:
             raise _failure(failures, partition)
 

@@ -28,14 +28,15 @@ The CDC checks (lag and retention headroom) are in :mod:`dtaas_dagster.cdc.check
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
 from dtaas_dagster.sqlserver.bulk import IncompleteRead
-from dtaas_dagster.stream import SourceCount
-from dtaas_dagster.table_load import SchemaDriftError, schema_change
+from dtaas_dagster.stream import SourceCount, TableStream
+from dtaas_dagster.table_load import SchemaDriftError, TableSpec, schema_change
 
 ROW_COUNT = "row_count"
 MANIFEST = "manifest"
@@ -169,15 +170,66 @@ def recheck_results(key: dg.AssetKey, checks: set[str], *, partition: str, metad
     return results
 
 
+Verify = Callable[..., Mapping[str, Any]]  # the destination's verify_partition(asset_key=, partition_key=)
+PreviousTypes = Callable[[dg.AssetExecutionContext, dg.AssetKey, str], "Mapping[str, str] | None"]
+
+
+def selected_checks(context: dg.AssetExecutionContext, key: dg.AssetKey) -> set[str]:
+    """The names of the checks of ``key`` this step must evaluate."""
+    return {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
+
+
+def load_check_results(key: dg.AssetKey, checks: set[str], *, partition: str, stream: TableStream,
+                       written: Mapping[str, Any], previous: Mapping[str, str] | None,
+                       verify: Verify) -> list[dg.AssetCheckResult]:
+    """The step checks of a table just loaded (``written``: the load's materialization metadata)."""
+    results = []
+    if ROW_COUNT in checks:
+        count = stream.source_count
+        results.append(row_count_result(key, partition=partition, written=_int(written.get("dagster/row_count")) or 0,
+                                        sent=count.sent, left_out=count.dropped))
+    if MANIFEST in checks:
+        results.append(manifest_result(key, partition=partition,
+                                       verify=functools.partial(verify, asset_key=key, partition_key=partition)))
+    if COLUMN_SCHEMA in checks:
+        results.append(column_schema_result(key, partition=partition, previous=previous, current=stream.source_types))
+    return results
+
+
+def recheck(context: dg.AssetExecutionContext, specs: Sequence[TableSpec], verify: Verify,
+            previous: PreviousTypes) -> Iterator[dg.AssetCheckResult]:
+    """Checks run without their table's load: for the run's partition, else the newest loaded one."""
+    for spec in specs:
+        checks = selected_checks(context, spec.asset_key)
+        if not checks:
+            continue
+        partitions = [context.partition_key] if context.has_partition_key else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=partitions), limit=1).records
+        event = records[0].asset_materialization if records else None
+        if event is None or event.partition is None:
+            context.log.info(f"{spec.qualified}: no loaded partition to check"
+                             f"{' (' + context.partition_key + ')' if context.has_partition_key else ''}")
+            continue
+        partition = str(event.partition)
+        yield from recheck_results(
+            spec.asset_key, checks, partition=partition, metadata=event.metadata,
+            verify=functools.partial(verify, asset_key=spec.asset_key, partition_key=partition),
+            previous=functools.partial(previous, context, spec.asset_key, partition))
+
+
 __all__ = [
     "COLUMN_SCHEMA",
     "MANIFEST",
     "ROW_COUNT",
     "column_schema_result",
     "failed_load_results",
+    "load_check_results",
     "manifest_result",
+    "recheck",
     "recheck_results",
     "row_count_result",
+    "selected_checks",
     "step_check_keys",
     "step_check_specs",
 ]

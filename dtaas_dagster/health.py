@@ -105,17 +105,20 @@ def daemon_probes(instance: dg.DagsterInstance, *, max_age: float, now: float | 
     return probes
 
 
-def source_probes(config: DtaasConfig) -> tuple[list[Probe], dict[str, SqlServerResource]]:
-    """Every source: log in and ask for the version; the reachable ones' resources for the CDC probes."""
+def source_probes(config: DtaasConfig) -> tuple[list[Probe], dict[str, SqlServerResource | str]]:
+    """Every source: log in and ask for the version. Also, per source, its resource (for the CDC
+    probes) or why it is unreachable."""
     from dtaas_dagster.sqlserver.errors import SqlServerError
 
-    probes, reachable = [], {}
+    probes: list[Probe] = []
+    reachable: dict[str, SqlServerResource | str] = {}
     for name, source in config.sources.items():
         try:
             resource = SqlServerResource.from_source(name, source, password=source.password())
             info = resource.server_info()
         except (SqlServerError, ConfigError) as exc:
             probes.append(Probe("source", name, FAIL, str(exc), {"address": f"{source.host}:{source.port}"}))
+            reachable[name] = str(exc)
             continue
         reachable[name] = resource
         probes.append(Probe("source", name, OK, f"SQL Server {info.product_version} ({info.edition}), database "
@@ -144,7 +147,7 @@ def destination_probes(config: DtaasConfig) -> list[Probe]:
 
 
 def cdc_probes(config: DtaasConfig, instance: dg.DagsterInstance | None,
-               sources: dict[str, SqlServerResource]) -> list[Probe]:
+               sources: dict[str, SqlServerResource | str]) -> list[Probe]:
     """Per table of every CDC task: lag and retention headroom (cdc/lag.py)."""
     from dtaas_dagster.factory import task_specs
     from dtaas_dagster.sqlserver.cdc import CdcNotEnabled
@@ -155,9 +158,10 @@ def cdc_probes(config: DtaasConfig, instance: dg.DagsterInstance | None,
         if task.mode not in CDC_MODES:
             continue
         resource = sources.get(task.source)
-        if instance is None or resource is None:
-            missing = "the Dagster instance" if instance is None else f"source {task.source}"
-            probes.append(Probe("cdc", task_name, FAIL, f"not measured: {missing} is not available (above)"))
+        if instance is None or not isinstance(resource, SqlServerResource):
+            why = ("there is no Dagster instance (above)" if instance is None
+                   else f"source {task.source} is not reachable: {resource}")
+            probes.append(Probe("cdc", task_name, FAIL, f"not measured: {why}"))
             continue
 
         def listed(r: SqlServerResource = resource) -> list[tuple[str, str]]:
@@ -198,7 +202,7 @@ def health(config: DtaasConfig, *, daemon_max_age: float = DEFAULT_DAEMON_MAX_AG
     try:
         if instance is not None and "daemon" not in skipped:
             probes += daemon_probes(instance, max_age=daemon_max_age)
-        sources: dict[str, SqlServerResource] = {}
+        sources: dict[str, SqlServerResource | str] = {}
         if not skipped >= {"sources", "cdc"}:
             found, sources = source_probes(config)
             probes += [] if "sources" in skipped else found

@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
 TASK_TAG = "dtaas/task"
@@ -69,8 +70,6 @@ def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_table
     It selects the tables and the checks their steps evaluate (dtaas_dagster/checks.py),
     not the scheduled CDC checks (dtaas_dagster/cdc/checks.py): a load never waits for those.
     """
-    from dtaas_dagster.checks import step_check_keys
-
     return dg.define_asset_job(
         name=tables_job_name(task),
         selection=dg.AssetSelection.assets(*asset_keys).without_checks()
