@@ -73,6 +73,13 @@ def _cron_is_valid(expression: str) -> bool:
     return True
 
 
+def _valid_cron(value: str | None, example: str) -> str | None:
+    if value is not None and not _cron_is_valid(value):
+        raise ValueError(f"{value!r} is not a valid five-field cron expression "
+                         f"(minute hour day-of-month month day-of-week); e.g. '{example}'")
+    return value
+
+
 class ScheduleConfig(Model):
     """When a task runs on its own: a cron expression or a fixed interval."""
 
@@ -84,10 +91,7 @@ class ScheduleConfig(Model):
     @field_validator("cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None and not _cron_is_valid(value):
-            raise ValueError(f"{value!r} is not a valid five-field cron expression "
-                             "(minute hour day-of-month month day-of-week); e.g. '0 2 * * *'")
-        return value
+        return _valid_cron(value, "0 2 * * *")
 
     @field_validator("timezone")
     @classmethod
@@ -206,10 +210,7 @@ class CdcConfig(Model):
     @field_validator("checks_cron")
     @classmethod
     def _check_checks_cron(cls, value: str | None) -> str | None:
-        if value is not None and not _cron_is_valid(value):
-            raise ValueError(f"{value!r} is not a valid five-field cron expression "
-                             "(minute hour day-of-month month day-of-week); e.g. '*/5 * * * *'")
-        return value
+        return _valid_cron(value, "*/5 * * * *")
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> CdcConfig:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dtaas_dagster.sqlserver import queries
-from dtaas_dagster.sqlserver.cdc import CdcNotEnabled
+from dtaas_dagster.sqlserver.cdc import database_not_enabled, probe_parameters
 from dtaas_dagster.sqlserver.errors import SqlServerPermissionDenied
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.sqlserver.resource import SqlServerResource
@@ -39,17 +39,12 @@ class LagProbe:
 
 def lag_probe(sqlserver: SqlServerResource, froms: Mapping[str, Lsn]) -> LagProbe:
     """For each capture instance, the first change at or after ``froms[instance]`` (one round trip)."""
-    names = sorted(froms)
-    params: list[object] = []
-    for name in names:
-        params += [name, name, froms[name].to_bytes()]
+    names, params = probe_parameters(dict(froms))
     with sqlserver.connect() as connection:
         cursor = connection.cursor().execute(queries.build_cdc_lag_probe(names), *params)
         row = cursor.fetchone()
         if row is None or row[0] is None:
-            raise CdcNotEnabled(
-                f"CDC is not enabled on database {sqlserver.database} of source '{sqlserver.source_name}': run "
-                "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+            raise database_not_enabled(sqlserver.database, sqlserver.source_name)
         max_lsn, now, offset = Lsn.from_bytes(bytes(row[0])), row[1], int(row[2] or 0)
         found: dict[str, WaitingChanges] = {}
         if names and cursor.nextset():

@@ -26,7 +26,15 @@ from pydantic import Field, PrivateAttr
 
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
-from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcNotEnabled, CdcProbe, ChangeWindow, InstanceProbe
+from dtaas_dagster.sqlserver.cdc import (
+    CaptureInstance,
+    CdcNotEnabled,
+    CdcProbe,
+    ChangeWindow,
+    InstanceProbe,
+    database_not_enabled,
+    probe_parameters,
+)
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
@@ -294,17 +302,12 @@ class SqlServerResource(ConfigurableResource):
     def cdc_probe(self, froms: Mapping[str, Lsn]) -> CdcProbe:
         """One batch for all ``froms`` (capture instance -> first LSN wanted): max LSN, min LSNs,
         and the first change of each instance in ``[from, max]``."""
-        names = sorted(froms)
-        params: list[object] = []
-        for name in names:
-            params += [name, name, froms[name].to_bytes()]
+        names, params = probe_parameters(dict(froms))
         with self.connect() as connection:
             cursor = connection.cursor().execute(queries.build_cdc_probe(names), *params)
             row = cursor.fetchone()
             if row is None or row[0] is None:
-                raise CdcNotEnabled(
-                    f"CDC is not enabled on database {self.database} of source '{self.source_name}': run "
-                    "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+                raise database_not_enabled(self.database, self.source_name)
             max_lsn = Lsn.from_bytes(bytes(row[0]))
             probes: dict[str, InstanceProbe] = {}
             if names and cursor.nextset():
