@@ -195,20 +195,20 @@ def health(config: DtaasConfig, *, daemon_max_age: float = DEFAULT_DAEMON_MAX_AG
     """Every probe that is not skipped, in order: daemon, sources, destinations, CDC tables."""
     skipped = set(skip)
     probes: list[Probe] = []
-    has_cdc = any(task.mode in CDC_MODES for task in config.tasks.values())
+    measure_cdc = "cdc" not in skipped and any(task.mode in CDC_MODES for task in config.tasks.values())
     instance = None
-    if "daemon" not in skipped or ("cdc" not in skipped and has_cdc):  # CDC positions live in the instance
+    if "daemon" not in skipped or measure_cdc:  # CDC positions live in the instance
         instance = _instance(probes)
     try:
         if instance is not None and "daemon" not in skipped:
             probes += daemon_probes(instance, max_age=daemon_max_age)
         sources: dict[str, SqlServerResource | str] = {}
-        if not skipped >= {"sources", "cdc"}:
+        if "sources" not in skipped or measure_cdc:  # the CDC probes query the sources
             found, sources = source_probes(config)
             probes += [] if "sources" in skipped else found
         if "destinations" not in skipped:
             probes += destination_probes(config)
-        if "cdc" not in skipped:
+        if measure_cdc:
             probes += cdc_probes(config, instance, sources)
     finally:
         if instance is not None:
