@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
 TASK_TAG = "dtaas/task"
@@ -64,10 +65,15 @@ class FullLoadRequest(dg.Config):
 
 
 def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
-    """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once."""
+    """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once.
+
+    It selects the tables and the checks their steps evaluate (dtaas_dagster/checks.py),
+    not the scheduled CDC checks (dtaas_dagster/cdc/checks.py): a load never waits for those.
+    """
     return dg.define_asset_job(
         name=tables_job_name(task),
-        selection=dg.AssetSelection.assets(*asset_keys),
+        selection=dg.AssetSelection.assets(*asset_keys).without_checks()
+        | dg.AssetSelection.checks(*step_check_keys(asset_keys)),
         executor_def=tables_executor(parallel_tables),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},

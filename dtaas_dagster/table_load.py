@@ -42,7 +42,7 @@ from dtaas_dagster.sqlserver.snapshot import (
     snapshot_read,
 )
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
-from dtaas_dagster.stream import TableRef, TableStream
+from dtaas_dagster.stream import SourceCount, TableRef, TableStream
 from dtaas_dagster.table_transforms import prepare_transforms, source_types_after, transformed, transformed_changes
 from dtaas_dagster.variables import builtin_values, template_values
 
@@ -244,6 +244,15 @@ def schema_change(previous: Mapping[str, str] | None, current: Mapping[str, str]
     )
 
 
+class SchemaDriftError(PermanentLoadError):
+    """A table's columns changed and its task has ``schema_drift: fail``; ``change`` says how."""
+
+    def __init__(self, message: str, change: SchemaChange, previous: Mapping[str, str],
+                 current: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.change, self.previous, self.current = change, dict(previous), dict(current)
+
+
 def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Mapping[str, str],
                 log: dg.DagsterLogManager) -> SchemaChange:
     """Apply the task's schema_drift policy; returns the change (empty: none, or ignored)."""
@@ -252,10 +261,10 @@ def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Ma
         return change
     text = change.describe(previous or {}, current)
     if spec.schema_drift == "fail":
-        raise PermanentLoadError(
+        raise SchemaDriftError(
             f"table {spec.qualified} in source '{spec.source}': its columns changed since the previous load ({text}) "
             f"and task {spec.task} has schema_drift: fail. Adapt the consumers, then set schema_drift: evolve (or "
-            "ignore) for one load; see docs/cdc.md")
+            "ignore) for one load; see docs/cdc.md", change, previous or {}, current)
     log.warning(f"{spec.qualified}: columns changed since the previous load: {text} (schema_drift: {spec.schema_drift})")
     return change if spec.schema_drift == "evolve" else SchemaChange()
 
@@ -319,9 +328,10 @@ def open_snapshot(
     # Transforms are checked against the planned schema before any row is read (table_transforms.py).
     prepared = prepare_transforms(spec, plan.target_schema, plan.source_types, snapshot_read(plan), snapshot=plan,
                                   transforms=transforms, primary_key=planned.primary_key, variables=variables, log=log)
-    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb, count=count)
     # Read ahead on a thread so the ODBC fetch, the transforms and the writer run at once (bench/RESULTS.md).
-    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched)))
+    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched), count))
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
@@ -335,6 +345,7 @@ def open_snapshot(
         cdc=cdc,
         schema_change=change.as_dict() if change else {},
         metadata=prepared.metadata,
+        source_count=count,
     )
 
 
@@ -400,8 +411,9 @@ def open_changes(
     # The same chain as the snapshot's, on before- and after-images alike; never pushed down (docs/transforms.md).
     prepared = prepare_transforms(spec, plan.target_schema, data.source_types, changes_read(plan), snapshot=None,
                                   transforms=transforms, primary_key=tuple(key), variables=variables, log=log)
-    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan)))
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb, count=count)
+    batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan, count), count))
     return TableStream(
         table=TableRef(sqlserver.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
@@ -414,4 +426,5 @@ def open_changes(
         kind="cdc",
         cdc=window.as_config(),
         schema_change=change.as_dict() if change else {},
+        source_count=count,
     )

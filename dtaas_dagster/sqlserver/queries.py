@@ -199,6 +199,42 @@ def build_cdc_probe(capture_instances: Sequence[str]) -> str:
     return ";\n".join(statements) + ";"
 
 
+def build_cdc_lag_probe(capture_instances: Sequence[str]) -> str:
+    """One batch for lag and retention headroom (``dtaas health``, the CDC asset checks).
+
+    First result: the max LSN, the server's UTC time and its offset from UTC (minutes).
+    Then per capture instance (parameters per instance: name, name, the first LSN not
+    yet loaded): its min LSN, the first change at or after that LSN (up to the max
+    LSN) and that change's commit time (``cdc.lsn_time_mapping``, server local time).
+    """
+    parts = [
+        "SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, f.first_lsn, m.tran_end_time "
+        f"FROM (SELECT MIN(c.__$start_lsn) AS first_lsn FROM {change_table(name)} AS c "
+        "WHERE c.__$start_lsn >= ? AND c.__$start_lsn <= @max_lsn) AS f "
+        "LEFT JOIN cdc.lsn_time_mapping AS m ON m.start_lsn = f.first_lsn"
+        for name in capture_instances
+    ]
+    statements = [
+        "SET NOCOUNT ON",
+        "DECLARE @max_lsn binary(10) = sys.fn_cdc_get_max_lsn()",
+        "SELECT @max_lsn AS max_lsn, SYSUTCDATETIME() AS now_utc, "
+        "DATEDIFF(minute, SYSUTCDATETIME(), SYSDATETIME()) AS utc_offset_minutes",
+    ]
+    if parts:
+        statements.append("\nUNION ALL\n".join(parts))
+    return ";\n".join(statements) + ";"
+
+
+# The cleanup job's retention (minutes; a row with job_type cleanup). sys.sp_cdc_help_jobs needs
+# db_owner; msdb.dbo.cdc_jobs is the fallback for a login granted SELECT on it.
+CDC_JOBS = "EXEC sys.sp_cdc_help_jobs"
+CDC_CLEANUP_RETENTION_MSDB = """
+SELECT j.retention
+FROM msdb.dbo.cdc_jobs AS j
+WHERE j.database_id = DB_ID() AND j.job_type = N'cleanup'
+"""
+
+
 CHANGE_META = ("__$start_lsn", "__$seqval", "__$operation")
 
 

@@ -26,7 +26,15 @@ from pydantic import Field, PrivateAttr
 
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
-from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcNotEnabled, CdcProbe, ChangeWindow, InstanceProbe
+from dtaas_dagster.sqlserver.cdc import (
+    CaptureInstance,
+    CdcNotEnabled,
+    CdcProbe,
+    ChangeWindow,
+    InstanceProbe,
+    database_not_enabled,
+    probe_parameters,
+)
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
@@ -43,7 +51,7 @@ from dtaas_dagster.sqlserver.facts import (
 )
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.sqlserver.types import SourceColumn
-from dtaas_dagster.stream import TableRef
+from dtaas_dagster.stream import SourceCount, TableRef
 
 if TYPE_CHECKING:
     import pyodbc
@@ -294,17 +302,12 @@ class SqlServerResource(ConfigurableResource):
     def cdc_probe(self, froms: Mapping[str, Lsn]) -> CdcProbe:
         """One batch for all ``froms`` (capture instance -> first LSN wanted): max LSN, min LSNs,
         and the first change of each instance in ``[from, max]``."""
-        names = sorted(froms)
-        params: list[object] = []
-        for name in names:
-            params += [name, name, froms[name].to_bytes()]
+        names, params = probe_parameters(dict(froms))
         with self.connect() as connection:
             cursor = connection.cursor().execute(queries.build_cdc_probe(names), *params)
             row = cursor.fetchone()
             if row is None or row[0] is None:
-                raise CdcNotEnabled(
-                    f"CDC is not enabled on database {self.database} of source '{self.source_name}': run "
-                    "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+                raise database_not_enabled(self.database, self.source_name)
             max_lsn = Lsn.from_bytes(bytes(row[0]))
             probes: dict[str, InstanceProbe] = {}
             if names and cursor.nextset():
@@ -355,9 +358,11 @@ class SqlServerResource(ConfigurableResource):
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(
-        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None
+        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None,
+        count: SourceCount | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py)."""
+        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py);
+        ``count`` records the rows received and the rows SQL Server says it sent."""
         try:
             yield from read_counted(
                 read,
@@ -367,6 +372,7 @@ class SqlServerResource(ConfigurableResource):
                 query_timeout_seconds=self.query_timeout_seconds or None,
                 batch_rows=batch_rows,
                 batch_mb=batch_mb,
+                count=count,
             )
         except SqlServerError:
             raise
