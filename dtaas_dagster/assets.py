@@ -163,24 +163,26 @@ def build_table_group_asset(
         attempt = context.retry_number
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
-        for spec in selected:
-            if attempt and _already_materialized(context, spec.asset_key, partition):
-                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
-                continue
-            try:
-                stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
-                                       global_variables=global_variables, log=context.log)
-                result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run_id, attempt=attempt,
-                                             run_finished=lambda run_id: _run_finished(context.instance, run_id))
-            except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
-                failures.append((spec, exc))
-                kind = "permanent" if is_permanent(exc) else "transient"
-                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
-                if not is_permanent(exc):
-                    context.log.debug("".join(traceback.format_exception(exc)))
-                continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+        # the tables' descriptions are read ahead in bulk (sqlserver/facts_session.py)
+        with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
+            for spec in selected:
+                if attempt and _already_materialized(context, spec.asset_key, partition):
+                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
+                    continue
+                try:
+                    stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
+                                           global_variables=global_variables, log=context.log)
+                    result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
+                                                 run_id=context.run_id, attempt=attempt,
+                                                 run_finished=lambda run_id: _run_finished(context.instance, run_id))
+                except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+                    failures.append((spec, exc))
+                    kind = "permanent" if is_permanent(exc) else "transient"
+                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
+                    if not is_permanent(exc):
+                        context.log.debug("".join(traceback.format_exception(exc)))
+                    continue
+                yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
         if failures:
             raise _failure(failures, partition)
 

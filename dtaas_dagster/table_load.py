@@ -25,6 +25,7 @@ import pyarrow as pa
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
+from dtaas_dagster.sqlserver.bulk import batch_rows_for
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
 from dtaas_dagster.sqlserver.names import asset_name_part
@@ -166,30 +167,35 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
     return TablePlan(facts, plan, primary_key(spec, facts.description))
 
 
+def _share(done: int, estimate: int | None) -> str:
+    if estimate:
+        return f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
+    return f"{done:,} rows (no estimate)"
+
+
 def progress(
-    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None
+    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
+    details: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
-    At most one line every PROGRESS_EVERY_SECONDS, so a table of many small
-    batches does not flood the run's log.
+    A line at most every PROGRESS_EVERY_SECONDS while the table is read, and one
+    when it is done (with ``details``). Every line is an event the Dagster
+    instance stores (several ms of CPU each), so a table read in a few seconds
+    logs one line, and a big one does not flood the run's log.
     """
     started = last = time.monotonic()
     done = 0
     for batch in batches:
         done += batch.num_rows
         now = time.monotonic()
-        if now - last >= PROGRESS_EVERY_SECONDS or done == batch.num_rows:
+        if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
-            elapsed = max(now - started, 1e-6)
-            if estimate:
-                share = f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
-            else:
-                share = f"{done:,} rows (no estimate)"
-            log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s")
+            log.info(f"{table}: {_share(done, estimate)}, {done / max(now - started, 1e-6):,.0f} rows/s")
         yield batch
     elapsed = time.monotonic() - started
-    log.info(f"{table}: read {done:,} rows in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)")
+    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)"
+             + (f"; {details}" if details else ""))
 
 
 def open_snapshot(
@@ -204,11 +210,13 @@ def open_snapshot(
     """Plan and open the snapshot read of one table partition; the destination drains it."""
     planned = plan_table(spec, sqlserver)
     plan, description = planned.plan, planned.facts.description
-    log.info(
-        f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
-        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
-    )
-    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    batch_rows = batch_rows_for(spec.batch_rows, description.row_estimate)
+    details = (f"{len(plan.columns)} columns, snapshot isolation "
+               f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}")
+    if description.row_estimate is None or batch_rows is None or description.row_estimate > batch_rows:
+        # more than one batch to read: say so now (a table of one batch logs one line, when done)
+        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}")
+    fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=batch_rows, batch_mb=spec.batch_mb)
     # Read ahead on a thread so the ODBC fetch and the file writer run at once (bench/RESULTS.md).
     converted = prefetch(convert_batch(batch, plan) for batch in fetched)
     builtins = builtin_values(
@@ -218,7 +226,8 @@ def open_snapshot(
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=plan.target_schema,
-        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate),
+        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
+                         details=details),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=template_values(builtins, global_variables),

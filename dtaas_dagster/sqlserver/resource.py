@@ -27,6 +27,7 @@ from pydantic import Field, PrivateAttr
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
+from dtaas_dagster.sqlserver.facts_session import FactsSession
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
     scrub,
@@ -39,8 +40,8 @@ from dtaas_dagster.sqlserver.facts import (
     TableDescription,
     TableFacts,
     TableInfo,
+    columns_from_rows,
 )
-from dtaas_dagster.sqlserver.types import SourceColumn
 from dtaas_dagster.stream import TableRef
 
 if TYPE_CHECKING:
@@ -72,19 +73,8 @@ def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     )
 
 
-def _columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
-    return tuple(
-        SourceColumn(
-            name=str(r[0]),
-            data_type=str(r[1]).lower(),
-            char_length=None if r[2] is None else int(r[2]),
-            precision=None if r[3] is None else int(r[3]),
-            scale=None if r[4] is None else int(r[4]),
-            datetime_precision=None if r[5] is None else int(r[5]),
-            nullable=str(r[6]).upper() == "YES",
-        )
-        for r in rows
-    )
+def _profile(cursor: pyodbc.Cursor, schema: str, table: str, wanted: Sequence[queries.ProfileColumn]) -> tuple[object, ...]:
+    return tuple(cursor.execute(queries.build_profile_select(schema, table, wanted)).fetchone())
 
 
 class SqlServerResource(ConfigurableResource):
@@ -105,6 +95,7 @@ class SqlServerResource(ConfigurableResource):
     odbc_extra: dict[str, str] = Field(default_factory=dict, description="Extra ODBC connection attributes.")
 
     _driver: OdbcDriver | None = PrivateAttr(default=None)
+    _facts_session: FactsSession | None = PrivateAttr(default=None)
 
     @classmethod
     def from_source(cls, name: str, source: SqlServerSource, *, password: str | None = None) -> SqlServerResource:
@@ -224,12 +215,23 @@ class SqlServerResource(ConfigurableResource):
         key = [str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, schema, table).fetchall()]
         estimate_row = cursor.execute(queries.TABLE_ROW_ESTIMATE, schema, table).fetchone()
         estimate = None if not estimate_row or estimate_row[0] is None else int(estimate_row[0])
-        return TableDescription(ref, _columns_from_rows(rows), tuple(key), estimate)
+        return TableDescription(ref, columns_from_rows(rows), tuple(key), estimate)
 
     def describe_table(self, schema: str, table: str) -> TableDescription:
         """Columns, types, nullability, primary key and row estimate; a clear error when missing."""
         with self.connect() as connection:
             return self._describe(connection.cursor(), schema, table)
+
+    @contextlib.contextmanager
+    def facts_session(self, tables: Sequence[tuple[str, str]]) -> Iterator[FactsSession]:
+        """While the block runs, ``table_facts`` of these ``(schema, table)``s (in load order) reads
+        their descriptions ahead, in bulk (see facts_session.py). One step at a time per resource."""
+        session = FactsSession(database=self.database, tables=tables, read_options=_database_options)
+        self._facts_session = session
+        try:
+            yield session
+        finally:
+            self._facts_session = None
 
     def table_facts(
         self,
@@ -242,16 +244,22 @@ class SqlServerResource(ConfigurableResource):
 
         ``profile_columns`` (a pure function of the description, from the planner)
         names what to profile; the profile query runs only when it names something.
+        Inside :meth:`facts_session` the description and options may come from its bulk read.
         """
+        session = self._facts_session
+        known = session.take(schema, table) if session is not None else None
+        if known is not None:  # read ahead: a connection only when the profile needs one
+            wanted = list(profile_columns(known[0]))
+            if not wanted:
+                return TableFacts(known[0], known[1])
+            with self.connect() as connection:
+                return TableFacts(known[0], known[1], _profile(connection.cursor(), schema, table, wanted))
         with self.connect() as connection:
             cursor = connection.cursor()
-            description = self._describe(cursor, schema, table)
-            options = _database_options(cursor)
+            known = session.read_ahead(cursor, schema, table) if session is not None else None
+            description, options = known or (self._describe(cursor, schema, table), _database_options(cursor))
             wanted = list(profile_columns(description))
-            profile: tuple[object, ...] = ()
-            if wanted:
-                sql = queries.build_profile_select(schema, table, wanted)
-                profile = tuple(cursor.execute(sql).fetchone())
+            profile = _profile(cursor, schema, table, wanted) if wanted else ()
         return TableFacts(description, options, profile)
 
     # ---------------------------------------------------------------- bulk reads
