@@ -22,6 +22,7 @@ No op starts another run.
 
 
 import datetime as dt
+import multiprocessing
 from typing import Any
 
 import dagster as dg
@@ -63,12 +64,27 @@ class FullLoadRequest(dg.Config):
     )
 
 
+# Modules a forkserver imports once, so that each table step (a process forked from it)
+# starts without importing Dagster, pyarrow and the product again: about half of a step's
+# start-up CPU (bench/RESULTS.md, "many tables"). None of them opens anything at import.
+FORKSERVER_PRELOAD = ["dagster", "pyarrow", "pyodbc", "arrow_odbc", "dtaas_dagster.definitions"]
+
+
+def tables_executor_config(parallel_tables: int) -> dict[str, Any]:
+    """Multiprocess executor config: ``parallel_tables`` steps at once, started from a forkserver
+    where the platform has one (Linux, macOS), else Dagster's default (spawn)."""
+    config: dict[str, Any] = {"max_concurrent": parallel_tables}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        config["start_method"] = {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}}
+    return config
+
+
 def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
     """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once."""
     return dg.define_asset_job(
         name=tables_job_name(task),
         selection=dg.AssetSelection.assets(*asset_keys),
-        executor_def=dg.multiprocess_executor.configured({"max_concurrent": parallel_tables}),
+        executor_def=dg.multiprocess_executor.configured(tables_executor_config(parallel_tables)),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},
     )
