@@ -11,8 +11,10 @@ How. While ``SqlServerResource.facts_session(tables)`` is open (a table step
 opens it for the tables it loads), ``table_facts`` of one of those tables
 takes its description from a :class:`FactsSession`, which reads the
 descriptions of that table and of the next tables of the step (same schema, up
-to :data:`DESCRIBE_AHEAD` of them) in three statements, plus the database
-options once. What stays as before:
+to :data:`DESCRIBE_AHEAD` of them) in two statements (columns, primary keys),
+plus the database options. Row estimates only size batches and feed progress
+percentages and metadata, so they are read once per session, for all its
+tables (on the double, the statement that costs most). What stays as before:
 
 - a description is used once, and at most :data:`MAX_AGE_SECONDS` after it was
   read; an older one is read again, with the tables after it. (Before, the
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 DESCRIBE_AHEAD = 100
 # A description older than this is read again before its table is read.
 MAX_AGE_SECONDS = 30.0
+# Row estimates are read once per session, this many tables per statement.
+ESTIMATES_PER_QUERY = 1_000
 
 _T = TypeVar("_T")
 
@@ -73,6 +77,7 @@ class FactsSession:
         self._clock = clock
         self._described: dict[tuple[str, str], _Described] = {}
         self._taken: set[tuple[str, str]] = set()
+        self._estimates: dict[str, dict[str, Any]] = {}  # per schema, read once
         self.bulk_reads = 0  # how often the catalog was asked (tests and benchmarks read it)
 
     def take(self, schema: str, table: str) -> tuple[TableDescription, DatabaseOptions] | None:
@@ -104,8 +109,7 @@ class FactsSession:
         parameters = [schema, *names]
         columns = _grouped(cursor.execute(queries.build_columns_of_tables(len(names)), *parameters).fetchall())
         keys = _grouped(cursor.execute(queries.build_primary_keys_of_tables(len(names)), *parameters).fetchall())
-        estimates = {str(r[0]): r[1] for r in
-                     cursor.execute(queries.build_row_estimates_of_tables(len(names)), *parameters).fetchall()}
+        estimates = self._estimates_of(cursor, schema)
         options = self._read_options(cursor)
         self.bulk_reads += 1
         self._described = {k: v for k, v in self._described.items() if k[0] != schema or k[1] not in names}
@@ -121,6 +125,19 @@ class FactsSession:
                 options,
                 read_at,
             )
+
+
+    def _estimates_of(self, cursor: pyodbc.Cursor, schema: str) -> dict[str, Any]:
+        """Row estimates of all the session's tables of ``schema``, read the first time they are asked for."""
+        if schema not in self._estimates:
+            names = [table for other_schema, table in self._order if other_schema == schema]
+            found: dict[str, Any] = {}
+            for start in range(0, len(names), ESTIMATES_PER_QUERY):
+                chunk = names[start:start + ESTIMATES_PER_QUERY]
+                sql = queries.build_row_estimates_of_tables(len(chunk))
+                found.update((str(r[0]), r[1]) for r in cursor.execute(sql, schema, *chunk).fetchall())
+            self._estimates[schema] = found
+        return self._estimates[schema]
 
 
 def _grouped(rows: Iterable[Any]) -> dict[str, list[tuple[Any, ...]]]:
