@@ -89,7 +89,9 @@ class FactsSession:
         self._taken.add((schema, table))
         return found.description, found.options
 
-    def read_ahead(self, cursor: pyodbc.Cursor, schema: str, table: str) -> tuple[TableDescription, DatabaseOptions] | None:
+    def read_ahead(
+        self, cursor: pyodbc.Cursor, schema: str, table: str
+    ) -> tuple[TableDescription, DatabaseOptions] | None:
         """Read this table's description and those of the next tables ahead, then take this one;
         None when the session does not load this table or the catalog has no (single) answer for it
         (the caller describes it alone)."""

@@ -5,7 +5,9 @@ arrow-odbc on the same connection string (500k-900k rows/s against 150k-280k
 for pyodbc ``fetchmany``, measured in the project's design notes). All T-SQL
 comes from :mod:`dtaas_dagster.sqlserver.queries`. The resource decides
 nothing about a load: planning is a function of the facts it reads
-(:mod:`dtaas_dagster.sqlserver.snapshot`).
+(:mod:`dtaas_dagster.sqlserver.snapshot`). A step that loads many tables opens
+:meth:`SqlServerResource.facts_session` to read their facts ahead, in bulk
+(:mod:`dtaas_dagster.sqlserver.facts_session`).
 
 The password never enters a string we log or raise: pyodbc gets it inside the
 connection string (``PWD={...}``), arrow-odbc as its ``password`` argument, and
@@ -73,7 +75,9 @@ def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     )
 
 
-def _profile(cursor: pyodbc.Cursor, schema: str, table: str, wanted: Sequence[queries.ProfileColumn]) -> tuple[object, ...]:
+def _profile(
+    cursor: pyodbc.Cursor, schema: str, table: str, wanted: Sequence[queries.ProfileColumn]
+) -> tuple[object, ...]:
     return tuple(cursor.execute(queries.build_profile_select(schema, table, wanted)).fetchone())
 
 
