@@ -41,8 +41,9 @@ from dtaas_dagster.stream import TableRef
 if TYPE_CHECKING:
     import pyodbc
 
-# Tables described per bulk read (SQL Server allows 2,100 parameters per statement).
-DESCRIBE_AHEAD = 100
+# Tables described per bulk read: enough to make the catalog statements rare, few enough
+# that little is read in vain when MAX_AGE_SECONDS passes before a busy step gets to them.
+DESCRIBE_AHEAD = 32
 # A description older than this is read again before its table is read.
 MAX_AGE_SECONDS = 30.0
 # Row estimates are read once per session, this many tables per statement.
