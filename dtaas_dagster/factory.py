@@ -113,6 +113,7 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
         schema_drift=task.schema_drift,
+        step_checks=tuple(task.step_checks),
         update_before_images=task.cdc.update_before_images,
         transformations=tuple(table.transformations),
     )
@@ -190,7 +191,8 @@ def build_task(
         for group in groups
     ]
     tables_job = build_tables_job(
-        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables
+        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables,
+        step_checks=task.step_checks,
     )
     result = TaskDefinitions(assets=assets)
     result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
