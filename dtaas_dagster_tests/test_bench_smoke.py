@@ -51,4 +51,5 @@ def test_many_tables_benchmark_prints_its_summary_line() -> None:
     # both loads ran and were verified (the script checks every manifest's row count and exits non-zero otherwise)
     assert re.search(r"^step_per_table +2 ", table, re.MULTILINE), table
     assert re.search(r"^grouped +6 ", table, re.MULTILINE), table
+    assert re.search(r"^grouped_no_checks +6 ", table, re.MULTILINE), table
     assert "CPU per table: step_per_table / grouped = " in table
