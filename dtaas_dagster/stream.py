@@ -29,6 +29,17 @@ class TableRef:
         return f"{self.database}.{self.schema}.{self.name}"
 
 
+@dataclass(frozen=True)
+class ChangeWindow:
+    """The LSN range of one CDC partition: changes with ``from_lsn <= LSN <= to_lsn``.
+
+    LSNs are 20 lower-case hex digits (``_dtaas_lsn``), so text order is LSN order.
+    """
+
+    from_lsn: str
+    to_lsn: str
+
+
 @dataclass
 class TableStream:
     """One load window of one table, ready to be written.
@@ -38,6 +49,10 @@ class TableStream:
     ``partitionKey`` plus global ones). ``source_types`` maps column name to its
     SQL Server type text (for ``dagster/column_schema`` descriptions).
     ``primary_key`` is the table's key columns (may be empty).
+    ``change_window`` is set for a CDC partition (its batches carry the change
+    columns ``_dtaas_op``, ``_dtaas_lsn``, ``_dtaas_seqval``, ``_dtaas_commit_time``);
+    ``cdc_start_lsn`` is set for a snapshot that CDC continues from (the first
+    LSN whose changes the snapshot may not contain).
     """
 
     table: TableRef
@@ -48,3 +63,5 @@ class TableStream:
     variables: Mapping[str, str] = field(default_factory=dict)
     source_types: Mapping[str, str] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
+    change_window: ChangeWindow | None = None
+    cdc_start_lsn: str | None = None

@@ -285,7 +285,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
      [f"{T}.destination: task sales_to_lake: destination 'laek' is not defined; did you mean 'lake'?",
       "defined destinations: lake"]),
     ("unknown_destination_type", {"destinations.lake.type": "gcs"},
-     ["destinations.lake.type: must be 's3' (got 'gcs'); use type: s3"]),
+     ["destinations.lake.type: must be one of 's3', 'snowflake' (got 'gcs'); use type: s3 or type: snowflake"]),
     ("missing_env_var", {"sources.sales.host": "${DTAAS_TEST_SURELY_UNSET}"},
      ["sources.sales.host: environment variable DTAAS_TEST_SURELY_UNSET is not set; export it or write "
       "${DTAAS_TEST_SURELY_UNSET:-default}"]),

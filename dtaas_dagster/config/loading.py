@@ -4,7 +4,8 @@
 message has one line per problem, each naming the file, the field path
 (``tasks.demo.parallel_tables``), what is wrong and the fix.
 
-``path_template`` is not env-interpolated: it has its own ``$name``
+``path_template`` (and a Snowflake destination's ``database``, ``schema``
+and ``table``) are not env-interpolated: they have their own ``$name``
 variables. Put environment values into ``variables:`` and use them there.
 """
 
@@ -24,7 +25,8 @@ from dtaas_dagster.config.model import DtaasConfig
 
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
-_NOT_INTERPOLATED = re.compile(r"^destinations\.[^.]+\.path_template$")
+# $name templates: S3 path_template and Snowflake database/schema/table names.
+_NOT_INTERPOLATED = re.compile(r"^destinations\.[^.]+\.(path_template|database|schema|table)$")
 
 
 def _interpolate(value: Any, path: str, problems: list[tuple[str, str]]) -> Any:

@@ -170,6 +170,10 @@ class TaskConfig(Model):
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+    schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
+        "When a table's columns differ from the destination's: evolve (add columns, widen types), fail (stop "
+        "with the differences) or ignore (load the columns the destination has). Applied by Snowflake destinations."),
+        json_schema_extra=fix("use evolve, fail or ignore"))
 
     @field_validator("tables")
     @classmethod

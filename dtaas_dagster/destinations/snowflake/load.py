@@ -1,0 +1,305 @@
+"""One stream into one Snowflake table: a snapshot replaces it, a change window is MERGEd into it.
+
+The order of one load (docs/snowflake.md#how-a-load-runs):
+
+1. the schema, stage and control table exist; the session uses the schema;
+2. the control row decides: an older snapshot is refused, a change window at
+   or below the applied LSN is skipped, one that would leave a gap is refused;
+3. left-overs of killed loads of this table are removed;
+4. the target is created, or reconciled with the source's columns (drift);
+5. the stream is staged: Parquet files PUT under the load's own stage path and
+   COPYed into the load's own staging table (checked row for row);
+6. ONE transaction: the control row is re-read, then a snapshot DELETEs and
+   INSERTs the target, or a window MERGEs its newest change per key; the
+   control row is compare-and-set; COMMIT. Readers see the old table until then;
+7. the staging table (and any stage files COPY did not purge) is dropped.
+
+A failure before 6 commits leaves the target and the control row as they were;
+a kill leaves at most a staging table and stage files, which step 3 of the next
+load of that table removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from dtaas_dagster.destinations.snowflake import sql, state
+from dtaas_dagster.destinations.snowflake.names import (
+    TableName,
+    load_token,
+    object_slug,
+    target_columns,
+)
+from dtaas_dagster.destinations.snowflake.session import Session
+from dtaas_dagster.destinations.snowflake.spool import Column
+from dtaas_dagster.destinations.snowflake.staging import Staged, stage_stream
+from dtaas_dagster.destinations.snowflake.tables import (
+    cleanup_leftovers,
+    column_types,
+    ensure_target,
+    prepare_schema,
+)
+from dtaas_dagster.stream import ChangeWindow, TableStream
+from dtaas_dagster.table_load import PermanentLoadError
+
+SOURCE_CHANGE_COLUMNS = ("_dtaas_op", "_dtaas_lsn", "_dtaas_seqval", "_dtaas_commit_time")
+_LSN = re.compile(r"^[0-9a-f]{20}$")
+
+
+class OlderSnapshotError(PermanentLoadError):
+    """A snapshot partition older than the one already loaded: loading it would replace newer data."""
+
+
+class WindowGapError(PermanentLoadError):
+    """A change window that starts after the next LSN to apply: applying it would skip changes."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How the destination loads (from its config and the task's)."""
+
+    case: str = "upper"
+    stage: str = "_DTAAS_STAGE"
+    state_table: str = "_DTAAS_STATE"
+    delete_mode: str = "hard"
+    schema_drift: str = "evolve"
+    file_max_rows: int | None = 1_000_000
+    file_max_bytes: int | None = None
+    work_dir: str | None = None
+
+
+@dataclass
+class LoadReport:
+    """What one load did (becomes materialization metadata)."""
+
+    target: TableName
+    kind: str  # "snapshot" or "changes"
+    load_id: str
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    created: bool = False
+    drift: tuple[str, ...] = ()
+    leftovers: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    merged: dict[str, int] = field(default_factory=dict)
+    state: state.TableState | None = None
+
+
+# --------------------------------------------------------------------------- LSN rules (pure)
+
+
+def check_lsn(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _LSN.match(value):
+        raise PermanentLoadError(f"{what} {value!r} is not an LSN as 20 lower-case hex digits")
+    return value
+
+
+def lsn_after(lsn: str) -> str:
+    """The next LSN (SQL Server's sys.fn_cdc_increment_lsn on the 10-byte value)."""
+    return format(int(check_lsn(lsn, "LSN"), 16) + 1, "020x")
+
+
+def decide_window(previous: state.TableState | None, window: ChangeWindow, *, partition: str,
+                  target: str) -> tuple[str | None, str]:
+    """(first LSN to apply, or None to skip; the reason) for one change window under the control row."""
+    check_lsn(window.from_lsn, "from_lsn")
+    check_lsn(window.to_lsn, "to_lsn")
+    if window.to_lsn < window.from_lsn:
+        raise PermanentLoadError(f"change window of partition {partition} ends ({window.to_lsn}) before it starts "
+                                 f"({window.from_lsn})")
+    span = f"[{window.from_lsn}..{window.to_lsn}]"
+    if previous is None or previous.next_lsn is None:
+        return window.from_lsn, f"window {span} is the first applied to {target}"
+    if window.to_lsn < previous.next_lsn:
+        return None, (f"window {span} of partition {partition} is at or below the applied LSN "
+                      f"{previous.applied_lsn or 'of the snapshot'} of {target} (next to apply: {previous.next_lsn}); "
+                      "nothing to do")
+    if window.from_lsn > previous.next_lsn:
+        raise WindowGapError(
+            f"window {span} of partition {partition} starts at {window.from_lsn}, but {target} has changes only up "
+            f"to LSN {previous.applied_lsn or '(snapshot)'}: the changes from {previous.next_lsn} on are missing. "
+            "Nothing was applied. Load the partitions between them first, or start a new snapshot.")
+    return max(window.from_lsn, previous.next_lsn), f"window {span} applies changes from {previous.next_lsn}"
+
+
+def check_snapshot_order(previous: state.TableState | None, partition: str, *, target: str, task: str) -> None:
+    if previous is not None and previous.snapshot_partition and partition < previous.snapshot_partition:
+        raise OlderSnapshotError(
+            f"snapshot partition {partition} is older than {previous.snapshot_partition}, which is already loaded "
+            f"into {target}; loading it would replace newer data, so nothing was changed. For fresh data start a "
+            f"new snapshot (job {task}_full_load).")
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def plan_columns(stream: TableStream, case: str) -> tuple[list[Column], list[Column]]:
+    """(the table's columns, the change columns) of a stream, with their Snowflake names."""
+    change = stream.change_window is not None
+    names = [f.name for f in stream.schema]
+    if change:
+        missing = [c for c in SOURCE_CHANGE_COLUMNS if c not in names]
+        if missing:
+            raise PermanentLoadError(f"change partition {stream.partition_key} of {stream.table} lacks the change "
+                                     f"columns {', '.join(missing)}")
+    table_fields = [f for f in stream.schema if not (change and f.name in SOURCE_CHANGE_COLUMNS)]
+    reserved = [*sql.CHANGE_COLUMNS, *(name for name, _ in sql.SOFT_DELETE_COLUMNS)]
+    mapping = target_columns([f.name for f in table_fields], case=case, reserved=reserved)
+    columns = [Column(f.name, mapping[f.name], f.type) for f in table_fields]
+    changes = [Column(src, dst, stream.schema.field(src).type)
+               for src, dst in zip(SOURCE_CHANGE_COLUMNS, sql.CHANGE_COLUMNS, strict=True)] if change else []
+    return columns, changes
+
+
+def _target_key(stream: TableStream, columns: Sequence[Column]) -> tuple[str, ...]:
+    by_source = {c.source: c.target for c in columns}
+    return tuple(by_source[name] for name in stream.primary_key if name in by_source)
+
+
+# --------------------------------------------------------------------------- the load
+
+
+def load_stream(session: Session, stream: TableStream, *, target: TableName, settings: LoadSettings,
+                load_id: str, run_id: str, log: logging.Logger) -> LoadReport:
+    """Load one stream (see the module docstring); returns what it did."""
+    started = time.monotonic()
+    window = stream.change_window
+    report = LoadReport(target, "changes" if window else "snapshot", load_id)
+    stage, state_table = target.sibling(settings.stage), target.sibling(settings.state_table)
+    prepare_schema(session, target, stage=stage, state_table=state_table)
+    columns, change_columns = plan_columns(stream, settings.case)
+    key = _target_key(stream, columns)
+    if window is not None and (not stream.primary_key or len(key) != len(stream.primary_key)):
+        raise PermanentLoadError(f"{stream.table}: applying changes needs the primary key, and it is not among the "
+                                 "loaded columns; set primary_key for the table and keep its columns")
+    previous = state.read(session, state_table, target)
+    if window is not None:
+        first_lsn, reason = decide_window(previous, window, partition=stream.partition_key, target=target.display)
+        if first_lsn is None:
+            log.info(f"{target.display}: skipped: {reason}")
+            report.skipped, report.state = reason, previous
+            _drain(stream)
+            return report
+        log.info(f"{target.display}: {reason}")
+    else:
+        check_snapshot_order(previous, stream.partition_key, target=target.display,
+                             task=str(stream.variables.get("taskName", "<task>")))
+    token, slug = load_token(load_id), object_slug(target)
+    report.leftovers = cleanup_leftovers(session, target=target, stage=stage, slug=slug, keep=token, log=log)
+    soft = settings.delete_mode == "soft"
+    plan = ensure_target(session, target, columns, source_types=dict(stream.source_types), primary_key=key,
+                         policy=settings.schema_drift, extra_columns=sql.SOFT_DELETE_COLUMNS if soft else (), log=log)
+    report.created, report.drift = plan.created, plan.drift
+    loaded = [*plan.columns, *change_columns]
+    staging = target.sibling(f"{sql.STAGING_PREFIX}{slug.upper()}_{token.upper()}")
+    copied = False
+    try:
+        staged = stage_stream(
+            session, stream.batches, stream_schema=stream.schema, columns=loaded,
+            column_types=column_types(loaded, dict(stream.source_types)), staging=staging, stage=stage,
+            path=f"{slug}/{token}", max_rows=settings.file_max_rows, max_bytes=settings.file_max_bytes,
+            work_dir=settings.work_dir, log=log)
+        copied = True
+        report.rows, report.files, report.bytes = staged.rows, staged.files, staged.bytes
+        report.seconds.update(staged.seconds)
+        commit_started = time.monotonic()
+        with session.transaction():
+            current = state.read(session, state_table, target)
+            if window is not None:
+                new_state = _merge(session, stream, report, staged, current, window, plan.columns, key,
+                                   soft=soft, run_id=run_id)
+            else:
+                new_state = _replace(session, stream, report, staged, current, plan.columns, key,
+                                     soft=soft, run_id=run_id)
+            state.save(session, state_table, new_state, current)
+        report.seconds["merge_s" if window else "replace_s"] = time.monotonic() - commit_started
+        report.state = new_state
+    finally:
+        _discard(session, staging, stage, f"{slug}/{token}", files_left=not copied, log=log)
+    report.seconds["total_s"] = time.monotonic() - started
+    return report
+
+
+def _drain(stream: TableStream) -> None:
+    """Close a stream that is not loaded (a skipped window), so its source read ends cleanly."""
+    close = getattr(stream.batches, "close", None)
+    if callable(close):
+        close()
+
+
+def _loaded_schema(stream: TableStream, columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema([stream.schema.field(c.source) for c in columns])
+
+
+def _replace(session: Session, stream: TableStream, report: LoadReport, staged: Staged,
+             current: state.TableState | None, columns: Sequence[Column], key: Sequence[str], *,
+             soft: bool, run_id: str) -> state.TableState:
+    """Inside the transaction: the target becomes exactly the staged rows."""
+    check_snapshot_order(current, stream.partition_key, target=report.target.display,
+                         task=str(stream.variables.get("taskName", "<task>")))
+    targets = [c.target for c in columns]
+    session.run(sql.delete_all(report.target))
+    inserted = session.scalar(sql.insert_from_staging(report.target, staged.table, targets, soft_delete=soft))
+    if int(inserted or 0) != staged.rows:
+        raise RuntimeError(f"{report.target.display}: inserted {inserted} rows, staged {staged.rows}; rolled back")
+    return state.TableState(
+        target=report.target.sql, snapshot_partition=stream.partition_key, last_partition=stream.partition_key,
+        applied_lsn=None, next_lsn=check_lsn(stream.cdc_start_lsn, "cdc_start_lsn") if stream.cdc_start_lsn else None,
+        primary_key=tuple(key), columns=tuple((c.source, c.target) for c in columns),
+        arrow_schema=state.encode_schema(_loaded_schema(stream, columns)), load_id=report.load_id, run_id=run_id)
+
+
+def _merge(session: Session, stream: TableStream, report: LoadReport, staged: Staged,
+           current: state.TableState | None, window: ChangeWindow, columns: Sequence[Column],
+           key: Sequence[str], *, soft: bool, run_id: str) -> state.TableState:
+    """Inside the transaction: the window's newest change per key, from the first LSN not yet applied."""
+    first_lsn, _ = decide_window(current, window, partition=stream.partition_key, target=report.target.display)
+    if first_lsn is None:  # another load applied it since the check before staging
+        raise state.ConcurrentLoadError(f"{report.target.display}: window applied by another load meanwhile")
+    statement = sql.merge_changes(report.target, staged.table, [c.target for c in columns], key, soft_delete=soft)
+    cursor = session.run(sql.Statement(statement.name, statement.sql, (first_lsn,)))
+    report.merged = _merge_counts(cursor)
+    previous = current or state.TableState(report.target.sql)
+    return previous.evolve(
+        target=report.target.sql, last_partition=stream.partition_key, applied_lsn=window.to_lsn,
+        next_lsn=lsn_after(window.to_lsn), primary_key=tuple(key),
+        columns=tuple((c.source, c.target) for c in columns),
+        arrow_schema=state.encode_schema(_loaded_schema(stream, columns)), load_id=report.load_id, run_id=run_id)
+
+
+def _merge_counts(cursor: Any) -> dict[str, int]:
+    """MERGE's result row: number of rows inserted / updated / deleted (columns present depend on the clauses)."""
+    row = cursor.fetchone() or ()
+    counts = {}
+    for description, value in zip(cursor.description or (), row, strict=False):
+        name = str(description[0]).lower()
+        for word in ("inserted", "updated", "deleted"):
+            if word in name:
+                counts[word] = int(value or 0)
+    return counts
+
+
+def _discard(session: Session, staging: TableName, stage: TableName, path: str, *, files_left: bool,
+             log: logging.Logger) -> None:
+    """Best effort: the staging table, and the stage files when COPY did not purge them."""
+    try:
+        session.run(sql.drop_table(staging))
+    except Exception as exc:  # noqa: BLE001 - the next load of the table removes it
+        log.warning(f"could not drop staging table {staging.display} ({exc}); the next load of the table removes it")
+    if files_left:
+        try:
+            listed = [str(row[0]).split("/", 1)[-1] for row in session.rows(sql.list_stage(stage))]
+            if any(name.startswith(f"{path}/") for name in listed):
+                session.run(sql.remove_stage_path(stage, path))
+        except Exception as exc:  # noqa: BLE001 - never loaded; the next load of the table retries
+            log.warning(f"could not remove stage files @{stage.display}/{path}/ ({exc}); "
+                        "the next load of the table tries again")
