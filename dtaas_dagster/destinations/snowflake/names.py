@@ -142,7 +142,7 @@ def object_slug(target: TableName) -> str:
     never share one). Stage paths appear in PUT/COPY text, where identifiers
     cannot be bound, so nothing else may reach them.
     """
-    readable = re.sub(r"[^a-z0-9_]", "_", target.name.lower())[:40].strip("_") or "t"
+    readable = re.sub(r"[^a-z0-9]+", "_", target.name.lower())[:40].strip("_") or "t"
     digest = hashlib.sha1(f"{target.database}\x00{target.schema}\x00{target.name}".encode()).hexdigest()[:8]
     return f"{readable}_{digest}"
 
