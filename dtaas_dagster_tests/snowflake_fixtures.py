@@ -10,7 +10,8 @@
   skipped with that reason otherwise. Every Snowflake test runs on both.
 - ``snowflake_schema`` (function): a fresh schema ``T_<random>`` in the test
   database, dropped afterwards; ``destination()`` gives the dtaas.yaml block for
-  it, ``query()`` runs SQL for assertions.
+  it (with ``cdc_apply: delete_insert`` on fakesnow, which cannot MERGE inside a
+  transaction; a real account runs the MERGE), ``query()`` runs SQL for assertions.
 - ``fakesnow`` (function): the same target, for tests that inject faults into
   the server (skipped on a real account, with the reason).
 """
@@ -183,6 +184,8 @@ class SnowflakeSchema:
         for name in ("host", "port", "protocol", "role", "warehouse"):
             if getattr(t, name) is not None:
                 block[name] = getattr(t, name)
+        if t.is_fake:  # fakesnow cannot MERGE inside a transaction (docs/snowflake.md#fakesnow)
+            block["cdc_apply"] = "delete_insert"
         block.update(overrides)
         return block
 

@@ -10,7 +10,6 @@ of CDC windows are in destinations/test_snowflake_merge.py.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from dtaas_dagster.destinations.snowflake.names import TableName, object_slug
 from dtaas_dagster_tests.all_types import ALL_TYPES, assert_same, expected_all_types, seed_all_types
 from dtaas_dagster_tests.runs import (
     PASSWORD_ENV,
@@ -33,7 +33,7 @@ from dtaas_dagster_tests.runs import (
 )
 from dtaas_dagster_tests.snowflake_fixtures import SnowflakeSchema, SnowflakeTarget
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROWS = 40
 
@@ -57,14 +57,19 @@ def orders(rows: int = ROWS, *, version: int = 1) -> pa.Table:
 
 
 def seed_orders(sqlserver_db: Any, table: pa.Table) -> None:
-    sqlserver_db.seed_table("dbo", "orders", table, columns={"id": "int NOT NULL", "customer": "nvarchar(60)"},
+    sqlserver_db.seed_table("dbo", "orders", table, columns={"id": "int", "customer": "nvarchar(60)"},
                             primary_key=["id"])
 
 
 def replace_orders(sqlserver_db: Any, table: pa.Table) -> None:
+    """The source table's rows become ``table``'s (DELETE + INSERT in SQL Server)."""
     with sqlserver_db.connect() as connection:
-        connection.cursor().execute("DROP TABLE dbo.orders")
-    seed_orders(sqlserver_db, table)
+        cursor = connection.cursor()
+        cursor.execute("DELETE FROM dbo.orders")
+        for row in table.to_pylist():
+            cursor.execute("INSERT INTO dbo.orders (id, customer, amount) VALUES (?, ?, ?)",
+                           row["id"], row["customer"], row["amount"])
+        connection.commit()
 
 
 def target_rows(schema: SnowflakeSchema, table: str = "ORDERS") -> list[tuple[Any, ...]]:
@@ -159,3 +164,165 @@ def _io_fields(schema: SnowflakeSchema) -> dict[str, Any]:
             "private_key_file": block.get("private_key_file"), "host": block.get("host"), "port": block.get("port"),
             "protocol": block.get("protocol"), "role": block.get("role"), "warehouse": block.get("warehouse"),
             "database_template": schema.database, "schema_template": schema.schema}
+
+
+# --------------------------------------------------------------------------- exactly once (full load)
+
+
+def snapshot_partition(home: Path) -> str:
+    events = materializations(home, ["t", "dbo", "orders"])
+    return events[-1].partition
+
+
+def control(schema: SnowflakeSchema) -> tuple[Any, ...]:
+    found = schema.query('SELECT "SNAPSHOT_PARTITION", "LOAD_ID" FROM "_DTAAS_STATE"')
+    assert len(found) == 1
+    return found[0]
+
+
+def test_a_rerun_replaces_the_partition_once_and_an_older_partition_is_refused(
+    sqlserver: Any, sqlserver_db: Any, snowflake_schema: SnowflakeSchema, tmp_path: Path
+) -> None:
+    v1, v2, v3 = orders(version=1), orders(version=2), orders(ROWS + 5, version=3)
+    seed_orders(sqlserver_db, v1)
+    config = config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination())
+    first = load(tmp_path, sqlserver, config)
+    assert first.ok, first.output[-6000:]
+    older = snapshot_partition(first.dagster_home)
+    assert target_rows(snowflake_schema) == expected_rows(v1)
+
+    # re-run of the same partition after success: replaced, every row once
+    replace_orders(sqlserver_db, v2)
+    again = load(tmp_path, sqlserver, config, partition=older)
+    assert again.ok, again.output[-6000:]
+    assert target_rows(snowflake_schema) == expected_rows(v2)
+    assert control(snowflake_schema)[0] == older
+
+    # a newer snapshot, then the older partition once more: refused, the newer rows stay
+    replace_orders(sqlserver_db, v3)
+    newer = load(tmp_path, sqlserver, config)
+    assert newer.ok, newer.output[-6000:]
+    newest = snapshot_partition(newer.dagster_home)
+    assert newest > older and target_rows(snowflake_schema) == expected_rows(v3)
+    refused = load(tmp_path, sqlserver, config, partition=older)
+    assert not refused.ok
+    assert f"snapshot partition {older} is older than {newest}" in refused.output
+    assert "a retry cannot fix these" in refused.output
+    assert target_rows(snowflake_schema) == expected_rows(v3) and control(snowflake_schema)[0] == newest
+    assert leftovers(snowflake_schema) == []
+
+    # a downstream asset gets the loaded table (pandas, by annotation) through the IO manager
+    frame = downstream_frame(tmp_path, newer.dagster_home, newest)
+    assert sorted(frame.itertuples(index=False, name=None)) == expected_rows(v3)
+    assert list(frame.columns) == ["id", "customer", "amount"] and str(frame["id"].dtype) == "int32"
+
+
+def downstream_frame(tmp_path: Path, home: Path, partition: str) -> Any:
+    """Materialize a user's asset that depends on the table asset; return the DataFrame it received."""
+    import dagster as dg
+    import pandas as pd
+
+    from dtaas_dagster.config import load_config
+    from dtaas_dagster.factory import build_definitions
+    from dtaas_dagster.partitions import loads_partitions_def
+
+    received: list[pd.DataFrame] = []
+
+    @dg.asset(ins={"orders": dg.AssetIn(key=dg.AssetKey(["t", "dbo", "orders"]))},
+              partitions_def=loads_partitions_def("t"))
+    def orders_report(orders: pd.DataFrame) -> None:
+        received.append(orders)
+
+    definitions = build_definitions(load_config(tmp_path / "dtaas.yaml"))
+    assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize([*assets, orders_report], selection=[orders_report.key], partition_key=partition,
+                                resources=dict(definitions.resources or {}), instance=instance)
+    assert result.success
+    return received[0]
+
+
+@pytest.mark.usefixtures("fakesnow")
+def test_a_failure_after_copy_and_before_the_replace_leaves_the_previous_load(
+    sqlserver: Any, sqlserver_db: Any, fakesnow: SnowflakeTarget, snowflake_schema: SnowflakeSchema, tmp_path: Path
+) -> None:
+    v1 = orders(version=1)
+    seed_orders(sqlserver_db, v1)
+    config = config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination())
+    assert load(tmp_path, sqlserver, config).ok
+    before = control(snowflake_schema)
+
+    replace_orders(sqlserver_db, orders(version=2))
+    fakesnow.set_faults({"match": r'^DELETE FROM ".*"\."ORDERS"$', "action": "error", "times": 1,
+                         "message": "Warehouse LOAD_WH was suspended (injected)"})
+    failed = load(tmp_path, sqlserver, config)
+    assert not failed.ok
+    assert "DELETE_TARGET" in failed.output and "Warehouse LOAD_WH was suspended" in failed.output
+    sent = fakesnow.statements()
+    assert any(s.startswith("COPY INTO") for s in sent[-12:]) and "ROLLBACK" in sent[-6:]
+    assert target_rows(snowflake_schema) == expected_rows(v1)
+    assert control(snowflake_schema) == before
+    assert leftovers(snowflake_schema) == [] and snowflake_schema.stage_files() == []
+
+
+def test_a_step_retry_loads_every_row_once(
+    sqlserver: Any, sqlserver_db: Any, fakesnow: SnowflakeTarget, snowflake_schema: SnowflakeSchema, tmp_path: Path
+) -> None:
+    v1 = orders(version=1)
+    seed_orders(sqlserver_db, v1)
+    config = config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination(),
+                        retry={"max_retries": 2, "delay_seconds": 0, "backoff": "constant", "jitter": "none"})
+    # the first attempt fails at the replace's INSERT (a timeout: retryable); the retry must load once
+    fakesnow.set_faults({"match": r'^INSERT INTO ".*"\."ORDERS" \(', "action": "error", "times": 1})
+    outcome = load(tmp_path, sqlserver, config)
+    assert outcome.ok, outcome.output[-6000:]
+    assert "000630" in outcome.output  # the first attempt's failure is in the run's log
+    assert target_rows(snowflake_schema) == expected_rows(v1)
+    assert "-a1-" in control(snowflake_schema)[1]  # committed by the retry (attempt 1)
+    assert len(materializations(outcome.dagster_home, ["t", "dbo", "orders"])) == 1
+    assert leftovers(snowflake_schema) == []
+
+
+def test_a_run_killed_mid_put_leaves_the_previous_load_and_the_next_run_cleans_up(
+    sqlserver: Any, sqlserver_db: Any, fakesnow: SnowflakeTarget, snowflake_schema: SnowflakeSchema, tmp_path: Path
+) -> None:
+    v1, v2, v3 = orders(version=1), orders(version=2), orders(version=3)
+    seed_orders(sqlserver_db, v1)
+    config = config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination(), file_size={"rows": 10})
+    assert load(tmp_path, sqlserver, config).ok
+
+    # the second file's upload hangs; the whole run (dtaas load, dagster, the step) is killed with SIGKILL
+    replace_orders(sqlserver_db, v2)
+    fakesnow.set_faults({"match": "UPLOAD", "action": "hang", "skip": 1})
+    environment = {**os.environ, "DTAAS_CONFIG": str(tmp_path / "dtaas.yaml"),
+                   "DAGSTER_HOME": str(tmp_path / "dagster_home"), PASSWORD_ENV: sqlserver.password}
+    run = subprocess.Popen([sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"],
+                           env=environment, cwd=tmp_path, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 400
+        while not any(h["match"] == "UPLOAD" for h in fakesnow.hits()):
+            assert run.poll() is None and time.monotonic() < deadline, "the run never reached its second PUT"
+            time.sleep(0.5)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+        fakesnow.clear_faults()  # the held upload goes on without its client, as a real one might
+    assert target_rows(snowflake_schema) == expected_rows(v1)
+    killed = leftovers(snowflake_schema)
+    assert len(killed) == 1  # the killed load's staging table
+
+    replace_orders(sqlserver_db, v3)
+    since = len(fakesnow.statements())
+    after = load(tmp_path, sqlserver, config)
+    assert after.ok, after.output[-6000:]
+    assert target_rows(snowflake_schema) == expected_rows(v3)
+    assert leftovers(snowflake_schema) == []
+    sent = fakesnow.statements()[since:]
+    assert f'DROP TABLE IF EXISTS "{snowflake_schema.database}"."{snowflake_schema.schema}"."{killed[0]}"' in sent
+    # its stage files: REMOVE @stage/<table>_<hash>/<load>/ (fakesnow has no REMOVE: dtaas warns, docs/snowflake.md)
+    slug = object_slug(TableName(snowflake_schema.database, snowflake_schema.schema, "ORDERS"))
+    token = killed[0].lower()[len(f"_dtaas_stg_{slug}_"):]
+    stage = f'"{snowflake_schema.database}"."{snowflake_schema.schema}"."_DTAAS_STAGE"'
+    assert [s for s in sent if s.startswith("REMOVE")] == [f"REMOVE @{stage}/{slug}/{token}/"]
+    assert "could not remove left-over stage files" in after.output

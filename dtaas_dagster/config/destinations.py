@@ -196,6 +196,10 @@ with warnings.catch_warnings():
         delete_mode: Literal["hard", "soft"] = Field("hard", description=(
             "CDC deletes: hard removes the row; soft sets _DTAAS_DELETED and _DTAAS_DELETED_AT."),
             json_schema_extra=fix("use hard or soft"))
+        cdc_apply: Literal["merge", "delete_insert"] = Field("merge", description=(
+            "How a change window is applied, in one transaction with the control row: merge (one MERGE) or "
+            "delete_insert (DELETE the changed keys, INSERT their newest rows; same result)."),
+            json_schema_extra=fix("use merge or delete_insert"))
         host: str | None = Field(None, description=(
             "Host to connect to instead of <account>.snowflakecomputing.com (private link, a test server)."))
         port: int | None = Field(None, ge=1, le=65535, description="Port for host; unset = 443.",

@@ -191,6 +191,17 @@ def test_merge_takes_the_newest_change_per_key_and_applies_deletes() -> None:
     assert "THEN DELETE" not in soft
 
 
+def test_delete_insert_applies_the_same_newest_changes_as_plain_dml() -> None:
+    hard = [st.sql for st in sql.delete_insert_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=False)]
+    newest = sql.newest_changes(T.sibling("STG"), ["ID", "NAME"], ["ID"])
+    assert hard == [f'DELETE FROM "RAW"."SALES"."ORDERS" AS t USING {newest} AS s WHERE t."ID" = s."ID"',
+                    f'INSERT INTO "RAW"."SALES"."ORDERS" ("ID", "NAME") SELECT s."ID", s."NAME" FROM {newest} AS s '
+                    "WHERE s.\"_DTAAS_OP\" <> 'delete'"]
+    soft = sql.delete_insert_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=True)
+    assert [st.name for st in soft] == ["FLAG_DELETED", "DELETE_CHANGED", "INSERT_CHANGED"]
+    assert all(st.sql.count("?") == 1 for st in soft)
+
+
 def test_connector_errors_become_permanent_or_retryable() -> None:
     class Fake(Exception):
         def __init__(self, errno: int, msg: str) -> None:

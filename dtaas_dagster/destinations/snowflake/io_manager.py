@@ -53,6 +53,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     stage: str = Field(default="_DTAAS_STAGE", description="Internal stage name in each target schema.")
     state_table: str = Field(default="_DTAAS_STATE", description="Control table name in each target schema.")
     delete_mode: str = Field(default="hard", description="CDC deletes: hard or soft.")
+    cdc_apply: str = Field(default="merge", description="CDC changes applied by merge or delete_insert.")
     schema_drift: str = Field(default="evolve", description="evolve, fail or ignore.")
     host: str | None = Field(default=None, description="Host override (private link, test server).")
     port: int | None = Field(default=None, description="Port override.")
@@ -72,6 +73,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
             database_template=destination.database, schema_template=destination.schema,
             table_template=destination.table, identifier_case=destination.identifier_case,
             stage=destination.stage, state_table=destination.state_table, delete_mode=destination.delete_mode,
+            cdc_apply=destination.cdc_apply,
             schema_drift=task.schema_drift, host=destination.host, port=destination.port,
             protocol=destination.protocol, connection_args=dict(destination.connection_args),
             file_max_rows=task.file_size.rows, file_max_mb=task.file_size.mb,
@@ -89,7 +91,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     def _load_settings(self) -> LoadSettings:
         max_bytes = None if self.file_max_mb is None else max(1, int(self.file_max_mb * 1024 * 1024))
         return LoadSettings(case=self.identifier_case, stage=self.stage, state_table=self.state_table,
-                            delete_mode=self.delete_mode, schema_drift=self.schema_drift,
+                            delete_mode=self.delete_mode, cdc_apply=self.cdc_apply, schema_drift=self.schema_drift,
                             file_max_rows=self.file_max_rows, file_max_bytes=max_bytes)
 
     def target_for(self, stream: TableStream, run_id: str) -> TableName:

@@ -69,6 +69,7 @@ class LoadSettings:
     stage: str = "_DTAAS_STAGE"
     state_table: str = "_DTAAS_STATE"
     delete_mode: str = "hard"
+    cdc_apply: str = "merge"
     schema_drift: str = "evolve"
     file_max_rows: int | None = 1_000_000
     file_max_bytes: int | None = None
@@ -216,7 +217,7 @@ def load_stream(session: Session, stream: TableStream, *, target: TableName, set
             current = state.read(session, state_table, target)
             if window is not None:
                 new_state = _merge(session, stream, report, staged, current, window, plan.columns, key,
-                                   soft=soft, run_id=run_id)
+                                   soft=soft, run_id=run_id, cdc_apply=settings.cdc_apply)
             else:
                 new_state = _replace(session, stream, report, staged, current, plan.columns, key,
                                      soft=soft, run_id=run_id)
@@ -260,14 +261,20 @@ def _replace(session: Session, stream: TableStream, report: LoadReport, staged: 
 
 def _merge(session: Session, stream: TableStream, report: LoadReport, staged: Staged,
            current: state.TableState | None, window: ChangeWindow, columns: Sequence[Column],
-           key: Sequence[str], *, soft: bool, run_id: str) -> state.TableState:
+           key: Sequence[str], *, soft: bool, run_id: str, cdc_apply: str) -> state.TableState:
     """Inside the transaction: the window's newest change per key, from the first LSN not yet applied."""
     first_lsn, _ = decide_window(current, window, partition=stream.partition_key, target=report.target.display)
     if first_lsn is None:  # another load applied it since the check before staging
         raise state.ConcurrentLoadError(f"{report.target.display}: window applied by another load meanwhile")
-    statement = sql.merge_changes(report.target, staged.table, [c.target for c in columns], key, soft_delete=soft)
-    cursor = session.run(sql.Statement(statement.name, statement.sql, (first_lsn,)))
-    report.merged = _merge_counts(cursor)
+    targets = [c.target for c in columns]
+    if cdc_apply == "merge":
+        statement = sql.merge_changes(report.target, staged.table, targets, key, soft_delete=soft)
+        report.merged = _merge_counts(session.run(sql.Statement(statement.name, statement.sql, (first_lsn,))))
+    else:
+        counts = {"FLAG_DELETED": "flagged", "DELETE_CHANGED": "removed", "INSERT_CHANGED": "inserted"}
+        for statement in sql.delete_insert_changes(report.target, staged.table, targets, key, soft_delete=soft):
+            changed = session.scalar(sql.Statement(statement.name, statement.sql, (first_lsn,)))
+            report.merged[counts[statement.name]] = int(changed or 0)
     previous = current or state.TableState(report.target.sql)
     return previous.evolve(
         target=report.target.sql, last_partition=stream.partition_key, applied_lsn=window.to_lsn,

@@ -190,29 +190,37 @@ def insert_from_staging(target: TableName, staging: TableName, columns: Sequence
     return Statement("INSERT_TARGET", f"INSERT INTO {target.sql} ({into}) SELECT {values} FROM {staging.sql}")
 
 
-# --------------------------------------------------------------------------- merge (CDC)
+# --------------------------------------------------------------------------- apply changes (CDC)
 
 # Ties on (LSN, seqval) for one key (a key-changing update logged as delete +
 # insert) are broken in SQL Server's __$operation order: delete, insert, update.
 _OP_RANK = f"CASE {quote(OP)} WHEN 'delete' THEN 1 WHEN 'insert' THEN 2 ELSE 4 END"
 
 
+def newest_changes(staging: TableName, columns: Sequence[str], primary_key: Sequence[str]) -> str:
+    """The newest change per key from the first LSN not yet applied (one ``?``); update_before never applies."""
+    return (
+        f"(SELECT {column_list(columns)}, {quote(OP)}, {quote(COMMIT_TIME)} FROM {staging.sql} "
+        f"WHERE {quote(OP)} IN ('insert', 'update', 'delete') AND {quote(LSN)} >= ? "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {column_list(primary_key)} "
+        f"ORDER BY {quote(LSN)} DESC, {quote(SEQVAL)} DESC, {_OP_RANK} DESC) = 1)"
+    )
+
+
+def _on(primary_key: Sequence[str]) -> str:
+    return " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in primary_key)
+
+
 def merge_changes(target: TableName, staging: TableName, columns: Sequence[str], primary_key: Sequence[str], *,
                   soft_delete: bool) -> Statement:
-    """Apply one window's staged changes: newest change per key wins, deletes applied.
+    """Apply one window's staged changes (``cdc_apply: merge``): newest change per key wins, deletes applied.
 
     One bound value: the first LSN not yet applied (changes below it were
-    applied by an earlier window and are ignored). ``update_before`` images are
-    never applied.
+    applied by an earlier window and are ignored).
+    fakesnow: runs this MERGE only outside a transaction (its MERGE writes a
+    temporary table, and a DuckDB transaction writes one database); dtaas runs
+    it inside one, so the tests against fakesnow use ``cdc_apply: delete_insert``.
     """
-    keys = column_list(primary_key)
-    newest = (
-        f"SELECT {column_list(columns)}, {quote(OP)}, {quote(COMMIT_TIME)} FROM {staging.sql} "
-        f"WHERE {quote(OP)} IN ('insert', 'update', 'delete') AND {quote(LSN)} >= ? "
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} "
-        f"ORDER BY {quote(LSN)} DESC, {quote(SEQVAL)} DESC, {_OP_RANK} DESC) = 1"
-    )
-    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in primary_key)
     non_keys = [c for c in columns if c not in set(primary_key)]
     sets = [f"t.{quote(c)} = s.{quote(c)}" for c in non_keys]
     into, values = column_list(columns), column_list(columns, "s.")
@@ -226,11 +234,41 @@ def merge_changes(target: TableName, staging: TableName, columns: Sequence[str],
     update = f"WHEN MATCHED THEN UPDATE SET {', '.join(sets)} " if sets else ""
     return Statement(
         "MERGE_CHANGES",
-        f"MERGE INTO {target.sql} AS t USING ({newest}) AS s ON {on} "
+        f"MERGE INTO {target.sql} AS t USING {newest_changes(staging, columns, primary_key)} AS s "
+        f"ON {_on(primary_key)} "
         f"WHEN MATCHED AND s.{quote(OP)} = 'delete' THEN {on_delete} "
         f"{update}"
         f"WHEN NOT MATCHED AND s.{quote(OP)} <> 'delete' THEN INSERT ({into}) VALUES ({values})",
     )
+
+
+def delete_insert_changes(target: TableName, staging: TableName, columns: Sequence[str],
+                          primary_key: Sequence[str], *, soft_delete: bool) -> list[Statement]:
+    """The same change as :func:`merge_changes` as plain DML (``cdc_apply: delete_insert``), each with one ``?``.
+
+    Hard deletes: remove every key that has a newest change, then insert the
+    newest row of every key whose newest change is not a delete. Soft deletes:
+    flag the keys whose newest change is a delete (kept rows only), then replace
+    the others. Same final table as the MERGE, in the same transaction.
+    """
+    newest = newest_changes(staging, columns, primary_key)
+    into, values = column_list(columns), column_list(columns, "s.")
+    upserts = f"s.{quote(OP)} <> 'delete'"
+    statements = []
+    if soft_delete:
+        statements.append(Statement(
+            "FLAG_DELETED",
+            f"UPDATE {target.sql} AS t SET {quote(DELETED)} = TRUE, {quote(DELETED_AT)} = s.{quote(COMMIT_TIME)} "
+            f"FROM {newest} AS s WHERE {_on(primary_key)} AND s.{quote(OP)} = 'delete'"))
+        into += f", {quote(DELETED)}, {quote(DELETED_AT)}"
+        values += ", FALSE, NULL"
+        removed = f"{_on(primary_key)} AND {upserts}"
+    else:
+        removed = _on(primary_key)
+    statements.append(Statement("DELETE_CHANGED", f"DELETE FROM {target.sql} AS t USING {newest} AS s WHERE {removed}"))
+    statements.append(Statement("INSERT_CHANGED",
+                                f"INSERT INTO {target.sql} ({into}) SELECT {values} FROM {newest} AS s WHERE {upserts}"))
+    return statements
 
 
 # Why not ALTER TABLE ... SWAP WITH for snapshots: SWAP is DDL, and DDL commits
