@@ -103,7 +103,9 @@ def test_commented_examples_in_dtaas_yaml_are_valid(tmp_path: Path) -> None:
     uncommented = uncommented.replace("variables: {}\n", "")
     (tmp_path / "all.yaml").write_text(uncommented)
     config = load_config(tmp_path / "all.yaml")
-    assert set(config.tasks) == {"demo", "nightly_sales"}
+    assert set(config.tasks) == {"demo", "nightly_sales", "sales_to_snowflake"}
+    assert config.destinations["warehouse"].asset_kind == "snowflake"
+    assert config.tasks["sales_to_snowflake"].schema_drift == "evolve"
     nightly = config.tasks["nightly_sales"]
     assert nightly.patterns() == ["dbo.*"] and nightly.schedule and nightly.schedule.cron == "0 2 * * *"
     assert config.destinations["minio"].endpoint_url == "http://127.0.0.1:9000"

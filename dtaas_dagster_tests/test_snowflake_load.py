@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -219,9 +221,6 @@ def test_a_rerun_replaces_the_partition_once_and_an_older_partition_is_refused(
 
 def downstream_frame(tmp_path: Path, home: Path, partition: str) -> Any:
     """Materialize a user's asset that depends on the table asset; return the DataFrame it received."""
-    import dagster as dg
-    import pandas as pd
-
     from dtaas_dagster.config import load_config
     from dtaas_dagster.factory import build_definitions
     from dtaas_dagster.partitions import loads_partitions_def
