@@ -52,6 +52,18 @@ def test_a_snapshot_creates_the_table_and_a_newer_one_replaces_it_exactly(snowfl
     assert snowflake_schema.stage_files() == []
 
 
+def test_a_missing_schema_is_created_from_the_template(snowflake_schema: SnowflakeSchema) -> None:
+    io = manager(snowflake_schema, schema=f"{snowflake_schema.schema}_$sourceSchemaName", table="T_$sourceTableName")
+    created = f"{snowflake_schema.schema}_DBO"
+    try:
+        metadata = write(io, snapshot(orders(V1[:3]), SNAPSHOT_1))
+        assert metadata["dagster/table_name"] == f"{snowflake_schema.database}.{created}.T_ORDERS"
+        assert snowflake_schema.query(f'SELECT COUNT(*) FROM "{created}"."T_ORDERS"') == [(3,)]
+    finally:
+        if not snowflake_schema.target.is_fake:
+            snowflake_schema.query(f'DROP SCHEMA IF EXISTS "{snowflake_schema.database}"."{created}" CASCADE')
+
+
 def test_an_older_snapshot_is_refused_and_the_table_keeps_the_newer_data(snowflake_schema: SnowflakeSchema) -> None:
     io = manager(snowflake_schema)
     write(io, snapshot(orders(V2), SNAPSHOT_2))

@@ -350,7 +350,7 @@ def test_secrets_are_read_from_the_named_variables_at_connect_time(monkeypatch: 
     assert "s3cret" not in repr(settings)
 
 
-def test_loading_the_definitions_does_not_import_the_snowflake_connector(tmp_path: Path) -> None:
+def test_a_snowflake_task_gets_its_io_manager_and_kind_without_importing_the_connector(tmp_path: Path) -> None:
     """A code location with a Snowflake task loads without dagster_snowflake (7 s, 270 MB per process)."""
     import subprocess
     import yaml
@@ -359,8 +359,11 @@ def test_loading_the_definitions_does_not_import_the_snowflake_connector(tmp_pat
     path.write_text(yaml.safe_dump(BASE))
     code = ("import sys; from dtaas_dagster.config import load_config; from dtaas_dagster.factory import "
             "build_definitions; d = build_definitions(load_config(sys.argv[1])); "
-            "assert d.resolve_asset_graph().get_all_asset_keys(); "
+            "g = d.resolve_asset_graph(); key = next(iter(g.get_all_asset_keys())); "
+            "print(sorted(g.get(key).kinds)); print(type(d.resources['io_t']).__name__); "
             "print(sorted(m for m in sys.modules if m.startswith(('dagster_snowflake', 'snowflake.'))))")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "[]"
+    kinds, io_manager, imported = done.stdout.strip().splitlines()[-3:]
+    assert kinds == "['snowflake', 'sqlserver']" and io_manager == "SnowflakeIOManager"
+    assert imported == "[]"

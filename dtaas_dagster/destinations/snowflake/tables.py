@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dtaas_dagster.destinations.snowflake import sql, state
 from dtaas_dagster.destinations.snowflake.names import TableName, display
-from dtaas_dagster.destinations.snowflake.session import Session, SnowflakePermanentError
+from dtaas_dagster.destinations.snowflake.session import Session
 from dtaas_dagster.destinations.snowflake.spool import Column
 from dtaas_dagster.destinations.snowflake.types import Drift, SnowflakeType, from_information_schema, plan_drift, snowflake_type
 from dtaas_dagster.table_load import PermanentLoadError
