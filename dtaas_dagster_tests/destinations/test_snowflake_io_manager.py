@@ -6,9 +6,12 @@ calls. The end-to-end runs through Dagster are in test_snowflake_load.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
+from dtaas_dagster.destinations.snowflake.connection import SnowflakeConfigError
 from dtaas_dagster.destinations.snowflake.load import OlderSnapshotError
 from dtaas_dagster.destinations.snowflake.names import SnowflakeNameError
 from dtaas_dagster.destinations.snowflake.session import SnowflakeStatementError
@@ -187,3 +190,34 @@ def test_no_rows_are_inserted_one_by_one(fakesnow: SnowflakeTarget, snowflake_sc
     assert words == ["PUT", "COPY", "DELETE", "INSERT", "INSERT"]  # a file, one COPY, the replace, the control row
     assert all("VALUES" not in s for s in sent if s.startswith('INSERT INTO "') and "_DTAAS_STATE" not in s)
 
+
+
+def _encrypted_key(passphrase: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.BestAvailableEncryption(passphrase))
+
+
+def test_key_pair_authentication_from_a_variable_or_a_file(
+    fakesnow: SnowflakeTarget, snowflake_schema: SnowflakeSchema, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """fakesnow accepts any login, so this checks that the key is read, decrypted and used (a JWT login)."""
+    pem = _encrypted_key(b"correct horse")
+    monkeypatch.setenv("DTAAS_TEST_SF_KEY", pem.decode())
+    monkeypatch.setenv("DTAAS_TEST_SF_KEY_PASSPHRASE", "correct horse")
+    by_env = manager(snowflake_schema, password_env=None, private_key_env="DTAAS_TEST_SF_KEY",
+                     private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE")
+    write(by_env, snapshot(orders(V1[:2]), SNAPSHOT_1))
+    (tmp_path / "key.p8").write_bytes(pem)
+    by_file = manager(snowflake_schema, password_env=None, private_key_file=str(tmp_path / "key.p8"),
+                      private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE")
+    write(by_file, snapshot(orders(V1[:3]), SNAPSHOT_2))
+    assert rows(read(by_file, snowflake_schema)) == sorted(V1[:3])
+
+    monkeypatch.setenv("DTAAS_TEST_SF_KEY_PASSPHRASE", "wrong")
+    with pytest.raises(SnowflakeConfigError, match="private key could not be read") as info:
+        write(by_env, snapshot(orders(V1), SNAPSHOT_2), run_id="run00002")
+    assert "correct horse" not in str(info.value) and "BEGIN" not in str(info.value)
