@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtaas-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast dev bench clean
+.PHONY: setup demo test test-fast dev bench bench-snowflake clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ dev: setup
 
 bench: setup
 	$(PY) bench/full_load.py
+
+bench-snowflake: setup
+	$(PY) bench/snowflake.py
 
 clean:
 	rm -rf .dtaas

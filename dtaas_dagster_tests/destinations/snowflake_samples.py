@@ -29,9 +29,9 @@ SNAPSHOT_2 = "2026-12-02T000000Z-full-r000002"
 EPOCH = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 
-def manager(schema: SnowflakeSchema, *, task: dict[str, Any] | None = None, **overrides: Any) -> SnowflakeIOManager:
+def manager(target: SnowflakeSchema, *, task: dict[str, Any] | None = None, **overrides: Any) -> SnowflakeIOManager:
     """The IO manager a task with this destination gets (through the config models)."""
-    destination = SnowflakeDestination(**schema.destination(**overrides))
+    destination = SnowflakeDestination(**target.destination(**overrides))
     task_config = TaskConfig(source="s", destination="d", tables=["dbo.orders"], **(task or {}))
     return SnowflakeIOManager.from_destination(destination, task_config)
 
