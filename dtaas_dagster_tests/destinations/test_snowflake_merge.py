@@ -224,3 +224,18 @@ def test_the_merge_statement_gives_the_same_table(snowflake_schema: SnowflakeSch
     merge = sql.merge_changes(target, staging, ["ID", "NAME", "QTY"], ["ID"], soft_delete=False)
     snowflake_schema.query(merge.sql, (lsn(0x10),))
     assert rows(read(io, snowflake_schema)) == replay(BASE, W1, W2)
+
+
+def test_changes_without_a_primary_key_are_refused_before_anything_is_staged(
+    snowflake_schema: SnowflakeSchema,
+) -> None:
+    import dataclasses
+
+    from dtaas_dagster.table_load import PermanentLoadError
+
+    io = manager(snowflake_schema)
+    window, span = WINDOWS["c1"]
+    keyless = dataclasses.replace(changes(window, window=span, partition="p1"), primary_key=())
+    with pytest.raises(PermanentLoadError, match="needs the primary key"):
+        write(io, keyless)
+    assert "ORDERS" not in snowflake_schema.tables()

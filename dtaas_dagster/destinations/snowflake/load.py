@@ -173,61 +173,75 @@ def load_stream(session: Session, stream: TableStream, *, target: TableName, set
                 load_id: str, run_id: str, log: logging.Logger) -> LoadReport:
     """Load one stream (see the module docstring); returns what it did."""
     started = time.monotonic()
-    window = stream.change_window
-    report = LoadReport(target, "changes" if window else "snapshot", load_id)
+    report = LoadReport(target, "changes" if stream.change_window else "snapshot", load_id)
     stage, state_table = target.sibling(settings.stage), target.sibling(settings.state_table)
     prepare_schema(session, target, stage=stage, state_table=state_table)
     columns, change_columns = plan_columns(stream, settings.case)
     key = _target_key(stream, columns)
-    if window is not None and (not stream.primary_key or len(key) != len(stream.primary_key)):
-        raise PermanentLoadError(f"{stream.table}: applying changes needs the primary key, and it is not among the "
-                                 "loaded columns; set primary_key for the table and keep its columns")
-    previous = state.read(session, state_table, target)
-    if window is not None:
-        first_lsn, reason = decide_window(previous, window, partition=stream.partition_key, target=target.display)
-        if first_lsn is None:
-            log.info(f"{target.display}: skipped: {reason}")
-            report.skipped, report.state = reason, previous
-            _drain(stream)
-            return report
-        log.info(f"{target.display}: {reason}")
-    else:
-        check_snapshot_order(previous, stream.partition_key, target=target.display,
-                             task=str(stream.variables.get("taskName", "<task>")))
+    if not _admitted(stream, report, state.read(session, state_table, target), key=key, log=log):
+        return report
     token, slug = load_token(load_id), object_slug(target)
     report.leftovers = cleanup_leftovers(session, target=target, stage=stage, slug=slug, keep=token, log=log)
     soft = settings.delete_mode == "soft"
     plan = ensure_target(session, target, columns, source_types=dict(stream.source_types), primary_key=key,
                          policy=settings.schema_drift, extra_columns=sql.SOFT_DELETE_COLUMNS if soft else (), log=log)
     report.created, report.drift = plan.created, plan.drift
-    loaded = [*plan.columns, *change_columns]
     staging = target.sibling(f"{sql.STAGING_PREFIX}{slug.upper()}_{token.upper()}")
+    path = f"{slug}/{token}"
     copied = False
     try:
+        loaded = [*plan.columns, *change_columns]
         staged = stage_stream(
             session, stream.batches, stream_schema=stream.schema, columns=loaded,
-            column_types=column_types(loaded, dict(stream.source_types)), staging=staging, stage=stage,
-            path=f"{slug}/{token}", max_rows=settings.file_max_rows, max_bytes=settings.file_max_bytes,
-            work_dir=settings.work_dir, log=log)
+            column_types=column_types(loaded, dict(stream.source_types)), staging=staging, stage=stage, path=path,
+            max_rows=settings.file_max_rows, max_bytes=settings.file_max_bytes, work_dir=settings.work_dir, log=log)
         copied = True
         report.rows, report.files, report.bytes = staged.rows, staged.files, staged.bytes
         report.seconds.update(staged.seconds)
-        commit_started = time.monotonic()
-        with session.transaction():
-            current = state.read(session, state_table, target)
-            if window is not None:
-                new_state = _merge(session, stream, report, staged, current, window, plan.columns, key,
-                                   soft=soft, run_id=run_id, cdc_apply=settings.cdc_apply)
-            else:
-                new_state = _replace(session, stream, report, staged, current, plan.columns, key,
-                                     soft=soft, run_id=run_id)
-            state.save(session, state_table, new_state, current)
-        report.seconds["merge_s" if window else "replace_s"] = time.monotonic() - commit_started
-        report.state = new_state
+        _commit(session, stream, report, staged, plan.columns, key, state_table=state_table, settings=settings,
+                run_id=run_id)
     finally:
-        _discard(session, staging, stage, f"{slug}/{token}", files_left=not copied, log=log)
+        _discard(session, staging, stage, path, files_left=not copied, log=log)
     report.seconds["total_s"] = time.monotonic() - started
     return report
+
+
+def _admitted(stream: TableStream, report: LoadReport, previous: state.TableState | None, *,
+              key: Sequence[str], log: logging.Logger) -> bool:
+    """Whether the control row lets this load run; refusals raise, a skipped window returns False."""
+    window = stream.change_window
+    if window is None:
+        check_snapshot_order(previous, stream.partition_key, target=report.target.display,
+                             task=str(stream.variables.get("taskName", "<task>")))
+        return True
+    if not stream.primary_key or len(key) != len(stream.primary_key):
+        raise PermanentLoadError(f"{stream.table}: applying changes needs the primary key, and it is not among the "
+                                 "loaded columns; set primary_key for the table and keep its columns")
+    first_lsn, reason = decide_window(previous, window, partition=stream.partition_key, target=report.target.display)
+    if first_lsn is None:
+        log.info(f"{report.target.display}: skipped: {reason}")
+        report.skipped, report.state = reason, previous
+        _drain(stream)
+        return False
+    log.info(f"{report.target.display}: {reason}")
+    return True
+
+
+def _commit(session: Session, stream: TableStream, report: LoadReport, staged: Staged, columns: Sequence[Column],
+            key: Sequence[str], *, state_table: TableName, settings: LoadSettings, run_id: str) -> None:
+    """The one transaction: re-read the control row, replace or apply the window, compare-and-set the row."""
+    started = time.monotonic()
+    soft = settings.delete_mode == "soft"
+    with session.transaction():
+        current = state.read(session, state_table, report.target)
+        if stream.change_window is not None:
+            new_state = _merge(session, stream, report, staged, current, stream.change_window, columns, key,
+                               soft=soft, run_id=run_id, cdc_apply=settings.cdc_apply)
+        else:
+            new_state = _replace(session, stream, report, staged, current, columns, key, soft=soft, run_id=run_id)
+        state.save(session, state_table, new_state, current)
+    report.seconds["merge_s" if stream.change_window else "replace_s"] = time.monotonic() - started
+    report.state = new_state
 
 
 def _drain(stream: TableStream) -> None:
