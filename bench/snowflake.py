@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dtaas_dagster.config import SnowflakeDestination, TaskConfig
     from dtaas_dagster.destinations.snowflake import SnowflakeIOManager
-    from dtaas_dagster.stream import ChangeWindow, TableRef, TableStream
+    from dtaas_dagster.stream import TableRef, TableStream
     from dtaas_dagster_tests.snowflake_fixtures import PASSWORD_ENV, start_fakesnow
 
     control = Path(tempfile.mkdtemp(prefix="bench-fakesnow-"))
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         changes_in = list(change_batches(args.rows, args.changes))
         say(f"loading {args.rows:,} rows")
         load = timed("load", TableStream(table, schema, iter(rows_in), "2025-01-01T000000Z-full-bench",
-                                         source_types=SOURCE_TYPES, primary_key=("id",), cdc_start_lsn=format(0x1000, "020x")),
+                                         source_types=SOURCE_TYPES, primary_key=("id",), cdc={"start_lsn": format(0xfff, "020x")}),
                      args.rows)
         check(target, "SELECT COUNT(*) FROM \"DTAAS_TEST\".\"BENCH\".\"BENCH\"", args.rows, "loaded rows")
         change_schema = next(change_batches(args.rows, 10)).schema
@@ -184,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
         merge = timed("merge", TableStream(table, change_schema, iter(changes_in),
                                            "2025-01-02T000000Z-cdc-bench", source_types=SOURCE_TYPES,
                                            primary_key=("id",),
-                                           change_window=ChangeWindow(format(0x1000, "020x"),
-                                                                      format(0x1000 + args.changes, "020x"))),
+                                           kind="cdc", cdc={"from_lsn": format(0x1000, "020x"),
+                                                            "to_lsn": format(0x1000 + args.changes, "020x")}),
                       args.changes)
         check(target, "SELECT COUNT(*) FROM \"DTAAS_TEST\".\"BENCH\".\"BENCH\"", expected_after_merge(args.rows, args.changes),
               "rows after the merge")

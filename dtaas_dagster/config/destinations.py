@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from dtaas_dagster.config.base import ENV_NAME_RE, ConfigError, Model, fix, problems_error
-from dtaas_dagster.variables import BUILTIN_VARIABLES
+from dtaas_dagster.variables import BUILTIN_VARIABLES, NOT_IN_PATH_TEMPLATES
 
 
 class S3Destination(Model):
@@ -28,7 +28,7 @@ class S3Destination(Model):
                                 json_schema_extra=fix("use type: s3 or type: snowflake"))
     url: str = Field(description="Base location: s3://bucket[/prefix], file:///abs/path or file://relative/path.")
     path_template: str = Field(
-        "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+        "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
         description=("Path of each table's files under url, string.Template syntax ($name or ${name}); "
                      "variables: built-ins (" + ", ".join(BUILTIN_VARIABLES) + ") or keys of `variables`."))
     format: Literal["parquet", "csv", "jsonl"] = Field(
@@ -60,12 +60,25 @@ class S3Destination(Model):
     @field_validator("path_template")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        fix = "write it like $sourceSchemaName/$sourceTableName/$partitionKey"
+        fix = "write it like $sourceSchemaName/$sourceTableShortName/$partitionKey"
         _check_template_syntax(value, fix)
         if value.startswith("/"):
             raise ValueError(f"must be relative to url (no leading '/'); {fix}")
         if ".." in value.split("/"):
             raise ValueError(f"must not contain '..' segments; {fix}")
+        if not value.strip("/ "):
+            raise ValueError(f"must not be empty; {fix}")
+        used = set(string.Template(value).get_identifiers())
+        if "partitionKey" not in used:
+            raise ValueError(
+                "must contain $partitionKey: every partition (load window) needs a directory of its own, or "
+                f"loading one partition would replace another's files; {fix}")
+        per_run = sorted(used & set(NOT_IN_PATH_TEMPLATES))
+        if per_run:
+            raise ValueError(
+                f"must not use ${', $'.join(per_run)}: it differs on every run, so a re-run of a partition would "
+                "leave a second copy in another directory. Use $partitionKey (and $loadDate, the date of the "
+                "partition) instead")
         return value
 
     @field_validator("endpoint_url")
@@ -183,9 +196,10 @@ with warnings.catch_warnings():
         warehouse: str | None = Field(None, description="Warehouse that runs COPY and MERGE; unset = the user's default.")
         database: str = Field(description=(
             "Target database: a name or a $variable template (e.g. RAW or RAW_$ETLCustomerId)."))
-        schema: str = Field(description="Target schema: a name or a $variable template (e.g. $sourceSchemaName).")
-        table: str = Field("$sourceTableName", description=(
-            "Target table name: a $variable template; default $sourceTableName."))
+        schema: str = Field(description="Target schema: a name or a $variable template (e.g. $sourceSchemaName).")  # type: ignore[assignment]
+        table: str = Field("$sourceTableShortName", description=(
+            "Target table name: a $variable template; default $sourceTableShortName (the table's name without "
+            "its schema)."))
         identifier_case: Literal["upper", "preserve"] = Field("upper", description=(
             "upper: names are upper-cased, as unquoted identifiers resolve in Snowflake; preserve: exact case, quoted."),
             json_schema_extra=fix("use upper or preserve"))
@@ -239,7 +253,7 @@ with warnings.catch_warnings():
         def _check_name_template(cls, value: str) -> str:
             _check_template_syntax(value, "write a name like RAW, or a template like $sourceSchemaName")
             if not value.strip():
-                raise ValueError("must not be empty; write a name like RAW or a template like $sourceTableName")
+                raise ValueError("must not be empty; write a name like RAW or a template like $sourceTableShortName")
             return value
 
         @field_validator("connection_args")

@@ -4,9 +4,10 @@
 message has one line per problem, each naming the file, the field path
 (``tasks.demo.parallel_tables``), what is wrong and the fix.
 
-``path_template`` (and a Snowflake destination's ``database``, ``schema``
-and ``table``) are not env-interpolated: they have their own ``$name``
-variables. Put environment values into ``variables:`` and use them there.
+``path_template`` (and a Snowflake destination's ``database``, ``schema`` and
+``table``), query variables' ``query`` and add_column ``value`` are not
+env-interpolated: they have their own ``$name`` variables. Put environment
+values into ``variables:`` and use them there.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ from dtaas_dagster.config.model import DtaasConfig
 
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
-# $name templates: S3 path_template and Snowflake database/schema/table names.
-_NOT_INTERPOLATED = re.compile(r"^destinations\.[^.]+\.(path_template|database|schema|table)$")
+# Fields with their own $name variables (${name} there is a variable, not the environment):
+# S3 path_template, Snowflake database/schema/table name templates, queries, add_column values.
+_NOT_INTERPOLATED = re.compile(
+    r"^destinations\.[^.]+\.(path_template|database|schema|table)$"
+    r"|^variables\.[^.]+\.query$"
+    r"|^tasks\.[^.]+\.tables\[\d+\]\.transformations\[\d+\]\.config\.value$")
 
 
 def _interpolate(value: Any, path: str, problems: list[tuple[str, str]]) -> Any:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from dtaas_dagster.stream import SourceCount
+
 
 class IncompleteRead(RuntimeError):
     """The result ended before SQL Server said it had sent every row (a dropped connection)."""
@@ -41,8 +43,10 @@ def read_counted(
     query_timeout_seconds: int | None,
     batch_rows: int | None,
     batch_mb: float | None,
+    count: SourceCount | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported."""
+    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported
+    (recorded in ``count`` when given: the ``row_count`` asset check reports it)."""
     from arrow_odbc import read_arrow_batches_from_odbc
 
     reader = read_arrow_batches_from_odbc(
@@ -58,18 +62,19 @@ def read_counted(
         query_timeout_sec=query_timeout_seconds,
         schema=read.fetch_schema,
     )
-    received = 0
+    count = count if count is not None else SourceCount()
     for batch in reader:
-        received += batch.num_rows
+        count.received += batch.num_rows
         yield batch
-    check_complete(reader, received, what=read.what)
+    count.sent = check_complete(reader, count.received, what=read.what)
 
 
-def check_complete(reader: object, received: int, *, what: str) -> None:
+def check_complete(reader: object, received: int, *, what: str) -> int:
     """Compare the rows received with ROWCOUNT_BIG() from the same batch; raise when they differ.
 
     When the connection drops mid-result, the count's result set never arrives,
     so ``more_results()`` is False (or raises): that is an incomplete read too.
+    Returns the count SQL Server reported.
     """
     try:
         has_count = reader.more_results(batch_size=1)  # type: ignore[attr-defined]
@@ -89,3 +94,4 @@ def check_complete(reader: object, received: int, *, what: str) -> None:
             f"reading {what}: received {received:,} rows but SQL Server sent {int(counts[0]):,}; "
             "the load will be retried"
         )
+    return int(counts[0])

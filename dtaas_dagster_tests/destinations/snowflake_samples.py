@@ -19,7 +19,7 @@ from dtaas_dagster.destinations.snowflake.connection import open_connection
 from dtaas_dagster.destinations.snowflake.names import TableName
 from dtaas_dagster.destinations.snowflake.reader import read_table
 from dtaas_dagster.destinations.snowflake.session import Session
-from dtaas_dagster.stream import ChangeWindow, TableRef, TableStream
+from dtaas_dagster.stream import TableRef, TableStream
 from dtaas_dagster_tests.snowflake_fixtures import SnowflakeSchema
 
 KEY = dg.AssetKey(["t", "dbo", "orders"])
@@ -51,7 +51,8 @@ def snapshot(table: pa.Table, partition: str, *, cdc_start: int | None = None, n
     return TableStream(TableRef("sales", "dbo", name), table.schema, iter(table.to_batches(max_chunksize=7)),
                        partition, estimated_rows=table.num_rows, variables={"taskName": "t"},
                        source_types=source_types or SOURCE_TYPES, primary_key=key,
-                       cdc_start_lsn=lsn(cdc_start) if cdc_start is not None else None)
+                       # cdc_start: the first LSN the snapshot lacks; the stream records the one before it
+                       cdc={"start_lsn": lsn(cdc_start - 1)} if cdc_start is not None else {})
 
 
 def changes(rows: list[tuple[str, int, int, int, str | None, int | None]], *, window: tuple[int, int],
@@ -69,7 +70,8 @@ def changes(rows: list[tuple[str, int, int, int, str | None, int | None]], *, wi
     })
     return TableStream(TableRef("sales", "dbo", name), table.schema, iter(table.to_batches(max_chunksize=5)),
                        partition, variables={"taskName": "t"}, source_types=SOURCE_TYPES, primary_key=("id",),
-                       change_window=ChangeWindow(lsn(window[0]), lsn(window[1])))
+                       kind="cdc", cdc={"capture_instance": f"dbo_{name}", "from_lsn": lsn(window[0]),
+                                        "to_lsn": lsn(window[1])})
 
 
 def write(io: SnowflakeIOManager, stream: TableStream, *, run_id: str = "run00001", attempt: int = 0) -> dict[str, Any]:

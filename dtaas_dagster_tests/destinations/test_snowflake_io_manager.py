@@ -51,12 +51,12 @@ def test_a_snapshot_creates_the_table_and_a_newer_one_replaces_it_exactly(snowfl
     assert rows(read(io, snowflake_schema)) == sorted(V2)  # replaced: no row of V1 left, none twice
     assert control_row(snowflake_schema)["SNAPSHOT_PARTITION"] == SNAPSHOT_2
     # nothing staged is left behind
-    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE"]
+    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"]
     assert snowflake_schema.stage_files() == []
 
 
 def test_a_missing_schema_is_created_from_the_template(snowflake_schema: SnowflakeSchema) -> None:
-    io = manager(snowflake_schema, schema=f"{snowflake_schema.schema}_$sourceSchemaName", table="T_$sourceTableName")
+    io = manager(snowflake_schema, schema=f"{snowflake_schema.schema}_$sourceSchemaName", table="T_$sourceTableShortName")
     created = f"{snowflake_schema.schema}_DBO"
     try:
         metadata = write(io, snapshot(orders(V1[:3]), SNAPSHOT_1))
@@ -144,7 +144,7 @@ def test_a_type_snowflake_cannot_change_in_place_fails_under_evolve(snowflake_sc
 
 def test_names_follow_the_identifier_policy(snowflake_schema: SnowflakeSchema) -> None:
     table = pa.table({"Id": pa.array([1, 2], pa.int32()), "Order Date": ["a", "b"]})
-    upper = manager(snowflake_schema, table="$sourceTableName")
+    upper = manager(snowflake_schema, table="$sourceTableShortName")
     write(upper, snapshot(table, SNAPSHOT_1, name="Order Lines", source_types={}, key=("Id",)))
     assert snowflake_schema.query('SELECT "ID", "ORDER DATE" FROM "ORDER LINES" ORDER BY 1') == [(1, "a"), (2, "b")]
     # fakesnow's quoted names are case-insensitive and its COPY upper-cases the table's column
@@ -174,7 +174,7 @@ def test_a_failure_after_copy_leaves_the_previous_load_and_no_left_overs(
     assert "ROLLBACK" in statements[copy_at:]  # the staged rows were in Snowflake; the transaction was undone
     assert rows(read(io, snowflake_schema)) == sorted(V1)
     assert control_row(snowflake_schema) == before
-    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE"]  # the staging table was dropped
+    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"]  # the staging table was dropped
     write(io, snapshot(orders(V2), SNAPSHOT_2), run_id="run00003")
     assert rows(read(io, snowflake_schema)) == sorted(V2)
 
@@ -187,7 +187,8 @@ def test_no_rows_are_inserted_one_by_one(fakesnow: SnowflakeTarget, snowflake_sc
     # (the connector sends each PUT twice: the second, naming the bare file, asks for the upload URL)
     words = [s.split()[0] for s in sent
              if s.startswith(("PUT", "COPY", "INSERT", "DELETE")) and not s.startswith("PUT 'file://part-")]
-    assert words == ["PUT", "COPY", "DELETE", "INSERT", "INSERT"]  # a file, one COPY, the replace, the control row
+    # a file, one COPY, the replace, the control row, the load log row
+    assert words == ["PUT", "COPY", "DELETE", "INSERT", "INSERT", "INSERT"]
     assert all("VALUES" not in s for s in sent if s.startswith('INSERT INTO "') and "_DTAAS_STATE" not in s)
 
 

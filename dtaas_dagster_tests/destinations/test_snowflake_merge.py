@@ -89,7 +89,8 @@ def test_windows_applied_in_order_give_the_source_table(snowflake_schema: Snowfl
     assert control_row(snowflake_schema)["NEXT_LSN"] == lsn(0x10)  # the snapshot set the start, in its transaction
     first = apply(io, "c1")
     assert first["load"] == "changes" and first["dagster/row_count"] == len(W1)
-    assert first["lsn_from"] == lsn(0x10) and first["lsn_to"] == lsn(0x1F) and first["dtaas/next_lsn"] == lsn(0x20)
+    assert first["dtaas/cdc_from_lsn"] == lsn(0x10) and first["dtaas/cdc_to_lsn"] == lsn(0x1F)
+    assert first["dtaas/next_lsn"] == lsn(0x20) and first["dtaas/kind"] == "cdc"
     assert rows(read(io, snowflake_schema)) == replay(BASE, W1)
     apply(io, "c2")
     assert rows(read(io, snowflake_schema)) == replay(BASE, W1, W2)
@@ -97,7 +98,7 @@ def test_windows_applied_in_order_give_the_source_table(snowflake_schema: Snowfl
     assert rows(read(io, snowflake_schema)) == replay(BASE, W1, W2, W3)
     state = control_row(snowflake_schema)
     assert state["APPLIED_LSN"] == lsn(0x3F) and state["NEXT_LSN"] == lsn(0x40)
-    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE"] and snowflake_schema.stage_files() == []
+    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"] and snowflake_schema.stage_files() == []
 
 
 def test_old_windows_replayed_out_of_order_change_nothing(snowflake_schema: SnowflakeSchema) -> None:

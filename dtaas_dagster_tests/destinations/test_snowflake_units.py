@@ -20,6 +20,7 @@ from dtaas_dagster.config import ConfigError, parse_config
 from dtaas_dagster.destinations.snowflake import sql
 from dtaas_dagster.destinations.snowflake.connection import ConnectionSettings, SnowflakeConfigError, resource_arguments
 from dtaas_dagster.destinations.snowflake.load import (
+    LsnWindow,
     OlderSnapshotError,
     WindowGapError,
     check_snapshot_order,
@@ -40,7 +41,7 @@ from dtaas_dagster.destinations.snowflake.session import SnowflakePermanentError
 from dtaas_dagster.destinations.snowflake.spool import Column, ParquetSpool
 from dtaas_dagster.destinations.snowflake.state import TableState
 from dtaas_dagster.destinations.snowflake.types import SnowflakeType, plan_drift, snowflake_type
-from dtaas_dagster.stream import ChangeWindow, TableRef, TableStream
+from dtaas_dagster.stream import TableRef, TableStream
 from dtaas_dagster_tests.all_types import ALL_TYPES, expected_all_types
 
 T = TableName("RAW", "SALES", "ORDERS")
@@ -231,18 +232,18 @@ def test_lsns_are_20_hex_digits_and_increment_like_sql_server() -> None:
 
 
 def test_windows_apply_skip_or_refuse_by_the_control_row() -> None:
-    first, _ = decide_window(None, ChangeWindow(A, B), partition="p1", target="T")
+    first, _ = decide_window(None, LsnWindow(A, B), partition="p1", target="T")
     assert first == A
     # contiguous: starts exactly at the next LSN
-    assert decide_window(_state(C, B), ChangeWindow(C, D), partition="p2", target="T")[0] == C
+    assert decide_window(_state(C, B), LsnWindow(C, D), partition="p2", target="T")[0] == C
     # overlapping (a snapshot's start inside the window): only the changes from the next LSN
-    assert decide_window(_state(C), ChangeWindow(A, D), partition="p2", target="T")[0] == C
+    assert decide_window(_state(C), LsnWindow(A, D), partition="p2", target="T")[0] == C
     # at or below what is applied: skipped, with the reason
-    skipped, reason = decide_window(_state(C, B), ChangeWindow(A, B), partition="p1", target="T")
+    skipped, reason = decide_window(_state(C, B), LsnWindow(A, B), partition="p1", target="T")
     assert skipped is None and "at or below the applied LSN" in reason
     # a gap: refused, naming both LSNs
     with pytest.raises(WindowGapError) as info:
-        decide_window(_state(B, A), ChangeWindow(D, D), partition="p3", target="T")
+        decide_window(_state(B, A), LsnWindow(D, D), partition="p3", target="T")
     assert D in str(info.value) and B in str(info.value) and A in str(info.value)
 
 
@@ -256,7 +257,8 @@ def test_an_older_snapshot_is_refused_and_the_same_or_newer_one_allowed() -> Non
 
 def test_change_streams_need_the_change_columns() -> None:
     schema = pa.schema([("id", pa.int32()), ("_dtaas_op", pa.string())])
-    stream = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", change_window=ChangeWindow(A, B))
+    stream = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", kind="cdc",
+                         cdc={"from_lsn": A, "to_lsn": B})
     with pytest.raises(Exception, match="_dtaas_lsn, _dtaas_seqval, _dtaas_commit_time"):
         plan_columns(stream, "upper")
 
@@ -315,7 +317,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 def test_a_snowflake_destination_parses_with_its_defaults() -> None:
     destination = parse_config(BASE).destinations["wh"]
-    assert destination.asset_kind == "snowflake" and destination.table == "$sourceTableName"
+    assert destination.asset_kind == "snowflake" and destination.table == "$sourceTableShortName"
     assert destination.identifier_case == "upper" and destination.delete_mode == "hard"
     assert parse_config(BASE).tasks["t"].schema_drift == "evolve"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dtaas_dagster.destinations.snowflake.session import translate
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError
 
 
 class SnowflakeConfigError(PermanentLoadError):

@@ -9,6 +9,11 @@ how ``load_input`` finds it again in a downstream step: the templates cannot be
 re-rendered there (variables and load dates change), so it reads the
 materialization of the partition it is asked for.
 
+``verify_partition`` (the ``manifest`` asset check) finds the partition's
+committed row in the load log (:mod:`.loads`, written in the load's own
+transaction) and reads the target table: the Snowflake counterpart of "the
+manifest exists and its files are readable".
+
 ``load_input`` returns the table's current rows (a Snowflake table holds the
 state after the newest load, not one copy per partition) as a
 ``pyarrow.Table``, or a ``pandas.DataFrame`` when the parameter is annotated so.
@@ -17,6 +22,7 @@ state after the newest load, not one copy per partition) as a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -26,13 +32,20 @@ from pydantic import Field
 from dtaas_dagster.config import SnowflakeDestination, TaskConfig
 from dtaas_dagster.destinations.files import new_load_id
 from dtaas_dagster.destinations.snowflake.connection import ConnectionSettings, open_connection
-from dtaas_dagster.destinations.snowflake.load import LoadReport, LoadSettings, load_stream
+from dtaas_dagster.destinations.s3 import stream_metadata
+from dtaas_dagster.destinations.snowflake import loads, sql
+from dtaas_dagster.destinations.snowflake.load import LoadReport, LoadSettings, load_stream, loads_table_of
 from dtaas_dagster.destinations.snowflake.names import TableName, render_target
 from dtaas_dagster.destinations.snowflake.reader import read_table
-from dtaas_dagster.destinations.snowflake.session import Session
+from dtaas_dagster.destinations.snowflake.session import Session, SnowflakeStatementError
 from dtaas_dagster.destinations.snowflake.types import snowflake_type
 from dtaas_dagster.manifest import ManifestNotFoundError
 from dtaas_dagster.stream import TableStream
+from dtaas_dagster.variables import builtin_values
+
+# (asset key, partition) -> target, for the loads of this process: the manifest check runs right
+# after write_stream, before the materialization that records the target is stored.
+_WRITTEN: dict[tuple[str, str | None], TableName] = {}
 
 
 class SnowflakeIOManager(dg.ConfigurableIOManager):
@@ -48,7 +61,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     warehouse: str | None = Field(default=None, description="Warehouse; unset = the user's default.")
     database_template: str = Field(description="Target database template ($variables).")
     schema_template: str = Field(description="Target schema template ($variables).")
-    table_template: str = Field(default="$sourceTableName", description="Target table template ($variables).")
+    table_template: str = Field(default="$sourceTableShortName", description="Target table template ($variables).")
     identifier_case: str = Field(default="upper", description="upper or preserve.")
     stage: str = Field(default="_DTAAS_STAGE", description="Internal stage name in each target schema.")
     state_table: str = Field(default="_DTAAS_STATE", description="Control table name in each target schema.")
@@ -95,9 +108,9 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
                             file_max_rows=self.file_max_rows, file_max_bytes=max_bytes)
 
     def target_for(self, stream: TableStream, run_id: str) -> TableName:
-        variables = {"sourceDatabaseName": stream.table.database, "sourceSchemaName": stream.table.schema,
-                     "sourceTableName": stream.table.name, "partitionKey": stream.partition_key, "runId": run_id,
-                     **{k: str(v) for k, v in stream.variables.items()}}
+        builtins = builtin_values(database=stream.table.database, schema=stream.table.schema, table=stream.table.name,
+                                  partition_key=stream.partition_key, run_id=run_id, task="")
+        variables = {**builtins, **{k: str(v) for k, v in stream.variables.items()}}
         return render_target(database=self.database_template, schema=self.schema_template,
                              table=self.table_template, variables=variables, case=self.identifier_case)
 
@@ -114,8 +127,12 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
             obj, asset_key=context.asset_key, partition_key=partition, run_id=context.run_id)))
 
     def write_stream(self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str | None, run_id: str,
-                     attempt: int = 0) -> dict[str, Any]:
-        """Load one partition of one table; return its materialization metadata."""
+                     attempt: int = 0, run_finished: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """Load one partition of one table; return its materialization metadata.
+
+        ``run_finished`` (the S3 writer's guard for concurrent loads of one partition) is not
+        needed here: the control row's compare-and-set makes the second of two loads fail.
+        """
         log = dg.get_dagster_logger()
         target = self.target_for(stream, run_id)
         with open_connection(self._connection_settings()) as connection:
@@ -123,7 +140,46 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
             report = load_stream(Session(connection, target=target.display), stream, target=target,
                                  settings=self._load_settings(), load_id=new_load_id(run_id, attempt),
                                  run_id=run_id, log=log)
+        _WRITTEN[(asset_key.to_user_string(), partition_key)] = target
         return output_metadata(stream, report, time.monotonic() - started)
+
+    def check_writable(self) -> str:
+        """``dtaas check`` / ``dtaas health``: log in and read the session's role and warehouse.
+
+        The grants a load needs (CREATE TABLE/STAGE in each target schema) depend on the
+        schema templates, so they are checked by the first load, which names the missing one.
+        A network failure raises ``ConnectionError``; a refused login or a missing object the
+        permanent error with its fix.
+        """
+        where = f"snowflake://{self.account}/{self.database_template}/{self.schema_template}"
+        try:
+            with open_connection(self._connection_settings()) as connection:
+                role, warehouse = Session(connection, target=where).rows(sql.CURRENT_SESSION)[0]
+        except SnowflakeStatementError as exc:
+            raise ConnectionError(str(exc)) from exc
+        return f"{where} (role {role or '-'}, warehouse {warehouse or '-'})"
+
+    def verify_partition(self, *, asset_key: dg.AssetKey, partition_key: str | None) -> dict[str, Any]:
+        """The ``manifest`` check: the partition's load is committed in the load log and the table reads.
+
+        Raises ``ManifestNotFoundError`` when no load of the partition is recorded; a table that
+        cannot be read raises the session's error (a RuntimeError).
+        """
+        what = f"partition {partition_key} of {asset_key.to_user_string()}" if partition_key else \
+            asset_key.to_user_string()
+        target = _WRITTEN.get((asset_key.to_user_string(), partition_key)) or self._recorded_target(
+            _current_instance(what), asset_key, partition_key)
+        log_table = loads_table_of(target, self._load_settings())
+        with open_connection(self._connection_settings()) as connection:
+            session = Session(connection, target=target.display)
+            found = loads.newest(session, log_table, target, partition_key) if partition_key else None
+            if found is None:
+                raise ManifestNotFoundError(f"{what} has no committed load of {target.display} in "
+                                            f"{log_table.display}; load the partition again")
+            table_rows = int(session.scalar(sql.count_rows(target)) or 0)
+        return {"manifest": f"snowflake://{log_table.display}", "files": found.files, "rows": found.rows,
+                "load_id": found.load_id, "run_id": found.run_id, "table_rows": table_rows,
+                "applied": found.applied}
 
     # ------------------------------------------------------------------ input
 
@@ -131,7 +187,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_key:
             raise TypeError("SnowflakeIOManager loads asset inputs only; this input does not come from an asset")
         asset_key = context.asset_key
-        partitions: list[str | None] = (sorted(context.asset_partition_keys) if context.has_asset_partitions
+        partitions: list[str | None] = (list(sorted(context.asset_partition_keys)) if context.has_asset_partitions
                                         else [None])
         targets = {self._recorded_target(context.instance, asset_key, p) for p in partitions}
         with open_connection(self._connection_settings()) as connection:
@@ -146,10 +202,23 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None), limit=1,
         ).records
-        metadata = records[0].asset_materialization.metadata if records else {}
-        if not records or "snowflake/table" not in metadata:
+        event = records[0].asset_materialization if records else None
+        metadata = event.metadata if event is not None else {}
+        if "snowflake/table" not in metadata:
             raise ManifestNotFoundError(f"{what} has no Snowflake load recorded; materialize it first")
         return TableName(*(str(metadata[f"snowflake/{part}"].value) for part in ("database", "schema", "table")))
+
+
+def _current_instance(what: str) -> dg.DagsterInstance:
+    """The instance of the step that runs the check (the writer protocol passes none)."""
+    try:
+        return dg.AssetExecutionContext.get().instance
+    except dg.DagsterInvariantViolationError:
+        pass
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError as exc:
+        raise ManifestNotFoundError(f"{what}: no Dagster instance to find its Snowflake table in") from exc
 
 
 def _wants_pandas(context: dg.InputContext) -> bool:
@@ -191,13 +260,12 @@ def output_metadata(stream: TableStream, report: LoadReport, duration: float) ->
         metadata["leftovers_removed"] = dg.MetadataValue.json(report.leftovers)
     if report.skipped:
         metadata["skipped"] = dg.MetadataValue.text(report.skipped)
-    if stream.change_window is not None:
-        metadata["lsn_from"] = dg.MetadataValue.text(stream.change_window.from_lsn)
-        metadata["lsn_to"] = dg.MetadataValue.text(stream.change_window.to_lsn)
+    if stream.kind == "cdc":
         for name, count in report.merged.items():
             metadata[f"rows_{name}"] = dg.MetadataValue.int(count)
     if report.state is not None and report.state.next_lsn:
         metadata["dtaas/next_lsn"] = dg.MetadataValue.text(report.state.next_lsn)
     if stream.estimated_rows is not None:
         metadata["source_row_estimate"] = dg.MetadataValue.int(stream.estimated_rows)
+    metadata.update(stream_metadata(stream))  # dtaas/kind, dtaas/cdc_* (the CDC sensor reads them), counts, types
     return metadata

@@ -3,15 +3,17 @@
 The order of one load (docs/snowflake.md#how-a-load-runs):
 
 1. the schema, stage and control table exist; the session uses the schema;
-2. the control row decides: an older snapshot is refused, a change window at
-   or below the applied LSN is skipped, one that would leave a gap is refused;
+2. the control row decides: an older snapshot is refused, a change window
+   that would leave a gap is refused (a window at or below the applied LSN is
+   still staged, so its rows are counted, and then changes nothing);
 3. left-overs of killed loads of this table are removed;
 4. the target is created, or reconciled with the source's columns (drift);
 5. the stream is staged: Parquet files PUT under the load's own stage path and
    COPYed into the load's own staging table (checked row for row);
 6. ONE transaction: the control row is re-read, then a snapshot DELETEs and
    INSERTs the target, or a window MERGEs its newest change per key; the
-   control row is compare-and-set; COMMIT. Readers see the old table until then;
+   control row is compare-and-set; the load is recorded in the load log
+   (:mod:`.loads`); COMMIT. Readers see the old table until then;
 7. the staging table (and any stage files COPY did not purge) is dropped.
 
 A failure before 6 commits leaves the target and the control row as they were;
@@ -30,7 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dtaas_dagster.destinations.snowflake import sql, state
+from dtaas_dagster.destinations.snowflake import loads, sql, state
 from dtaas_dagster.destinations.snowflake.names import (
     TableName,
     load_token,
@@ -46,11 +48,36 @@ from dtaas_dagster.destinations.snowflake.tables import (
     ensure_target,
     prepare_schema,
 )
-from dtaas_dagster.stream import ChangeWindow, TableStream
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.cdc.changes import CHANGE_COLUMNS as SOURCE_CHANGE_COLUMNS
+from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.stream import TableStream
 
-SOURCE_CHANGE_COLUMNS = ("_dtaas_op", "_dtaas_lsn", "_dtaas_seqval", "_dtaas_commit_time")
 _LSN = re.compile(r"^[0-9a-f]{20}$")
+
+
+@dataclass(frozen=True)
+class LsnWindow:
+    """The LSN range of one change partition: changes with ``from_lsn <= LSN <= to_lsn`` (20 hex digits)."""
+
+    from_lsn: str
+    to_lsn: str
+
+
+def change_window(stream: TableStream) -> LsnWindow | None:
+    """The window of a change partition (``kind: cdc``, the manifest's ``cdc`` entries), None for a snapshot."""
+    if stream.kind != "cdc":
+        return None
+    missing = [name for name in ("from_lsn", "to_lsn") if not stream.cdc.get(name)]
+    if missing:
+        raise PermanentLoadError(f"change partition {stream.partition_key} of {stream.table} has no "
+                                 f"{' or '.join(missing)}; re-execute the run its CDC sensor started (its config holds the window)")
+    return LsnWindow(str(stream.cdc["from_lsn"]), str(stream.cdc["to_lsn"]))
+
+
+def snapshot_next_lsn(stream: TableStream) -> str | None:
+    """The first LSN a snapshot does not contain: CDC continues right after its ``start_lsn`` (docs/cdc.md)."""
+    start = stream.cdc.get("start_lsn") if stream.kind != "cdc" else None
+    return lsn_after(str(start)) if start else None
 
 
 class OlderSnapshotError(PermanentLoadError):
@@ -90,7 +117,7 @@ class LoadReport:
     created: bool = False
     drift: tuple[str, ...] = ()
     leftovers: list[str] = field(default_factory=list)
-    skipped: str | None = None
+    skipped: str | None = None  # a change window already applied: staged and counted, nothing changed
     merged: dict[str, int] = field(default_factory=dict)
     state: state.TableState | None = None
 
@@ -109,7 +136,7 @@ def lsn_after(lsn: str) -> str:
     return format(int(check_lsn(lsn, "LSN"), 16) + 1, "020x")
 
 
-def decide_window(previous: state.TableState | None, window: ChangeWindow, *, partition: str,
+def decide_window(previous: state.TableState | None, window: LsnWindow, *, partition: str,
                   target: str) -> tuple[str | None, str]:
     """(first LSN to apply, or None to skip; the reason) for one change window under the control row."""
     check_lsn(window.from_lsn, "from_lsn")
@@ -145,7 +172,7 @@ def check_snapshot_order(previous: state.TableState | None, partition: str, *, t
 
 def plan_columns(stream: TableStream, case: str) -> tuple[list[Column], list[Column]]:
     """(the table's columns, the change columns) of a stream, with their Snowflake names."""
-    change = stream.change_window is not None
+    change = stream.kind == "cdc"
     names = [f.name for f in stream.schema]
     if change:
         missing = [c for c in SOURCE_CHANGE_COLUMNS if c not in names]
@@ -173,13 +200,13 @@ def load_stream(session: Session, stream: TableStream, *, target: TableName, set
                 load_id: str, run_id: str, log: logging.Logger) -> LoadReport:
     """Load one stream (see the module docstring); returns what it did."""
     started = time.monotonic()
-    report = LoadReport(target, "changes" if stream.change_window else "snapshot", load_id)
+    window = change_window(stream)
+    report = LoadReport(target, "changes" if window else "snapshot", load_id)
     stage, state_table = target.sibling(settings.stage), target.sibling(settings.state_table)
-    prepare_schema(session, target, stage=stage, state_table=state_table)
+    prepare_schema(session, target, stage=stage, state_table=state_table, loads_table=loads_table_of(target, settings))
     columns, change_columns = plan_columns(stream, settings.case)
     key = _target_key(stream, columns)
-    if not _admitted(stream, report, state.read(session, state_table, target), key=key, log=log):
-        return report
+    _admit(stream, report, window, state.read(session, state_table, target), key=key, log=log)
     token, slug = load_token(load_id), object_slug(target)
     report.leftovers = cleanup_leftovers(session, target=target, stage=stage, slug=slug, keep=token, log=log)
     soft = settings.delete_mode == "soft"
@@ -198,57 +225,60 @@ def load_stream(session: Session, stream: TableStream, *, target: TableName, set
         copied = True
         report.rows, report.files, report.bytes = staged.rows, staged.files, staged.bytes
         report.seconds.update(staged.seconds)
-        _commit(session, stream, report, staged, plan.columns, key, state_table=state_table, settings=settings,
-                run_id=run_id)
+        _commit(session, stream, report, window, staged, plan.columns, key, state_table=state_table,
+                settings=settings, run_id=run_id, log=log)
     finally:
         _discard(session, staging, stage, path, files_left=not copied, log=log)
     report.seconds["total_s"] = time.monotonic() - started
     return report
 
 
-def _admitted(stream: TableStream, report: LoadReport, previous: state.TableState | None, *,
-              key: Sequence[str], log: logging.Logger) -> bool:
-    """Whether the control row lets this load run; refusals raise, a skipped window returns False."""
-    window = stream.change_window
+def loads_table_of(target: TableName, settings: LoadSettings) -> TableName:
+    """The load log beside the control table (``_DTAAS_STATE`` -> ``_DTAAS_STATE_LOADS``)."""
+    return target.sibling(f"{settings.state_table}{loads.SUFFIX}")
+
+
+def _admit(stream: TableStream, report: LoadReport, window: LsnWindow | None, previous: state.TableState | None, *,
+           key: Sequence[str], log: logging.Logger) -> None:
+    """Refuse what the control row forbids before anything is staged (the transaction checks again)."""
     if window is None:
         check_snapshot_order(previous, stream.partition_key, target=report.target.display,
                              task=str(stream.variables.get("taskName", "<task>")))
-        return True
+        return
     if not stream.primary_key or len(key) != len(stream.primary_key):
         raise PermanentLoadError(f"{stream.table}: applying changes needs the primary key, and it is not among the "
                                  "loaded columns; set primary_key for the table and keep its columns")
     first_lsn, reason = decide_window(previous, window, partition=stream.partition_key, target=report.target.display)
-    if first_lsn is None:
-        log.info(f"{report.target.display}: skipped: {reason}")
-        report.skipped, report.state = reason, previous
-        _drain(stream)
-        return False
-    log.info(f"{report.target.display}: {reason}")
-    return True
+    # A window already applied is still read and staged (not applied): its rows are counted against
+    # SQL Server's count like any load's, so the row_count check holds for a re-executed run too.
+    log.info(f"{report.target.display}: {reason}" + ("; it is staged and counted, and changes nothing"
+                                                     if first_lsn is None else ""))
 
 
-def _commit(session: Session, stream: TableStream, report: LoadReport, staged: Staged, columns: Sequence[Column],
-            key: Sequence[str], *, state_table: TableName, settings: LoadSettings, run_id: str) -> None:
-    """The one transaction: re-read the control row, replace or apply the window, compare-and-set the row."""
+def _commit(session: Session, stream: TableStream, report: LoadReport, window: LsnWindow | None, staged: Staged,
+            columns: Sequence[Column], key: Sequence[str], *, state_table: TableName, settings: LoadSettings,
+            run_id: str, log: logging.Logger) -> None:
+    """The one transaction: re-read the control row, replace or apply the window, compare-and-set the row,
+    and record the load in the load log."""
     started = time.monotonic()
     soft = settings.delete_mode == "soft"
     with session.transaction():
         current = state.read(session, state_table, report.target)
-        if stream.change_window is not None:
-            new_state = _merge(session, stream, report, staged, current, stream.change_window, columns, key,
+        if window is not None:
+            new_state = _merge(session, stream, report, staged, current, window, columns, key,
                                soft=soft, run_id=run_id, cdc_apply=settings.cdc_apply)
         else:
             new_state = _replace(session, stream, report, staged, current, columns, key, soft=soft, run_id=run_id)
-        state.save(session, state_table, new_state, current)
-    report.seconds["merge_s" if stream.change_window else "replace_s"] = time.monotonic() - started
+        if new_state is not None and new_state is not current:
+            state.save(session, state_table, new_state, current)
+        loads.record(session, loads_table_of(report.target, settings), loads.LoadRecord(
+            target=report.target.sql, partition_key=stream.partition_key, kind=report.kind, rows=report.rows,
+            files=report.files, from_lsn=window.from_lsn if window else None, to_lsn=window.to_lsn if window else None,
+            applied=report.skipped is None, load_id=report.load_id, run_id=run_id))
+    if report.skipped:
+        log.info(f"{report.target.display}: skipped: {report.skipped}")
+    report.seconds["merge_s" if window else "replace_s"] = time.monotonic() - started
     report.state = new_state
-
-
-def _drain(stream: TableStream) -> None:
-    """Close a stream that is not loaded (a skipped window), so its source read ends cleanly."""
-    close = getattr(stream.batches, "close", None)
-    if callable(close):
-        close()
 
 
 def _loaded_schema(stream: TableStream, columns: Sequence[Column]) -> pa.Schema:
@@ -268,18 +298,22 @@ def _replace(session: Session, stream: TableStream, report: LoadReport, staged: 
         raise RuntimeError(f"{report.target.display}: inserted {inserted} rows, staged {staged.rows}; rolled back")
     return state.TableState(
         target=report.target.sql, snapshot_partition=stream.partition_key, last_partition=stream.partition_key,
-        applied_lsn=None, next_lsn=check_lsn(stream.cdc_start_lsn, "cdc_start_lsn") if stream.cdc_start_lsn else None,
+        applied_lsn=None, next_lsn=snapshot_next_lsn(stream),
         primary_key=tuple(key), columns=tuple((c.source, c.target) for c in columns),
         arrow_schema=state.encode_schema(_loaded_schema(stream, columns)), load_id=report.load_id, run_id=run_id)
 
 
 def _merge(session: Session, stream: TableStream, report: LoadReport, staged: Staged,
-           current: state.TableState | None, window: ChangeWindow, columns: Sequence[Column],
-           key: Sequence[str], *, soft: bool, run_id: str, cdc_apply: str) -> state.TableState:
-    """Inside the transaction: the window's newest change per key, from the first LSN not yet applied."""
-    first_lsn, _ = decide_window(current, window, partition=stream.partition_key, target=report.target.display)
-    if first_lsn is None:  # another load applied it since the check before staging
-        raise state.ConcurrentLoadError(f"{report.target.display}: window applied by another load meanwhile")
+           current: state.TableState | None, window: LsnWindow, columns: Sequence[Column],
+           key: Sequence[str], *, soft: bool, run_id: str, cdc_apply: str) -> state.TableState | None:
+    """Inside the transaction: the window's newest change per key, from the first LSN not yet applied.
+
+    Returns the control row unchanged (the same object) when the window is already applied."""
+    first_lsn, reason = decide_window(current, window, partition=stream.partition_key,
+                                      target=report.target.display)
+    if first_lsn is None:
+        report.skipped = reason
+        return current
     targets = [c.target for c in columns]
     if cdc_apply == "merge":
         statement = sql.merge_changes(report.target, staged.table, targets, key, soft_delete=soft)

@@ -26,7 +26,7 @@ import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError
 
 MAX_IDENTIFIER_LENGTH = 255
 _PLAIN = re.compile(r"^[A-Z_][A-Z0-9_$]*$")

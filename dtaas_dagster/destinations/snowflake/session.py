@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dtaas_dagster.destinations.snowflake.sql import BEGIN, COMMIT, ROLLBACK, Statement
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError
 
 log = logging.getLogger(__name__)
 

@@ -64,6 +64,9 @@ COMMIT = Statement("COMMIT", "COMMIT")
 ROLLBACK = Statement("ROLLBACK", "ROLLBACK")
 
 
+CURRENT_SESSION = Statement("CURRENT_SESSION", "SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE()")
+
+
 def schema_exists(target: TableName) -> Statement:
     return Statement("SCHEMA_EXISTS",
                      f"SELECT COUNT(*) FROM {quote(target.database)}.INFORMATION_SCHEMA.SCHEMATA WHERE SCHEMA_NAME = ?",

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dtaas_dagster.destinations.snowflake import sql, state
+from dtaas_dagster.destinations.snowflake import loads, sql, state
 from dtaas_dagster.destinations.snowflake.names import TableName, display
 from dtaas_dagster.destinations.snowflake.session import Session
 from dtaas_dagster.destinations.snowflake.spool import Column
 from dtaas_dagster.destinations.snowflake.types import Drift, SnowflakeType, from_information_schema, plan_drift, snowflake_type
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError
 
 
 class SchemaDriftError(PermanentLoadError):
@@ -33,13 +33,16 @@ class TargetPlan:
     drift: tuple[str, ...] = ()
 
 
-def prepare_schema(session: Session, target: TableName, *, stage: TableName, state_table: TableName) -> None:
-    """The schema (created when missing), the session's current schema, the stage and the control table."""
+def prepare_schema(session: Session, target: TableName, *, stage: TableName, state_table: TableName,
+                   loads_table: TableName) -> None:
+    """The schema (created when missing), the session's current schema, the stage, the control table and
+    the load log."""
     if not session.scalar(sql.schema_exists(target)):
         session.run(sql.create_schema(target))
     session.run(sql.use_schema(target))
     session.run(sql.create_stage(stage))
     session.run(state.create_statement(state_table))
+    session.run(loads.create_statement(loads_table))
 
 
 def existing_columns(session: Session, table: TableName) -> dict[str, SnowflakeType]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from dtaas_dagster.table_load import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError
 
 _INT_PRECISION = {
     pa.int8(): 3, pa.uint8(): 3, pa.int16(): 5, pa.uint16(): 5,
