@@ -128,8 +128,8 @@ def source_probes(config: DtaasConfig) -> tuple[list[Probe], dict[str, SqlServer
 
 def destination_probes(config: DtaasConfig) -> list[Probe]:
     """Every destination a task writes to: a probe object written and deleted."""
-    from dtaas_dagster.factory import build_io_manager
     from dtaas_dagster.errors import PermanentLoadError
+    from dtaas_dagster.factory import build_io_manager
 
     probes, seen = [], set()
     for task in config.tasks.values():

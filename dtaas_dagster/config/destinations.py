@@ -196,7 +196,8 @@ with warnings.catch_warnings():
         warehouse: str | None = Field(None, description="Warehouse that runs COPY and MERGE; unset = the user's default.")
         database: str = Field(description=(
             "Target database: a name or a $variable template (e.g. RAW or RAW_$ETLCustomerId)."))
-        schema: str = Field(description="Target schema: a name or a $variable template (e.g. $sourceSchemaName).")  # type: ignore[assignment]
+        schema: str = Field(  # type: ignore[assignment]  # shadows BaseModel.schema(), see above
+            description="Target schema: a name or a $variable template (e.g. $sourceSchemaName).")
         table: str = Field("$sourceTableShortName", description=(
             "Target table name: a $variable template; default $sourceTableShortName (the table's name without "
             "its schema)."))

@@ -24,7 +24,6 @@ from dtaas_dagster.config.base import CONFIG_ENV, DEFAULT_CONFIG_PATH, DOCS, ENV
 from dtaas_dagster.config.errors import error_lines, join_path
 from dtaas_dagster.config.model import DtaasConfig
 
-
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
 # Fields with their own $name variables (${name} there is a variable, not the environment):
 # S3 path_template, Snowflake database/schema/table name templates, queries, add_column values.

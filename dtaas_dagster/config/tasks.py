@@ -280,7 +280,8 @@ class TaskConfig(Model):
     schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
         "When a table's columns change (a new capture instance after DDL, a changed column type): evolve (write "
         "the new schema from that point; a Snowflake target gets ADD COLUMN / widened types), fail (stop the "
-        "table with the differences) or ignore (keep the old columns)."), json_schema_extra=fix("use evolve, fail or ignore"))
+        "table with the differences) or ignore (keep the old columns)."),
+        json_schema_extra=fix("use evolve, fail or ignore"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))

@@ -31,9 +31,9 @@ from pydantic import Field
 
 from dtaas_dagster.config import SnowflakeDestination, TaskConfig
 from dtaas_dagster.destinations.files import new_load_id
-from dtaas_dagster.destinations.snowflake.connection import ConnectionSettings, open_connection
 from dtaas_dagster.destinations.s3 import stream_metadata
 from dtaas_dagster.destinations.snowflake import loads, sql
+from dtaas_dagster.destinations.snowflake.connection import ConnectionSettings, open_connection
 from dtaas_dagster.destinations.snowflake.load import LoadReport, LoadSettings, load_stream, loads_table_of
 from dtaas_dagster.destinations.snowflake.names import TableName, render_target
 from dtaas_dagster.destinations.snowflake.reader import read_table
@@ -56,7 +56,8 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     password_env: str | None = Field(default=None, description="NAME of the env var holding the password.")
     private_key_file: str | None = Field(default=None, description="Path of a PEM private key file.")
     private_key_env: str | None = Field(default=None, description="NAME of the env var holding a PEM private key.")
-    private_key_passphrase_env: str | None = Field(default=None, description="NAME of the env var holding the key's passphrase.")
+    private_key_passphrase_env: str | None = Field(default=None,
+                                                   description="NAME of the env var holding the key's passphrase.")
     role: str | None = Field(default=None, description="Role; unset = the user's default.")
     warehouse: str | None = Field(default=None, description="Warehouse; unset = the user's default.")
     database_template: str = Field(description="Target database template ($variables).")
@@ -197,7 +198,8 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         return table.to_pandas() if _wants_pandas(context) else table
 
-    def _recorded_target(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None) -> TableName:
+    def _recorded_target(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey,
+                         partition: str | None) -> TableName:
         what = f"partition {partition} of {asset_key.to_user_string()}" if partition else asset_key.to_user_string()
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None), limit=1,

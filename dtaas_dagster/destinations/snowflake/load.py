@@ -32,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from dtaas_dagster.cdc.changes import CHANGE_COLUMNS as SOURCE_CHANGE_COLUMNS
 from dtaas_dagster.destinations.snowflake import loads, sql, state
 from dtaas_dagster.destinations.snowflake.names import (
     TableName,
@@ -48,7 +49,6 @@ from dtaas_dagster.destinations.snowflake.tables import (
     ensure_target,
     prepare_schema,
 )
-from dtaas_dagster.cdc.changes import CHANGE_COLUMNS as SOURCE_CHANGE_COLUMNS
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.stream import TableStream
 
@@ -70,7 +70,8 @@ def change_window(stream: TableStream) -> LsnWindow | None:
     missing = [name for name in ("from_lsn", "to_lsn") if not stream.cdc.get(name)]
     if missing:
         raise PermanentLoadError(f"change partition {stream.partition_key} of {stream.table} has no "
-                                 f"{' or '.join(missing)}; re-execute the run its CDC sensor started (its config holds the window)")
+                                 f"{' or '.join(missing)}; re-execute the run its CDC sensor started "
+                                 "(its config holds the window)")
     return LsnWindow(str(stream.cdc["from_lsn"]), str(stream.cdc["to_lsn"]))
 
 

@@ -49,7 +49,8 @@ def create_statement(loads_table: TableName) -> Statement:
     return Statement(
         "CREATE_LOADS_TABLE",
         f"CREATE TABLE IF NOT EXISTS {loads_table.sql} ("
-        '"TARGET_TABLE" VARCHAR NOT NULL, "PARTITION_KEY" VARCHAR NOT NULL, "KIND" VARCHAR, "ROWS_LOADED" NUMBER(38,0), '
+        '"TARGET_TABLE" VARCHAR NOT NULL, "PARTITION_KEY" VARCHAR NOT NULL, "KIND" VARCHAR, '
+        '"ROWS_LOADED" NUMBER(38,0), '
         '"FILES" NUMBER(38,0), "FROM_LSN" VARCHAR(20), "TO_LSN" VARCHAR(20), "APPLIED" BOOLEAN, "LOAD_ID" VARCHAR, '
         '"RUN_ID" VARCHAR, "LOADED_AT" TIMESTAMP_TZ(9))',
     )

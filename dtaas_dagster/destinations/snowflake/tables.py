@@ -16,7 +16,13 @@ from dtaas_dagster.destinations.snowflake import loads, sql, state
 from dtaas_dagster.destinations.snowflake.names import TableName, display
 from dtaas_dagster.destinations.snowflake.session import Session
 from dtaas_dagster.destinations.snowflake.spool import Column
-from dtaas_dagster.destinations.snowflake.types import Drift, SnowflakeType, from_information_schema, plan_drift, snowflake_type
+from dtaas_dagster.destinations.snowflake.types import (
+    Drift,
+    SnowflakeType,
+    from_information_schema,
+    plan_drift,
+    snowflake_type,
+)
 from dtaas_dagster.errors import PermanentLoadError
 
 
