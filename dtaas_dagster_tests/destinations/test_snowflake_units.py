@@ -17,16 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from dtaas_dagster.config import ConfigError, parse_config
-from dtaas_dagster.destinations.snowflake import sql
+from dtaas_dagster.destinations.snowflake import loads, sql
 from dtaas_dagster.destinations.snowflake.connection import ConnectionSettings, SnowflakeConfigError, resource_arguments
 from dtaas_dagster.destinations.snowflake.load import (
     LsnWindow,
     OlderSnapshotError,
     WindowGapError,
+    change_window,
     check_snapshot_order,
     decide_window,
     lsn_after,
     plan_columns,
+    snapshot_next_lsn,
 )
 from dtaas_dagster.destinations.snowflake.names import (
     SnowflakeNameError,
@@ -41,6 +43,7 @@ from dtaas_dagster.destinations.snowflake.session import SnowflakePermanentError
 from dtaas_dagster.destinations.snowflake.spool import Column, ParquetSpool
 from dtaas_dagster.destinations.snowflake.state import TableState
 from dtaas_dagster.destinations.snowflake.types import SnowflakeType, plan_drift, snowflake_type
+from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.stream import TableRef, TableStream
 from dtaas_dagster_tests.all_types import ALL_TYPES, expected_all_types
 
@@ -261,6 +264,39 @@ def test_change_streams_need_the_change_columns() -> None:
                          cdc={"from_lsn": A, "to_lsn": B})
     with pytest.raises(Exception, match="_dtaas_lsn, _dtaas_seqval, _dtaas_commit_time"):
         plan_columns(stream, "upper")
+
+
+def test_the_snapshot_that_starts_cdc_hands_over_at_the_lsn_after_its_start() -> None:
+    """docs/cdc.md: CDC continues right after the snapshot's start_lsn; the sensor's first window starts there."""
+    schema = pa.schema([("id", pa.int32())])
+    starts_cdc = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p",
+                             cdc={"start_lsn": "0000002a000001f00003", "capture_instance": "dbo_t"})
+    assert snapshot_next_lsn(starts_cdc) == "0000002a000001f00004"
+    assert change_window(starts_cdc) is None
+    assert snapshot_next_lsn(TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p")) is None  # full_load
+    window = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", kind="cdc",
+                         cdc={"capture_instance": "dbo_t", "from_lsn": A, "to_lsn": B})
+    assert change_window(window) == LsnWindow(A, B) and snapshot_next_lsn(window) is None
+    no_window = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p9", kind="cdc", cdc={"from_lsn": A})
+    with pytest.raises(PermanentLoadError, match="partition p9 of d.dbo.t has no to_lsn"):
+        change_window(no_window)
+
+
+def test_the_load_log_row_is_bound_values_into_a_quoted_table() -> None:
+    recorded: list[sql.Statement] = []
+
+    class Recorder:
+        def run(self, statement: sql.Statement) -> None:
+            recorded.append(statement)
+
+    log_table = TableName("RAW", "SALES", "_DTAAS_STATE_LOADS")
+    loads.record(Recorder(), log_table, loads.LoadRecord(  # type: ignore[arg-type]
+        target='"RAW"."SALES"."ORDERS"', partition_key="k'; DROP TABLE x", kind="changes", rows=3, files=1,
+        from_lsn=A, to_lsn=B, applied=False, load_id="l", run_id="r"))
+    [statement] = recorded
+    assert statement.sql.startswith('INSERT INTO "RAW"."SALES"."_DTAAS_STATE_LOADS" (')
+    assert "DROP" not in statement.sql and statement.params[1] == "k'; DROP TABLE x" and statement.params[7] is False
+    assert loads.create_statement(log_table).sql.startswith('CREATE TABLE IF NOT EXISTS "RAW"."SALES"."_DTAAS_STATE_LOADS"')
 
 
 # --------------------------------------------------------------------------- spooling
