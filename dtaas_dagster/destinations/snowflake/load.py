@@ -207,12 +207,14 @@ def load_stream(session: Session, stream: TableStream, *, target: TableName, set
     prepare_schema(session, target, stage=stage, state_table=state_table, loads_table=loads_table_of(target, settings))
     columns, change_columns = plan_columns(stream, settings.case)
     key = _target_key(stream, columns)
-    _admit(stream, report, window, state.read(session, state_table, target), key=key, log=log)
+    applies = _admit(stream, report, window, state.read(session, state_table, target), key=key, log=log)
     token, slug = load_token(load_id), object_slug(target)
     report.leftovers = cleanup_leftovers(session, target=target, stage=stage, slug=slug, keep=token, log=log)
     soft = settings.delete_mode == "soft"
+    # a window already applied changes no table: its columns are not reconciled either (no DDL, no drift error)
     plan = ensure_target(session, target, columns, source_types=dict(stream.source_types), primary_key=key,
-                         policy=settings.schema_drift, extra_columns=sql.SOFT_DELETE_COLUMNS if soft else (), log=log)
+                         policy=settings.schema_drift if applies else "ignore",
+                         extra_columns=sql.SOFT_DELETE_COLUMNS if soft else (), log=log)
     report.created, report.drift = plan.created, plan.drift
     staging = target.sibling(f"{sql.STAGING_PREFIX}{slug.upper()}_{token.upper()}")
     path = f"{slug}/{token}"
@@ -240,12 +242,13 @@ def loads_table_of(target: TableName, settings: LoadSettings) -> TableName:
 
 
 def _admit(stream: TableStream, report: LoadReport, window: LsnWindow | None, previous: state.TableState | None, *,
-           key: Sequence[str], log: logging.Logger) -> None:
-    """Refuse what the control row forbids before anything is staged (the transaction checks again)."""
+           key: Sequence[str], log: logging.Logger) -> bool:
+    """Refuse what the control row forbids before anything is staged (the transaction checks again);
+    False for a window already applied."""
     if window is None:
         check_snapshot_order(previous, stream.partition_key, target=report.target.display,
                              task=str(stream.variables.get("taskName", "<task>")))
-        return
+        return True
     if not stream.primary_key or len(key) != len(stream.primary_key):
         raise PermanentLoadError(f"{stream.table}: applying changes needs the primary key, and it is not among the "
                                  "loaded columns; set primary_key for the table and keep its columns")
@@ -254,6 +257,7 @@ def _admit(stream: TableStream, report: LoadReport, window: LsnWindow | None, pr
     # SQL Server's count like any load's, so the row_count check holds for a re-executed run too.
     log.info(f"{report.target.display}: {reason}" + ("; it is staged and counted, and changes nothing"
                                                      if first_lsn is None else ""))
+    return first_lsn is not None
 
 
 def _commit(session: Session, stream: TableStream, report: LoadReport, window: LsnWindow | None, staged: Staged,
