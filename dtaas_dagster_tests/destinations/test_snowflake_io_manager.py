@@ -222,3 +222,22 @@ def test_key_pair_authentication_from_a_variable_or_a_file(
     with pytest.raises(SnowflakeConfigError, match="private key could not be read") as info:
         write(by_env, snapshot(orders(V1), SNAPSHOT_2), run_id="run00002")
     assert "correct horse" not in str(info.value) and "BEGIN" not in str(info.value)
+
+
+def test_dtaas_health_probes_a_snowflake_destination_by_logging_in(snowflake_schema: SnowflakeSchema) -> None:
+    from dtaas_dagster.config import parse_config
+    from dtaas_dagster.health import FAIL, OK, destination_probes
+
+    def config(**overrides: Any) -> Any:
+        return parse_config({
+            "sources": {"s": {"host": "127.0.0.1", "port": 1433, "database": "sales", "user": "u",
+                              "password_env": "DTAAS_UNUSED_PASSWORD"}},
+            "destinations": {"wh": snowflake_schema.destination(**overrides)},
+            "tasks": {"t": {"source": "s", "destination": "wh", "tables": ["dbo.orders"]}},
+        })
+
+    [probe] = destination_probes(config())
+    assert probe.status == OK, probe.reason
+    assert probe.reason.startswith("writable at snowflake://") and "role" in probe.reason
+    [failed] = destination_probes(config(password_env="DTAAS_NO_SUCH_SNOWFLAKE_PASSWORD"))
+    assert failed.status == FAIL and "DTAAS_NO_SUCH_SNOWFLAKE_PASSWORD" in failed.reason

@@ -145,7 +145,7 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         return output_metadata(stream, report, time.monotonic() - started)
 
     def check_writable(self) -> str:
-        """``dtaas check`` / ``dtaas health``: log in and read the session's role and warehouse.
+        """``dtaas check`` / ``dtaas health``: log in and read the session's role.
 
         The grants a load needs (CREATE TABLE/STAGE in each target schema) depend on the
         schema templates, so they are checked by the first load, which names the missing one.
@@ -155,10 +155,10 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         where = f"snowflake://{self.account}/{self.database_template}/{self.schema_template}"
         try:
             with open_connection(self._connection_settings()) as connection:
-                role, warehouse = Session(connection, target=where).rows(sql.CURRENT_SESSION)[0]
+                role = Session(connection, target=where).scalar(sql.CURRENT_SESSION)
         except SnowflakeStatementError as exc:
             raise ConnectionError(str(exc)) from exc
-        return f"{where} (role {role or '-'}, warehouse {warehouse or '-'})"
+        return f"{where} (role {role or '-'})"
 
     def verify_partition(self, *, asset_key: dg.AssetKey, partition_key: str | None) -> dict[str, Any]:
         """The ``manifest`` check: the partition's load is committed in the load log and the table reads.

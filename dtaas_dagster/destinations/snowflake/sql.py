@@ -64,7 +64,8 @@ COMMIT = Statement("COMMIT", "COMMIT")
 ROLLBACK = Statement("ROLLBACK", "ROLLBACK")
 
 
-CURRENT_SESSION = Statement("CURRENT_SESSION", "SELECT CURRENT_ROLE(), CURRENT_WAREHOUSE()")
+# fakesnow: has no CURRENT_WAREHOUSE(), so the probe asks for the role only.
+CURRENT_SESSION = Statement("CURRENT_SESSION", "SELECT CURRENT_ROLE()")
 
 
 def schema_exists(target: TableName) -> Statement:
