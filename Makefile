@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtaas-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast lint dev bench lock clean
+.PHONY: setup demo test test-fast lint dev bench bench-snowflake lock clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,9 @@ dev: setup
 
 bench: setup
 	$(PY) bench/full_load.py
+
+bench-snowflake: setup
+	$(PY) bench/snowflake.py
 
 lock:
 	$(PY) -m pip install -q uv

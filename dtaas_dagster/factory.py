@@ -31,13 +31,16 @@ from dtaas_dagster.cdc.checks import build_cdc_checks, build_cdc_checks_job, bui
 from dtaas_dagster.cdc.sensor import build_cdc_sensor
 from dtaas_dagster.config import (
     ConfigError,
+    Destination,
     DtaasConfig,
     RetryConfig,
+    SnowflakeDestination,
     SqlServerSource,
     TableConfig,
     TaskConfig,
 )
 from dtaas_dagster.destinations.s3 import S3IOManager
+from dtaas_dagster.destinations.snowflake import SnowflakeIOManager
 from dtaas_dagster.jobs import build_full_load_job, build_tables_job, full_load_job_name
 from dtaas_dagster.partitions import loads_partitions_def
 from dtaas_dagster.schedules import build_full_load_schedule
@@ -64,6 +67,13 @@ def io_manager_key(task: str) -> str:
 def pool_name(source: SqlServerSource) -> str:
     """One pool per SQL Server (host and port), shared by every task that reads it."""
     return "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{source.host}_{source.port}").lower()
+
+
+def build_io_manager(destination: Destination, task: TaskConfig, *, name: str = "") -> S3IOManager | SnowflakeIOManager:
+    """The IO manager of a task's destination (the Snowflake one imports its connector only when it connects)."""
+    if isinstance(destination, SnowflakeDestination):
+        return SnowflakeIOManager.from_destination(destination, task)
+    return S3IOManager.from_destination(destination, task, name=name)
 
 
 def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy | None:
@@ -146,7 +156,7 @@ def task_specs(
 ) -> list[TableSpec]:
     """The tables a task loads, checked as far as the config alone allows (a ConfigError otherwise)."""
     task = config.tasks[task_name]
-    text_destination = config.destinations[task.destination].format != "parquet"
+    text_destination = config.destinations[task.destination].writes_text
     specs = [
         build_table_spec(task_name=task_name, task=task, table=table, text_destination=text_destination)
         for table in resolve_tables(task_name=task_name, task=task, list_tables=list_tables)
@@ -165,11 +175,11 @@ def build_task(
     partitions_def = loads_partitions_def(task_name)
     per_step = task.tables_per_step or math.ceil(len(specs) / task.parallel_tables)
     groups = group_tables(task_name, specs, groups=math.ceil(len(specs) / max(per_step, 1)))
-    kinds = {"sqlserver", "file" if destination.is_local else "s3"}
+    kinds = {"sqlserver", destination.asset_kind}
     descriptions = {
         spec.asset_key: (
             f"SQL Server table {source.database}.{spec.qualified} (source {spec.source}, {source.host}:{source.port}) "
-            f"copied to {destination.url} by task {task_name}, mode {task.mode}. One partition per load window."
+            f"copied to {destination.display} by task {task_name}, mode {task.mode}. One partition per load window."
         )
         for spec in specs
     }
@@ -273,9 +283,8 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         combined.schedules += built.schedules
         combined.sensors += built.sensors
         combined.asset_checks += built.asset_checks
-        resources[io_manager_key(task_name)] = S3IOManager.from_destination(
-            config.destinations[task.destination], task, name=task.destination
-        )
+        resources[io_manager_key(task_name)] = build_io_manager(config.destinations[task.destination], task,
+                                                                name=task.destination)
     return dg.Definitions(
         assets=combined.assets,
         asset_checks=combined.asset_checks,

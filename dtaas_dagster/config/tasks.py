@@ -281,8 +281,9 @@ class TaskConfig(Model):
                            "full_load_and_cdc).", json_schema_extra=fix("write e.g. {poll_seconds: 10}"))
     schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
         "When a table's columns change (a new capture instance after DDL, a changed column type): evolve (write "
-        "the new schema from that point), fail (stop the table with the differences) or ignore (keep the old "
-        "columns)."), json_schema_extra=fix("use evolve, fail or ignore"))
+        "the new schema from that point; a Snowflake target gets ADD COLUMN / widened types), fail (stop the "
+        "table with the differences) or ignore (keep the old columns)."),
+        json_schema_extra=fix("use evolve, fail or ignore"))
     step_checks: list[StepCheck] = Field(
         default_factory=lambda: list(STEP_CHECK_NAMES), description=(
             "The asset checks each table's load evaluates (docs/operations.md): row_count, manifest, "
