@@ -123,8 +123,13 @@ def build_profile_select(schema: str, table: str, columns: Sequence[ProfileColum
     for column in columns:
         quoted = quote_identifier(column.name)
         if column.kind == "range":
-            # the third aggregate is non-zero when some value has a 100 ns digit
-            parts += [f"MIN({quoted})", f"MAX({quoted})", f"MAX(DATEPART(nanosecond, {quoted}) % 1000)"]
+            # MIN/MAX come back through pyodbc to the microsecond; DATEPART(nanosecond)
+            # of each gives their full fraction. The third is non-zero when some value
+            # has a 100 ns digit.
+            parts += [
+                f"MIN({quoted})", f"MAX({quoted})", f"MAX(DATEPART(nanosecond, {quoted}) % 1000)",
+                f"DATEPART(nanosecond, MIN({quoted}))", f"DATEPART(nanosecond, MAX({quoted}))",
+            ]
         elif column.kind == "length":
             parts.append(f"MAX(DATALENGTH({quoted}))")
         else:

@@ -26,7 +26,13 @@ import pyarrow.compute as pc
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
-from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type, resolve_datetime2_choice
+from dtaas_dagster.sqlserver.types import (
+    Datetime2PrecisionError,
+    ExactTimestamp,
+    SourceColumn,
+    arrow_type,
+    resolve_datetime2_choice,
+)
 
 # Smallest text/binary buffer per value for (max) columns, and the room for UTF-8
 # expansion: DATALENGTH counts UTF-16 bytes for nvarchar, code-page bytes for varchar.
@@ -78,8 +84,14 @@ def _fetch_type(column: SourceColumn, target: pa.DataType) -> pa.DataType:
 def _column_options(
     selected: Sequence[SourceColumn], datetime2_default: str, datetime2_overrides: Mapping[str, str]
 ) -> dict[str, str]:
+    """Each column's datetime2 option. The task-wide default applies only where a choice is
+    needed (datetime2(7) / datetimeoffset(7)); other temporal columns keep their exact
+    timestamp type unless a per-column entry names them."""
     overrides = {name.lower(): option for name, option in datetime2_overrides.items()}
-    return {c.name: overrides.get(c.name.lower(), datetime2_default) for c in selected}
+    return {
+        c.name: overrides.get(c.name.lower(), datetime2_default if c.needs_datetime2_choice else "auto")
+        for c in selected
+    }
 
 
 @dataclass(frozen=True)
@@ -122,27 +134,33 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
     per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
     values = iter(facts.profile)
     choices: dict[str, str] = {}
+    problems: list[str] = []
     longest_text = longest_binary = 0
     for profiled in profile_columns(description, options):
         column = description.column(profiled.name)
         assert column is not None
         if profiled.kind == "range":
-            minimum, maximum, sub_us = next(values), next(values), next(values)
-            choices[column.name] = resolve_datetime2_choice(
-                column,
-                per_column[column.name],
-                minimum=minimum,
-                maximum=maximum,
-                max_sub_microsecond=sub_us,
-                table=str(description.table),
-                text_destination=options.text_destination,
-            )
+            minimum, maximum, sub_us, minimum_ns, maximum_ns = [next(values) for _ in range(5)]
+            try:
+                choices[column.name] = resolve_datetime2_choice(
+                    column,
+                    per_column[column.name],
+                    minimum=None if minimum is None else ExactTimestamp.from_parts(minimum, minimum_ns),
+                    maximum=None if maximum is None else ExactTimestamp.from_parts(maximum, maximum_ns),
+                    max_sub_microsecond=sub_us,
+                    table=str(description.table),
+                    text_destination=options.text_destination,
+                )
+            except Datetime2PrecisionError as exc:
+                problems.append(str(exc))  # go on: the error names every such column at once
         else:
             length = int(next(values) or 0)
             if column.is_text:
                 longest_text = max(longest_text, length * _TEXT_EXPANSION)
             else:
                 longest_binary = max(longest_binary, length)
+    if problems:
+        raise Datetime2PrecisionError(_datetime2_problems(problems, str(description.table)))
     for column in selected:
         choices.setdefault(column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us")
     targets = [pa.field(c.name, arrow_type(c, choices[c.name]), nullable=c.nullable) for c in selected]
@@ -162,6 +180,13 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         snapshot_isolation=facts.options.snapshot_isolation,
         datetime2_choices=choices,
     )
+
+
+def _datetime2_problems(problems: Sequence[str], table: str) -> str:
+    if len(problems) == 1:
+        return f"{problems[0]} Nothing was written."
+    lines = "\n".join(f"- {problem}" for problem in problems)
+    return f"{len(problems)} columns of {table} fit no timestamp type exactly; nothing was written:\n{lines}"
 
 
 def snapshot_read(plan: SnapshotPlan) -> BulkRead:

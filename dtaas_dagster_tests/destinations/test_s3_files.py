@@ -268,3 +268,24 @@ def test_relative_file_url_resolves_against_the_working_directory(tmp_path: Path
     result = _write(location, numbered_table(5), WriteOptions(format="jsonl"))
     assert (tmp_path / "out/lake/sales/dbo/Orders/p1/_manifest.json").exists()
     assert read_partition(location.fs, result.partition_dir).equals(numbered_table(5))
+
+
+def test_parquet_files_hold_the_types_the_manifest_names_for_every_source_type(tmp_path: Path) -> None:
+    """One truth: what the manifest says is what a Parquet reader sees (smalldatetime was [s] vs [ms])."""
+    from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type
+
+    names = ["tinyint", "smallint", "int", "bigint", "bit", "real", "float", "money", "smallmoney", "date",
+             "datetime", "smalldatetime", "uniqueidentifier", "nvarchar", "varbinary", "time"]
+    columns = [SourceColumn(f"c_{n}", n, char_length=10, datetime_precision=7) for n in names]
+    columns += [SourceColumn("c_decimal", "decimal", precision=38, scale=10),
+                SourceColumn("c_dt2_3", "datetime2", datetime_precision=3),
+                SourceColumn("c_dt2_7", "datetime2", datetime_precision=7),
+                SourceColumn("c_dto_7", "datetimeoffset", datetime_precision=7)]
+    schema = pa.schema([pa.field(c.name, arrow_type(c, "timestamp_ns")) for c in columns])
+    table = pa.Table.from_pylist([{}], schema=schema)  # one all-NULL row: the types are the point
+    location = open_location(f"file://{tmp_path}")
+    result = _write(location, table, WriteOptions())
+
+    written = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").schema_arrow
+    assert written.remove_metadata().equals(schema)
+    assert read_partition(location.fs, result.partition_dir).schema.equals(schema)
