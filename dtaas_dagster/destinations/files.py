@@ -65,6 +65,9 @@ FORMATS = ("parquet", "csv", "jsonl")
 COMPRESSIONS = ("none", "snappy", "gzip", "zstd")
 _SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 _PART_PREFIX = "part-"
+# A Parquet row group is written once this much Arrow data is pending, even before
+# row_group_rows rows: wide rows must not hold a whole row group of them in memory.
+_ROW_GROUP_MAX_BYTES = 32 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- options
@@ -125,16 +128,24 @@ class _PartFile:
     def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions) -> None:
         self.path = path
         self.rows = 0
+        self.arrow_bytes = 0  # Arrow bytes handed to this file
         self._options = options
         self._raw = fs.open_output_stream(path, compression=None)
         self._closed = False
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
+        self.arrow_bytes += batch.nbytes
         self._write(batch)
 
-    def estimated_bytes(self) -> int:
+    def estimated_bytes(self, ratio: float | None) -> float:
+        """Bytes the file will have for what it was given so far (``ratio``: file bytes per Arrow byte)."""
         return self._raw.tell()
+
+    def ratio(self) -> float | None:
+        """File bytes per Arrow byte of the data already in the file (None until some reached it)."""
+        written = self._raw.tell()
+        return written / self.arrow_bytes if written and self.arrow_bytes else None
 
     def close(self) -> None:
         if not self._closed:
@@ -158,7 +169,8 @@ class _PartFile:
 
 
 class _ParquetPart(_PartFile):
-    """Buffers batches into row groups of exactly ``row_group_rows`` (the last one smaller)."""
+    """Buffers batches into row groups of ``row_group_rows`` rows (the last one smaller), or fewer
+    when the pending Arrow data reaches :meth:`_row_group_bytes`."""
 
     def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions) -> None:
         super().__init__(fs, path, schema, options)
@@ -166,6 +178,7 @@ class _ParquetPart(_PartFile):
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
+        self._flushed_bytes = 0  # Arrow bytes already encoded into the file
         self._writer = pq.ParquetWriter(
             self._raw,
             schema,
@@ -187,19 +200,38 @@ class _ParquetPart(_PartFile):
         if self._pending_rows >= size:
             table = pa.Table.from_batches(self._pending, self._schema)
             full = (table.num_rows // size) * size
-            self._writer.write_table(table.slice(0, full), row_group_size=size)
+            self._flush(table.slice(0, full))
             rest = table.slice(full)
             self._pending = rest.to_batches()
             self._pending_rows = rest.num_rows
             self._pending_bytes = rest.nbytes
+        if self._pending_bytes >= self._row_group_bytes():
+            self._flush(pa.Table.from_batches(self._pending, self._schema))
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
-    def estimated_bytes(self) -> int:
-        return self._raw.tell() + self._pending_bytes
+    def _row_group_bytes(self) -> float:
+        """Pending Arrow bytes that end a row group early: wide rows, and a quarter of a byte-limited
+        file (so the file's compression ratio is known long before it is full)."""
+        limit: float = _ROW_GROUP_MAX_BYTES
+        if self._options.file_max_bytes is not None:
+            limit = min(limit, self._options.file_max_bytes / 4 / (self.ratio() or 1.0))
+        return limit
+
+    def _flush(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table, row_group_size=self._options.row_group_rows)
+            self._flushed_bytes += table.nbytes
+
+    def ratio(self) -> float | None:
+        written = self._raw.tell()
+        return written / self._flushed_bytes if written and self._flushed_bytes else None
+
+    def estimated_bytes(self, ratio: float | None) -> float:
+        # pending data is not encoded yet: count it at the ratio seen so far (1.0 before any)
+        return self._raw.tell() + self._pending_bytes * (self.ratio() or ratio or 1.0)
 
     def _close(self) -> None:
-        if self._pending_rows:
-            table = pa.Table.from_batches(self._pending, self._schema)
-            self._writer.write_table(table, row_group_size=self._options.row_group_rows)
+        self._flush(pa.Table.from_batches(self._pending, self._schema))
         self._pending = []
         self._writer.close()
 
@@ -221,6 +253,10 @@ class _TextPart(_PartFile):
             self._csv.write_batch(csv_encode_batch(batch))
         else:
             self._out.write(jsonl_encode_batch(batch))
+        if self._out is not self._raw and self._options.file_max_bytes is not None:
+            # The compressor holds back up to a few hundred KB; flushing it (a sync point,
+            # not the end of the stream) makes the file's size known for the byte limit.
+            self._out.flush()
 
     def _close(self) -> None:
         if self._csv is not None:
@@ -260,7 +296,14 @@ class PartitionWrite:
 
 
 class _Splitter:
-    """Feeds batches into part files, starting a new file at the row or byte limit."""
+    """Feeds batches into part files, starting a new file at the row or byte limit.
+
+    With a byte limit, a batch is cut so that a file ends close to the limit: the rows
+    that still fit are estimated from the file bytes per Arrow byte seen so far in this
+    file (or, for a new file, in this partition's earlier files). Until a ratio is known,
+    slices of an eighth of the limit (in Arrow bytes) are written to learn it, so even the
+    first file cannot overshoot by much, whatever the format and compression.
+    """
 
     def __init__(self, fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str) -> None:
         self._fs, self._dir, self._schema = fs, partition_dir, schema
@@ -268,6 +311,7 @@ class _Splitter:
         self.current: _PartFile | None = None
         self.opened: list[str] = []  # every path this attempt created, for cleanup
         self.done: list[dict[str, Any]] = []
+        self._file_bytes = self._arrow_bytes = 0  # of the finished files: the partition's ratio
 
     def write(self, batch: pa.RecordBatch) -> None:
         max_rows = self._options.file_max_rows
@@ -280,16 +324,37 @@ class _Splitter:
             take = batch.num_rows - offset
             if max_rows is not None:
                 take = min(take, max_rows - self.current.rows)
-            self.current.write(batch.slice(offset, take))
+            piece = batch.slice(offset, take)
+            if self._options.file_max_bytes is not None and piece.nbytes:
+                take = min(take, self._rows_that_fit(self.current, piece.nbytes / piece.num_rows))
+                piece = batch.slice(offset, take)
+            self.current.write(piece)
             offset += take
-            if self._is_full(self.current):
+            if self._is_full(self.current, piece.nbytes / max(piece.num_rows, 1)):
                 self.finish()
 
-    def _is_full(self, part: _PartFile) -> bool:
+    def _ratio(self, part: _PartFile) -> float | None:
+        return part.ratio() or (self._file_bytes / self._arrow_bytes if self._arrow_bytes else None)
+
+    def _rows_that_fit(self, part: _PartFile, arrow_bytes_per_row: float) -> int:
+        limit = self._options.file_max_bytes
+        assert limit is not None
+        ratio = self._ratio(part)
+        if ratio is None:  # learn the ratio on a small slice first
+            room = limit / 8 / arrow_bytes_per_row
+        else:
+            room = (limit - part.estimated_bytes(ratio)) / (arrow_bytes_per_row * ratio)
+        return max(1, int(room))
+
+    def _is_full(self, part: _PartFile, arrow_bytes_per_row: float) -> bool:
+        """At the row limit, or another row would take the file past the byte limit."""
         max_rows, max_bytes = self._options.file_max_rows, self._options.file_max_bytes
-        return (max_rows is not None and part.rows >= max_rows) or (
-            max_bytes is not None and part.estimated_bytes() >= max_bytes
-        )
+        if max_rows is not None and part.rows >= max_rows:
+            return True
+        if max_bytes is None:
+            return False
+        ratio = self._ratio(part)
+        return part.estimated_bytes(ratio) + arrow_bytes_per_row * (ratio or 1.0) > max_bytes
 
     def finish(self) -> None:
         if self.current is None:
@@ -298,6 +363,7 @@ class _Splitter:
         part.close()
         size = self._fs.get_file_info(part.path).size or 0
         self.done.append({"path": part.path.rsplit("/", 1)[-1], "rows": part.rows, "bytes": size})
+        self._file_bytes, self._arrow_bytes = self._file_bytes + size, self._arrow_bytes + part.arrow_bytes
 
     def discard(self) -> None:
         """Best-effort delete of everything this attempt wrote (the caller is failing)."""

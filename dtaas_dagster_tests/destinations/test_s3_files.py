@@ -27,6 +27,7 @@ from dtaas_dagster_tests.destinations.s3_samples import (
     all_types_table,
     numbered_table,
     stream_of,
+    varied_table,
 )
 from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 
@@ -139,17 +140,47 @@ def test_files_split_by_rows(location: Location) -> None:
     assert read_partition(location.fs, result.partition_dir).equals(table)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
-def test_files_split_by_bytes(location: Location, fmt: str) -> None:
-    table = numbered_table(10_000, start=10_000)  # fixed-width rows: every batch has the same CSV size
-    one_batch = _write(location, table.slice(0, 1_000), WriteOptions(format="csv")).bytes
-    result = _write(location, table, WriteOptions(format=fmt, file_max_bytes=int(one_batch * 2.5)), batch_rows=1_000)
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [("parquet", None), ("parquet", "zstd"), ("parquet", "none"), ("csv", None), ("csv", "gzip"), ("jsonl", None),
+     ("jsonl", "zstd")],
+)
+@pytest.mark.parametrize("batch_rows", [20_000, 500])
+def test_files_split_by_bytes_land_within_a_quarter_of_the_setting(
+    tmp_path: Path, fmt: str, compression: str | None, batch_rows: int
+) -> None:
+    # Before: Arrow bytes were counted as file bytes, so Parquet files came out at 0.5-0.9 of
+    # the setting and CSV / JSON lines at up to 2.6 times it (a whole batch went into one file).
+    _check_split_by_bytes(open_location(f"file://{tmp_path}"), fmt, compression, batch_rows)
 
-    counts = [f["rows"] for f in result.manifest["files"]]
-    assert len(counts) >= 2 and sum(counts) == 10_000
-    if fmt == "csv":  # exact bytes: a file rolls after the batch that crosses 2.5 batches
-        assert counts == [3_000, 3_000, 3_000, 1_000]
+
+@pytest.mark.parametrize(("fmt", "compression"), [("parquet", None), ("csv", "gzip")])
+def test_files_split_by_bytes_on_s3_too(location: Location, fmt: str, compression: str | None) -> None:
+    _check_split_by_bytes(location, fmt, compression, 20_000)
+
+
+def _check_split_by_bytes(location: Location, fmt: str, compression: str | None, batch_rows: int) -> None:
+    target = 256 * 1024
+    table = varied_table(40_000)
+    options = WriteOptions(format=fmt, compression=compression, file_max_rows=None, file_max_bytes=target)
+    result = _write(location, table, options, batch_rows=batch_rows)
+
+    sizes = [f["bytes"] / target for f in result.manifest["files"]]
+    assert len(sizes) >= 3, sizes
+    assert all(0.75 <= size <= 1.25 for size in sizes[:-1]) and 0 < sizes[-1] <= 1.25, sizes
+    assert [f["bytes"] for f in result.manifest["files"]] == [
+        location.fs.get_file_info(f"{result.partition_dir}/{f['path']}").size for f in result.manifest["files"]]
     assert read_partition(location.fs, result.partition_dir).equals(table)
+
+
+def test_csv_files_split_by_bytes_exactly_at_the_limit(tmp_path: Path) -> None:
+    location = open_location(f"file://{tmp_path}")
+    table = numbered_table(10_000, start=10_000)  # fixed-width rows: every row has the same CSV size
+    one_batch = _write(location, table.slice(0, 1_000), WriteOptions(format="csv")).bytes
+    result = _write(location, table, WriteOptions(format="csv", file_max_bytes=int(one_batch * 2.5)), batch_rows=1_000)
+
+    # a file ends where the next row would pass the limit, inside a batch if need be
+    assert [f["rows"] for f in result.manifest["files"]] == [2_500, 2_500, 2_500, 2_500]
 
 
 def test_failed_load_leaves_previous_load_intact(location: Location) -> None:
