@@ -34,10 +34,34 @@ from dtaas_dagster.sqlserver.types import (
     resolve_datetime2_choice,
 )
 
-# Smallest text/binary buffer per value for (max) columns, and the room for UTF-8
-# expansion: DATALENGTH counts UTF-16 bytes for nvarchar, code-page bytes for varchar.
+# Smallest text/binary buffer per value for (max) columns.
 _MIN_MAX_BUFFER = 1024
-_TEXT_EXPANSION = 3
+_UTF16_TYPES = {"nchar", "nvarchar", "ntext", "sysname"}
+
+
+def _utf8_bound(column: SourceColumn, datalength: int) -> int:
+    """Most UTF-8 bytes a value of ``datalength`` bytes can become (arrow-odbc fetches UTF-8).
+
+    nvarchar counts UTF-16 bytes: 2 become at most 3 in UTF-8 (4 stay 4 for a
+    surrogate pair). varchar counts code-page bytes: one can become 3 (cp1252's 0x80 is €).
+    """
+    return (datalength * 3 + 1) // 2 if column.data_type in _UTF16_TYPES else datalength * 3
+
+
+def _row_bytes(columns: Sequence[SourceColumn], max_text: int | None, max_binary: int | None) -> int:
+    """A generous bound on one row in arrow-odbc's transit buffer (value slots + length indicators)."""
+    total = 0
+    for column in columns:
+        if column.is_max:
+            total += (max_text if column.is_text else max_binary) or _MIN_MAX_BUFFER
+        elif column.is_text:
+            total += 4 * (column.char_length or 1)
+        elif column.is_binary:
+            total += column.char_length or 8
+        else:
+            total += 64  # numbers, dates, and time/datetimeoffset fetched as short text
+        total += 16
+    return total
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class SnapshotPlan:
     select_sql: str
     max_text_size: int | None
     max_binary_size: int | None
+    row_bytes: int
     snapshot_isolation: bool
     datetime2_choices: Mapping[str, str]
 
@@ -156,7 +181,7 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         else:
             length = int(next(values) or 0)
             if column.is_text:
-                longest_text = max(longest_text, length * _TEXT_EXPANSION)
+                longest_text = max(longest_text, _utf8_bound(column, length))
             else:
                 longest_binary = max(longest_binary, length)
     if problems:
@@ -167,6 +192,8 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
     fetch = [pa.field(f.name, _fetch_type(c, f.type), nullable=True) for c, f in zip(selected, targets)]
     has_text_max = any(c.is_max and c.is_text for c in selected)
     has_binary_max = any(c.is_max and c.is_binary for c in selected)
+    max_text = max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None
+    max_binary = max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None
     return SnapshotPlan(
         description=description,
         columns=selected,
@@ -175,8 +202,9 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         select_sql=queries.build_snapshot_select(
             description.table.schema, description.table.name, [c.name for c in selected]
         ),
-        max_text_size=max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None,
-        max_binary_size=max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None,
+        max_text_size=max_text,
+        max_binary_size=max_binary,
+        row_bytes=_row_bytes(selected, max_text, max_binary),
         snapshot_isolation=facts.options.snapshot_isolation,
         datetime2_choices=choices,
     )
@@ -197,6 +225,7 @@ def snapshot_read(plan: SnapshotPlan) -> BulkRead:
         what=str(plan.description.table),
         max_text_size=plan.max_text_size,
         max_binary_size=plan.max_binary_size,
+        row_bytes=plan.row_bytes,
     )
 
 
