@@ -320,3 +320,20 @@ def test_parquet_files_hold_the_types_the_manifest_names_for_every_source_type(t
     written = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").schema_arrow
     assert written.remove_metadata().equals(schema)
     assert read_partition(location.fs, result.partition_dir).schema.equals(schema)
+
+
+def test_parquet_keeps_no_statistics_or_dictionary_for_long_value_columns(tmp_path: Path) -> None:
+    """(max) / text columns: min/max statistics and dictionaries would copy the longest values
+    (Parquet drops statistics over 4 KB from the file anyway); other columns keep both."""
+    table = pa.table({"code": pa.array(["a", "b"] * 50), "notes": pa.array(["x" * 10_000, "y"] * 50)})
+    location = open_location(f"file://{tmp_path}")
+    stream = stream_of(table, batch_rows=100)
+    stream.source_types = {"code": "nvarchar(20)", "notes": "nvarchar(max)"}
+    result = write_partition(location.fs, location.path("t/p1"), stream, WriteOptions(),
+                             load_id=new_load_id("run1"), run_id="run1")
+
+    meta = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").metadata.row_group(0)
+    code, notes = meta.column(0), meta.column(1)
+    assert code.is_stats_set and code.statistics.min == "a" and "RLE_DICTIONARY" in code.encodings
+    assert not notes.is_stats_set and "RLE_DICTIONARY" not in notes.encodings
+    assert read_partition(location.fs, result.partition_dir).equals(table)
