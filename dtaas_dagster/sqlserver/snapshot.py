@@ -157,35 +157,7 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
     _check_overrides(description, options.datetime2_overrides)
     selected = _select_columns(description, options.columns)
     per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
-    values = iter(facts.profile)
-    choices: dict[str, str] = {}
-    problems: list[str] = []
-    longest_text = longest_binary = 0
-    for profiled in profile_columns(description, options):
-        column = description.column(profiled.name)
-        assert column is not None
-        if profiled.kind == "range":
-            minimum, maximum, sub_us, minimum_ns, maximum_ns = [next(values) for _ in range(5)]
-            try:
-                choices[column.name] = resolve_datetime2_choice(
-                    column,
-                    per_column[column.name],
-                    minimum=None if minimum is None else ExactTimestamp.from_parts(minimum, minimum_ns),
-                    maximum=None if maximum is None else ExactTimestamp.from_parts(maximum, maximum_ns),
-                    max_sub_microsecond=sub_us,
-                    table=str(description.table),
-                    text_destination=options.text_destination,
-                )
-            except Datetime2PrecisionError as exc:
-                problems.append(str(exc))  # go on: the error names every such column at once
-        else:
-            length = int(next(values) or 0)
-            if column.is_text:
-                longest_text = max(longest_text, _utf8_bound(column, length))
-            else:
-                longest_binary = max(longest_binary, length)
-    if problems:
-        raise Datetime2PrecisionError(_datetime2_problems(problems, str(description.table)))
+    choices, longest_text, longest_binary = _apply_profile(facts, options, per_column)
     for column in selected:
         choices.setdefault(column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us")
     targets = [pa.field(c.name, arrow_type(c, choices[c.name]), nullable=c.nullable) for c in selected]
@@ -208,6 +180,44 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         snapshot_isolation=facts.options.snapshot_isolation,
         datetime2_choices=choices,
     )
+
+
+def _apply_profile(
+    facts: TableFacts, options: SnapshotOptions, per_column: Mapping[str, str]
+) -> tuple[dict[str, str], int, int]:
+    """The datetime2 choices of the profiled columns and the longest text (UTF-8) and binary values.
+
+    Every datetime2 column that fits no type is collected first, so one error names them all.
+    """
+    description = facts.description
+    values = iter(facts.profile)
+    choices: dict[str, str] = {}
+    problems: list[str] = []
+    longest_text = longest_binary = 0
+    for profiled in profile_columns(description, options):
+        column = description.column(profiled.name)
+        assert column is not None
+        if profiled.kind == "range":
+            minimum, maximum, sub_us, minimum_ns, maximum_ns = [next(values) for _ in range(5)]
+            try:
+                choices[column.name] = resolve_datetime2_choice(
+                    column,
+                    per_column[column.name],
+                    minimum=None if minimum is None else ExactTimestamp.from_parts(minimum, minimum_ns),
+                    maximum=None if maximum is None else ExactTimestamp.from_parts(maximum, maximum_ns),
+                    max_sub_microsecond=sub_us,
+                    table=str(description.table),
+                    text_destination=options.text_destination,
+                )
+            except Datetime2PrecisionError as exc:
+                problems.append(str(exc))
+        elif column.is_text:
+            longest_text = max(longest_text, _utf8_bound(column, int(next(values) or 0)))
+        else:
+            longest_binary = max(longest_binary, int(next(values) or 0))
+    if problems:
+        raise Datetime2PrecisionError(_datetime2_problems(problems, str(description.table)))
+    return choices, longest_text, longest_binary
 
 
 def _datetime2_problems(problems: Sequence[str], table: str) -> str:
