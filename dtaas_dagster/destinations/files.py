@@ -67,7 +67,7 @@ _SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 _PART_PREFIX = "part-"
 # A Parquet row group is written once this much Arrow data is pending, even before
 # row_group_rows rows: wide rows must not hold a whole row group of them in memory.
-_ROW_GROUP_MAX_BYTES = 32 * 1024 * 1024
+_ROW_GROUP_MAX_BYTES = 16 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- options

@@ -30,8 +30,9 @@ import pyarrow as pa
 MB = 1024 * 1024
 # arrow-odbc's transit buffer for one read (raised to hold at least one of the widest rows).
 TRANSIT_BUFFER_BYTES = 32 * MB
-# In batch.rows mode, a batch still stops at this much Arrow data (wide rows, long (max) values).
-MAX_BATCH_BYTES = 16 * MB
+# In batch.rows mode, a batch still stops at this much Arrow data (wide rows, long (max) values):
+# with the read-ahead queue, the converting and the writing batch, about five are alive at once.
+MAX_BATCH_BYTES = 8 * MB
 
 
 class IncompleteRead(RuntimeError):
