@@ -8,16 +8,21 @@ survives the trip. The one type Arrow cannot hold exactly in every case is
 ``datetime2`` option decides, never a silent loss:
 
 - ``auto``: ``timestamp[ns]`` when the profile query shows every value within
-  1677-09-21..2262-04-11, else ``timestamp[us]`` when no value has a non-zero
-  100 ns digit, else (for CSV / JSON lines, which hold the exact text) ``string``,
-  else (Parquet) the load stops *before anything is written* with an error
-  naming the column and the options;
+  1677-09-21 00:12:43.145224192 .. 2262-04-11 23:47:16.854775807 (compared to
+  the nanosecond: see :class:`ExactTimestamp`), else ``timestamp[us]`` when no
+  value has a non-zero 100 ns digit, else (for CSV / JSON lines, which hold the
+  exact text) ``string``, else (Parquet) the load stops *before anything is
+  written* with an error naming every such column, its exact extremes and the
+  options;
 - ``timestamp_ns``: keep 100 ns; stop up front if a value is out of range;
 - ``timestamp_us``: full range, the 100 ns digit is dropped (explicit opt-in);
 - ``string``: ISO-8601 text with 7 fraction digits, lossless.
 
 ``datetimeoffset`` values become UTC instants (``timestamp[..., tz=UTC]``); the
 original offset is not kept, the instant is. With ``string`` the text keeps it.
+
+The task-wide option applies to the (7) columns only; a per-column option applies
+to the column it names whatever its precision (``snapshot._column_options``).
 """
 
 from __future__ import annotations
