@@ -49,7 +49,9 @@ class BulkRead:
     max_text_size: int | None = None
     max_binary_size: int | None = None
     parameters: tuple[str | None, ...] = ()
-    row_bytes: int = 0  # bound on one row in the transit buffer (0: unknown, the budget alone decides)
+    # bound on one row in the transit buffer; 0 = unknown: then the budget alone decides, and a
+    # row wider than TRANSIT_BUFFER_BYTES (long (max) values) fails in arrow-odbc
+    row_bytes: int = 0
 
 
 def read_counted(
