@@ -390,21 +390,28 @@ def measure_max(setup: Setup, rows: int, largest_bytes: int) -> MaxCase:
     return MaxCase(rows, largest_bytes, with_max, plain)
 
 
+_HEADER = (f"{'variant':18s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} "
+           f"{'child CPU s':>11s} {'double CPU s':>12s}")
+
+
+def _row_line(variant: str, count: int, runs: list[dict[str, Any]]) -> str:
+    seconds = _median(runs, "seconds")
+    return (
+        f"{variant:18s} {count:>9,d} {len(runs):>4d} {seconds:>9.2f} {count / seconds:>10,.0f} "
+        f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} {_median(runs, 'double_cpu_seconds'):>12.2f}"
+    )
+
+
 def print_table(
     rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any], big_rows: int, max_case: MaxCase
 ) -> None:
-    header = f"{'variant':18s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} {'child CPU s':>11s} {'double CPU s':>12s}"
-    print(header)
-    print("-" * len(header))
+    print(_HEADER)
+    print("-" * len(_HEADER))
     entries = [(v, rows, runs) for v, runs in results.items()] + [("pipeline_file", big_rows, [big])]
     entries += [("pipeline_max", max_case.rows, [max_case.with_max]),
                 ("pipeline_max_plain", max_case.rows, [max_case.plain])]  # fmt: skip
     for variant, count, runs in entries:
-        seconds = _median(runs, "seconds")
-        print(
-            f"{variant:18s} {count:>9,d} {len(runs):>4d} {seconds:>9.2f} {count / seconds:>10,.0f} "
-            f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} {_median(runs, 'double_cpu_seconds'):>12.2f}"
-        )
+        print(_row_line(variant, count, runs))
     pipeline = results["pipeline_file"]
     read_share = _median(pipeline, "read_seconds") / _median(pipeline, "seconds")
     print(f"pipeline_file: {read_share:.0%} of its time is spent waiting for the next batch (driver + double + convert_batch)")
@@ -475,13 +482,37 @@ def run_parent(args: argparse.Namespace) -> None:
         moto.stop()
 
 
+def run_max_only(args: argparse.Namespace) -> None:
+    """Only the (max) case (``--max-only``): to try value sizes without the timed variants."""
+    import secrets
+
+    from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
+
+    os.environ[PASSWORD_ENV] = "Bench-" + secrets.token_hex(8) + "!"
+    max_rows = args.max_rows or 100_000
+    with tempfile.TemporaryDirectory(prefix="dtaas-bench-") as tmp, \
+            DoubleProcess(port=0, password=os.environ[PASSWORD_ENV]) as double:  # fmt: skip
+        double.create_database(DATABASE, snapshot_isolation=True)
+        largest = seed_max_table(double, max_rows, args.longest_chars)
+        case = measure_max(Setup(double.port, args.driver, double.pid, f"file://{tmp}", "", ""), max_rows, largest)
+    print(_HEADER)
+    print("-" * len(_HEADER))
+    print(_row_line("pipeline_max", max_rows, [case.with_max]))
+    print(_row_line("pipeline_max_plain", max_rows, [case.plain]))
+    print(f"full_load_max rows={max_rows} longest_chars={args.longest_chars} "
+          f"largest_mb={largest / (1024 * 1024):.1f} rss_max_over_plain={case.ratio:.2f}", flush=True)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=0, help="rows in the timed table (default 1,000,000; 100,000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100k rows, 500k for the RSS pair, one repeat, no warm-up")
     parser.add_argument("--driver", choices=("msodbc18", "freetds"), default="msodbc18")
     parser.add_argument("--repeats", type=int, default=0, help="runs per variant (default 3; 1 with --quick)")
-    parser.add_argument("--max-rows", type=int, default=0, help="rows of the (max) table (default rows / 10)")
+    parser.add_argument("--max-rows", type=int, default=0,
+                        help="rows of the (max) table (default rows / 10; 100,000 with --max-only)")
+    parser.add_argument("--max-only", action="store_true",
+                        help="only the (max) case: pipeline_max and pipeline_max_plain, one run each")
     parser.add_argument("--longest-chars", type=int, default=1_000_000,
                         help="characters of the longest nvarchar(max) value (default 1,000,000)")
     parser.add_argument("--child", choices=("pipeline", "raw_arrow_odbc", "pandas"), help=argparse.SUPPRESS)
@@ -500,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
         run_child(args)
+    elif args.max_only:
+        run_max_only(args)
     else:
         run_parent(args)
 
