@@ -208,7 +208,8 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """open_snapshot (facts, plan, arrow-odbc read, progress) + write_partition, as a table step does."""
     import dataclasses
 
-    from dtaas_dagster.destinations.files import WriteOptions, new_load_id, write_partition
+    from dtaas_dagster.destinations.commit import write_partition
+    from dtaas_dagster.destinations.files import WriteOptions, new_load_id
     from dtaas_dagster.destinations.location import open_location, render_partition_dir
     from dtaas_dagster.table_load import TableSpec, open_snapshot
 
@@ -223,7 +224,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                            global_variables={}, log=log)  # type: ignore[arg-type]
     clock = _ReadClock(stream.batches)
     stream = dataclasses.replace(stream, batches=iter(clock))
-    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
                                     stream.variables)
     written = write_partition(
         location.fs, location.path(relative), stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"

@@ -26,7 +26,7 @@ integrations; the IO manager still serves ``load_input`` to downstream assets.
 
 
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,7 +35,14 @@ import dagster as dg
 from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
-from dtaas_dagster.table_load import PermanentLoadError, TableSpec, open_snapshot
+from pydantic import Field
+
+from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
+from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.partitions import is_change_key
+from dtaas_dagster.sqlserver.cdc import ChangeWindow
+from dtaas_dagster.table_load import TableSpec, open_changes, open_snapshot
+from dtaas_dagster.table_transforms import VARIABLES_KEY, op_config_field, step_transforms, table_variables
 
 
 class TableWriter(Protocol):
@@ -43,11 +50,28 @@ class TableWriter(Protocol):
 
     def write_stream(
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
+        run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
 
+    def verify_partition(self, *, asset_key: dg.AssetKey, partition_key: str | None) -> Mapping[str, Any]: ...
 
-class DestinationConfigError(PermanentLoadError):
-    """The destination cannot be written as configured (missing bucket, credentials, path)."""
+
+class CdcWindowConfig(dg.Config):
+    """One table's change window in a CDC partition's run (set by the <task>_cdc sensor)."""
+
+    capture_instance: str = Field(description="The capture instance the window reads.")
+    from_lsn: str = Field(description="First LSN of the window (20 hex digits, inclusive).")
+    to_lsn: str = Field(description="Last LSN of the window (20 hex digits, inclusive).")
+
+
+class TableStepConfig(dg.Config):
+    """Op config of a table step. Snapshot partitions need none."""
+
+    cdc_windows: dict[str, CdcWindowConfig] = Field(
+        default_factory=dict,
+        description=("Change window per table (schema.table) of a CDC partition; the <task>_cdc sensor sets it, "
+                     "and re-executing the run reads exactly the same windows."),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,14 +121,55 @@ def _already_materialized(context: dg.AssetExecutionContext, key: dg.AssetKey, p
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
-    return bool(records) and records[0].run_id == context.run_id
+    return bool(records) and records[0].run_id == context.run.run_id
+
+
+def _run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run of this instance has ended (False when the run is not known here)."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.is_finished
+
+
+def previous_source_types(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> dict[str, str] | None:
+    """The SQL Server column types of the newest load of ``key`` before ``partition`` (key order)."""
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=50).records
+    for record in records:
+        event = record.asset_materialization
+        if event is None or event.partition is None or event.partition >= partition:
+            continue
+        value = event.metadata.get("dtaas/source_types")
+        if value is not None and isinstance(value.value, dict):
+            return {str(k): str(v) for k, v in value.value.items()}
+    return None
+
+
+def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> ChangeWindow:
+    found = config.cdc_windows.get(spec.qualified) or next(
+        (w for name, w in config.cdc_windows.items() if name.lower() == spec.qualified.lower()), None)
+    if found is None:
+        raise PermanentLoadError(
+            f"partition {partition} is a CDC window, but the run config names no window for {spec.qualified}. "
+            f"CDC partitions are created by the sensor {spec.task}_cdc; to load one again, re-execute its run "
+            "(its config holds the windows) rather than launching the partition by hand.")
+    return ChangeWindow.from_config(found.model_dump())
+
+
+def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
+          global_variables: Mapping[str, str], transforms: Sequence[Any],
+          previous: Mapping[str, str] | None) -> TableStream:
+    partition = context.partition_key
+    common = {"partition_key": partition, "run_id": context.run.run_id, "global_variables": global_variables,
+              "log": context.log, "previous_types": previous, "transforms": transforms}
+    if is_change_key(partition):
+        return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
+    return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
 
 
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
     permanent = all(is_permanent(exc) for _, exc in failures)
     summary = (f"{len(failures)} table(s) of partition {partition} failed"
-               + ("; a retry cannot fix these" if permanent else "; the step retry loads only these"))
+               + ("; a retry cannot fix these" if permanent else "; a retry of the step loads only these"))
     return dg.Failure(
         description=summary + ":\n" + "\n".join(lines),
         metadata={"failed_tables": dg.MetadataValue.json([spec.qualified for spec, _ in failures])},
@@ -120,7 +185,7 @@ def build_table_group_asset(
     pool: str,
     sqlserver_key: str,
     io_manager_key: str,
-    global_variables: Mapping[str, str],
+    query_source_keys: Sequence[str] = (),
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
@@ -145,37 +210,58 @@ def build_table_group_asset(
     @dg.multi_asset(
         name=group.op_name,
         outs=outs,
+        check_specs=step_check_specs(by_key),
         partitions_def=partitions_def,
         can_subset=True,
-        required_resource_keys={sqlserver_key, io_manager_key},
+        required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},
+        # cdc_windows (set by the CDC sensor) and each table's transforms (the YAML's by default)
+        config_schema={**TableStepConfig.to_fields_dict(), **op_config_field(specs)},
         retry_policy=retry_policy,
         pool=pool,
         op_tags={"dtaas/task": task},
     )
-    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        op_config = context.op_execution_context.op_config or {}
+        config = TableStepConfig(cdc_windows=op_config.get("cdc_windows") or {})
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
+        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
+            yield from recheck(context, specs, writer.verify_partition, previous_source_types)
+            return
         partition = context.partition_key
         attempt = context.retry_number
-        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
+        transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
                 continue
+            checks = selected_checks(context, spec.asset_key)
+            stream: TableStream | None = None
             try:
-                stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
-                                       global_variables=global_variables, log=context.log)
+                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
+                previous = previous_source_types(context, spec.asset_key, partition)
+                stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified], previous)
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run_id, attempt=attempt)
+                                             run_id=context.run.run_id, attempt=attempt,
+                                             run_finished=lambda run_id: _run_finished(context.instance, run_id))
             except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                 failures.append((spec, exc))
                 kind = "permanent" if is_permanent(exc) else "transient"
                 context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
+                yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
+                                               count=stream.source_count if stream is not None else None)
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+            results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
+                                         previous=previous, verify=writer.verify_partition)
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)},
+                                       check_results=results)
+        # checks selected without their table (a person picked both): evaluated as when run alone
+        yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
+                           previous_source_types)
         if failures:
             raise _failure(failures, partition)
 

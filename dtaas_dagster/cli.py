@@ -1,5 +1,5 @@
-"""Command line: ``load`` (a full load from a script), ``check`` (preflight), ``tables``,
-``pools``, ``demo`` and ``dev``.
+"""Command line: ``load`` (a full load from a script), ``check`` (preflight), ``health``
+(:mod:`dtaas_dagster.health`), ``tables``, ``pools``, ``demo`` and ``dev``.
 
 ``load`` names a new snapshot partition (or takes an existing one), registers
 it, and submits the ``<task>_tables`` run through the instance's run
@@ -48,13 +48,14 @@ def demo_environment(lake: Path) -> Iterator[dict[str, str]]:
     with DoubleProcess(port=0, password=password, demo=True) as double:
         env = dict(os.environ)
         env.update(
-            DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"),
+            DTAAS_CONFIG=os.environ.get("DTAAS_CONFIG") or str(REPO_ROOT / "dtaas.yaml"),
             DTAAS_SQLSERVER_PORT=str(double.port),
             DTAAS_SALES_PASSWORD=password,
-            DTAAS_LAKE_URL=f"file://{lake}",
+            DTAAS_LAKE_URL=os.environ.get("DTAAS_LAKE_URL") or f"file://{lake}",
             DAGSTER_HOME=str(home),
         )
-        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port}")
+        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port} "
+              f"(login sa, password {password}; config {env['DTAAS_CONFIG']})")
         yield env
 
 
@@ -125,33 +126,73 @@ def run_dev(port: int) -> int:
 
 
 def run_check(config_path: str | None) -> int:
-    """Preflight: every source reachable, login works, tables of every task exist."""
-    from dtaas_dagster.config import load_config
-    from dtaas_dagster.factory import build_table_spec, resolve_tables
+    """Preflight: what a load would refuse before moving data, refused here with the same message.
+
+    Every source reachable (login, snapshot isolation, CDC), every destination
+    writable (credentials resolved, a probe object written and deleted), every
+    task's definitions buildable, and every table's options checked against its
+    catalog and planned exactly as a load plans it (shared code: plan_table).
+    """
+    from dtaas_dagster.config import ConfigError, load_config
+    from dtaas_dagster.destinations.s3 import S3IOManager
+    from dtaas_dagster.errors import PermanentLoadError
+    from dtaas_dagster.factory import task_specs
     from dtaas_dagster.sqlserver.errors import SqlServerError
     from dtaas_dagster.sqlserver.resource import SqlServerResource
+    from dtaas_dagster.table_load import plan_table
 
     config = load_config(config_path)
     failures = 0
-    for task_name, task in config.tasks.items():
-        source = config.sources[task.source]
-        resource = SqlServerResource.from_source(task.source, source, password=source.password())
+
+    def failed(message: str) -> None:
+        nonlocal failures
+        failures += 1
+        print(f"  FAILED: {message}", file=sys.stderr)
+
+    resources: dict[str, SqlServerResource] = {}
+    for name, source in config.sources.items():
         try:
+            resource = SqlServerResource.from_source(name, source, password=source.password())
             info = resource.server_info()
-            print(f"task {task_name}: source {task.source} SQL Server {info.product_version} "
-                  f"({info.edition}), database {info.database}, snapshot isolation "
-                  f"{'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
+            resources[name] = resource
+            print(f"source {name}: SQL Server {info.product_version} ({info.edition}), database {info.database}, "
+                  f"snapshot isolation {'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
                   f"{'enabled' if info.cdc_enabled else 'disabled'}")
-            tables = resolve_tables(task_name=task_name, task=task,
-                                    list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
-            for table in tables:
-                spec = build_table_spec(task_name=task_name, task=task, table=table)
-                description = resource.describe_table(spec.schema, spec.table)
-                print(f"  ok {spec.qualified}: {len(description.columns)} columns, "
-                      f"~{description.row_estimate or 0} rows, key {list(description.primary_key) or 'none'}")
-        except (SqlServerError, ValueError) as exc:
-            failures += 1
-            print(f"  FAILED: {exc}", file=sys.stderr)
+        except (SqlServerError, ConfigError) as exc:
+            print(f"source {name}:", file=sys.stderr)
+            failed(str(exc))
+    for task_name, task in config.tasks.items():
+        manager = S3IOManager.from_destination(config.destinations[task.destination], task, name=task.destination)
+        try:
+            print(f"destination {task.destination} (task {task_name}): writable at {manager.check_writable()}")
+        except (PermanentLoadError, OSError) as exc:
+            print(f"destination {task.destination} (task {task_name}):", file=sys.stderr)
+            failed(str(exc))
+    for task_name, task in config.tasks.items():
+        print(f"task {task_name}:")
+        found = resources.get(task.source)
+        if found is None:
+            failed(f"source {task.source} is not reachable (above); its tables were not checked")
+            continue
+        resource = found
+
+        def listed(r: SqlServerResource = resource) -> list[tuple[str, str]]:
+            return [(t.schema, t.name) for t in r.list_tables()]
+
+        try:
+            specs = task_specs(task_name=task_name, config=config, list_tables=listed)
+        except ConfigError as exc:
+            failed(str(exc))
+            continue
+        for spec in specs:
+            try:
+                planned = plan_table(spec, resource)
+            except (PermanentLoadError, SqlServerError) as exc:
+                failed(str(exc))
+                continue
+            description = planned.facts.description
+            print(f"  ok {spec.qualified}: {len(planned.plan.columns)} columns, ~{description.row_estimate or 0} "
+                  f"rows, key {list(planned.primary_key) or 'none'}")
     return 1 if failures else 0
 
 
@@ -203,6 +244,19 @@ def run_pools(config_path: str | None) -> int:
     return 0
 
 
+def _add_health_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from dtaas_dagster.health import DEFAULT_DAEMON_MAX_AGE, KINDS
+
+    health = commands.add_parser(
+        "health", help="is the running system healthy: daemon, sources, destinations, CDC lag (exit 0 = healthy)")
+    health.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    health.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    health.add_argument("--daemon-max-age", type=float, default=DEFAULT_DAEMON_MAX_AGE, metavar="SECONDS",
+                        help=f"a daemon heartbeat older than this fails (default {DEFAULT_DAEMON_MAX_AGE:g})")
+    health.add_argument("--skip", action="append", choices=KINDS, default=[],
+                        help="leave out a kind of probe (repeatable)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dtaas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--timeout", type=float, help="stop waiting after this many seconds (the run goes on)")
     check = commands.add_parser("check", help="preflight: connect to every source and find every table")
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    _add_health_parser(commands)
     tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
     tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     tables.add_argument("--source", help="only this source")
@@ -235,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_tables(args.config, args.source)
         if args.command == "pools":
             return run_pools(args.config)
+        if args.command == "health":
+            from dtaas_dagster.health import run_health
+
+            return run_health(args.config, as_json=args.json, daemon_max_age=args.daemon_max_age, skip=args.skip)
         if args.command == "load":
             from dtaas_dagster.launch import run_load
 

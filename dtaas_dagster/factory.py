@@ -5,8 +5,11 @@ concurrency pool named after the server, so tasks that share a SQL Server
 share its limit. Per task: an IO manager (``io_<task>``) for its destination;
 the table assets, grouped into steps (:mod:`dtaas_dagster.assets`); the jobs
 ``<task>_tables`` and ``<task>_full_load`` (:mod:`dtaas_dagster.jobs`); the
-sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); and a
-schedule when configured (:mod:`dtaas_dagster.schedules`).
+sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); a
+schedule when configured (:mod:`dtaas_dagster.schedules`); and for the CDC
+modes the sensor ``<task>_cdc`` (:mod:`dtaas_dagster.cdc.sensor`) and the
+lag/headroom checks ``<task>_cdc_checks`` with their job and schedule
+(:mod:`dtaas_dagster.cdc.checks`).
 
 Tables given as patterns (``dbo.*``) are resolved here against the source's
 catalog, which needs the server when the definitions load; explicit names do
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dtaas_dagster.assets import build_table_group_asset, group_tables
+from dtaas_dagster.cdc.checks import build_cdc_checks, build_cdc_checks_job, build_cdc_checks_schedule
+from dtaas_dagster.cdc.sensor import build_cdc_sensor
 from dtaas_dagster.config import (
     ConfigError,
     DtaasConfig,
@@ -41,10 +46,11 @@ from dtaas_dagster.sqlserver.catalog import match_tables
 from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.table_load import TableSpec
+from dtaas_dagster.table_transforms import VARIABLES_KEY
+from dtaas_dagster.variables import QueryVariable, VariablesResource
 
 log = logging.getLogger("dtaas_dagster")
 
-AVAILABLE_MODES = ("full_load", "full_load_and_cdc")
 
 
 def sqlserver_resource_key(source: str) -> str:
@@ -60,7 +66,10 @@ def pool_name(source: SqlServerSource) -> str:
     return "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{source.host}_{source.port}").lower()
 
 
-def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy:
+def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy | None:
+    """The step RetryPolicy; none at all for max_retries 0 (the step's own error is then the run's)."""
+    if retry.max_retries == 0:
+        return None
     backoff = {"exponential": dg.Backoff.EXPONENTIAL, "linear": dg.Backoff.LINEAR, "constant": None}[retry.backoff]
     jitter = {"none": None, "full": dg.Jitter.FULL, "plus_minus": dg.Jitter.PLUS_MINUS}[retry.jitter]
     return dg.RetryPolicy(max_retries=retry.max_retries, delay=retry.delay_seconds, backoff=backoff, jitter=jitter)
@@ -103,6 +112,9 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         datetime2_overrides=tuple(sorted(table.datetime2.items())),
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
+        schema_drift=task.schema_drift,
+        update_before_images=task.cdc.update_before_images,
+        transformations=tuple(table.transformations),
     )
 
 
@@ -114,6 +126,7 @@ class TaskDefinitions:
     jobs: list[object] = field(default_factory=list)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
+    asset_checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
 
 def _check_distinct_keys(task_name: str, specs: Sequence[TableSpec]) -> None:
@@ -127,24 +140,28 @@ def _check_distinct_keys(task_name: str, specs: Sequence[TableSpec]) -> None:
             )
 
 
-def build_task(
+def task_specs(
     *, task_name: str, config: DtaasConfig, list_tables: Callable[[], list[tuple[str, str]]]
-) -> TaskDefinitions:
+) -> list[TableSpec]:
+    """The tables a task loads, checked as far as the config alone allows (a ConfigError otherwise)."""
     task = config.tasks[task_name]
-    if task.mode not in AVAILABLE_MODES:
-        raise ConfigError(
-            f"tasks.{task_name}.mode: {task.mode} needs the CDC sensor, which this version does not have yet; "
-            "use full_load or full_load_and_cdc (whose snapshot part runs now)."
-        )
-    source = config.sources[task.source]
-    destination = config.destinations[task.destination]
-    partitions_def = loads_partitions_def(task_name)
-    text_destination = destination.format != "parquet"
+    text_destination = config.destinations[task.destination].format != "parquet"
     specs = [
         build_table_spec(task_name=task_name, task=task, table=table, text_destination=text_destination)
         for table in resolve_tables(task_name=task_name, task=task, list_tables=list_tables)
     ]
     _check_distinct_keys(task_name, specs)
+    return specs
+
+
+def build_task(
+    *, task_name: str, config: DtaasConfig, list_tables: Callable[[], list[tuple[str, str]]]
+) -> TaskDefinitions:
+    task = config.tasks[task_name]
+    specs = task_specs(task_name=task_name, config=config, list_tables=list_tables)
+    source = config.sources[task.source]
+    destination = config.destinations[task.destination]
+    partitions_def = loads_partitions_def(task_name)
     per_step = task.tables_per_step or math.ceil(len(specs) / task.parallel_tables)
     groups = group_tables(task_name, specs, groups=math.ceil(len(specs) / max(per_step, 1)))
     kinds = {"sqlserver", "file" if destination.is_local else "s3"}
@@ -165,7 +182,7 @@ def build_task(
             pool=pool_name(source),
             sqlserver_key=sqlserver_resource_key(task.source),
             io_manager_key=io_manager_key(task_name),
-            global_variables=dict(config.variables),
+            query_source_keys=sorted({sqlserver_resource_key(q.source) for q in config.query_variables.values()}),
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
@@ -180,7 +197,25 @@ def build_task(
     result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job)]
     if task.schedule:
         result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
+    if task.mode in ("cdc", "full_load_and_cdc"):
+        op_names = {spec.asset_key: group.op_name for group in groups for spec in group.specs}
+        result.sensors.append(build_cdc_sensor(
+            task=task_name, mode=task.mode, cdc=task.cdc, specs=specs, op_names=op_names,
+            sqlserver_key=sqlserver_resource_key(task.source), tables_job=tables_job,
+        ))
+        _add_cdc_checks(result, task_name=task_name, task=task, specs=specs)
     return result
+
+
+def _add_cdc_checks(result: TaskDefinitions, *, task_name: str, task: TaskConfig, specs: Sequence[TableSpec]) -> None:
+    """The CDC lag and headroom checks of a task, their job and (with cdc.checks_cron) schedule."""
+    checks = build_cdc_checks(task=task_name, mode=task.mode, cdc=task.cdc, specs=specs,
+                              sqlserver_key=sqlserver_resource_key(task.source))
+    job = build_cdc_checks_job(task=task_name, checks=checks)
+    result.asset_checks.append(checks)
+    result.jobs.append(job)
+    if task.cdc.checks_cron:
+        result.schedules.append(build_cdc_checks_schedule(task=task_name, cron=task.cdc.checks_cron, job=job))
 
 
 def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
@@ -202,7 +237,7 @@ def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
     return TaskDefinitions(jobs=[unavailable_job])
 
 
-def _catalog_lister(config: DtaasConfig, source_name: str) -> Callable[[], list[tuple[str, str]]]:
+def catalog_lister(config: DtaasConfig, source_name: str) -> Callable[[], list[tuple[str, str]]]:
     def list_tables() -> list[tuple[str, str]]:
         source = config.sources[source_name]
         resource = SqlServerResource.from_source(source_name, source, password=source.password())
@@ -217,10 +252,15 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         sqlserver_resource_key(name): SqlServerResource.from_source(name, source)
         for name, source in config.sources.items()
     }
+    resources[VARIABLES_KEY] = VariablesResource(
+        static=config.static_variables,
+        queries=[QueryVariable(name=name, source=q.source, query=q.query)
+                 for name, q in config.query_variables.items()],
+    )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
         try:
-            built = build_task(task_name=task_name, config=config, list_tables=_catalog_lister(config, task.source))
+            built = build_task(task_name=task_name, config=config, list_tables=catalog_lister(config, task.source))
         except ConfigError as exc:
             if not task.patterns():
                 raise  # a mistake in the config itself: refuse the whole file, as for any other field
@@ -230,11 +270,13 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         combined.jobs += built.jobs
         combined.schedules += built.schedules
         combined.sensors += built.sensors
+        combined.asset_checks += built.asset_checks
         resources[io_manager_key(task_name)] = S3IOManager.from_destination(
-            config.destinations[task.destination], task
+            config.destinations[task.destination], task, name=task.destination
         )
     return dg.Definitions(
         assets=combined.assets,
+        asset_checks=combined.asset_checks,
         jobs=combined.jobs,  # type: ignore[arg-type]
         schedules=combined.schedules,
         sensors=combined.sensors,

@@ -15,6 +15,7 @@ Either way the exit status is 0 only when every table loaded.
 
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -71,7 +72,14 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], N
         cursor = connection.cursor
         for record in connection.records:
             entry = record.event_log_entry
-            if entry.level >= 20 and entry.user_message:  # INFO and above
+            if "blocked by limit for pool" in (entry.user_message or ""):
+                out(f"  {entry.step_key}: {entry.user_message}: every slot of that pool is held by other steps. "
+                    "It frees when they end; a killed run's slots come back after run monitoring marks it "
+                    "failed (free_slots_after_run_end_seconds). See `dagster instance concurrency get --all`, "
+                    "or raise the limit with `dtaas pools` / `dagster instance concurrency set <pool> <n>`.")
+                continue
+            level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
+            if isinstance(level, int) and level >= logging.INFO and entry.user_message:
                 step = f"{entry.step_key}: " if entry.step_key else ""
                 out(f"  {step}{entry.user_message}")
         run = instance.get_run_by_id(run_id)

@@ -103,11 +103,15 @@ def test_commented_examples_in_dtaas_yaml_are_valid(tmp_path: Path) -> None:
     uncommented = uncommented.replace("variables: {}\n", "")
     (tmp_path / "all.yaml").write_text(uncommented)
     config = load_config(tmp_path / "all.yaml")
-    assert set(config.tasks) == {"demo", "nightly_sales"}
+    assert set(config.tasks) == {"demo", "demo_cdc", "nightly_sales"}
+    assert config.tasks["demo_cdc"].mode == "full_load_and_cdc"
     nightly = config.tasks["nightly_sales"]
     assert nightly.patterns() == ["dbo.*"] and nightly.schedule and nightly.schedule.cron == "0 2 * * *"
     assert config.destinations["minio"].endpoint_url == "http://127.0.0.1:9000"
-    assert config.variables == {"ETLCustomerId": "42"}
+    assert config.static_variables == {"ETLCustomerId": "42"} and set(config.query_variables) == {"CustomerId"}
+    lines = next(t for t in nightly.explicit_tables() if t.name == "dbo.order_lines")
+    assert [t.type for t in lines.transformations] == [
+        "add_column", "filter_rows", "add_column", "cast_type", "rename_column"]
 
 
 def test_path_argument_beats_env_and_env_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,14 +135,14 @@ def test_env_interpolation_with_defaults_and_escape(monkeypatch: pytest.MonkeyPa
         "sources.sales.port": "${T_PORT:-1433}",
         "sources.sales.database": "db_${T_UNSET:-dev}",
         "variables": {"Customer": "${T_UNSET:-42}", "Literal": "$${NOT_A_VAR}"},
-        "destinations.lake.path_template": "${Customer}/$sourceTableName",
+        "destinations.lake.path_template": "${Customer}/$sourceTableName/$partitionKey",
     }))
     assert config.sources["sales"].host == "sql.example.com"
     assert config.sources["sales"].port == 1533
     assert config.sources["sales"].database == "db_dev"
     assert config.variables == {"Customer": "42", "Literal": "${NOT_A_VAR}"}
     # path_template keeps its own ${name} variables: not taken from the environment
-    assert config.destinations["lake"].path_template == "${Customer}/$sourceTableName"
+    assert config.destinations["lake"].path_template == "${Customer}/$sourceTableName/$partitionKey"
 
 
 def test_password_is_read_from_env_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,6 +246,14 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["destinations.lake.path_template: must not contain '..' segments", "write it like"]),
     ("leading_slash_template", {"destinations.lake.path_template": "/$sourceTableName"},
      ["destinations.lake.path_template: must be relative to url (no leading '/')"]),
+    ("template_without_partition_key", {"destinations.lake.path_template": "$sourceTableName/$loadDate"},
+     ["destinations.lake.path_template: must contain $partitionKey", "directory of its own"]),
+    ("template_with_run_id", {"destinations.lake.path_template": "$sourceTableName/$partitionKey/${runId}"},
+     ["destinations.lake.path_template: must not use $runId", "second copy"]),
+    ("empty_template", {"destinations.lake.path_template": "/"},
+     ["destinations.lake.path_template: must be relative to url"]),
+    ("blank_template", {"destinations.lake.path_template": " "},
+     ["destinations.lake.path_template: must not be empty"]),
     ("password_in_yaml", {"sources.sales.password": "x"},
      ["sources.sales.password: ", "put the password in an environment variable and name it in password_env"]),
     ("bad_env_name", {"sources.sales.password_env": "my-password"},
@@ -271,6 +283,14 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("include_and_exclude", {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["a"],
                                               "columns_exclude": ["b"]}]},
      [f"{T}.tables[0].columns_exclude: give columns_include or columns_exclude, not both; remove one"]),
+    ("include_twice_any_case", {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["id", "ID", "v"]}]},
+     [f"{T}.tables[0].columns_include: names the column id twice (ID; names compare case-insensitively"]),
+    ("key_twice", {f"{T}.tables": [{"name": "dbo.orders", "primary_key": ["a", "b", "A"]}]},
+     [f"{T}.tables[0].primary_key: names the column a twice"]),
+    ("dotted_table_unbracketed", {f"{T}.tables": ["stg.dot.table"]},
+     [f"{T}.tables[0]: 'stg.dot.table' has more than two parts", "stg.[dot.table]"]),
+    ("unclosed_bracket", {f"{T}.tables": ["stg.[dot.table"]},
+     [f"{T}.tables[0]: 'stg.[dot.table' has a '[' without its closing ']'"]),
     ("task_name_capitals", {"tasks": {"SalesToLake": BASE["tasks"]["sales_to_lake"]}},
      ["tasks.SalesToLake: task name 'SalesToLake' must match ^[a-z][a-z0-9_]{0,62}$", "Dagster job/asset name",
       "rename it, e.g. sales_to_lake"]),

@@ -99,6 +99,8 @@ LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $pa
 TERMINATE = """mutation($id: String!) { terminateRun(runId: $id) {
   __typename ... on TerminateRunSuccess { run { runId } } ... on TerminateRunFailure { message }
   ... on PythonError { message } } }"""
+LOGS = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+  __typename ... on MessageEvent { message } } } } }"""
 REEXECUTE = """mutation($params: ReexecutionParams!) { launchRunReexecution(reexecutionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 
@@ -121,6 +123,8 @@ def _write_setup(tmp: Path, double_port: int, lake: Path) -> tuple[Path, Path]:
     home.mkdir()
     instance = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     instance["concurrency"]["runs"]["max_concurrent_runs"] = 1  # the queue holds all but one run
+    instance["concurrency"]["pools"]["default_limit"] = 1  # one table read at a time on the server
+    instance["run_monitoring"].update(poll_interval_seconds=5, free_slots_after_run_end_seconds=5)
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
     return config_path, home
 
@@ -234,3 +238,28 @@ def test_reexecution_from_asset_failure_loads_only_the_failed_table(dagster: Dag
     again = dagster.wait(result["run"]["runId"])
     assert again["status"] == "SUCCESS" and _tags(again)["dagster/partition"] == _tags(load)["dagster/partition"]
     assert {"/".join(m["assetKey"]["path"]) for m in again["assetMaterializations"]} >= {"demo/dbo/orders"}
+
+
+def test_a_killed_run_is_marked_failed_and_gives_back_its_pool_slot(dagster: Dagster) -> None:
+    """kill -9 of a run's processes while a step holds the server's only pool slot: Dagster marks
+    the run failed, run monitoring frees the slot, and the next load runs."""
+    import psutil
+
+    dagster.double.control.add_latency(1.0)
+    try:
+        load_id = dagster.load_run_for(dagster.launch("demo_full_load"))["runId"]
+        deadline = time.monotonic() + 120
+        while not any(s["status"] == "IN_PROGRESS" for s in dagster.run(load_id)["stepStats"]):
+            assert time.monotonic() < deadline, "no step started"
+            time.sleep(0.5)
+        messages = [e.get("message", "") for e in dagster.graphql(LOGS, {"id": load_id})["logsForRun"]["events"]]
+        [pid] = {int(m.split("pid: ")[1].split(")")[0]) for m in messages if "Started process for run (pid:" in m}
+        worker = psutil.Process(pid)
+        for process in [*worker.children(recursive=True), worker]:
+            process.kill()  # SIGKILL: no cleanup, no slot release
+    finally:
+        dagster.double.control.clear_faults()
+    assert dagster.wait(load_id, timeout=120)["status"] == "FAILURE"
+    # the slot comes back (free_slots_after_run_end_seconds), so the next load is not blocked forever
+    after = dagster.wait(dagster.load_run_for(dagster.launch("demo_full_load"))["runId"], timeout=300)
+    assert after["status"] == "SUCCESS"

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from dtaas_dagster.config.base import ENV_NAME_RE, ConfigError, Model, fix, problems_error
-from dtaas_dagster.variables import BUILTIN_VARIABLES
+from dtaas_dagster.variables import BUILTIN_VARIABLES, NOT_IN_PATH_TEMPLATES
 
 
 class S3Destination(Model):
@@ -25,7 +25,7 @@ class S3Destination(Model):
                                 json_schema_extra=fix("use type: s3"))
     url: str = Field(description="Base location: s3://bucket[/prefix], file:///abs/path or file://relative/path.")
     path_template: str = Field(
-        "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+        "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
         description=("Path of each table's files under url, string.Template syntax ($name or ${name}); "
                      "variables: built-ins (" + ", ".join(BUILTIN_VARIABLES) + ") or keys of `variables`."))
     format: Literal["parquet", "csv", "jsonl"] = Field(
@@ -57,13 +57,26 @@ class S3Destination(Model):
     @field_validator("path_template")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        fix = "write it like $sourceSchemaName/$sourceTableName/$partitionKey"
+        fix = "write it like $sourceSchemaName/$sourceTableShortName/$partitionKey"
         if not string.Template(value).is_valid():
             raise ValueError(f"invalid template syntax (a lone $ or unclosed ${{); use $$ for a literal $; {fix}")
         if value.startswith("/"):
             raise ValueError(f"must be relative to url (no leading '/'); {fix}")
         if ".." in value.split("/"):
             raise ValueError(f"must not contain '..' segments; {fix}")
+        if not value.strip("/ "):
+            raise ValueError(f"must not be empty; {fix}")
+        used = set(string.Template(value).get_identifiers())
+        if "partitionKey" not in used:
+            raise ValueError(
+                "must contain $partitionKey: every partition (load window) needs a directory of its own, or "
+                f"loading one partition would replace another's files; {fix}")
+        per_run = sorted(used & set(NOT_IN_PATH_TEMPLATES))
+        if per_run:
+            raise ValueError(
+                f"must not use ${', $'.join(per_run)}: it differs on every run, so a re-run of a partition would "
+                "leave a second copy in another directory. Use $partitionKey (and $loadDate, the date of the "
+                "partition) instead")
         return value
 
     @field_validator("endpoint_url")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import zoneinfo
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from dtaas_dagster.config.base import Model, fix, problems_error
+from dtaas_dagster.config.transforms import TransformSpec
 from dtaas_dagster.sqlserver.names import TABLE_NAME_FIX, has_wildcard, parse_table_name
 
 Datetime2Handling = Literal["auto", "timestamp_ns", "timestamp_us", "string"]
@@ -71,6 +74,13 @@ def _cron_is_valid(expression: str) -> bool:
     return True
 
 
+def _valid_cron(value: str | None, example: str) -> str | None:
+    if value is not None and not _cron_is_valid(value):
+        raise ValueError(f"{value!r} is not a valid five-field cron expression "
+                         f"(minute hour day-of-month month day-of-week); e.g. '{example}'")
+    return value
+
+
 class ScheduleConfig(Model):
     """When a task runs on its own: a cron expression or a fixed interval."""
 
@@ -82,10 +92,7 @@ class ScheduleConfig(Model):
     @field_validator("cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None and not _cron_is_valid(value):
-            raise ValueError(f"{value!r} is not a valid five-field cron expression "
-                             "(minute hour day-of-month month day-of-week); e.g. '0 2 * * *'")
-        return value
+        return _valid_cron(value, "0 2 * * *")
 
     @field_validator("timezone")
     @classmethod
@@ -118,11 +125,112 @@ class TableConfig(Model):
     datetime2: dict[str, Datetime2Handling] = Field(
         default_factory=dict, description="Per-column datetime2/datetimeoffset handling, overrides the task's.",
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+    transformations: list[TransformSpec] = Field(default_factory=list, description=(
+        "Transforms applied per batch, in order: {type: <kind>, config: {...}} (docs/transforms.md)."),
+        json_schema_extra=fix("write e.g. - {type: drop_column, config: {column_name: notes}}"))
 
     @model_validator(mode="after")
     def _include_or_exclude(self) -> TableConfig:
+        found = []
         if self.columns_include is not None and self.columns_exclude:
-            raise problems_error(("columns_exclude", "give columns_include or columns_exclude, not both; remove one"))
+            found.append(("columns_exclude", "give columns_include or columns_exclude, not both; remove one"))
+        # SQL Server column names are case-insensitive: ID and id are one column, and a file
+        # with two columns of one name cannot be read by most tools.
+        named = [("primary_key", self.primary_key or []), ("columns_include", self.columns_include or []),
+                 ("columns_exclude", self.columns_exclude), ("datetime2", list(self.datetime2))]
+        for field_name, names in named:
+            seen: dict[str, str] = {}
+            for name in names:
+                if name.lower() in seen:
+                    found.append((field_name, f"names the column {seen[name.lower()]} twice ({name}; names compare "
+                                              "case-insensitively, as in SQL Server); remove one"))
+                seen.setdefault(name.lower(), name)
+        if found:
+            raise problems_error(*found)
+        return self
+
+
+def _check_cdc_start(value: str) -> str:
+    """now, earliest, an LSN (20 hex digits) or a UTC time (ISO 8601)."""
+    if value in ("now", "earliest"):
+        return value
+    if re.fullmatch(r"(0x)?[0-9a-fA-F]{20}", value):
+        return value.lower().removeprefix("0x")
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not now, earliest, an LSN (20 hex digits) or a UTC time such as "
+            "2026-12-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone; write it in UTC, e.g. 2026-12-01T00:00:00Z")
+    return moment.astimezone(dt.timezone.utc).isoformat()
+
+
+class CdcConfig(Model):
+    """How a cdc / full_load_and_cdc task follows SQL Server's change tables."""
+
+    poll_seconds: int = Field(10, ge=1, le=86_400, description=(
+        "Minimum seconds between two ticks of the task's CDC sensor (<task>_cdc): how often SQL Server is asked "
+        "for new changes."), json_schema_extra=fix("use e.g. 10"))
+    start: Annotated[str, AfterValidator(_check_cdc_start)] = Field("now", description=(
+        "Where a cdc task (no snapshot) starts: now (changes from the first tick on), earliest (the oldest change "
+        "the capture instance still holds), an LSN (20 hex digits) or a UTC time (ISO 8601, mapped with "
+        "sys.fn_cdc_map_time_to_lsn). full_load_and_cdc tasks start at their snapshot."),
+        json_schema_extra=fix("use now, earliest, an LSN like 0000002a000001300001 or a time like 2026-12-01T00:00:00Z"))
+    on_retention_gap: Literal["fail", "resnapshot"] = Field("fail", description=(
+        "When changes a table still needed were purged by SQL Server's cleanup job: fail that table with a clear "
+        "error, or take a new snapshot of it and continue from there."),
+        json_schema_extra=fix("use fail or resnapshot"))
+    update_before_images: bool = Field(False, description=(
+        "Also write update before-images (_dtaas_op = update_before) into change files."))
+    min_window_seconds: int = Field(0, ge=0, le=86_400, description=(
+        "Coalesce changes into windows of at least this many seconds (fewer, larger partitions); 0 = every tick "
+        "that sees changes makes a window."), json_schema_extra=fix("use 0, or e.g. 300 for five-minute windows"))
+    lag_warn_seconds: int = Field(900, ge=1, le=30 * 86_400, description=(
+        "The cdc_lag asset check (and dtaas health) warns when a table's oldest change not yet loaded was "
+        "committed more than this many seconds ago."), json_schema_extra=fix("use e.g. 900 (15 minutes)"))
+    lag_fail_seconds: int = Field(3600, ge=1, le=30 * 86_400, description=(
+        "The cdc_lag asset check (and dtaas health) fails when a table's oldest change not yet loaded was "
+        "committed more than this many seconds ago; at least lag_warn_seconds."),
+        json_schema_extra=fix("use e.g. 3600 (one hour), not less than lag_warn_seconds"))
+    headroom_warn_percent: float = Field(50, gt=0, le=100, description=(
+        "The cdc_retention_headroom asset check (and dtaas health) warns when less than this share of the "
+        "cleanup job's retention is left before the oldest change not yet loaded is purged."),
+        json_schema_extra=fix("use e.g. 50"))
+    headroom_fail_percent: float = Field(25, gt=0, le=100, description=(
+        "The cdc_retention_headroom asset check (and dtaas health) fails when less than this share of the "
+        "cleanup job's retention is left; at most headroom_warn_percent."),
+        json_schema_extra=fix("use e.g. 25, not more than headroom_warn_percent"))
+    checks_cron: str | None = Field("*/5 * * * *", description=(
+        "When the schedule <task>_cdc_checks evaluates the cdc_lag and cdc_retention_headroom checks "
+        "(five-field cron, UTC); null: no schedule (the checks still run from the UI)."),
+        json_schema_extra=fix("use a five-field cron such as '*/5 * * * *', or null"))
+    position_report_seconds: int = Field(3600, ge=1, le=86_400, description=(
+        "How often the sensor records (as an asset observation) that an idle table's position moved past a "
+        "range without changes, so checks and dtaas health know it is not behind; keep it well below the "
+        "cleanup job's retention."), json_schema_extra=fix("use e.g. 3600"))
+
+    @field_validator("checks_cron")
+    @classmethod
+    def _check_checks_cron(cls, value: str | None) -> str | None:
+        return _valid_cron(value, "*/5 * * * *")
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> CdcConfig:
+        found = []
+        if self.lag_fail_seconds < self.lag_warn_seconds:
+            found.append(("lag_fail_seconds", f"{self.lag_fail_seconds} is below lag_warn_seconds "
+                          f"({self.lag_warn_seconds}); the check warns first, then fails: raise it"))
+        if self.headroom_fail_percent > self.headroom_warn_percent:
+            found.append(("headroom_fail_percent", f"{self.headroom_fail_percent} is above headroom_warn_percent "
+                          f"({self.headroom_warn_percent}); the check warns first, then fails: lower it"))
+        if self.lag_warn_seconds <= self.min_window_seconds:
+            found.append(("lag_warn_seconds", f"{self.lag_warn_seconds} is not above min_window_seconds "
+                          f"({self.min_window_seconds}): changes wait that long on purpose, so the lag check "
+                          "would warn on every window; raise it"))
+        if found:
+            raise problems_error(*found)
         return self
 
 
@@ -167,6 +275,12 @@ class TaskConfig(Model):
     schedule: ScheduleConfig | None = Field(
         None, description="Automatic runs; unset = on demand only.",
         json_schema_extra=fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
+    cdc: CdcConfig = Field(default_factory=CdcConfig, description="Change Data Capture settings (modes cdc and "
+                           "full_load_and_cdc).", json_schema_extra=fix("write e.g. {poll_seconds: 10}"))
+    schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
+        "When a table's columns change (a new capture instance after DDL, a changed column type): evolve (write "
+        "the new schema from that point), fail (stop the table with the differences) or ignore (keep the old "
+        "columns)."), json_schema_extra=fix("use evolve, fail or ignore"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))

@@ -1,30 +1,11 @@
-"""Partition files on S3 or a local directory: writers, the manifest, readers.
+"""Partition files on S3 or a local directory: format writers, the splitter, readers.
 
 No Dagster here: :mod:`dtaas_dagster.destinations.s3` wraps this in an IO manager.
 
-Exactly-once partitions
------------------------
-One load of one partition writes into a *partition directory*:
-
-1. data files ``part-<loadid>-<nnnnn>.<ext>[.gz|.zst]``, streamed batch by batch
-   and split by rows or bytes; ``loadid`` is unique per attempt, so two
-   attempts never write the same name;
-2. ``_manifest.json`` LAST. On S3 one PUT is atomic; on a local disk it is
-   written to a temporary name and renamed over the old one. The manifest lists
-   the files of this load, their rows and bytes, the Arrow schema and where the
-   data came from;
-3. then every ``part-*`` file (and stale temporary manifest) in that directory
-   that the new manifest does not list is deleted: leftovers of failed attempts
-   and the previous load of the same partition. A re-run REPLACES the partition.
-
-If anything fails before step 2 (the batch iterator or the filesystem raises,
-or the process is interrupted), this attempt's files are deleted best-effort and
-the error is re-raised: the old manifest still names the old files, which are
-untouched. Readers trust only the manifest (:func:`read_partition`), so files a
-killed process could not delete are never read; the next successful load of
-the partition removes them. Files in the directory that do not look like ours
-are left alone. Two runs loading the same partition *concurrently* are not
-supported: the last manifest wins and may delete the other run's files.
+How a partition is committed exactly once (leases, the manifest written last,
+verification, cleanup) is in :mod:`dtaas_dagster.destinations.commit`; this
+module writes and reads the files. Part files are named
+``part-<load_id>-<nnnnn>.<ext>[.gz|.zst]``; ``load_id`` is unique per attempt.
 
 CSV and JSON lines are encoded and decoded by :mod:`dtaas_dagster.destinations.text_formats`.
 """
@@ -34,8 +15,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -51,9 +32,6 @@ from dtaas_dagster.destinations.text_formats import (
     read_jsonl_bytes,
 )
 from dtaas_dagster.manifest import (
-    MANIFEST_NAME,
-    build_manifest,
-    encode_manifest,
     manifest_schema,
     read_manifest,
 )
@@ -64,7 +42,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("parquet", "csv", "jsonl")
 COMPRESSIONS = ("none", "snappy", "gzip", "zstd")
 _SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
-_PART_PREFIX = "part-"
+PART_PREFIX = "part-"
+_PART_NAME = re.compile(r"^part-(.+)-\d{5}\.")
 # A Parquet row group is written once this much Arrow data is pending, even before
 # row_group_rows rows: wide rows must not hold a whole row group of them in memory.
 _ROW_GROUP_MAX_BYTES = 16 * 1024 * 1024
@@ -106,7 +85,7 @@ class WriteOptions:
     def file_name(self, load_id: str, number: int) -> str:
         ext = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}[self.format]
         suffix = "" if self.format == "parquet" else _SUFFIX.get(self.codec, "")
-        return f"{_PART_PREFIX}{load_id}-{number:05d}{ext}{suffix}"
+        return f"{PART_PREFIX}{load_id}-{number:05d}{ext}{suffix}"
 
 
 def new_load_id(run_id: str, attempt: int = 0) -> str:
@@ -293,28 +272,6 @@ def long_value_columns(source_types: Mapping[str, str]) -> frozenset[str]:
 # --------------------------------------------------------------------------- one partition load
 
 
-@dataclass(frozen=True)
-class PartitionWrite:
-    """What one successful partition load wrote."""
-
-    partition_dir: str
-    manifest_path: str
-    manifest: dict[str, Any]
-    removed: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return int(self.manifest["total_rows"])
-
-    @property
-    def bytes(self) -> int:
-        return int(self.manifest["total_bytes"])
-
-    @property
-    def files(self) -> int:
-        return len(self.manifest["files"])
-
-
 class _Splitter:
     """Feeds batches into part files, starting a new file at the row or byte limit.
 
@@ -328,9 +285,11 @@ class _Splitter:
     def __init__(
         self, fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str,
         no_statistics: Collection[str] = (),
+        on_file_done: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         self._fs, self._dir, self._schema = fs, partition_dir, schema
         self._options, self._load_id, self._no_statistics = options, load_id, no_statistics
+        self._on_file_done = on_file_done
         self.current: _PartFile | None = None
         self.opened: list[str] = []  # every path this attempt created, for cleanup
         self.done: list[dict[str, Any]] = []
@@ -387,6 +346,8 @@ class _Splitter:
         size = self._fs.get_file_info(part.path).size or 0
         self.done.append({"path": part.path.rsplit("/", 1)[-1], "rows": part.rows, "bytes": size})
         self._file_bytes, self._arrow_bytes = self._file_bytes + size, self._arrow_bytes + part.arrow_bytes
+        if self._on_file_done is not None:
+            self._on_file_done()
 
     def discard(self) -> None:
         """Best-effort delete of everything this attempt wrote (the caller is failing)."""
@@ -400,7 +361,18 @@ class _Splitter:
                 log.warning("could not delete %s after a failed load; the next load removes it", path)
 
 
-def _check_batch(batch: pa.RecordBatch, stream: TableStream) -> None:
+def new_splitter(
+    fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str,
+    *, no_statistics: Collection[str] = (), on_file_done: Callable[[], None] | None = None,
+) -> _Splitter:
+    """Part-file writer of one load: ``write(batch)``, ``finish()``, ``discard()``, ``done``.
+
+    ``no_statistics``: the long-value columns (:func:`long_value_columns`) whose Parquet
+    statistics and dictionary are off."""
+    return _Splitter(fs, partition_dir, schema, options, load_id, no_statistics, on_file_done)
+
+
+def check_batch(batch: pa.RecordBatch, stream: TableStream) -> None:
     if not batch.schema.equals(stream.schema, check_metadata=False):
         raise ValueError(
             f"a batch of {stream.table} does not match the stream schema; "
@@ -408,89 +380,10 @@ def _check_batch(batch: pa.RecordBatch, stream: TableStream) -> None:
         )
 
 
-def write_partition(
-    fs: pafs.FileSystem,
-    partition_dir: str,
-    stream: TableStream,
-    options: WriteOptions,
-    *,
-    load_id: str,
-    run_id: str,
-) -> PartitionWrite:
-    """Write one partition atomically (see the module docstring); return what was written."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(partition_dir, recursive=True)
-    no_statistics = long_value_columns(stream.source_types)
-    splitter = _Splitter(fs, partition_dir, stream.schema, options, load_id, no_statistics)
-    try:
-        for batch in stream.batches:
-            if batch.num_rows:
-                _check_batch(batch, stream)
-                splitter.write(batch)
-        splitter.finish()
-        manifest = _stream_manifest(stream, options, splitter.done, load_id=load_id, run_id=run_id)
-        manifest_path = _put_manifest(fs, partition_dir, manifest, load_id)
-    except BaseException:
-        splitter.discard()
-        raise
-    removed = _remove_unlisted(fs, partition_dir, manifest)
-    return PartitionWrite(partition_dir, manifest_path, manifest, removed)
-
-
-def _stream_manifest(
-    stream: TableStream, options: WriteOptions, files: list[dict[str, Any]], *, load_id: str, run_id: str
-) -> dict[str, Any]:
-    table = stream.table
-    return build_manifest(
-        table={"database": table.database, "schema": table.schema, "name": table.name},
-        partition_key=stream.partition_key,
-        load_id=load_id,
-        run_id=run_id,
-        file_format=options.format,
-        compression=options.codec,
-        files=files,
-        schema=stream.schema,
-        source_types=stream.source_types,
-        source_row_estimate=stream.estimated_rows,
-    )
-
-
-def put_object_atomically(fs: pafs.FileSystem, path: str, body: bytes, *, temp_suffix: str) -> None:
-    """Readers see the old object or the new one, never half of it.
-
-    S3: one PUT (the object appears when the upload completes). Local disk: a
-    temporary file next to it, then rename(2), an atomic replace on POSIX.
-    """
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        temp = f"{path}.tmp-{temp_suffix}"
-        with fs.open_output_stream(temp, compression=None) as out:
-            out.write(body)
-        fs.move(temp, path)
-    else:
-        with fs.open_output_stream(path, compression=None) as out:
-            out.write(body)
-
-
-def _put_manifest(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str, Any], load_id: str) -> str:
-    final = f"{partition_dir}/{MANIFEST_NAME}"
-    put_object_atomically(fs, final, encode_manifest(manifest), temp_suffix=load_id)
-    return final
-
-
-def _remove_unlisted(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str, Any]) -> list[str]:
-    """Delete our files the manifest does not list (failed attempts, the replaced load)."""
-    listed = {f["path"] for f in manifest["files"]}
-    removed = []
-    for info in fs.get_file_info(pafs.FileSelector(partition_dir, allow_not_found=True)):
-        ours = info.base_name.startswith(_PART_PREFIX) or info.base_name.startswith(f"{MANIFEST_NAME}.tmp")
-        if info.type == pafs.FileType.File and ours and info.base_name not in listed:
-            try:
-                fs.delete_file(info.path)
-                removed.append(info.base_name)
-            except Exception:  # noqa: BLE001 - the load succeeded; unlisted files are never read
-                log.warning("could not delete stale file %s; readers ignore it", info.path)
-    return removed
+def load_id_of(file_name: str) -> str | None:
+    """The load that wrote a part file (``part-<load_id>-<nnnnn>.<ext>``), None for other names."""
+    match = _PART_NAME.match(file_name)
+    return match.group(1) if match else None
 
 
 # --------------------------------------------------------------------------- readers

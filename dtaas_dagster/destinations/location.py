@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -35,6 +35,21 @@ class Location:
     def url(self, path: str) -> str:
         """A URL a person can paste: ``s3://bucket/key`` or ``file:///abs/path``."""
         return f"s3://{path}" if self.scheme == "s3" else f"file://{path}"
+
+    def delete(self, path: str) -> None:
+        """Delete one object/file (on S3 without leaving a directory marker)."""
+        self.fs.delete_file(path)
+
+    def abort_dead_uploads(self, directory: str, is_dead_load: Callable[[str], bool]) -> list[str]:
+        """Abort incomplete S3 multipart uploads under ``directory`` whose load is dead.
+
+        A load killed mid-file leaves one (S3 keeps and bills its parts until it is
+        aborted). The load is read from the key (``part-<load_id>-<nnnnn>...``). Local
+        directories have none.
+        """
+        if not isinstance(self.fs, _S3FileSystem):
+            return []
+        return self.fs.abort_uploads(directory, is_dead_load)
 
 
 def _env_value(env_name: str | None, field_name: str) -> str | None:
@@ -63,13 +78,31 @@ class _S3FileSystem(pafs.S3FileSystem):
         self._boto_options = boto_options
         self._client: Any = None
 
-    def delete_file(self, path: str) -> None:
+    def _boto(self) -> Any:
         import boto3
 
         if self._client is None:
             self._client = boto3.client("s3", **self._boto_options)
+        return self._client
+
+    def delete_file(self, path: str) -> None:
         bucket, _, key = path.partition("/")
-        self._client.delete_object(Bucket=bucket, Key=key)
+        self._boto().delete_object(Bucket=bucket, Key=key)
+
+    def abort_uploads(self, directory: str, is_dead_load: Callable[[str], bool]) -> list[str]:
+        from dtaas_dagster.destinations.files import load_id_of
+
+        bucket, _, prefix = directory.partition("/")
+        aborted = []
+        pages = self._boto().get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix + "/")
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                name = upload["Key"].rsplit("/", 1)[-1]
+                load = load_id_of(name)
+                if load is not None and is_dead_load(load):
+                    self._boto().abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted.append(f"{name} (incomplete upload)")
+        return aborted
 
 
 def open_location(

@@ -27,8 +27,12 @@ its partition directory, so partitions sharing one directory replace each other.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -45,27 +49,36 @@ from dagster import (
 from pydantic import Field, model_validator
 
 from dtaas_dagster.config import S3Destination, TaskConfig
-from dtaas_dagster.destinations.files import (
+from dtaas_dagster.destinations.commit import (
     PartitionWrite,
-    WriteOptions,
-    new_load_id,
     put_object_atomically,
-    read_partition,
+    verify_readable,
     write_partition,
 )
+from dtaas_dagster.destinations.files import WriteOptions, iter_partition_batches, new_load_id
 from dtaas_dagster.destinations.frames import to_pandas
-from dtaas_dagster.manifest import ManifestNotFoundError
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,
     render_partition_dir,
     sanitize_path_value,
 )
+from dtaas_dagster.errors import DestinationConfigError
+from dtaas_dagster.manifest import (
+    MANIFEST_NAME,
+    ManifestNotFoundError,
+    check_partition,
+    manifest_schema,
+    read_manifest,
+)
 from dtaas_dagster.stream import TableStream
+from dtaas_dagster.variables import builtin_values
+
+log = logging.getLogger(__name__)
 
 POINTER_DIR = "_dtaas"
 UNPARTITIONED = "_unpartitioned"
-DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey"
+DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey"
 
 
 class S3IOManager(ConfigurableIOManager):
@@ -100,6 +113,7 @@ class S3IOManager(ConfigurableIOManager):
         default=None, description="Start a new file once a file reaches about this many MB (approximate)."
     )
     row_group_rows: int = Field(default=128 * 1024, description="Rows per Parquet row group.")
+    destination_name: str = Field(default="", description="Name of the destination in dtaas.yaml (for messages).")
 
     @model_validator(mode="before")
     @classmethod
@@ -121,7 +135,7 @@ class S3IOManager(ConfigurableIOManager):
         return data
 
     @classmethod
-    def from_destination(cls, destination: S3Destination, task: TaskConfig) -> S3IOManager:
+    def from_destination(cls, destination: S3Destination, task: TaskConfig, *, name: str = "") -> S3IOManager:
         """The IO manager of one task's ``type: s3`` destination (file sizes come from the task)."""
         return cls(
             url=destination.url,
@@ -135,6 +149,7 @@ class S3IOManager(ConfigurableIOManager):
             session_token_env=destination.session_token_env,
             file_max_rows=task.file_size.rows,
             file_max_mb=task.file_size.mb,
+            destination_name=name,
         )
 
     # ------------------------------------------------------------------ plumbing
@@ -153,7 +168,7 @@ class S3IOManager(ConfigurableIOManager):
         return _write_options(self.format, self.compression, self.file_max_rows, self.file_max_mb, self.row_group_rows)
 
     @staticmethod
-    def _pointer_path(location: Location, asset_path: list[str], partition: str | None) -> str:
+    def _pointer_path(location: Location, asset_path: Sequence[str], partition: str | None) -> str:
         name = UNPARTITIONED if partition is None else sanitize_path_value(partition)
         segments = [sanitize_path_value(p) for p in asset_path]
         return location.path("/".join([POINTER_DIR, *segments, f"{name}.json"]))
@@ -175,14 +190,57 @@ class S3IOManager(ConfigurableIOManager):
         context.add_output_metadata(dict(metadata))
 
     def write_stream(
-        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int = 0
+        self,
+        stream: TableStream,
+        *,
+        asset_key: AssetKey,
+        partition_key: str | None,
+        run_id: str,
+        attempt: int = 0,
+        run_finished: Callable[[str], bool] | None = None,
     ) -> dict[str, Any]:
         """Write one partition of one table asset; return its materialization metadata.
 
         The pointer is keyed like ``load_input`` asks for it: by Dagster's partition key.
+        ``run_finished`` (from the Dagster instance) lets the commit tell a dead load's
+        leftovers from a load still writing (commit.py).
         """
+        try:
+            return self._write_stream(stream, asset_key=asset_key, partition_key=partition_key, run_id=run_id,
+                                      attempt=attempt, run_finished=run_finished)
+        except Exception as exc:
+            problem = destination_problem(exc, self._label())
+            if problem is None:
+                raise
+            raise problem from exc
+
+    def _label(self) -> str:
+        name = f"destination {self.destination_name}" if self.destination_name else "the destination"
+        field = f"destinations.{self.destination_name}.url" if self.destination_name else "url"
+        return f"{name} ({field} = {self.url})"
+
+    def check_writable(self) -> str:
+        """Write and delete a small probe object under the base; a clear error when that fails."""
+        try:
+            location = self._location()
+            probe = location.path(f"{POINTER_DIR}/_probe-{uuid.uuid4().hex[:12]}")
+            put_object_atomically(location.fs, probe, b"dtaas check", temp_suffix="probe")
+            location.delete(probe)
+        except Exception as exc:
+            problem = destination_problem(exc, self._label())
+            if problem is None:
+                raise
+            raise problem from exc
+        return location.url(location.base)
+
+    def _write_stream(
+        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int,
+        run_finished: Callable[[str], bool] | None,
+    ) -> dict[str, Any]:
         options, location = self._options(), self._location()
         relative_dir = render_partition_dir(self.path_template, _template_variables(stream, run_id))
+        pointer_path = self._pointer_path(location, asset_key.path, partition_key)
+        previous_dir = _read_pointer(location, pointer_path).get("partition_dir")
         started = time.monotonic()
         result = write_partition(
             location.fs,
@@ -191,23 +249,48 @@ class S3IOManager(ConfigurableIOManager):
             options,
             load_id=new_load_id(run_id, attempt),
             run_id=run_id,
+            run_finished=run_finished,
+            abort_uploads=location.abort_dead_uploads,
         )
         duration = time.monotonic() - started
-        self._write_pointer(location, asset_key.path, partition_key, relative_dir, result)
+        self._write_pointer(location, pointer_path, relative_dir, result)
+        if previous_dir and previous_dir != relative_dir:
+            _remove_old_partition_dir(location, location.path(previous_dir), result.manifest["partition_key"])
         return _output_metadata(stream, result, location, duration)
 
-    def _write_pointer(
-        self, location: Location, asset_path: list[str], partition: str | None, relative_dir: str, result: PartitionWrite
-    ) -> None:
+    def _write_pointer(self, location: Location, path: str, relative_dir: str, result: PartitionWrite) -> None:
         pointer = {
             "partition_dir": relative_dir,
             "partition_key": result.manifest["partition_key"],
             "load_id": result.manifest["load_id"],
             "run_id": result.manifest["run_id"],
         }
-        path = self._pointer_path(location, asset_path, partition)
         body = json.dumps(pointer).encode("utf-8")
         put_object_atomically(location.fs, path, body, temp_suffix=result.manifest["load_id"])
+
+    def verify_partition(self, *, asset_key: AssetKey, partition_key: str | None) -> dict[str, Any]:
+        """Check a loaded partition the way a reader finds it (the ``manifest`` asset check).
+
+        The pointer names the directory, the manifest there must be this partition's, and
+        every file it lists must exist with its listed size; a Parquet file's footer must
+        also read, with the rows the manifest lists. Returns what was checked; raises
+        ``ManifestNotFoundError`` or ``PartitionVerificationError`` naming the problem.
+        """
+        location = self._location()
+        what = (f"partition {partition_key} of {asset_key.to_user_string()}" if partition_key is not None
+                else asset_key.to_user_string())
+        pointer_path = self._pointer_path(location, asset_key.path, partition_key)
+        pointer = _read_pointer(location, pointer_path)
+        if not pointer:
+            raise ManifestNotFoundError(f"{what} has no manifest (no pointer at {location.url(pointer_path)})")
+        partition_dir = location.path(pointer["partition_dir"])
+        manifest = read_manifest(location.fs, partition_dir, what=what)
+        manifest_url = location.url(f"{partition_dir}/{MANIFEST_NAME}")
+        if partition_key is not None:
+            check_partition(manifest, partition_key, where=manifest_url)
+        verify_readable(location.fs, partition_dir, manifest)
+        return {"manifest": manifest_url, "files": len(manifest["files"]), "rows": int(manifest["total_rows"]),
+                "load_id": manifest["load_id"], "run_id": manifest["run_id"]}
 
     # ------------------------------------------------------------------ input
 
@@ -216,25 +299,89 @@ class S3IOManager(ConfigurableIOManager):
             raise TypeError("S3IOManager loads asset inputs only; this input does not come from an asset")
         location = self._location()
         asset_key = context.asset_key
-        partitions: list[str | None] = sorted(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        partitions: list[str | None] = (list(sorted(context.asset_partition_keys)) if context.has_asset_partitions
+                                        else [None])
         tables = [self._read_one(location, asset_key.path, p, asset_key.to_user_string()) for p in partitions]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         if _wants_pandas(context):
             return to_pandas(table)  # exact per type: see destinations/frames.py
         return table
 
-    def _read_one(self, location: Location, asset_path: list[str], partition: str | None, asset_name: str) -> pa.Table:
+    def _read_one(self, location: Location, asset_path: Sequence[str], partition: str | None, asset_name: str) -> pa.Table:
         what = f"partition {partition} of {asset_name}" if partition is not None else asset_name
         pointer_path = self._pointer_path(location, asset_path, partition)
-        try:
-            with location.fs.open_input_stream(pointer_path, compression=None) as f:
-                pointer = json.loads(f.read())
-        except FileNotFoundError as e:
+        pointer = _read_pointer(location, pointer_path)
+        if not pointer:
             raise ManifestNotFoundError(
                 f"{what} has no manifest: it was never loaded or its load did not finish "
                 f"(no pointer at {location.url(pointer_path)}); materialize it first"
-            ) from e
-        return read_partition(location.fs, location.path(pointer["partition_dir"]), what=what)
+            )
+        partition_dir = location.path(pointer["partition_dir"])
+        manifest = read_manifest(location.fs, partition_dir, what=what)
+        if partition is not None:
+            check_partition(manifest, partition, where=location.url(f"{partition_dir}/{MANIFEST_NAME}"))
+        batches = list(iter_partition_batches(location.fs, partition_dir, manifest=manifest, what=what))
+        return pa.Table.from_batches(batches, schema=manifest_schema(manifest))
+
+
+_S3_PERMANENT = {
+    "NO_SUCH_BUCKET": "the bucket does not exist: create it, or fix the bucket in url",
+    "NoSuchBucket": "the bucket does not exist: create it, or fix the bucket in url",
+    "ACCESS_DENIED": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                     "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "AccessDenied": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                    "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "INVALID_ACCESS_KEY_ID": "the access key id is not valid: fix the variable named in access_key_id_env",
+    "InvalidAccessKeyId": "the access key id is not valid: fix the variable named in access_key_id_env",
+    "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match: fix the variable named in secret_access_key_env",
+    "SignatureDoesNotMatch": "the secret key does not match: fix the variable named in secret_access_key_env",
+}
+
+
+def destination_problem(exc: BaseException, label: str) -> DestinationConfigError | None:
+    """A destination error that a retry cannot fix, as a clear message; None for transient ones."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "environment variable" in text:
+        return DestinationConfigError(f"{label}: {text}")
+    for marker, fix in _S3_PERMANENT.items():
+        if marker in text:
+            return DestinationConfigError(f"{label}: {fix}. Store said: {text}")
+    if isinstance(exc, NotADirectoryError) or getattr(exc, "errno", None) == errno.ENOTDIR:
+        return DestinationConfigError(
+            f"{label}: a part of the path is a file, not a directory: move that file or point url elsewhere. {text}")
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DestinationConfigError(
+            f"{label}: the directory is not writable by this process: fix its permissions or point url at a "
+            f"writable directory. {text}")
+    return None
+
+
+def _read_pointer(location: Location, path: str) -> dict[str, Any]:
+    try:
+        with location.fs.open_input_stream(path, compression=None) as f:
+            return dict(json.loads(f.read()))
+    except FileNotFoundError:
+        return {}
+
+
+def _remove_old_partition_dir(location: Location, old_dir: str, partition_key: str) -> None:
+    """After a re-run wrote a partition to a new directory, remove its previous load's files.
+
+    Only when that directory's manifest is this partition's (a template without a stable
+    directory, e.g. a global variable that changed); only our files (manifest first, so no
+    reader ever sees a manifest without its files).
+    """
+    try:
+        old = read_manifest(location.fs, old_dir)
+    except (ManifestNotFoundError, ValueError):
+        return
+    if old.get("partition_key") != partition_key:
+        return
+    for path in [f"{old_dir}/{MANIFEST_NAME}", *(f"{old_dir}/{entry['path']}" for entry in old["files"])]:
+        try:
+            location.delete(path)
+        except Exception:  # noqa: BLE001 - best effort; the pointer already names the new directory
+            log.warning("could not remove %s of the replaced load; remove it by hand", path)
 
 
 def _write_options(
@@ -253,15 +400,12 @@ def _write_options(
 
 
 def _template_variables(stream: TableStream, run_id: str) -> dict[str, str]:
-    """The stream's variables over built-in defaults (the stream's values win)."""
-    defaults = {
-        "sourceDatabaseName": stream.table.database,
-        "sourceSchemaName": stream.table.schema,
-        "sourceTableName": stream.table.name,
-        "partitionKey": stream.partition_key,
-        "runId": run_id,
-    }
-    return {**defaults, **{k: str(v) for k, v in stream.variables.items()}}
+    """The stream's resolved variables over the built-ins of its table and partition."""
+    builtins = builtin_values(
+        database=stream.table.database, schema=stream.table.schema, table=stream.table.name,
+        partition_key=stream.partition_key, run_id=run_id, task="",
+    )
+    return {**builtins, **{k: str(v) for k, v in stream.variables.items()}}
 
 
 def _attempt(context: OutputContext) -> int:
@@ -302,4 +446,23 @@ def _output_metadata(stream: TableStream, result: PartitionWrite, location: Loca
     }
     if stream.estimated_rows is not None:
         metadata["source_row_estimate"] = MetadataValue.int(stream.estimated_rows)
+    metadata.update(stream_metadata(stream))
+    return metadata
+
+
+def stream_metadata(stream: TableStream) -> dict[str, Any]:
+    """Metadata every destination records: kind, CDC positions, source types, schema changes."""
+    metadata: dict[str, Any] = {
+        "dtaas/kind": MetadataValue.text(stream.kind),
+        "dtaas/source_types": MetadataValue.json(dict(stream.source_types)),
+    }
+    for name, value in stream.cdc.items():
+        metadata[f"dtaas/cdc_{name}"] = MetadataValue.text(str(value))
+    count = stream.source_count
+    if count.sent is not None:  # ROWCOUNT_BIG() of the read: the row_count check compares it
+        metadata["dtaas/source_rows"] = MetadataValue.int(count.sent)
+        if count.dropped:
+            metadata["dtaas/source_rows_left_out"] = MetadataValue.int(count.dropped)
+    if stream.schema_change:
+        metadata["dtaas/schema_change"] = MetadataValue.json({k: list(v) for k, v in stream.schema_change.items()})
     return metadata

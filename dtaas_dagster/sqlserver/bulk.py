@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from dtaas_dagster.stream import SourceCount
+
 MB = 1024 * 1024
 # arrow-odbc's transit buffer for one read (raised to hold at least one of the widest rows).
 TRANSIT_BUFFER_BYTES = 32 * MB
@@ -63,8 +65,10 @@ def read_counted(
     query_timeout_seconds: int | None,
     batch_rows: int | None,
     batch_mb: float | None,
+    count: SourceCount | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported."""
+    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported
+    (recorded in ``count`` when given: the ``row_count`` asset check reports it)."""
     from arrow_odbc import read_arrow_batches_from_odbc
 
     target_bytes = int(batch_mb * MB) if batch_mb else None
@@ -85,19 +89,18 @@ def read_counted(
         # fetching with writing, and a second buffer would double the memory
         fetch_concurrently=False,
     )
-    received = 0
+    tally = count if count is not None else SourceCount()
 
     def fetched() -> Iterator[pa.RecordBatch]:
-        nonlocal received
         for batch in reader:
-            received += batch.num_rows
+            tally.received += batch.num_rows
             yield batch
 
     if batch_mb:
         yield from rebatch(fetched(), max_rows=None, max_bytes=target_bytes)
     else:
         yield from rebatch(fetched(), max_rows=batch_rows, max_bytes=MAX_BATCH_BYTES)
-    check_complete(reader, received, what=read.what)
+    tally.sent = check_complete(reader, tally.received, what=read.what)
 
 
 def rebatch(
@@ -152,11 +155,12 @@ def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
 
 
-def check_complete(reader: object, received: int, *, what: str) -> None:
+def check_complete(reader: object, received: int, *, what: str) -> int:
     """Compare the rows received with ROWCOUNT_BIG() from the same batch; raise when they differ.
 
     When the connection drops mid-result, the count's result set never arrives,
     so ``more_results()`` is False (or raises): that is an incomplete read too.
+    Returns the count SQL Server reported.
     """
     try:
         has_count = reader.more_results(batch_size=1)  # type: ignore[attr-defined]
@@ -176,3 +180,4 @@ def check_complete(reader: object, received: int, *, what: str) -> None:
             f"reading {what}: received {received:,} rows but SQL Server sent {int(counts[0]):,}; "
             "the load will be retried"
         )
+    return int(counts[0])

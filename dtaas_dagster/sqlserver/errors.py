@@ -31,6 +31,10 @@ class SqlServerTableNotFound(SqlServerError):
     retryable = False
 
 
+class SqlServerPermissionDenied(SqlServerError):
+    retryable = False
+
+
 class SqlServerQueryFailed(SqlServerError):
     retryable = True
 
@@ -62,7 +66,7 @@ def scrub(text: str, *secrets: str) -> str:
 
 
 def _native_error(exc: BaseException) -> tuple[str, str]:
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     state = str(args[0]) if args else ""
     message = str(args[1]) if len(args) > 1 else str(exc)
     return state, message
@@ -87,6 +91,12 @@ def translate_driver_error(
         return SqlServerUnreachable(
             f"cannot reach SQL Server source '{source}' at {address}: check host and port in dtaas.yaml, that the "
             f"server is running and that the firewall allows TCP to it. Driver said: {message}"
+        )
+    if re.search(r"\b229\b", state + " " + message) or "permission was denied" in lowered:
+        return SqlServerPermissionDenied(
+            f"the login '{user}' of SQL Server source '{source}' ({address}) lacks a permission it needs: grant it "
+            f"(for a full load: SELECT on the table, e.g. GRANT SELECT ON SCHEMA::dbo TO [{user}]; for CDC also "
+            f"SELECT on the cdc schema, see docs/operations.md). Driver said: {message}"
         )
     return SqlServerQueryFailed(f"SQL Server source '{source}' ({address}) failed: {message}")
 

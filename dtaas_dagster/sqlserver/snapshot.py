@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -190,7 +191,8 @@ def _apply_profile(
     Every datetime2 column that fits no type is collected first, so one error names them all.
     """
     description = facts.description
-    values = iter(facts.profile)
+    # the profile row's values, in profile_columns order (pyodbc gives them untyped)
+    values = iter(cast(tuple[Any, ...], facts.profile))
     choices: dict[str, str] = {}
     problems: list[str] = []
     longest_text = longest_binary = 0

@@ -16,7 +16,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dtaas_dagster.destinations.files import WriteOptions, new_load_id, write_partition
+from dtaas_dagster.destinations.commit import write_partition
+from dtaas_dagster.destinations.files import WriteOptions, new_load_id
 from dtaas_dagster.destinations.location import open_location
 from dtaas_dagster.stream import TableRef, TableStream
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from dtaas_dagster.destinations.files import WriteOptions, new_load_id, write_partition
+from dtaas_dagster.destinations.commit import write_partition
+from dtaas_dagster.destinations.files import WriteOptions, new_load_id
 from dtaas_dagster.destinations.location import open_location
 from dtaas_dagster_tests.destinations.s3_samples import numbered_table, stream_of
 from dtaas_dagster_tests.s3_fixtures import REGION, MotoS3

@@ -11,12 +11,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from dtaas_dagster.destinations.files import (
-    WriteOptions,
-    new_load_id,
-    read_partition,
-    write_partition,
-)
+from dtaas_dagster.destinations.commit import write_partition
+from dtaas_dagster.destinations.files import WriteOptions, new_load_id, read_partition
 from dtaas_dagster.manifest import MANIFEST_NAME, ManifestNotFoundError, read_manifest
 from dtaas_dagster.destinations.location import (
     Location,

@@ -81,7 +81,7 @@ def test_primary_key_update_appears_as_delete_and_insert(cdc_conn: pyodbc.Connec
     assert ops(rows) == [(2, 1), (1, 1), (2, 10)]
     delete, insert = rows[1], rows[2]
     assert delete["__$start_lsn"] == insert["__$start_lsn"]
-    assert delete["__$seqval"] == insert["__$seqval"]
+    assert delete["__$seqval"] < insert["__$seqval"]  # two log records: the delete, then the insert
 
 
 def test_multi_statement_transaction_shares_one_lsn_in_statement_order(cdc_conn: pyodbc.Connection) -> None:
@@ -196,3 +196,67 @@ def test_change_rows_stream_through_arrow_odbc_with_full_precision(
     assert reader.schema.field("__$start_lsn").type.byte_width == 10
     assert [(r["__$operation"], r["id"], r["name"]) for r in rows] == [(2, 1, "ü")]
     assert str(rows[0]["seen"]).endswith("10:00:00.123456700")
+
+
+def replay(rows: list[dict], start: dict[int, tuple] | None = None) -> dict[int, tuple]:
+    """Apply change rows in the order they come (deletes by key, inserts/updates as upserts), as a consumer does."""
+    table = dict(start or {})
+    for row in rows:
+        if row["__$operation"] == 1:
+            table.pop(row["id"], None)
+        elif row["__$operation"] in (2, 4, 5):
+            table[row["id"]] = (row["name"], row["qty"])
+    return table
+
+
+def source_rows(conn: pyodbc.Connection) -> dict[int, tuple]:
+    return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, name, qty FROM dbo.items").fetchall()}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE dbo.items SET id = id + 1",  # every new key but one was an old key
+        "UPDATE dbo.items SET id = id - 1, qty = qty * 2",
+        "UPDATE dbo.items SET id = CASE WHEN id = 2 THEN 2 ELSE id + 10 END, name = N'x'",  # one key unchanged
+    ],
+)
+def test_key_updates_replay_to_the_source_table_in_order_and_as_net_changes(
+    cdc_conn: pyodbc.Connection, statement: str
+) -> None:
+    cdc_conn.execute("INSERT INTO dbo.items VALUES (1, N'a', 1), (2, N'b', 2), (3, N'c', 3)")
+    first = wait_for_lsn_after(cdc_conn, None)
+    before = source_rows(cdc_conn)
+    cdc_conn.execute(statement)
+    wait_for_lsn_after(cdc_conn, first)
+    after = source_rows(cdc_conn)
+
+    window = cdc_conn.execute("SELECT sys.fn_cdc_increment_lsn(?)", first).fetchone()[0]
+    assert replay(cdc_changes(cdc_conn, "dbo_items", "all", from_lsn=window), before) == after
+    assert replay(cdc_changes(cdc_conn, "dbo_items", "all", from_lsn=window, kind="net"), before) == after
+    statement_rows = cdc_changes(cdc_conn, "dbo_items", "all update old", from_lsn=window)
+    operations = [r["__$operation"] for r in statement_rows]
+    deletes = [i for i, op in enumerate(operations) if op == 1]
+    inserts = [i for i, op in enumerate(operations) if op == 2]
+    assert deletes and inserts and max(deletes) < min(inserts)  # split update: all deletes, then all inserts
+    seqvals = [r["__$seqval"] for r in statement_rows if r["__$operation"] in (1, 2)]
+    assert len(set(seqvals)) == len(seqvals)
+
+
+def test_unchanged_large_values_are_null_in_update_before_images(cdc_conn: pyodbc.Connection) -> None:
+    cdc_conn.execute("ALTER TABLE dbo.items ADD note nvarchar(max) NULL, blob varbinary(max) NULL")
+    enable_cdc(cdc_conn, "dbo", "items", capture_instance="items_lob")
+    cdc_conn.execute("INSERT INTO dbo.items VALUES (1, N'a', 1, N'long note', 0x0102)")
+    cdc_conn.execute("UPDATE dbo.items SET qty = 2 WHERE id = 1")  # the LOBs do not change
+    cdc_conn.execute("UPDATE dbo.items SET note = N'new note' WHERE id = 1")  # note changes, blob does not
+    cdc_conn.execute("DELETE FROM dbo.items WHERE id = 1")
+    wait_for_lsn_after(cdc_conn, None)
+
+    rows = cdc_changes(cdc_conn, "items_lob", "all update old")
+    got = [(r["__$operation"], r["qty"], r["note"], r["blob"]) for r in rows]
+    assert got == [
+        (2, 1, "long note", b"\x01\x02"),
+        (3, 1, None, None), (4, 2, "long note", b"\x01\x02"),
+        (3, 2, "long note", None), (4, 2, "new note", b"\x01\x02"),
+        (1, 2, "new note", b"\x01\x02"),  # a delete keeps its large values
+    ]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pyodbc
 import pytest
 
@@ -109,3 +111,124 @@ def test_dropped_column_stays_in_the_change_table_as_null(conn: pyodbc.Connectio
     wait_for_lsn_after(conn, None)
     rows = cdc_changes(conn, "dbo_parts")
     assert [(r["id"], r["name"]) for r in rows] == [(5, None)]
+
+
+def test_altering_a_captured_columns_type_reaches_the_change_table(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    conn.execute("ALTER TABLE dbo.parts ADD weight int NULL")
+    enable_cdc(conn, "dbo", "parts")
+    conn.execute("INSERT INTO dbo.parts VALUES (1, N'a', 7)")
+    conn.execute("ALTER TABLE dbo.parts ALTER COLUMN weight bigint NULL")
+    conn.execute("INSERT INTO dbo.parts VALUES (2, N'b', 5000000000)")
+    wait_for_lsn_after(conn, None)
+
+    assert [(r["id"], r["weight"]) for r in cdc_changes(conn, "dbo_parts")] == [(1, 7), (2, 5000000000)]
+    column_type = conn.execute("SELECT column_type FROM cdc.captured_columns WHERE column_name = 'weight'").fetchone()[0]
+    assert column_type == "bigint"
+    history = conn.execute("SELECT required_column_update, ddl_command FROM cdc.ddl_history").fetchall()
+    assert [(bool(r[0]), "ALTER COLUMN" in r[1].upper()) for r in history] == [(True, True)]
+
+
+def test_dropping_a_tracked_table_removes_its_capture_instances(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    enable_cdc(conn, "dbo", "parts")
+    enable_cdc(conn, "dbo", "parts", capture_instance="parts_v2")
+    conn.execute("CREATE TABLE dbo.other (id int NOT NULL PRIMARY KEY)")
+    enable_cdc(conn, "dbo", "other")
+    conn.execute("INSERT INTO dbo.parts VALUES (1, N'a')")
+
+    conn.execute("DROP TABLE dbo.parts")
+
+    assert [r[0] for r in conn.execute("SELECT capture_instance FROM cdc.change_tables")] == ["dbo_other"]
+    assert conn.execute("SELECT COUNT(*) FROM cdc.captured_columns WHERE column_name = 'name'").fetchone()[0] == 0
+    assert conn.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_parts')").fetchone()[0] == bytes(10)
+    with pytest.raises(pyodbc.Error, match=r"\(208\)"):
+        conn.execute("SELECT * FROM cdc.dbo_parts_CT")
+    names = [r[0] for r in conn.execute("SELECT name FROM sys.tables WHERE name LIKE '%parts%'")]
+    assert names == []
+    conn.execute("DROP TABLE IF EXISTS dbo.parts")
+    conn.execute("CREATE TABLE dbo.a (x int NULL)")
+    conn.execute("CREATE TABLE dbo.b (x int NULL)")
+    conn.execute("DROP TABLE dbo.a, dbo.b")
+    assert conn.execute("SELECT COUNT(*) FROM sys.tables WHERE name IN ('a', 'b')").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "number"),
+    [
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = N''", 22907),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL, "
+         f"@capture_instance = N'{'c' * 101}'", 22927),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'nope', @role_name = NULL", 22931),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL, "
+         "@captured_column_list = N'id, nope'", 22942),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL, "
+         "@captured_column_list = N'name'", 22943),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL, "
+         "@index_name = N'nope'", 22928),
+        ("EXEC sys.sp_cdc_enable_table @source_schema = NULL, @source_name = N'parts', @role_name = NULL", 22963),
+        ("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'parts', @capture_instance = N'nope'",
+         22960),
+        ("EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'nope', @low_water_mark = NULL", 22981),
+        ("EXEC sys.sp_cdc_help_change_data_capture @source_schema = N'dbo'", 22972),
+    ],
+)  # fmt: skip
+def test_cdc_procedures_use_sql_servers_error_numbers(conn: pyodbc.Connection, statement: str, number: int) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    with pytest.raises(pyodbc.Error, match=rf"\({number}\)"):
+        conn.execute(statement)
+    assert conn.execute("SELECT COUNT(*) FROM cdc.change_tables").fetchone()[0] == 0
+
+
+def test_capture_instance_names_up_to_100_characters_are_accepted(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    enable_cdc(conn, "dbo", "parts", capture_instance="c" * 100)
+    assert conn.execute("SELECT LEN(capture_instance) FROM cdc.change_tables").fetchone()[0] == 100
+
+
+def test_enabling_cdc_in_a_system_database_or_on_the_cdc_schema_is_refused(
+    conn: pyodbc.Connection, sqlserver_db: SqlServerDatabase
+) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    with pytest.raises(pyodbc.Error, match=r"\(22974\)"):
+        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'cdc', @source_name = N'change_tables', "
+                     "@role_name = NULL")  # fmt: skip
+    with closing(sqlserver_db.target.connect("master")) as master, pytest.raises(pyodbc.Error, match=r"\(22989\)"):
+        master.execute("EXEC sys.sp_cdc_enable_db")
+
+
+def test_has_column_changed_with_an_unknown_column_is_a_clear_error(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    enable_cdc(conn, "dbo", "parts")
+    assert conn.execute("SELECT sys.fn_cdc_has_column_changed('dbo_parts', 'name', 0x02)").fetchone()[0] is True
+    with pytest.raises(pyodbc.Error, match=r"does not capture.*\(102\)"):
+        conn.execute("SELECT sys.fn_cdc_has_column_changed('dbo_parts', 'nope', 0x02)")
+
+
+def test_help_change_data_capture_describes_each_capture_instance(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    conn.execute("CREATE TABLE dbo.other (k int NOT NULL PRIMARY KEY)")
+    enable_cdc(conn, "dbo", "parts")
+    enable_cdc(conn, "dbo", "other", supports_net_changes=False)
+    cursor = conn.execute("EXEC sys.sp_cdc_help_change_data_capture @source_schema = N'dbo', @source_name = N'parts'")
+    columns = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    assert columns == ["source_schema", "source_table", "capture_instance", "object_id", "source_object_id",
+                       "start_lsn", "end_lsn", "supports_net_changes", "has_drop_pending", "role_name", "index_name",
+                       "filegroup_name", "create_date", "index_column_list", "captured_column_list"]  # fmt: skip
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.source_table, row.capture_instance, row.supports_net_changes) == ("parts", "dbo_parts", True)
+    assert (row.index_column_list, row.captured_column_list) == ("[id]", "[id], [name]")
+    assert bytes(row.start_lsn) == conn.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_parts')").fetchone()[0]
+    every = conn.execute("EXEC sys.sp_cdc_help_change_data_capture").fetchall()
+    assert sorted(r.capture_instance for r in every) == ["dbo_other", "dbo_parts"]
+
+
+def test_partition_switch_is_always_on_for_tables_that_are_not_partitioned(conn: pyodbc.Connection) -> None:
+    conn.execute("EXEC sys.sp_cdc_enable_db")
+    cursor = conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', "
+                          "@role_name = NULL, @allow_partition_switch = 0")  # fmt: skip
+    warnings = [text for _, text in cursor.messages]
+    assert any("allow_partition_switch parameter must be 1" in text for text in warnings)
+    assert conn.execute("SELECT partition_switch FROM cdc.change_tables").fetchone()[0] is True

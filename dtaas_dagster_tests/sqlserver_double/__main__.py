@@ -47,7 +47,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--control-port", type=int, default=None, help=f"serve the control channel here (key from ${CONTROL_KEY_ENV})"
     )
+    parser.add_argument(
+        "--capture-lag",
+        type=capture_lag,
+        default=None,
+        metavar="SECONDS|manual",
+        help="CDC capture lags like SQL Server's capture job: changes appear SECONDS after commit, or only on a "
+        "capture step with 'manual' (default: synchronous capture)",
+    )
     return parser.parse_args(argv)
+
+
+def capture_lag(text: str) -> float:
+    """``--capture-lag`` values: seconds >= 0, or 'manual'."""
+    if text.strip().lower() == "manual":
+        return float("inf")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0 or 'manual'")
+    return value
 
 
 def connection_string(host: str, port: int, database: str) -> str:
@@ -75,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         from dtaas_dagster_tests.sqlserver_double.demo import seed_demo
 
         seed_demo(engine)
+    if args.capture_lag is not None:
+        engine.cdc.set_capture_lag(args.capture_lag)
     server = DoubleServer(engine, args.host, port=args.port)
     server.start()
     control = None

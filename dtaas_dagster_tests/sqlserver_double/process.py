@@ -37,6 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from dtaas_dagster_tests.sqlserver_double.cdc_control import CdcControls, cdc_handlers
 from dtaas_dagster_tests.sqlserver_double.engine_api import SqlServerError
 
 READY_PREFIX = "DOUBLE-READY "
@@ -154,9 +155,9 @@ class ControlService:
             "drop_database": self.drop_database,
             "seed_table": self.seed_table,
             "execute": self.execute,
-            "purge_changes": self.purge_changes,
             "fault": self.fault,
             "clear_faults": self.clear_faults,
+            **cdc_handlers(self._engine),  # capture lag, capture steps, cleanup, purge (see cdc_control.py)
         }
 
     def create_database(self, name: str, snapshot_isolation: bool = True, cdc: bool = False) -> None:
@@ -187,9 +188,6 @@ class ControlService:
         """Run a T-SQL batch as the admin; returns each statement's row count."""
         return [result.rowcount for result in run_tsql(self._engine, sql, database)]
 
-    def purge_changes(self, database: str, capture_instance: str | None, up_to_lsn: bytes) -> int:
-        return int(self._engine.cdc.purge_changes(database, capture_instance, up_to_lsn))
-
     def fault(self, name: str, *args: Any, **kwargs: Any) -> Any:
         faults = self._server.faults
         target = getattr(faults, name, None)
@@ -204,8 +202,8 @@ class ControlService:
 # --------------------------------------------------------------------------- parent side
 
 
-class DoubleControl:
-    """Client of :class:`ControlService`; thread-safe (one request at a time)."""
+class DoubleControl(CdcControls):
+    """Client of :class:`ControlService`; thread-safe (one request at a time). CDC calls: :class:`CdcControls`."""
 
     def __init__(self, host: str, port: int, authkey: bytes) -> None:
         self._address = (host, port)
@@ -260,10 +258,6 @@ class DoubleControl:
     def execute(self, sql: str, database: str | None = None) -> list[int | None]:
         return list(self.call("execute", sql, database=database))
 
-    def purge_changes(self, database: str, capture_instance: str | None, up_to_lsn: bytes) -> int:
-        """Delete change rows with ``__$start_lsn <= up_to_lsn``; moves the capture instances' min LSN."""
-        return int(self.call("purge_changes", database, capture_instance, bytes(up_to_lsn)))
-
     def fault(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``server.faults.<name>(*args, **kwargs)`` in the double."""
         return self.call("fault", name, *args, **kwargs)
@@ -290,11 +284,13 @@ class DoubleControl:
         self.call("clear_faults")
 
 
-class DoubleProcess:
+class DoubleProcess(CdcControls):
     """The SQL Server double in a child process, with its control client.
 
     ``DoubleProcess(port=0)`` picks a free port. Use as a context manager, or call
-    :meth:`stop`. The login is ``sa`` with ``password``.
+    :meth:`stop`. The login is ``sa`` with ``password``. ``capture_lag`` starts it
+    with CDC capture lagging (seconds, or ``math.inf`` for manual capture steps);
+    the CDC calls (``set_capture_lag``, ``capture``, ...) are :class:`CdcControls`.
     """
 
     def __init__(
@@ -304,18 +300,19 @@ class DoubleProcess:
         demo: bool = False,
         host: str = "127.0.0.1",
         startup_timeout: float = 60.0,
+        capture_lag: float | None = None,
     ) -> None:
         self.host = host
         self.user = "sa"
         self.password = password
         self._authkey = secrets.token_bytes(32)
-        self._proc = self._spawn(port, demo)
+        self._proc = self._spawn(port, demo, capture_lag)
         ready = self._wait_ready(startup_timeout)
         self.port: int = int(ready["port"])
         self.control = DoubleControl(host, int(ready["control_port"]), self._authkey)
         self._wait_tds_accepts(startup_timeout)
 
-    def _spawn(self, port: int, demo: bool) -> subprocess.Popen[str]:
+    def _spawn(self, port: int, demo: bool, capture_lag: float | None) -> subprocess.Popen[str]:
         env = dict(os.environ, **{PASSWORD_ENV: self.password, CONTROL_KEY_ENV: self._authkey.hex()})
         cmd = [
             sys.executable, "-m", "dtaas_dagster_tests.sqlserver_double",
@@ -323,6 +320,8 @@ class DoubleProcess:
         ]  # fmt: skip
         if demo:
             cmd.append("--demo")
+        if capture_lag is not None:
+            cmd += ["--capture-lag", "manual" if capture_lag == float("inf") else repr(float(capture_lag))]
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def _wait_ready(self, timeout: float) -> dict[str, Any]:
@@ -381,8 +380,9 @@ class DoubleProcess:
     def seed_table(self, database: str, schema: str, table: str, arrow_table: pa.Table, **kwargs: Any) -> int:
         return self.control.seed_table(database, schema, table, arrow_table, **kwargs)
 
-    def purge_changes(self, database: str, capture_instance: str | None, up_to_lsn: bytes) -> int:
-        return self.control.purge_changes(database, capture_instance, up_to_lsn)
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A control-channel call (the CDC methods of :class:`CdcControls` go through here)."""
+        return self.control.call(method, *args, **kwargs)
 
     def clear_faults(self) -> None:
         self.control.clear_faults()

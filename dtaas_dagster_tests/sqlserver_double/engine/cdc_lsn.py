@@ -48,6 +48,14 @@ def lsn_text(value: bytes | int) -> str:
     return "0x" + raw.hex().upper()
 
 
+def lsn_dmv_text(value: bytes | int | None) -> str | None:
+    """'00000027:00000010:0001', the nvarchar(23) form the CDC DMVs show (VLF:block:slot in hex)."""
+    if value is None:
+        return None
+    raw = lsn_bytes(value) if isinstance(value, int) else bytes(value)
+    return f"{raw[:4].hex()}:{raw[4:8].hex()}:{raw[8:].hex()}"
+
+
 @dataclass(frozen=True)
 class CommitLsns:
     """The LSNs one committing transaction gets."""
