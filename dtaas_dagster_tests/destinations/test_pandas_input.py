@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 from dagster import asset, materialize
 
+from dtaas_dagster.cdc.changes import CHANGE_FIELDS
 from dtaas_dagster.destinations.s3 import S3IOManager
 from dtaas_dagster.stream import TableStream
 from dtaas_dagster_tests.all_types import expected_all_types
@@ -38,11 +39,11 @@ DTYPES = {
 }  # fmt: skip
 
 
-def _load_as_pandas(tmp_path: Path, table: pa.Table, fmt: str = "parquet") -> pd.DataFrame:
+def _load_as_pandas(tmp_path: Path, table: pa.Table, fmt: str = "parquet", **stream: Any) -> pd.DataFrame:
     @asset(key_prefix=["task1", "dbo"], name="typed", io_manager_key="s3")
     def typed() -> TableStream:
         return TableStream(table=TABLE, schema=table.schema, batches=iter(table.to_batches(max_chunksize=2)),
-                           partition_key="full")
+                           partition_key="full", **stream)
 
     @asset
     def typed_frame(typed: pd.DataFrame) -> int:
@@ -101,3 +102,30 @@ def test_bigint_with_null_keeps_every_digit_and_time_keeps_100ns(tmp_path: Path)
 def test_an_empty_partition_has_the_same_dtypes(tmp_path: Path) -> None:
     frame = _load_as_pandas(tmp_path, expected_all_types().slice(0, 0))
     assert len(frame) == 0 and {name: str(frame[name].dtype) for name in frame.columns} == DTYPES
+
+
+def test_a_change_partition_reaches_pandas_exactly(tmp_path: Path) -> None:
+    # CDC change files go through the same writers and reader: the data columns keep the
+    # type map, and the change columns are text and a UTC timestamp in microseconds.
+    data = expected_all_types()
+    rows = data.num_rows
+    change_columns = [
+        pa.array(["insert", "update", "delete", "insert"][:rows] + ["update"] * max(0, rows - 4), pa.string()),
+        pa.array([f"{n:020x}" for n in range(rows)], pa.string()),
+        pa.array([f"{n + 1:020x}" for n in range(rows)], pa.string()),
+        pa.array([1_764_633_600_123_456 + n for n in range(rows)], pa.timestamp("us", tz="UTC")),
+    ]
+    changes = pa.Table.from_arrays([*data.columns, *change_columns], schema=pa.schema([*data.schema, *CHANGE_FIELDS]))
+    window = {"capture_instance": "dbo_typed", "from_lsn": "0" * 20, "to_lsn": "f" * 20}
+    frame = _load_as_pandas(tmp_path, changes, kind="cdc", cdc=window, primary_key=("id",))
+
+    change_dtypes = {"_dtaas_op": "string", "_dtaas_lsn": "string", "_dtaas_seqval": "string",
+                     "_dtaas_commit_time": "datetime64[us, UTC]"}
+    assert {name: str(frame[name].dtype) for name in frame.columns} == {**DTYPES, **change_dtypes}
+    problems = [
+        f"{name}[{row}]: {frame[name].iloc[row]!r:.80} != {changes.column(name)[row]!r:.80}"
+        for name in changes.column_names
+        for row in range(rows)
+        if not _same_value(changes.schema.field(name).type, changes.column(name)[row], frame[name].iloc[row])
+    ]
+    assert not problems, "\n".join(problems)
