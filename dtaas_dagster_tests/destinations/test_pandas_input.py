@@ -61,7 +61,8 @@ def _same_value(arrow_type: pa.DataType, expected: pa.Scalar, got: Any) -> bool:
         return got is pd.NA or got is pd.NaT or got is None
     if pa.types.is_timestamp(arrow_type):
         # numpy datetime64 in the column's unit: the integer count is the exact value
-        return isinstance(got, pd.Timestamp) and int(got.asm8.astype(f"datetime64[{arrow_type.unit}]").astype(np.int64)) == expected.value
+        in_unit = got.asm8.astype(f"datetime64[{arrow_type.unit}]") if isinstance(got, pd.Timestamp) else None
+        return in_unit is not None and int(in_unit.astype(np.int64)) == expected.value
     if pa.types.is_time(arrow_type):
         return isinstance(got, pd.Timedelta) and got.value == expected.value  # ns since midnight
     want = expected.as_py()
