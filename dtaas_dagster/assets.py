@@ -233,35 +233,37 @@ def build_table_group_asset(
         attempt = context.retry_number
         failures: list[tuple[TableSpec, BaseException]] = []
         transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
-        for spec in selected:
-            if attempt and _already_materialized(context, spec.asset_key, partition):
-                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
-                continue
-            checks = selected_checks(context, spec.asset_key)
-            stream: TableStream | None = None
-            try:
-                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
-                previous = previous_source_types(context, spec.asset_key, partition)
-                stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified], previous)
-                result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run.run_id, attempt=attempt,
-                                             run_finished=lambda run_id: _run_finished(context.instance, run_id))
-            except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
-                failures.append((spec, exc))
-                kind = "permanent" if is_permanent(exc) else "transient"
-                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
-                if not is_permanent(exc):
-                    context.log.debug("".join(traceback.format_exception(exc)))
-                yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
-                                               count=stream.source_count if stream is not None else None)
-                continue
-            results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
-                                         previous=previous, verify=writer.verify_partition)
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)},
-                                       check_results=results)
-        # checks selected without their table (a person picked both): evaluated as when run alone
-        yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
-                           previous_source_types)
+        # the tables' descriptions are read ahead in bulk (sqlserver/facts_session.py)
+        with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
+            for spec in selected:
+                if attempt and _already_materialized(context, spec.asset_key, partition):
+                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
+                    continue
+                checks = selected_checks(context, spec.asset_key)
+                stream: TableStream | None = None
+                try:
+                    variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
+                    previous = previous_source_types(context, spec.asset_key, partition)
+                    stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified], previous)
+                    result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
+                                                 run_id=context.run.run_id, attempt=attempt,
+                                                 run_finished=lambda run_id: _run_finished(context.instance, run_id))
+                except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+                    failures.append((spec, exc))
+                    kind = "permanent" if is_permanent(exc) else "transient"
+                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
+                    if not is_permanent(exc):
+                        context.log.debug("".join(traceback.format_exception(exc)))
+                    yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
+                                                   count=stream.source_count if stream is not None else None)
+                    continue
+                results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
+                                             previous=previous, verify=writer.verify_partition)
+                yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)},
+                                           check_results=results)
+            # checks selected without their table (a person picked both): evaluated as when run alone
+            yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
+                               previous_source_types)
         if failures:
             raise _failure(failures, partition)
 

@@ -22,6 +22,7 @@ No op starts another run.
 
 
 import datetime as dt
+import multiprocessing
 from typing import Any
 
 import dagster as dg
@@ -64,6 +65,21 @@ class FullLoadRequest(dg.Config):
     )
 
 
+# Modules a forkserver imports once, so that each table step (a process forked from it)
+# starts without importing Dagster, pyarrow and the product again: about half of a step's
+# start-up CPU (bench/RESULTS.md, "many tables"). None of them opens anything at import.
+FORKSERVER_PRELOAD = ["dagster", "pyarrow", "pyodbc", "arrow_odbc", "dtaas_dagster.definitions"]
+
+
+def tables_executor_config(parallel_tables: int) -> dict[str, Any]:
+    """Multiprocess executor config: ``parallel_tables`` steps at once, started from a forkserver
+    where the platform has one (Linux, macOS), else Dagster's default (spawn)."""
+    config: dict[str, Any] = {"max_concurrent": parallel_tables}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        config["start_method"] = {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}}
+    return config
+
+
 def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
     """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once.
 
@@ -88,7 +104,7 @@ def tables_executor(parallel_tables: int) -> dg.ExecutorDefinition:
     def choose(config: dict[str, Any]) -> dict[str, Any]:
         if config.get("in_process"):
             return {"in_process": {}}
-        return {"multiprocess": {"max_concurrent": parallel_tables}}
+        return {"multiprocess": tables_executor_config(parallel_tables)}
 
     return dg.multi_or_in_process_executor.configured(
         choose,

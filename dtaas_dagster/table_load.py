@@ -28,6 +28,7 @@ from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow, enable_statement
+from dtaas_dagster.sqlserver.bulk import batch_rows_for
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
 from dtaas_dagster.sqlserver.lsn import ZERO
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
@@ -185,30 +186,35 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
     return TablePlan(facts, plan, primary_key(spec, facts.description))
 
 
+def _share(done: int, estimate: int | None) -> str:
+    if estimate:
+        return f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
+    return f"{done:,} rows (no estimate)"
+
+
 def progress(
-    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None
+    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
+    details: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
-    At most one line every PROGRESS_EVERY_SECONDS, so a table of many small
-    batches does not flood the run's log.
+    A line at most every PROGRESS_EVERY_SECONDS while the table is read, and one
+    when it is done (with ``details``). Every line is an event the Dagster
+    instance stores (several ms of CPU each), so a table read in a few seconds
+    logs one line, and a big one does not flood the run's log.
     """
     started = last = time.monotonic()
     done = 0
     for batch in batches:
         done += batch.num_rows
         now = time.monotonic()
-        if now - last >= PROGRESS_EVERY_SECONDS or done == batch.num_rows:
+        if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
-            elapsed = max(now - started, 1e-6)
-            if estimate:
-                share = f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
-            else:
-                share = f"{done:,} rows (no estimate)"
-            log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s")
+            log.info(f"{table}: {_share(done, estimate)}, {done / max(now - started, 1e-6):,.0f} rows/s")
         yield batch
     elapsed = time.monotonic() - started
-    log.info(f"{table}: read {done:,} rows in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)")
+    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)"
+             + (f"; {details}" if details else ""))
 
 
 @dataclass(frozen=True)
@@ -301,10 +307,12 @@ def open_snapshot(
         planned = plan_table(_ignore_drift_columns(spec, previous_types, planned.facts.description), sqlserver)
     plan, description = planned.plan, planned.facts.description
     change = check_drift(spec, previous_types, plan.source_types, log)
-    log.info(
-        f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
-        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
-    )
+    batch_rows = batch_rows_for(spec.batch_rows, description.row_estimate)
+    details = (f"{len(plan.columns)} columns, snapshot isolation "
+               f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}")
+    if description.row_estimate is None or batch_rows is None or description.row_estimate > batch_rows:
+        # more than one batch to read: say so now (a table of one batch logs one line, when done)
+        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}")
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
         instance = planned.facts.capture_instances[-1]
@@ -329,13 +337,14 @@ def open_snapshot(
     prepared = prepare_transforms(spec, plan.target_schema, plan.source_types, snapshot_read(plan), snapshot=plan,
                                   transforms=transforms, primary_key=planned.primary_key, variables=variables, log=log)
     count = SourceCount()
-    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb, count=count)
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=batch_rows, batch_mb=spec.batch_mb, count=count)
     # Read ahead on a thread so the ODBC fetch, the transforms and the writer run at once (bench/RESULTS.md).
     converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched), count))
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
-        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate),
+        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
+                         details=details),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=variables,

@@ -90,7 +90,7 @@ def test_every_type_round_trips_through_each_format(
     assert_same(table.sort_by("id"), expected_all_types())
 
     # progress lines and materialization metadata
-    assert "dbo.all_types: 3 / ~3 rows (100%)" in outcome.output
+    assert "dbo.all_types: read 3 / ~3 rows (100%)" in outcome.output
     events = materializations(outcome.dagster_home, ["t", "dbo", "all_types"])
     assert len(events) == 1
     metadata = events[0].metadata

@@ -67,6 +67,53 @@ JOIN sys.schemas AS s ON s.schema_id = t.schema_id
 WHERE s.name = ? AND t.name = ? AND ps.index_id IN (0, 1)
 """
 
+# The same three facts for many tables of one schema at once (a step's tables are
+# described ahead in bulk, see facts_session.py); the table names are bound
+# parameters, the builders below only repeat the placeholder.
+def build_columns_of_tables(count: int) -> str:
+    """TABLE_COLUMNS for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.NUMERIC_PRECISION,
+       c.NUMERIC_SCALE, c.DATETIME_PRECISION, c.IS_NULLABLE, c.ORDINAL_POSITION
+FROM INFORMATION_SCHEMA.COLUMNS AS c
+WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME IN ({_placeholders(count)})
+ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
+"""
+
+
+def build_primary_keys_of_tables(count: int) -> str:
+    """PRIMARY_KEY_COLUMNS for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT k.TABLE_NAME, k.COLUMN_NAME
+FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS AS tc
+JOIN INFORMATION_SCHEMA.KEY_COLUMN_USAGE AS k
+  ON k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+ AND k.TABLE_SCHEMA = tc.TABLE_SCHEMA
+ AND k.TABLE_NAME = tc.TABLE_NAME
+WHERE tc.CONSTRAINT_TYPE = 'PRIMARY KEY' AND tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME IN ({_placeholders(count)})
+ORDER BY k.TABLE_NAME, k.ORDINAL_POSITION
+"""
+
+
+def build_row_estimates_of_tables(count: int) -> str:
+    """TABLE_ROW_ESTIMATE for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT t.name, SUM(ps.row_count)
+FROM sys.dm_db_partition_stats AS ps
+JOIN sys.tables AS t ON t.object_id = ps.object_id
+JOIN sys.schemas AS s ON s.schema_id = t.schema_id
+WHERE s.name = ? AND t.name IN ({_placeholders(count)}) AND ps.index_id IN (0, 1)
+GROUP BY t.name
+"""
+
+
+def _placeholders(count: int) -> str:
+    # SQL Server takes at most 2,100 parameters per statement.
+    if not 1 <= count <= 2_000:
+        raise ValueError(f"between 1 and 2000 tables per catalog query, not {count}")
+    return ", ".join("?" * count)
+
+
 # Run before the snapshot SELECT on the same connection: a single SELECT under
 # SNAPSHOT isolation reads one transactionally consistent version of the table.
 SET_SNAPSHOT_ISOLATION = "SET TRANSACTION ISOLATION LEVEL SNAPSHOT"
