@@ -13,6 +13,7 @@ The run is created by Dagster's own CLI, so it is an ordinary run of
 Either way the exit status is 0 only when every table loaded.
 """
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -38,6 +39,29 @@ _DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRun
 
 def _dagster_bin(name: str = "dagster") -> str:
     return str(Path(sys.executable).with_name(name))
+
+
+@contextlib.contextmanager
+def _first_use_lock() -> Iterator[None]:
+    """Serialize the storage set-up of two ``dtaas load`` started at once on a new DAGSTER_HOME.
+
+    Both would create the instance's SQLite schemas at the same moment, and one fails
+    (alembic: "more than one head"). A lock file in DAGSTER_HOME; a no-op where flock
+    does not exist (the run storage of a shared deployment is a database server anyway).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".dtaas-load.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def choose_partition(instance: dg.DagsterInstance, task: str, partition: str | None) -> str:
@@ -114,7 +138,11 @@ def run_load(
     env = dict(os.environ)
     if config_path:
         env["DTAAS_CONFIG"] = str(Path(config_path).absolute())
-    with dg.DagsterInstance.get() as instance:
+    with _first_use_lock():  # a new instance's storage is created here, one process at a time
+        instance = dg.DagsterInstance.get()
+        instance.get_run_records(limit=1)
+        instance.get_dynamic_partitions(partitions_def_name(task))
+    with instance:
         key = choose_partition(instance, task, partition)
         tags = {**load_run_tags(task, key, trigger="cli"), "dagster/partition": key}
         job = tables_job_name(task)

@@ -100,7 +100,8 @@ def test_object_slugs_are_safe_readable_and_distinct() -> None:
 EXPECTED_SNOWFLAKE = {
     "c_tinyint": "NUMBER(3,0)", "c_smallint": "NUMBER(5,0)", "c_int": "NUMBER(10,0)", "c_bigint": "NUMBER(19,0)",
     "c_bit": "BOOLEAN", "c_real": "FLOAT", "c_float": "FLOAT", "c_decimal": "NUMBER(38,10)",
-    "c_numeric": "NUMBER(18,2)", "c_money": "NUMBER(19,4)", "c_char": "VARCHAR(5)", "c_varchar": "VARCHAR(20)",
+    "c_numeric": "NUMBER(18,2)", "c_money": "NUMBER(19,4)", "c_smallmoney": "NUMBER(10,4)",
+    "c_smalldatetime": "TIMESTAMP_NTZ(9)", "c_char": "VARCHAR(5)", "c_varchar": "VARCHAR(20)",
     "c_nchar": "VARCHAR(3)", "c_nvarchar": "VARCHAR(50)", "c_nvarchar_max": "VARCHAR", "c_varchar_max": "VARCHAR",
     "c_binary": "BINARY", "c_varbinary": "BINARY", "c_varbinary_max": "BINARY", "c_date": "DATE",
     "c_time": "TIME(9)", "c_datetime": "TIMESTAMP_NTZ(9)", "c_datetime2_3": "TIMESTAMP_NTZ(9)",
