@@ -36,6 +36,7 @@ from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.logs import fields
 from dtaas_dagster.table_load import TableSpec, open_snapshot
 
 
@@ -165,7 +166,8 @@ def build_table_group_asset(
         failures: list[tuple[TableSpec, BaseException]] = []
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
-                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
+                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
+                                 extra=fields("table_skipped", table=spec.qualified, partition=partition))
                 continue
             try:
                 stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
@@ -176,7 +178,8 @@ def build_table_group_asset(
             except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                 failures.append((spec, exc))
                 kind = "permanent" if is_permanent(exc) else "transient"
-                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
+                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}",
+                                  extra=fields("table_failed", table=spec.qualified, partition=partition, failure=kind))
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
                 continue

@@ -23,6 +23,7 @@ import dagster as dg
 import pyarrow as pa
 
 from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
@@ -167,12 +168,14 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
 
 
 def progress(
-    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None
+    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
+    partition: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
     At most one line every PROGRESS_EVERY_SECONDS, so a table of many small
-    batches does not flood the run's log.
+    batches does not flood the run's log. Each line also carries its numbers as
+    structured fields (:func:`dtaas_dagster.logs.fields`) for JSON logs.
     """
     started = last = time.monotonic()
     done = 0
@@ -186,10 +189,14 @@ def progress(
                 share = f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
             else:
                 share = f"{done:,} rows (no estimate)"
-            log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s")
+            log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s",
+                     extra=fields("progress", table=table, partition=partition, rows=done,
+                                  rows_per_second=round(done / elapsed), estimated_rows=estimate))
         yield batch
     elapsed = time.monotonic() - started
-    log.info(f"{table}: read {done:,} rows in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)")
+    log.info(f"{table}: read {done:,} rows in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)",
+             extra=fields("table_read", table=table, partition=partition, rows=done,
+                          rows_per_second=round(done / max(elapsed, 1e-6)), elapsed_seconds=round(elapsed, 3)))
 
 
 def open_snapshot(
@@ -206,7 +213,9 @@ def open_snapshot(
     plan, description = planned.plan, planned.facts.description
     log.info(
         f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
-        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
+        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}",
+        extra=fields("table_start", table=spec.qualified, partition=partition_key, task=spec.task,
+                     columns=len(plan.columns), estimated_rows=description.row_estimate),
     )
     fetched = sqlserver.read_arrow(snapshot_read(plan), batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
     # Read ahead on a thread so the ODBC fetch and the file writer run at once (bench/RESULTS.md).
@@ -218,7 +227,8 @@ def open_snapshot(
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=plan.target_schema,
-        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate),
+        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
+                         partition=partition_key),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=template_values(builtins, global_variables),
