@@ -56,8 +56,12 @@ def io_manager_key(task: str) -> str:
 
 
 def pool_name(source: SqlServerSource) -> str:
-    """One pool per SQL Server (host and port), shared by every task that reads it."""
-    return "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{source.host}_{source.port}").lower()
+    """The source's ``pool``, else one pool per SQL Server host, shared by every task that reads it.
+
+    The port is left out so that the name (and the limit an operator set on it)
+    survives a server that comes back on another port, as the demo's double does.
+    """
+    return source.pool or "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", source.host).lower()
 
 
 def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy | None:

@@ -84,7 +84,7 @@ def test_parallel_tables_retry_and_pool_come_from_config() -> None:
     executor_config = job.executor_def.apply_config_mapping({}).value
     assert executor_config["config"]["max_concurrent"] == 7
     asset = repo.assets_defs_by_key[dg.AssetKey(["nightly", "sales", "items"])]
-    assert asset.op.pool == "sqlserver_db_example_1433" == pool_name(config.sources["sales"])
+    assert asset.op.pool == "sqlserver_db_example" == pool_name(config.sources["sales"])
     policy = asset.op.retry_policy
     assert (policy.max_retries, policy.delay, policy.backoff, policy.jitter) == (5, 2, dg.Backoff.LINEAR, dg.Jitter.FULL)
 
