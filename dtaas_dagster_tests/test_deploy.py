@@ -300,3 +300,37 @@ def test_literals_keep_unicode_quotes_and_datetime2_digits() -> None:
     assert literal(dt.datetime(2024, 1, 2, 3, 4, 5, 123456), "datetime2(7)") == "'2024-01-02T03:04:05.1234560'"
     assert literal("VIP; " * 300, "varchar(max) NULL") == "REPLICATE(CAST('VIP; ' AS varchar(max)), 300)"
     assert literal(None, "int") == "NULL" and literal(True, "bit") == "1"
+
+
+# ------------------------------------------------------------------ the Helm values
+
+
+def test_helm_values_run_our_image_with_its_config_secrets_and_the_k8s_launcher() -> None:
+    values = yaml.safe_load((REPO_ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["image"]["tag"] not in ("", "latest")
+    args = deployment["codeServerArgs"]
+    assert args[args.index("--module-name") + 1] == "dtaas_dagster"
+    env = {item["name"]: item["value"] for item in deployment["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["volumes"]}
+    config_volume = next(name for name, path in mounts.items() if env["DTAAS_CONFIG"].startswith(path + "/"))
+    assert volumes[config_volume]["configMap"]["name"] == "dtaas-config"
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    launcher = values["runLauncher"]
+    assert launcher["type"] == "K8sRunLauncher"
+    assert launcher["config"]["k8sRunLauncher"]["envSecrets"] == deployment["envSecrets"]
+    assert values["postgresql"]["enabled"] is False and values["global"]["postgresqlSecretName"]
+    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert limits[0]["key"] == "dtaas/partition_lock" and limits[0]["limit"] == 1
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+
+
+def test_chart_image_and_docs_name_the_same_dagster_version() -> None:
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    pinned = re.search(r'"dagster==([0-9.]+)"', pyproject).group(1)  # type: ignore[union-attr]
+    for path in ("deploy/helm/values.yaml", "docs/deploy/kubernetes.md"):
+        versions = set(re.findall(r"--version ([0-9.]+)", (REPO_ROOT / path).read_text()))
+        assert versions == {pinned}, (path, versions)
+    dockerfile_env = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
+    assert "DTAAS_CONFIG=/opt/dagster/config/dtaas.yaml" in dockerfile_env
