@@ -129,6 +129,7 @@ def build_table_group_asset(
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
+    asset_options: Mapping[str, Any] | None = None,
 ) -> dg.AssetsDefinition:
     """The subsettable multi-asset that loads one group of tables (see the module docstring)."""
     specs = group.specs
@@ -142,6 +143,7 @@ def build_table_group_asset(
             kinds=kinds,
             description=descriptions.get(spec.asset_key),
             metadata=dict(metadata.get(spec.asset_key, {})),
+            **(asset_options or {}),  # owners, tags, freshness_policy (dtaas_dagster.asset_metadata)
         )
         for spec in specs
     }

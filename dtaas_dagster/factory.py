@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from dtaas_dagster.asset_metadata import asset_options, table_metadata
 from dtaas_dagster.assets import build_table_group_asset, group_tables
 from dtaas_dagster.config import (
     ConfigError,
@@ -171,7 +172,8 @@ def build_task(
         )
         for spec in specs
     }
-    metadata = {spec.asset_key: {"source_table": f"{source.database}.{spec.qualified}", "mode": task.mode}
+    metadata = {spec.asset_key: table_metadata(spec=spec, source=source, destination=destination, mode=task.mode,
+                                               variables=dict(config.variables))
                 for spec in specs}
     assets = [
         build_table_group_asset(
@@ -185,6 +187,7 @@ def build_task(
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
+            asset_options=asset_options(task),
         )
         for group in groups
     ]

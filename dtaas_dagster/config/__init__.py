@@ -17,6 +17,7 @@ from dtaas_dagster.config.sources import SqlServerSource
 from dtaas_dagster.config.tasks import (
     Datetime2Handling,
     RetryConfig,
+    FreshnessConfig,
     ScheduleConfig,
     SizeLimit,
     TableConfig,
@@ -31,6 +32,7 @@ __all__ = [
     "Destination",
     "DtaasConfig",
     "RetryConfig",
+    "FreshnessConfig",
     "S3Destination",
     "ScheduleConfig",
     "SizeLimit",

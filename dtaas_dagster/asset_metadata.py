@@ -1,0 +1,74 @@
+"""What the Dagster UI shows about a table asset before and after it loads.
+
+Definition metadata (the asset's page, the catalog's search and lineage):
+
+- ``dagster/table_name``: ``<database>.<schema>.<table>`` of the SQL Server
+  table the asset copies (an S3 destination holds files, not a table, so the
+  name a person searches for is the source's);
+- ``dagster/uri``: where the table's partitions live, the destination URL
+  plus the part of the path template that is the same for every partition
+  (``s3://lake/raw/sales/dbo/orders/`` for the default template); each
+  materialization's metadata names its partition's own directory;
+- ``source_table`` and ``mode`` as before.
+
+From the task config: ``owners``, ``tags`` and a ``freshness`` policy
+(Dagster's ``FreshnessPolicy.time_window`` or ``.cron``), the same for every
+table of the task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from typing import Any
+
+import dagster as dg
+
+from dtaas_dagster.config import FreshnessConfig, S3Destination, SqlServerSource, TaskConfig
+from dtaas_dagster.destinations.location import render_partition_dir
+from dtaas_dagster.table_load import TableSpec
+
+# Template variables whose value differs between partitions of one table.
+_PER_PARTITION = frozenset({"partitionKey", "loadDate", "runId"})
+
+
+def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, variables: dict[str, str]) -> str:
+    """The destination URL of the directory that holds every partition of the table (ends with '/')."""
+    values = {**variables, "sourceDatabaseName": database, "sourceSchemaName": spec.schema,
+              "sourceTableName": spec.table, "taskName": spec.task}
+    stable = []
+    for segment in destination.path_template.split("/"):
+        if set(string.Template(segment).get_identifiers()) & _PER_PARTITION:
+            break
+        stable.append(segment)
+    base = f"file://{destination.local_path.as_posix()}" if destination.is_local else destination.url.rstrip("/")
+    relative = render_partition_dir("/".join(stable), values) if stable else ""
+    return f"{base}/{relative}/" if relative else f"{base}/"
+
+
+def table_metadata(
+    *, spec: TableSpec, source: SqlServerSource, destination: S3Destination, mode: str, variables: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "source_table": f"{source.database}.{spec.qualified}",
+        "mode": mode,
+        "dagster/table_name": f"{source.database}.{spec.qualified}",
+        "dagster/uri": table_uri(destination=destination, spec=spec, database=source.database, variables=variables),
+    }
+
+
+def freshness_policy(freshness: FreshnessConfig | None) -> dg.FreshnessPolicy | None:
+    if freshness is None:
+        return None
+    if freshness.cron is not None:
+        return dg.FreshnessPolicy.cron(deadline_cron=freshness.cron, timezone=freshness.timezone,
+                                       lower_bound_delta=dt.timedelta(minutes=freshness.lower_bound_minutes))
+    assert freshness.max_lag_minutes is not None  # the model requires one of the two
+    warn = dt.timedelta(minutes=freshness.warn_lag_minutes) if freshness.warn_lag_minutes else None
+    return dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=freshness.max_lag_minutes),
+                                          warn_window=warn)
+
+
+def asset_options(task: TaskConfig) -> dict[str, Any]:
+    """``AssetOut`` keywords from the task config: owners, tags, freshness policy."""
+    return {"owners": list(task.owners), "tags": dict(task.tags), "freshness_policy": freshness_policy(task.freshness)}
