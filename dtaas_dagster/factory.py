@@ -41,6 +41,7 @@ from dtaas_dagster.sensors import build_full_load_requests_sensor, full_load_req
 from dtaas_dagster.sqlserver.catalog import match_tables
 from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
+from dtaas_dagster.superseded import build_superseded_snapshots_sensor
 from dtaas_dagster.table_load import TableSpec
 
 log = logging.getLogger("dtaas_dagster")
@@ -196,7 +197,8 @@ def build_task(
     )
     result = TaskDefinitions(assets=assets)
     result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
-    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job)]
+    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job),
+                      build_superseded_snapshots_sensor(task=task_name, asset_keys=[s.asset_key for s in specs])]
     if task.schedule:
         result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
     return result
