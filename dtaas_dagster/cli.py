@@ -118,8 +118,12 @@ def run_dev(port: int) -> int:
         command = ["env", "--default-signal=INT", _dagster_bin(), "dev", "-m", "dtaas_dagster",
                    "-h", "127.0.0.1", "-p", str(port)]
         print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the double)")
+        # Dagster 1.13 suggests `dg dev` (dagster-dg-cli, not a dependency: docs/operations.md#local-development)
+        # on every start; that advice is about our command line, so it is not shown.
+        env["PYTHONWARNINGS"] = "ignore:Function `dev_command` is superseded"
         try:
-            return subprocess.call(command, env=env, cwd=REPO_ROOT)
+            # From DAGSTER_HOME: `dagster dev` warns about the repository's dagster.yaml in any other folder.
+            return subprocess.call(command, env=env, cwd=env["DAGSTER_HOME"])
         except KeyboardInterrupt:
             return 0
 
