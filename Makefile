@@ -1,5 +1,6 @@
 # Each target sets itself up: a venv in .venv, the pip packages, and unixODBC +
-# FreeTDS from Debian when they are missing (needs root or sudo).
+# FreeTDS (the drivers) and Chromium (the browser test) from Debian when they are
+# missing (needs root or sudo).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,9 +14,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@need=0; ldconfig -p 2>/dev/null | grep -q 'libodbc.so.2' || need=1; \
 	ls /usr/lib/*/odbc/libtdsodbc.so >/dev/null 2>&1 || need=1; \
+	command -v chromium >/dev/null 2>&1 || need=1; \
 	if [ $$need = 1 ]; then \
-		echo "installing unixodbc and tdsodbc (FreeTDS) with apt-get"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unixodbc tdsodbc >/dev/null; \
+		echo "installing unixodbc, tdsodbc (FreeTDS) and chromium with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unixodbc tdsodbc chromium >/dev/null; \
 	fi
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		echo "installing python3-venv with apt-get"; \

@@ -1,0 +1,142 @@
+"""The demo in a real browser: a person starts a full load by clicking, and sees it work.
+
+`dagster dev` (webserver and daemon) runs on the SQL Server double's demo
+database; headless Chromium (Debian's `chromium`, driven by Playwright) opens
+the UI and does what a person does: Jobs -> demo_full_load -> Launchpad ->
+Launch Run; then Jobs -> demo_tables -> Runs -> the run the sensor started,
+waits for Success, filters the run's log for the progress lines; then Catalog
+-> demo/dbo/orders for its row count, storage and columns. `make setup`
+installs Chromium (apt) and Playwright (pip); without them this test is
+skipped with the reason.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dtaas_dagster_tests.runs import REPO_ROOT, dagster_home
+from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.double_only]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: run `make setup`")
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is missing: run `make setup` (apt-get install chromium)", allow_module_level=True)
+
+ROWS = {"dbo.customers": 500, "dbo.products": 200, "dbo.orders": 1500, "dbo.order_lines": 3840}
+LONG = 300_000  # ms: a load on a busy 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture()
+def ui(tmp_path: Path) -> Iterator[str]:
+    """`dagster dev` on the demo; yields the UI's base URL."""
+    password = "Browser-Test-Passw0rd"
+    port = _free_port()
+    with DoubleProcess(port=0, password=password, demo=True) as double:
+        home = dagster_home(tmp_path)
+        env = dict(os.environ, DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"), DTAAS_SQLSERVER_PORT=str(double.port),
+                   DTAAS_SALES_PASSWORD=password, DTAAS_LAKE_URL=f"file://{tmp_path / 'lake'}",
+                   DAGSTER_HOME=str(home))
+        env.pop("DTAAS_LOG_FORMAT", None)
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        process = subprocess.Popen(
+            ["env", "--default-signal=INT", dagster, "dev", "-m", "dtaas_dagster", "-h", "127.0.0.1", "-p", str(port)],
+            env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while True:
+                assert process.poll() is None, "dagster dev exited early"
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "dagster dev did not answer in time"
+                    time.sleep(1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+NAV = {"Jobs": "/jobs", "Catalog": "/assets"}
+
+
+def _click_nav(page: object, name: str) -> None:
+    """Click an item of the UI's left navigation."""
+    page.locator(f"a[href='{NAV[name]}']", has_text=name).first.click()  # type: ignore[attr-defined]
+
+
+def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(ui: str, tmp_path: Path) -> None:
+    expect = playwright_api.expect
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        # A fresh instance greets the first visitor with a newsletter dialog: a person skips it.
+        page.add_locator_handler(page.get_by_text("Join the Dagster community"),
+                                 lambda: page.get_by_role("button", name="Skip").click())
+        try:
+            page.goto(ui + "/")
+            # Start a full load: Jobs -> demo_full_load -> Launchpad -> Launch Run (no partition to type).
+            _click_nav(page, "Jobs")
+            page.get_by_role("link", name="demo_full_load").first.click()
+            page.get_by_text("Launchpad", exact=True).first.click()
+            page.get_by_role("button", name="Launch Run").click()
+            page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]{36}"))
+            expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=LONG)
+
+            # The load itself: the run of demo_tables that the sensor started.
+            _click_nav(page, "Jobs")
+            page.get_by_role("link", name="demo_tables").first.click()
+            page.get_by_role("tab", name="Runs").click()
+            run_link = page.locator("a[href^='/runs/']").filter(has_not_text="View").first
+            deadline = time.monotonic() + 180
+            while not run_link.count():
+                assert time.monotonic() < deadline, "no demo_tables run appeared"
+                page.wait_for_timeout(5000)
+                page.reload()
+            run_link.click()
+            expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=LONG)
+            expect(page.get_by_text(re.compile(r"partition: \d{4}-\d\d-\d\dT\d{6}Z-full-r")).first).to_be_visible()
+            page.get_by_placeholder(re.compile("Filter")).first.fill("rows/s")
+            for table, rows in ROWS.items():
+                expect(page.get_by_text(f"{table}: read {rows:,} rows")).to_be_visible()
+                expect(page.get_by_text(f"{table}: {rows:,} / ~{rows:,} rows (100%)")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "run.png"))
+
+            # The tables in the catalog, and one table's page.
+            _click_nav(page, "Catalog")
+            for table in ("customers", "products", "orders", "order_lines"):
+                expect(page.locator(f"a[href^='/assets/demo/dbo/{table}']").first).to_be_visible()
+            page.locator("a[href^='/assets/demo/dbo/orders']").first.click()
+            expect(page.get_by_text("Row count")).to_be_visible()
+            expect(page.get_by_text("1,500", exact=True).first).to_be_visible()
+            expect(page.get_by_text("sales.dbo.orders", exact=True).first).to_be_visible()  # dagster/table_name
+            expect(page.get_by_text("SQL Server type: money")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "asset.png"))
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
