@@ -38,22 +38,15 @@ def superseded_snapshots_sensor_name(task: str) -> str:
     return f"{task}_superseded_snapshots"
 
 
-def superseded_partitions(instance: dg.DagsterInstance, *, task: str, asset_keys: Sequence[dg.AssetKey]) -> list[str]:
-    """Failed snapshot partitions of ``task`` that newer loads of every table superseded (sorted)."""
-    newest: list[str] = []
-    for key in asset_keys:
-        records = instance.fetch_materializations(key, limit=1).records
-        if not records or records[0].partition_key is None:
-            return []  # a table that never loaded: no failure of it is superseded
-        newest.append(records[0].partition_key)
-    boundary = min(newest)  # every table has a load in a partition at or after this key
+def _failed_snapshots(instance: dg.DagsterInstance, task: str) -> list[str]:
+    """Snapshot partitions (still present) whose newest ``<task>_tables`` run failed."""
     job = tables_job_name(task)
     failed_runs = instance.get_run_records(
         filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=SCAN_FAILED_RUNS)
-    found: set[str] = set()
+    found: list[str] = []
     for record in failed_runs:
         partition = record.dagster_run.tags.get("dagster/partition")
-        if not partition or partition in found or not is_snapshot_key(partition) or partition >= boundary:
+        if not partition or partition in found or not is_snapshot_key(partition):
             continue
         if not instance.has_dynamic_partition(partitions_def_name(task), partition):
             continue  # cleared already
@@ -61,8 +54,23 @@ def superseded_partitions(instance: dg.DagsterInstance, *, task: str, asset_keys
             filters=dg.RunsFilter(job_name=job, tags={"dagster/partition": partition}), limit=1)
         if latest and latest[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
             continue  # re-run since (succeeded, queued or running)
-        found.add(partition)
-    return sorted(found)
+        found.append(partition)
+    return found
+
+
+def superseded_partitions(instance: dg.DagsterInstance, *, task: str, asset_keys: Sequence[dg.AssetKey]) -> list[str]:
+    """Failed snapshot partitions of ``task`` that newer loads of every table superseded (sorted)."""
+    failed = _failed_snapshots(instance, task)
+    if not failed:  # the usual case: no per-table queries at all
+        return []
+    newest: list[str] = []
+    for key in asset_keys:
+        records = instance.fetch_materializations(key, limit=1).records
+        if not records or records[0].partition_key is None:
+            return []  # a table that never loaded: no failure of it is superseded
+        newest.append(records[0].partition_key)
+    boundary = min(newest)  # every table has a load in a partition at or after this key
+    return sorted(partition for partition in failed if partition < boundary)
 
 
 def build_superseded_snapshots_sensor(*, task: str, asset_keys: Sequence[dg.AssetKey]) -> dg.SensorDefinition:
