@@ -1,17 +1,18 @@
-# Each target sets itself up: a venv in .venv, the pip packages, and unixODBC +
-# FreeTDS (the drivers) and Chromium (the browser test) from Debian when they are
-# missing (needs root or sudo).
+# Each target sets itself up: a venv in .venv, the pip packages pinned in requirements.lock
+# (what CI tested), and unixODBC + FreeTDS (the drivers) and Chromium (the browser test) from
+# Debian when they are missing (root or sudo).
+# `make lock` re-pins after a change to pyproject.toml's dependencies.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtaas-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast dev bench clean
+.PHONY: setup demo test test-fast lint dev bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@need=0; ldconfig -p 2>/dev/null | grep -q 'libodbc.so.2' || need=1; \
 	ls /usr/lib/*/odbc/libtdsodbc.so >/dev/null 2>&1 || need=1; \
 	command -v chromium >/dev/null 2>&1 || need=1; \
@@ -23,8 +24,8 @@ $(STAMP): pyproject.toml
 		echo "installing python3-venv with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null && \
 		$(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
 demo: setup
@@ -32,6 +33,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
@@ -41,6 +47,10 @@ dev: setup
 
 bench: setup
 	$(PY) bench/full_load.py
+
+lock:
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements.lock
 
 clean:
 	rm -rf .dtaas

@@ -183,7 +183,7 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                            global_variables={}, log=log)  # type: ignore[arg-type]
     clock = _ReadClock(stream.batches)
     stream = dataclasses.replace(stream, batches=iter(clock))
-    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
                                     stream.variables)
     written = write_partition(
         location.fs, location.path(relative), stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"

@@ -35,9 +35,14 @@ import dagster as dg
 from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
+from pydantic import Field
+
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.logs import fields
-from dtaas_dagster.table_load import TableSpec, open_snapshot
+from dtaas_dagster.partitions import is_change_key
+from dtaas_dagster.sqlserver.cdc import ChangeWindow
+from dtaas_dagster.table_load import TableSpec, open_changes, open_snapshot
+from dtaas_dagster.table_transforms import VARIABLES_KEY, op_config_field, step_transforms, table_variables
 
 
 class TableWriter(Protocol):
@@ -47,6 +52,24 @@ class TableWriter(Protocol):
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
         run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
+
+
+class CdcWindowConfig(dg.Config):
+    """One table's change window in a CDC partition's run (set by the <task>_cdc sensor)."""
+
+    capture_instance: str = Field(description="The capture instance the window reads.")
+    from_lsn: str = Field(description="First LSN of the window (20 hex digits, inclusive).")
+    to_lsn: str = Field(description="Last LSN of the window (20 hex digits, inclusive).")
+
+
+class TableStepConfig(dg.Config):
+    """Op config of a table step. Snapshot partitions need none."""
+
+    cdc_windows: dict[str, CdcWindowConfig] = Field(
+        default_factory=dict,
+        description=("Change window per table (schema.table) of a CDC partition; the <task>_cdc sensor sets it, "
+                     "and re-executing the run reads exactly the same windows."),
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,41 @@ def _run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is not None and run.is_finished
 
 
+def previous_source_types(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str) -> dict[str, str] | None:
+    """The SQL Server column types of the newest load of ``key`` before ``partition`` (key order)."""
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=50).records
+    for record in records:
+        event = record.asset_materialization
+        if event is None or event.partition is None or event.partition >= partition:
+            continue
+        value = event.metadata.get("dtaas/source_types")
+        if value is not None and isinstance(value.value, dict):
+            return {str(k): str(v) for k, v in value.value.items()}
+    return None
+
+
+def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> ChangeWindow:
+    found = config.cdc_windows.get(spec.qualified) or next(
+        (w for name, w in config.cdc_windows.items() if name.lower() == spec.qualified.lower()), None)
+    if found is None:
+        raise PermanentLoadError(
+            f"partition {partition} is a CDC window, but the run config names no window for {spec.qualified}. "
+            f"CDC partitions are created by the sensor {spec.task}_cdc; to load one again, re-execute its run "
+            "(its config holds the windows) rather than launching the partition by hand.")
+    return ChangeWindow.from_config(found.model_dump())
+
+
+def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
+          global_variables: Mapping[str, str], transforms: Sequence[Any]) -> TableStream:
+    partition = context.partition_key
+    previous = previous_source_types(context, spec.asset_key, partition)
+    common = {"partition_key": partition, "run_id": context.run_id, "global_variables": global_variables,
+              "log": context.log, "previous_types": previous, "transforms": transforms}
+    if is_change_key(partition):
+        return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
+    return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
+
+
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
     permanent = all(is_permanent(exc) for _, exc in failures)
@@ -125,7 +183,7 @@ def build_table_group_asset(
     pool: str,
     sqlserver_key: str,
     io_manager_key: str,
-    global_variables: Mapping[str, str],
+    query_source_keys: Sequence[str] = (),
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
@@ -154,26 +212,31 @@ def build_table_group_asset(
         outs=outs,
         partitions_def=partitions_def,
         can_subset=True,
-        required_resource_keys={sqlserver_key, io_manager_key},
+        required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},
+        # cdc_windows (set by the CDC sensor) and each table's transforms (the YAML's by default)
+        config_schema={**TableStepConfig.to_fields_dict(), **op_config_field(specs)},
         retry_policy=retry_policy,
         pool=pool,
         op_tags={"dtaas/task": task},
     )
     def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        op_config = context.op_execution_context.op_config or {}
+        config = TableStepConfig(cdc_windows=op_config.get("cdc_windows") or {})
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
         partition = context.partition_key
         attempt = context.retry_number
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
+        transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
         for spec in selected:
             if attempt and _already_materialized(context, spec.asset_key, partition):
                 context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
                                  extra=fields("table_skipped", table=spec.qualified, partition=partition))
                 continue
             try:
-                stream = open_snapshot(spec, sqlserver, partition_key=partition, run_id=context.run_id,
-                                       global_variables=global_variables, log=context.log)
+                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
+                stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified])
                 result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
                                              run_id=context.run_id, attempt=attempt,
                                              run_finished=lambda run_id: _run_finished(context.instance, run_id))
@@ -185,7 +248,7 @@ def build_table_group_asset(
                 if not is_permanent(exc):
                     context.log.debug("".join(traceback.format_exception(exc)))
                 continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata=dict(result))
+            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)})
         if failures:
             raise _failure(failures, partition)
 

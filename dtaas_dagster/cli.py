@@ -48,13 +48,14 @@ def demo_environment(lake: Path) -> Iterator[dict[str, str]]:
     with DoubleProcess(port=0, password=password, demo=True) as double:
         env = dict(os.environ)
         env.update(
-            DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"),
+            DTAAS_CONFIG=os.environ.get("DTAAS_CONFIG") or str(REPO_ROOT / "dtaas.yaml"),
             DTAAS_SQLSERVER_PORT=str(double.port),
             DTAAS_SALES_PASSWORD=password,
-            DTAAS_LAKE_URL=f"file://{lake}",
+            DTAAS_LAKE_URL=os.environ.get("DTAAS_LAKE_URL") or f"file://{lake}",
             DAGSTER_HOME=str(home),
         )
-        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port}")
+        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port} "
+              f"(login sa, password {password}; config {env['DTAAS_CONFIG']})")
         yield env
 
 
@@ -176,13 +177,17 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
             failed(str(exc))
     for task_name, task in config.tasks.items():
         print(f"task {task_name}:")
-        resource = resources.get(task.source)
-        if resource is None:
+        found = resources.get(task.source)
+        if found is None:
             failed(f"source {task.source} is not reachable (above); its tables were not checked")
             continue
+        resource = found
+
+        def listed(r: SqlServerResource = resource) -> list[tuple[str, str]]:
+            return [(t.schema, t.name) for t in r.list_tables()]
+
         try:
-            specs = task_specs(task_name=task_name, config=config,
-                               list_tables=lambda r=resource: [(t.schema, t.name) for t in r.list_tables()])
+            specs = task_specs(task_name=task_name, config=config, list_tables=listed)
         except ConfigError as exc:
             failed(str(exc))
             continue

@@ -5,8 +5,9 @@ concurrency pool named after the server, so tasks that share a SQL Server
 share its limit. Per task: an IO manager (``io_<task>``) for its destination;
 the table assets, grouped into steps (:mod:`dtaas_dagster.assets`); the jobs
 ``<task>_tables`` and ``<task>_full_load`` (:mod:`dtaas_dagster.jobs`); the
-sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); and a
-schedule when configured (:mod:`dtaas_dagster.schedules`).
+sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); a
+schedule when configured (:mod:`dtaas_dagster.schedules`); and for the CDC
+modes the sensor ``<task>_cdc`` (:mod:`dtaas_dagster.cdc.sensor`).
 
 Tables given as patterns (``dbo.*``) are resolved here against the source's
 catalog, which needs the server when the definitions load; explicit names do
@@ -25,6 +26,7 @@ import dagster as dg
 
 from dtaas_dagster.asset_metadata import asset_options, table_metadata
 from dtaas_dagster.assets import build_table_group_asset, group_tables
+from dtaas_dagster.cdc.sensor import build_cdc_sensor
 from dtaas_dagster.config import (
     ConfigError,
     DtaasConfig,
@@ -43,10 +45,11 @@ from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.superseded import build_superseded_snapshots_sensor
 from dtaas_dagster.table_load import TableSpec
+from dtaas_dagster.table_transforms import VARIABLES_KEY
+from dtaas_dagster.variables import QueryVariable, VariablesResource
 
 log = logging.getLogger("dtaas_dagster")
 
-AVAILABLE_MODES = ("full_load", "full_load_and_cdc")
 
 
 def sqlserver_resource_key(source: str) -> str:
@@ -112,6 +115,9 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         datetime2_overrides=tuple(sorted(table.datetime2.items())),
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
+        schema_drift=task.schema_drift,
+        update_before_images=task.cdc.update_before_images,
+        transformations=tuple(table.transformations),
     )
 
 
@@ -141,11 +147,6 @@ def task_specs(
 ) -> list[TableSpec]:
     """The tables a task loads, checked as far as the config alone allows (a ConfigError otherwise)."""
     task = config.tasks[task_name]
-    if task.mode not in AVAILABLE_MODES:
-        raise ConfigError(
-            f"tasks.{task_name}.mode: {task.mode} needs the CDC sensor, which this version does not have yet; "
-            "use full_load or full_load_and_cdc (whose snapshot part runs now)."
-        )
     text_destination = config.destinations[task.destination].format != "parquet"
     specs = [
         build_table_spec(task_name=task_name, task=task, table=table, text_destination=text_destination)
@@ -184,7 +185,7 @@ def build_task(
             pool=pool_name(source),
             sqlserver_key=sqlserver_resource_key(task.source),
             io_manager_key=io_manager_key(task_name),
-            global_variables=dict(config.variables),
+            query_source_keys=sorted({sqlserver_resource_key(q.source) for q in config.query_variables.values()}),
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
@@ -201,6 +202,12 @@ def build_task(
                       build_superseded_snapshots_sensor(task=task_name, asset_keys=[s.asset_key for s in specs])]
     if task.schedule:
         result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
+    if task.mode in ("cdc", "full_load_and_cdc"):
+        op_names = {spec.asset_key: group.op_name for group in groups for spec in group.specs}
+        result.sensors.append(build_cdc_sensor(
+            task=task_name, mode=task.mode, cdc=task.cdc, specs=specs, op_names=op_names,
+            sqlserver_key=sqlserver_resource_key(task.source), tables_job=tables_job,
+        ))
     return result
 
 
@@ -238,6 +245,11 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         sqlserver_resource_key(name): SqlServerResource.from_source(name, source)
         for name, source in config.sources.items()
     }
+    resources[VARIABLES_KEY] = VariablesResource(
+        static=config.static_variables,
+        queries=[QueryVariable(name=name, source=q.source, query=q.query)
+                 for name, q in config.query_variables.items()],
+    )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
         try:

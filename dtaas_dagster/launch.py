@@ -15,6 +15,7 @@ Either way the exit status is 0 only when every table loaded.
 
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -74,7 +75,14 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[..., Non
         cursor = connection.cursor
         for record in connection.records:
             entry = record.event_log_entry
-            if entry.level >= 20 and entry.user_message:  # INFO and above
+            if "blocked by limit for pool" in (entry.user_message or ""):
+                out(f"  {entry.step_key}: {entry.user_message}: every slot of that pool is held by other steps. "
+                    "It frees when they end; a killed run's slots come back after run monitoring marks it "
+                    "failed (free_slots_after_run_end_seconds). See `dagster instance concurrency get --all`, "
+                    "or raise the limit with `dtaas pools` / `dagster instance concurrency set <pool> <n>`.")
+                continue
+            level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
+            if isinstance(level, int) and level >= logging.INFO and entry.user_message:
                 step = f"{entry.step_key}: " if entry.step_key else ""
                 event = entry.dagster_event.event_type_value if entry.dagster_event else "log"
                 out(f"  {step}{entry.user_message}", run_id=run_id, step=entry.step_key, event=event)

@@ -23,6 +23,11 @@ Schema, version 1 (JSON object; fields marked * are required)::
     columns*            [{"name", "type" (Arrow), "nullable", "source_type" (SQL Server)}]
     arrow_schema*       base64 of the Arrow IPC schema: the exact type of every column
     source_row_estimate the catalog's row estimate when the load started (may be null)
+    kind                "snapshot" (a whole table) or "cdc" (one change window); absent = snapshot
+    primary_key         the key columns replay and merges use (may be empty)
+    cdc                 snapshot: {"start_lsn"} (CDC continues after it), {"capture_instance"};
+                        change window: {"capture_instance", "from_lsn", "to_lsn"} (inclusive, 20 hex digits)
+    schema_change       {"added", "removed", "retyped"}: column names changed since the previous load
 
 Readers must refuse a ``manifest_version`` they do not know, and check that
 ``partition_key`` is the partition they asked for (:func:`check_partition`).
@@ -70,6 +75,10 @@ def build_manifest(
     schema: pa.Schema,
     source_types: Mapping[str, str],
     source_row_estimate: int | None,
+    kind: str = "snapshot",
+    primary_key: Sequence[str] = (),
+    cdc: Mapping[str, str] | None = None,
+    schema_change: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """A version-1 manifest for one load of one partition."""
     return {
@@ -90,6 +99,10 @@ def build_manifest(
             for f in schema
         ],
         "arrow_schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
+        "kind": kind,
+        "primary_key": list(primary_key),
+        "cdc": dict(cdc or {}),
+        "schema_change": {k: list(v) for k, v in (schema_change or {}).items()},
     }
 
 

@@ -1,6 +1,7 @@
 """Partition keys: one dynamic partition per load window, named so they sort in load order.
 
-A snapshot's key is ``<UTC time>-full-<origin>``, for example
+A CDC window's key is ``<UTC time of the tick>-cdc-<6 hex>``. A snapshot's key
+is ``<UTC time>-full-<origin>``, for example
 ``2026-12-02T021503Z-full-r3f9a1c`` (requested from the UI or a script) or
 ``2026-12-02T020000Z-full-sched`` (a schedule tick, named after its scheduled
 time). The time comes first, so text order is load order; the origin makes
@@ -52,3 +53,15 @@ def key_date(key: str) -> str | None:
 
 def is_snapshot_key(key: str) -> bool:
     return "-full-" in key and key_date(key) is not None
+
+
+def change_key(when: dt.datetime) -> str:
+    """The key of a CDC window partition made by a sensor tick at ``when``."""
+    if when.tzinfo is None:
+        raise ValueError("a tick time must be timezone-aware")
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + f"-cdc-{secrets.token_hex(3)}"
+
+
+def is_change_key(key: str) -> bool:
+    """Whether a partition is a CDC window (its key was made by :func:`change_key`)."""
+    return "-cdc-" in key and key_date(key) is not None

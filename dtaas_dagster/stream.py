@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -37,7 +38,12 @@ class TableStream:
     resolved path-template variables (built-ins such as ``sourceTableName`` and
     ``partitionKey`` plus global ones). ``source_types`` maps column name to its
     SQL Server type text (for ``dagster/column_schema`` descriptions).
-    ``primary_key`` is the table's key columns (may be empty).
+    ``primary_key`` is the table's key columns (may be empty). ``kind`` is
+    ``snapshot`` or ``cdc``; ``cdc`` holds what the manifest records about CDC
+    (a snapshot's ``start_lsn``; a change window's ``capture_instance``,
+    ``from_lsn``, ``to_lsn``); ``schema_change`` describes columns that changed
+    since the previous load (empty when none). ``metadata`` is what the load
+    used (transforms, pushdown, variables), for the materialization.
     """
 
     table: TableRef
@@ -48,3 +54,7 @@ class TableStream:
     variables: Mapping[str, str] = field(default_factory=dict)
     source_types: Mapping[str, str] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
+    kind: str = "snapshot"
+    cdc: Mapping[str, str] = field(default_factory=dict)
+    schema_change: Mapping[str, list[str]] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)

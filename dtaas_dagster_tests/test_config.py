@@ -103,11 +103,15 @@ def test_commented_examples_in_dtaas_yaml_are_valid(tmp_path: Path) -> None:
     uncommented = uncommented.replace("variables: {}\n", "")
     (tmp_path / "all.yaml").write_text(uncommented)
     config = load_config(tmp_path / "all.yaml")
-    assert set(config.tasks) == {"demo", "nightly_sales"}
+    assert set(config.tasks) == {"demo", "demo_cdc", "nightly_sales"}
+    assert config.tasks["demo_cdc"].mode == "full_load_and_cdc"
     nightly = config.tasks["nightly_sales"]
     assert nightly.patterns() == ["dbo.*"] and nightly.schedule and nightly.schedule.cron == "0 2 * * *"
     assert config.destinations["minio"].endpoint_url == "http://127.0.0.1:9000"
-    assert config.variables == {"ETLCustomerId": "42"}
+    assert config.static_variables == {"ETLCustomerId": "42"} and set(config.query_variables) == {"CustomerId"}
+    lines = next(t for t in nightly.explicit_tables() if t.name == "dbo.order_lines")
+    assert [t.type for t in lines.transformations] == [
+        "add_column", "filter_rows", "add_column", "cast_type", "rename_column"]
 
 
 def test_path_argument_beats_env_and_env_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

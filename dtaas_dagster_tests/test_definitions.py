@@ -76,13 +76,15 @@ def _config(**task: Any) -> dict[str, Any]:
     }
 
 
-def test_parallel_tables_retry_and_pool_come_from_config() -> None:
+def test_parallel_tables_retry_and_pool_come_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALES_PW", "not-used")
     config = parse_config(_config(parallel_tables=7, retry={"max_retries": 5, "delay_seconds": 2,
                                                             "backoff": "linear", "jitter": "full"}))
     repo = build_definitions(config).get_repository_def()
     job = repo.get_job("nightly_tables")
-    executor_config = job.executor_def.apply_config_mapping({}).value
-    assert executor_config["config"]["max_concurrent"] == 7
+    assert job.executor_def.name == "dtaas_tables_executor"
+    assert job.executor_def.apply_config_mapping({}).value["config"]["multiprocess"]["max_concurrent"] == 7
+    assert "in_process" in job.executor_def.apply_config_mapping({"config": {"in_process": True}}).value["config"]
     asset = repo.assets_defs_by_key[dg.AssetKey(["nightly", "sales", "items"])]
     assert asset.op.pool == "sqlserver_db_example" == pool_name(config.sources["sales"])
     policy = asset.op.retry_policy
@@ -101,9 +103,14 @@ def test_schedules_from_cron_and_interval() -> None:
         interval_to_cron(90)
 
 
-def test_cdc_mode_is_refused_with_a_reason() -> None:
-    with pytest.raises(ConfigError, match="tasks.nightly.mode: cdc needs the CDC sensor"):
-        build_definitions(parse_config(_config(mode="cdc")))
+def test_cdc_modes_get_a_cdc_sensor_polling_at_poll_seconds() -> None:
+    for mode in ("cdc", "full_load_and_cdc"):
+        repo = build_definitions(parse_config(_config(mode=mode, cdc={"poll_seconds": 7}))).get_repository_def()
+        sensor = repo.get_sensor_def("nightly_cdc")
+        assert sensor.minimum_interval_seconds == 7 and sensor.job_name == "nightly_tables"
+        assert sensor.required_resource_keys == {"sqlserver_sales"}
+    plain = build_definitions(parse_config(_config())).get_repository_def()
+    assert [s.name for s in plain.sensor_defs] == ["nightly_full_load_requests"]
 
 
 def test_password_stays_an_env_var_reference_in_resource_config() -> None:

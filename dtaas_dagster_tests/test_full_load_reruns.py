@@ -169,3 +169,27 @@ def test_rerun_after_the_source_changed_replaces_the_partition_and_no_secret_lea
     for secret in secrets:
         leaks = [where for where, data in haystacks.items() if secret.encode() in data]
         assert leaks == [], f"a secret appears in {leaks}"
+
+
+def test_two_loads_started_at_once_get_two_partitions_both_complete(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path
+) -> None:
+    rows = 20_000
+    sqlserver_db.seed_table("dbo", "big", _table(range(rows)), columns={"id": "int", "label": "nvarchar(20)"},
+                            primary_key=["id"])
+    lake = tmp_path / "lake"
+    config = _config(sqlserver, sqlserver_db.name, {"type": "s3", "url": f"file://{lake}"},
+                     batch={"rows": 2_000}, file_size={"rows": 5_000})
+    config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
+    env = dict(os.environ, DTAAS_CONFIG=str(config_path), DAGSTER_HOME=str(home), **{PASSWORD_ENV: sqlserver.password})
+    command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    keys = sorted(e.partition for e in materializations(home, ["t", "dbo", "big"]))
+    assert len(set(keys)) == 2  # two partitions, not one shared directory
+    for key in keys:
+        directory = next(lake.rglob(f"{key}/_manifest.json")).parent
+        table = read_partition(open_location(f"file://{directory}").fs, str(directory))
+        assert table.num_rows == rows and sorted(table.column("id").to_pylist()) == list(range(rows))

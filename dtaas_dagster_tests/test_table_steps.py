@@ -90,10 +90,9 @@ def test_columns_key_override_and_template_variables(
             {"name": "dbo.orders", "columns_include": ["ID", "name"]},
             {"name": "dbo.heap", "primary_key": ["ID"], "columns_exclude": ["SECRET"]},
         ],
-        mode="full_load_and_cdc",
         variables={"customer": "acme 7"},
         destination={"type": "s3", "url": f"file://{tmp_path}/lake",
-                     "path_template": "c=$customer/$taskName/$sourceTableName/$loadDate/$partitionKey"},
+                     "path_template": "c=$customer/$taskName/$sourceTableShortName/$loadDate/$partitionKey"},
     )
     result = _run(config, instance)
     assert result.success, _failure_text(result)
@@ -103,6 +102,9 @@ def test_columns_key_override_and_template_variables(
     heap_dir = base / "heap" / "2026-03-04" / KEY
     heap = read_partition(open_location(f"file://{base}").fs, str(heap_dir))
     assert heap.column_names == ["id", "Name"] and heap.num_rows == 5
+    import json
+
+    assert json.loads((heap_dir / "_manifest.json").read_text())["primary_key"] == ["id"]  # the override
     materialized = {e.asset_key.path[-1]: e for e in _events(result, dg.DagsterEventType.ASSET_MATERIALIZATION)}
     assert set(materialized) == {"orders", "heap"}
 
@@ -253,3 +255,20 @@ def test_a_connection_dropped_mid_result_is_caught_by_the_count(
     assert "stopped after" in _failure_text(result) or "received" in _failure_text(result)
     assert not list(tmp_path.rglob("part-*")) and not list(tmp_path.rglob(MANIFEST_NAME))
     assert pq  # parquet reader available for the other tests
+
+
+def test_datetime2_overrides_match_column_names_case_insensitively(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    from dtaas_dagster_tests.all_types import seed_all_types
+
+    seed_all_types(sqlserver_db)
+    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake",
+                     [{"name": "DBO.ALL_TYPES", "datetime2": {"C_SENTINEL_TEXT": "string", "c_DATETIME2_7": "string"}}])
+    result = _run(config, instance)
+    assert result.success, _failure_text(result)
+    [manifest] = list(tmp_path.rglob(MANIFEST_NAME))
+    table = read_partition(open_location(f"file://{manifest.parent}").fs, str(manifest.parent))
+    assert table.schema.field("c_sentinel_text").type == pa.string()
+    assert table.schema.field("c_datetime2_7").type == pa.string()  # the user protected it: the text is exact
+    assert "2024-01-01 00:00:00.1234567" in table.column("c_datetime2_7").to_pylist()

@@ -15,6 +15,7 @@ from dtaas_dagster.config.loading import load_config, parse_config
 from dtaas_dagster.config.model import DtaasConfig
 from dtaas_dagster.config.sources import SqlServerSource
 from dtaas_dagster.config.tasks import (
+    CdcConfig,
     Datetime2Handling,
     RetryConfig,
     FreshnessConfig,
@@ -26,6 +27,7 @@ from dtaas_dagster.config.tasks import (
 
 __all__ = [
     "CONFIG_ENV",
+    "CdcConfig",
     "DEFAULT_CONFIG_PATH",
     "ConfigError",
     "Datetime2Handling",

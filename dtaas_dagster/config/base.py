@@ -13,6 +13,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
@@ -29,7 +30,8 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the field and the fix."""
 
 
-def fix(hint: str) -> dict[str, str]:
+def fix(hint: str) -> dict[str, Any]:
+    """A field's fix hint (``json_schema_extra``), shown in its error messages."""
     return {"fix": hint}
 
 

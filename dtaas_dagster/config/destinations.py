@@ -25,7 +25,7 @@ class S3Destination(Model):
                                 json_schema_extra=fix("use type: s3"))
     url: str = Field(description="Base location: s3://bucket[/prefix], file:///abs/path or file://relative/path.")
     path_template: str = Field(
-        "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey",
+        "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
         description=("Path of each table's files under url, string.Template syntax ($name or ${name}); "
                      "variables: built-ins (" + ", ".join(BUILTIN_VARIABLES) + ") or keys of `variables`."))
     format: Literal["parquet", "csv", "jsonl"] = Field(
@@ -57,7 +57,7 @@ class S3Destination(Model):
     @field_validator("path_template")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        fix = "write it like $sourceSchemaName/$sourceTableName/$partitionKey"
+        fix = "write it like $sourceSchemaName/$sourceTableShortName/$partitionKey"
         if not string.Template(value).is_valid():
             raise ValueError(f"invalid template syntax (a lone $ or unclosed ${{); use $$ for a literal $; {fix}")
         if value.startswith("/"):

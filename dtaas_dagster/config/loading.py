@@ -4,8 +4,9 @@
 message has one line per problem, each naming the file, the field path
 (``tasks.demo.parallel_tables``), what is wrong and the fix.
 
-``path_template`` is not env-interpolated: it has its own ``$name``
-variables. Put environment values into ``variables:`` and use them there.
+``path_template``, query variables' ``query`` and add_column ``value`` are not
+env-interpolated: they have their own ``$name`` variables. Put environment
+values into ``variables:`` and use them there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from dtaas_dagster.config.model import DtaasConfig
 
 
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
-_NOT_INTERPOLATED = re.compile(r"^destinations\.[^.]+\.path_template$")
+# Fields with their own $name variables (${name} there is a variable, not the environment).
+_NOT_INTERPOLATED = re.compile(
+    r"^destinations\.[^.]+\.path_template$"
+    r"|^variables\.[^.]+\.query$"
+    r"|^tasks\.[^.]+\.tables\[\d+\]\.transformations\[\d+\]\.config\.value$")
 
 
 def _interpolate(value: Any, path: str, problems: list[tuple[str, str]]) -> Any:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import zoneinfo
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from dtaas_dagster.config.base import Model, fix, problems_error
+from dtaas_dagster.config.transforms import TransformSpec
 from dtaas_dagster.sqlserver.names import TABLE_NAME_FIX, has_wildcard, parse_table_name
 
 Datetime2Handling = Literal["auto", "timestamp_ns", "timestamp_us", "string"]
@@ -161,6 +164,9 @@ class TableConfig(Model):
     datetime2: dict[str, Datetime2Handling] = Field(
         default_factory=dict, description="Per-column datetime2/datetimeoffset handling, overrides the task's.",
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+    transformations: list[TransformSpec] = Field(default_factory=list, description=(
+        "Transforms applied per batch, in order: {type: <kind>, config: {...}} (docs/transforms.md)."),
+        json_schema_extra=fix("write e.g. - {type: drop_column, config: {column_name: notes}}"))
 
     @model_validator(mode="after")
     def _include_or_exclude(self) -> TableConfig:
@@ -181,6 +187,45 @@ class TableConfig(Model):
         if found:
             raise problems_error(*found)
         return self
+
+
+def _check_cdc_start(value: str) -> str:
+    """now, earliest, an LSN (20 hex digits) or a UTC time (ISO 8601)."""
+    if value in ("now", "earliest"):
+        return value
+    if re.fullmatch(r"(0x)?[0-9a-fA-F]{20}", value):
+        return value.lower().removeprefix("0x")
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not now, earliest, an LSN (20 hex digits) or a UTC time such as "
+            "2026-12-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone; write it in UTC, e.g. 2026-12-01T00:00:00Z")
+    return moment.astimezone(dt.timezone.utc).isoformat()
+
+
+class CdcConfig(Model):
+    """How a cdc / full_load_and_cdc task follows SQL Server's change tables."""
+
+    poll_seconds: int = Field(10, ge=1, le=86_400, description=(
+        "Minimum seconds between two ticks of the task's CDC sensor (<task>_cdc): how often SQL Server is asked "
+        "for new changes."), json_schema_extra=fix("use e.g. 10"))
+    start: Annotated[str, AfterValidator(_check_cdc_start)] = Field("now", description=(
+        "Where a cdc task (no snapshot) starts: now (changes from the first tick on), earliest (the oldest change "
+        "the capture instance still holds), an LSN (20 hex digits) or a UTC time (ISO 8601, mapped with "
+        "sys.fn_cdc_map_time_to_lsn). full_load_and_cdc tasks start at their snapshot."),
+        json_schema_extra=fix("use now, earliest, an LSN like 0000002a000001300001 or a time like 2026-12-01T00:00:00Z"))
+    on_retention_gap: Literal["fail", "resnapshot"] = Field("fail", description=(
+        "When changes a table still needed were purged by SQL Server's cleanup job: fail that table with a clear "
+        "error, or take a new snapshot of it and continue from there."),
+        json_schema_extra=fix("use fail or resnapshot"))
+    update_before_images: bool = Field(False, description=(
+        "Also write update before-images (_dtaas_op = update_before) into change files."))
+    min_window_seconds: int = Field(0, ge=0, le=86_400, description=(
+        "Coalesce changes into windows of at least this many seconds (fewer, larger partitions); 0 = every tick "
+        "that sees changes makes a window."), json_schema_extra=fix("use 0, or e.g. 300 for five-minute windows"))
 
 
 def _table_entry_kind(value: Any) -> str:
@@ -224,6 +269,12 @@ class TaskConfig(Model):
     schedule: ScheduleConfig | None = Field(
         None, description="Automatic runs; unset = on demand only.",
         json_schema_extra=fix("write {cron: '0 2 * * *'} or {interval_minutes: 60}"))
+    cdc: CdcConfig = Field(default_factory=CdcConfig, description="Change Data Capture settings (modes cdc and "
+                           "full_load_and_cdc).", json_schema_extra=fix("write e.g. {poll_seconds: 10}"))
+    schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
+        "When a table's columns change (a new capture instance after DDL, a changed column type): evolve (write "
+        "the new schema from that point), fail (stop the table with the differences) or ignore (keep the old "
+        "columns)."), json_schema_extra=fix("use evolve, fail or ignore"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))

@@ -217,6 +217,10 @@ def _stream_manifest(
         schema=stream.schema,
         source_types=stream.source_types,
         source_row_estimate=stream.estimated_rows,
+        kind=stream.kind,
+        primary_key=stream.primary_key,
+        cdc=stream.cdc,
+        schema_change=stream.schema_change,
     )
 
 

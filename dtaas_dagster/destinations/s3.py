@@ -32,7 +32,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 POINTER_DIR = "_dtaas"
 UNPARTITIONED = "_unpartitioned"
-DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableName/$partitionKey"
+DEFAULT_TEMPLATE = "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey"
 
 
 class S3IOManager(ConfigurableIOManager):
@@ -162,7 +162,7 @@ class S3IOManager(ConfigurableIOManager):
         return _write_options(self.format, self.compression, self.file_max_rows, self.file_max_mb, self.row_group_rows)
 
     @staticmethod
-    def _pointer_path(location: Location, asset_path: list[str], partition: str | None) -> str:
+    def _pointer_path(location: Location, asset_path: Sequence[str], partition: str | None) -> str:
         name = UNPARTITIONED if partition is None else sanitize_path_value(partition)
         segments = [sanitize_path_value(p) for p in asset_path]
         return location.path("/".join([POINTER_DIR, *segments, f"{name}.json"]))
@@ -269,14 +269,15 @@ class S3IOManager(ConfigurableIOManager):
             raise TypeError("S3IOManager loads asset inputs only; this input does not come from an asset")
         location = self._location()
         asset_key = context.asset_key
-        partitions: list[str | None] = sorted(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        partitions: list[str | None] = (list(sorted(context.asset_partition_keys)) if context.has_asset_partitions
+                                        else [None])
         tables = [self._read_one(location, asset_key.path, p, asset_key.to_user_string()) for p in partitions]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         if _wants_pandas(context):
             return table.to_pandas()
         return table
 
-    def _read_one(self, location: Location, asset_path: list[str], partition: str | None, asset_name: str) -> pa.Table:
+    def _read_one(self, location: Location, asset_path: Sequence[str], partition: str | None, asset_name: str) -> pa.Table:
         what = f"partition {partition} of {asset_name}" if partition is not None else asset_name
         pointer_path = self._pointer_path(location, asset_path, partition)
         pointer = _read_pointer(location, pointer_path)
@@ -415,4 +416,18 @@ def _output_metadata(stream: TableStream, result: PartitionWrite, location: Loca
     }
     if stream.estimated_rows is not None:
         metadata["source_row_estimate"] = MetadataValue.int(stream.estimated_rows)
+    metadata.update(stream_metadata(stream))
+    return metadata
+
+
+def stream_metadata(stream: TableStream) -> dict[str, Any]:
+    """Metadata every destination records: kind, CDC positions, source types, schema changes."""
+    metadata: dict[str, Any] = {
+        "dtaas/kind": MetadataValue.text(stream.kind),
+        "dtaas/source_types": MetadataValue.json(dict(stream.source_types)),
+    }
+    for name, value in stream.cdc.items():
+        metadata[f"dtaas/cdc_{name}"] = MetadataValue.text(str(value))
+    if stream.schema_change:
+        metadata["dtaas/schema_change"] = MetadataValue.json({k: list(v) for k, v in stream.schema_change.items()})
     return metadata

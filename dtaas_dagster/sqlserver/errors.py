@@ -59,7 +59,7 @@ def scrub(text: str, *secrets: str) -> str:
 
 
 def _native_error(exc: BaseException) -> tuple[str, str]:
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     state = str(args[0]) if args else ""
     message = str(args[1]) if len(args) > 1 else str(exc)
     return state, message

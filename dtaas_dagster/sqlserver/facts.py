@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dtaas_dagster.sqlserver.cdc import CaptureInstance
+from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.sqlserver.types import SourceColumn
 from dtaas_dagster.stream import TableRef
 
@@ -59,8 +61,16 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class TableFacts:
-    """Everything planning a read of one table needs, read over one connection."""
+    """Everything planning a read of one table needs, read over one connection.
+
+    For a snapshot that CDC continues from, ``cdc_max_lsn`` is
+    ``sys.fn_cdc_get_max_lsn()`` read BEFORE the snapshot's SELECT starts, and
+    ``capture_instances`` are the table's (see docs/cdc.md, "the handoff").
+    """
 
     description: TableDescription
     options: DatabaseOptions
     profile: tuple[object, ...] = ()
+    cdc_max_lsn: Lsn | None = None
+    capture_instances: tuple[CaptureInstance, ...] = ()
+    cdc_min_lsn: Lsn | None = None  # of the capture instance a change window reads

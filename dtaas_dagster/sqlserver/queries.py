@@ -119,6 +119,10 @@ def build_profile_select(schema: str, table: str, columns: Sequence[ProfileColum
     column depends on whether every value fits nanoseconds, and arrow-odbc
     needs a bound on the longest text/binary value to size its buffers.
     """
+    return f"SELECT {', '.join(_profile_parts(columns))} FROM {qualified_table(schema, table)}"
+
+
+def _profile_parts(columns: Sequence[ProfileColumn]) -> list[str]:
     parts: list[str] = []
     for column in columns:
         quoted = quote_identifier(column.name)
@@ -129,4 +133,111 @@ def build_profile_select(schema: str, table: str, columns: Sequence[ProfileColum
             parts.append(f"MAX(DATALENGTH({quoted}))")
         else:
             raise ValueError(f"unknown profile kind {column.kind!r}")
-    return f"SELECT {', '.join(parts)} FROM {qualified_table(schema, table)}"
+    return parts
+
+
+# --------------------------------------------------------------------------- Change Data Capture
+# LSNs travel as bound parameters: pyodbc binds bytes as binary(10); arrow-odbc binds only
+# text, so its batches declare binary(10) variables from 20 hex digits (CONVERT style 2).
+
+CDC_MAX_LSN = "SELECT sys.fn_cdc_get_max_lsn() AS max_lsn"
+CDC_MIN_LSN = "SELECT sys.fn_cdc_get_min_lsn(?) AS min_lsn"
+
+# Every capture instance of the database with its source table; two per table after DDL.
+CAPTURE_INSTANCES = """
+SELECT s.name AS source_schema, t.name AS source_table, ct.capture_instance, ct.start_lsn, ct.create_date
+FROM cdc.change_tables AS ct
+JOIN sys.tables AS t ON t.object_id = ct.source_object_id
+JOIN sys.schemas AS s ON s.schema_id = t.schema_id
+ORDER BY s.name, t.name, ct.create_date
+"""
+
+CAPTURED_COLUMNS = """
+SELECT cc.column_name
+FROM cdc.captured_columns AS cc
+JOIN cdc.change_tables AS ct ON ct.object_id = cc.object_id
+WHERE ct.capture_instance = ?
+ORDER BY cc.column_ordinal
+"""
+
+MAP_TIME_TO_LSN = "SELECT sys.fn_cdc_map_time_to_lsn(N'smallest greater than or equal', ?) AS lsn"
+
+# The server's offset from UTC now: cdc.lsn_time_mapping keeps local commit times.
+SERVER_UTC_OFFSET_MINUTES = "SELECT DATEDIFF(minute, SYSUTCDATETIME(), SYSDATETIME()) AS offset_minutes"
+
+
+def change_table(capture_instance: str) -> str:
+    """cdc.[<instance>_CT], the change table of a capture instance found in cdc.change_tables."""
+    return f"{quote_identifier('cdc')}.{quote_identifier(capture_instance + '_CT')}"
+
+
+def changes_function(capture_instance: str) -> str:
+    """cdc.[fn_cdc_get_all_changes_<instance>] for a capture instance found in cdc.change_tables."""
+    return f"{quote_identifier('cdc')}.{quote_identifier('fn_cdc_get_all_changes_' + capture_instance)}"
+
+
+def build_cdc_probe(capture_instances: Sequence[str]) -> str:
+    """One batch for a sensor tick: the max LSN, then per capture instance its min LSN and the
+    first change at or after a given LSN (parameters per instance: name, name, from LSN).
+
+    Every instance is one SELECT of a UNION ALL, so a tick is one round trip whatever
+    the number of tables.
+    """
+    parts = [
+        "SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, "
+        f"(SELECT MIN(c.__$start_lsn) FROM {change_table(name)} AS c "
+        "WHERE c.__$start_lsn >= ? AND c.__$start_lsn <= @max_lsn) AS first_change_lsn"
+        for name in capture_instances
+    ]
+    statements = [
+        "SET NOCOUNT ON",
+        "DECLARE @max_lsn binary(10) = sys.fn_cdc_get_max_lsn()",
+        "SELECT @max_lsn AS max_lsn",
+    ]
+    if parts:
+        statements.append("\nUNION ALL\n".join(parts))
+    return ";\n".join(statements) + ";"
+
+
+CHANGE_META = ("__$start_lsn", "__$seqval", "__$operation")
+
+
+def build_changes_batch(capture_instance: str, columns: Sequence[str]) -> str:
+    """The bulk read of one change window (parameters: from LSN, to LSN as 20 hex digits).
+
+    Rows come in commit order, ``(__$start_lsn, __$seqval, __$operation)``, with
+    update before-images; the commit time joins from cdc.lsn_time_mapping
+    (local time, converted to UTC by the server's current offset). Ends with
+    ROWCOUNT_BIG() for the completeness check.
+    """
+    if not columns:
+        raise ValueError(f"capture instance {capture_instance} has no columns to read")
+    column_list = ", ".join(f"c.{quote_identifier(name)}" for name in columns)
+    select = (
+        "SELECT c.__$start_lsn AS [__dtaas_lsn], c.__$seqval AS [__dtaas_seqval], "
+        "c.__$operation AS [__dtaas_operation], "
+        "DATEADD(minute, @utc_offset, m.tran_end_time) AS [__dtaas_commit_time], "
+        f"{column_list} "
+        f"FROM {changes_function(capture_instance)}(@from_lsn, @to_lsn, N'all update old') AS c "
+        "LEFT JOIN cdc.lsn_time_mapping AS m ON m.start_lsn = c.__$start_lsn "
+        "ORDER BY c.__$start_lsn, c.__$seqval, c.__$operation"
+    )
+    return ";\n".join([
+        "SET NOCOUNT ON",
+        "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+        "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+        "DECLARE @utc_offset int = DATEDIFF(minute, SYSDATETIME(), SYSUTCDATETIME())",
+        select,
+        ROWS_SENT,
+    ]) + ";"
+
+
+def build_changes_profile(capture_instance: str, columns: Sequence[ProfileColumn]) -> str:
+    """The profile query (see build_profile_select) over one change window (params: from, to LSN)."""
+    parts = _profile_parts(columns)
+    return ";\n".join([
+        "SET NOCOUNT ON",
+        "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+        "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+        f"SELECT {', '.join(parts)} FROM {changes_function(capture_instance)}(@from_lsn, @to_lsn, N'all update old') AS c",
+    ]) + ";"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -26,6 +26,7 @@ from pydantic import Field, PrivateAttr
 
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
+from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcNotEnabled, CdcProbe, ChangeWindow, InstanceProbe
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
@@ -40,6 +41,7 @@ from dtaas_dagster.sqlserver.facts import (
     TableFacts,
     TableInfo,
 )
+from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.sqlserver.types import SourceColumn
 from dtaas_dagster.stream import TableRef
 
@@ -70,6 +72,11 @@ def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     return DatabaseOptions(
         snapshot_isolation=int(row[0] or 0) == 1, cdc_enabled=bool(row[1]), read_committed_snapshot=bool(row[2])
     )
+
+
+def _capture_instances(cursor: pyodbc.Cursor) -> list[CaptureInstance]:
+    rows = cursor.execute(queries.CAPTURE_INSTANCES).fetchall()
+    return [CaptureInstance(str(r[0]), str(r[1]), str(r[2]), Lsn.from_bytes(bytes(r[3])), r[4]) for r in rows]
 
 
 def _columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
@@ -237,22 +244,114 @@ class SqlServerResource(ConfigurableResource):
         table: str,
         *,
         profile_columns: Callable[[TableDescription], Sequence[queries.ProfileColumn]] = lambda _: (),
+        cdc: bool = False,
     ) -> TableFacts:
         """Description, database options and the profile a plan needs, over ONE connection.
 
         ``profile_columns`` (a pure function of the description, from the planner)
         names what to profile; the profile query runs only when it names something.
+        With ``cdc``, also the table's capture instances and the max LSN, read before
+        the caller's bulk read starts (the snapshot-to-CDC handoff, docs/cdc.md).
         """
         with self.connect() as connection:
             cursor = connection.cursor()
             description = self._describe(cursor, schema, table)
             options = _database_options(cursor)
+            instances: tuple[CaptureInstance, ...] = ()
+            max_lsn = None
+            if cdc and options.cdc_enabled:
+                instances = tuple(i for i in _capture_instances(cursor) if i.tracks(schema, table))
+                row = cursor.execute(queries.CDC_MAX_LSN).fetchone()
+                max_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
             wanted = list(profile_columns(description))
             profile: tuple[object, ...] = ()
             if wanted:
                 sql = queries.build_profile_select(schema, table, wanted)
                 profile = tuple(cursor.execute(sql).fetchone())
-        return TableFacts(description, options, profile)
+        return TableFacts(description, options, profile, max_lsn, instances)
+
+    # --------------------------------------------------------------------------- CDC
+    def capture_instances(self) -> list[CaptureInstance]:
+        """Every capture instance of the database (cdc.change_tables), with its source table."""
+        with self.connect() as connection:
+            return _capture_instances(connection.cursor())
+
+    def cdc_max_lsn(self) -> Lsn | None:
+        """sys.fn_cdc_get_max_lsn(): the newest LSN the capture job has processed (None: CDC is off)."""
+        with self.connect() as connection:
+            row = connection.cursor().execute(queries.CDC_MAX_LSN).fetchone()
+        return None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
+
+    def map_time_to_lsn(self, moment: dt.datetime) -> Lsn | None:
+        """The first LSN committed at or after ``moment`` (given in UTC; mapped in server time)."""
+        with self.connect() as connection:
+            cursor = connection.cursor()
+            offset = int(cursor.execute(queries.SERVER_UTC_OFFSET_MINUTES).fetchone()[0])
+            local = moment.astimezone(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(minutes=offset)
+            row = cursor.execute(queries.MAP_TIME_TO_LSN, local).fetchone()
+        return None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
+
+    def cdc_probe(self, froms: Mapping[str, Lsn]) -> CdcProbe:
+        """One batch for all ``froms`` (capture instance -> first LSN wanted): max LSN, min LSNs,
+        and the first change of each instance in ``[from, max]``."""
+        names = sorted(froms)
+        params: list[object] = []
+        for name in names:
+            params += [name, name, froms[name].to_bytes()]
+        with self.connect() as connection:
+            cursor = connection.cursor().execute(queries.build_cdc_probe(names), *params)
+            row = cursor.fetchone()
+            if row is None or row[0] is None:
+                raise CdcNotEnabled(
+                    f"CDC is not enabled on database {self.database} of source '{self.source_name}': run "
+                    "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+            max_lsn = Lsn.from_bytes(bytes(row[0]))
+            probes: dict[str, InstanceProbe] = {}
+            if names and cursor.nextset():
+                for name, min_lsn, first in cursor.fetchall():
+                    probes[str(name)] = InstanceProbe(
+                        str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
+                        None if first is None else Lsn.from_bytes(bytes(first)), froms[str(name)])
+        return CdcProbe(max_lsn, probes)
+
+    def change_facts(
+        self,
+        window: ChangeWindow,
+        *,
+        profile_columns: Callable[[TableDescription], Sequence[queries.ProfileColumn]] = lambda _: (),
+        source: tuple[str, str] | None = None,
+    ) -> TableFacts:
+        """The captured columns of a capture instance (types from its change table) and, when the
+        plan needs it, a profile of the window's rows; one connection. With ``source``
+        (schema, table), the description's primary key is the source table's."""
+        with self.connect() as connection:
+            cursor = connection.cursor()
+            key: tuple[str, ...] = ()
+            if source is not None:
+                key = tuple(str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, *source).fetchall())
+            captured = [str(r[0]) for r in cursor.execute(queries.CAPTURED_COLUMNS, window.capture_instance).fetchall()]
+            if not captured:
+                raise CdcNotEnabled(
+                    f"capture instance {window.capture_instance} does not exist in database {self.database} of "
+                    f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md")
+            rows = cursor.execute(queries.TABLE_COLUMNS, "cdc", window.capture_instance + "_CT").fetchall()
+            by_name = {c.name.lower(): c for c in _columns_from_rows(rows)}
+            columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
+            description = TableDescription(TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key)
+            options = _database_options(cursor)
+            row = cursor.execute(queries.CDC_MIN_LSN, window.capture_instance).fetchone()
+            min_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
+            if min_lsn is not None and window.from_lsn < min_lsn:
+                return TableFacts(description, options, (), None, (), min_lsn)
+            wanted = list(profile_columns(description))
+            profile: tuple[object, ...] = ()
+            if wanted:
+                sql = queries.build_changes_profile(window.capture_instance, wanted)
+                cursor.execute(sql, window.from_lsn.hex, window.to_lsn.hex)
+                while cursor.description is None and cursor.nextset():
+                    pass
+                profile = tuple(cursor.fetchone())
+        return TableFacts(description, options, profile, None, (), min_lsn)
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -127,7 +128,7 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         column = description.column(profiled.name)
         assert column is not None
         if profiled.kind == "range":
-            minimum, maximum, sub_us = next(values), next(values), next(values)
+            minimum, maximum, sub_us = (cast(Any, next(values)) for _ in range(3))
             choices[column.name] = resolve_datetime2_choice(
                 column,
                 per_column[column.name],
@@ -138,7 +139,7 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
                 text_destination=options.text_destination,
             )
         else:
-            length = int(next(values) or 0)
+            length = int(cast(Any, next(values)) or 0)
             if column.is_text:
                 longest_text = max(longest_text, length * _TEXT_EXPANSION)
             else:

@@ -183,7 +183,7 @@ def test_the_reader_refuses_a_manifest_of_another_partition(tmp_path: Path) -> N
 
 
 def test_load_date_is_the_partitions_date_so_a_rerun_on_another_day_replaces_it(tmp_path: Path) -> None:
-    manager = _manager(tmp_path, path_template="$sourceTableName/$loadDate/$partitionKey")
+    manager = _manager(tmp_path, path_template="$sourceTableShortName/$loadDate/$partitionKey")
     key, partition = AssetKey(["t", "dbo", "Orders"]), "2026-01-05T101500Z-full-rabc123"
     for rows in (3, 1):
         manager.write_stream(_stream(numbered_table(rows), partition), asset_key=key, partition_key=partition,
@@ -195,7 +195,7 @@ def test_load_date_is_the_partitions_date_so_a_rerun_on_another_day_replaces_it(
 
 
 def test_a_rerun_into_another_directory_removes_the_previous_copy(tmp_path: Path) -> None:
-    manager = _manager(tmp_path, path_template="customer=$customer/$sourceTableName/$partitionKey")
+    manager = _manager(tmp_path, path_template="customer=$customer/$sourceTableShortName/$partitionKey")
     key = AssetKey(["t", "dbo", "Orders"])
     manager.write_stream(_stream(numbered_table(3), "p1", customer="41"), asset_key=key, partition_key="p1",
                          run_id="run1")

@@ -44,7 +44,8 @@ def orders(context: AssetExecutionContext) -> TableStream:
         batches=iter(data.to_batches(max_chunksize=2)),
         partition_key=context.partition_key,
         estimated_rows=3,
-        variables={"sourceDatabaseName": "sales", "sourceSchemaName": "dbo", "sourceTableName": "orders",
+        variables={"sourceDatabaseName": "sales", "sourceSchemaName": "dbo", "sourceTableName": "dbo.orders",
+                   "sourceTableShortName": "orders",
                    "partitionKey": context.partition_key, "tenant": "acme"},
         source_types={"id": "int", "key": "nvarchar(20)"},
     )
@@ -81,7 +82,7 @@ def _materialization_metadata(result: Any, key: AssetKey) -> dict[str, Any]:
 def s3_manager(moto_s3: MotoS3, s3_bucket: str, s3_credentials: S3Credentials) -> S3IOManager:
     return S3IOManager(
         url=f"s3://{s3_bucket}/lake",
-        path_template="data/$tenant/$sourceTableName/$partitionKey",
+        path_template="data/$tenant/$sourceTableShortName/$partitionKey",
         endpoint_url=moto_s3.endpoint_url,
         access_key_id_env=s3_credentials.key_id_env,
         secret_access_key_env=s3_credentials.secret_env,

@@ -60,8 +60,9 @@ def test_errors_inside_transaction_keep_it_open(session: Any) -> None:
     run(session, "CREATE TABLE t (k nvarchar(5) NOT NULL PRIMARY KEY, v int)")
     run(session, "BEGIN TRAN INSERT INTO t VALUES ('a', 1)")
     for bad, number in (("INSERT INTO t VALUES ('A', 2)", 2627), ("INSERT INTO t VALUES (NULL, 2)", 515),
-                        ("INSERT INTO t VALUES ('toolong', 2)", 2628), ("SELECT CAST('x' AS int)", 245),
-                        ("INSERT INTO t VALUES ('b', 'x')", 245), ("SELECT nope FROM t", 207), ("SELECT * FROM nope", 208)):
+                        ("INSERT INTO t VALUES ('toolong', 2)", 2628), ("SELECT 1 / 0", 8134),
+                        ("INSERT INTO t VALUES ('b', 3000000000)", 8115), ("SELECT nope FROM t", 207),
+                        ("SELECT * FROM nope", 208)):  # statement-level errors (conversion errors end the transaction)
         with pytest.raises(SqlServerError) as e:
             rows(session, bad) if bad.startswith("SELECT") else run(session, bad)
         assert e.value.number == number, bad

@@ -184,11 +184,11 @@ def test_statement_error_after_enabling_cdc_in_a_transaction_keeps_the_change_ta
         "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'parts', @role_name = NULL;"
         "INSERT INTO dbo.parts VALUES (1, N'a');"
         "INSERT INTO dbo.parts VALUES (1, N'dup');"  # 2627, checked before DuckDB writes
-        "SELECT CAST(N'abc' AS int);"  # fails inside DuckDB: the session rolls back and replays
+        "SELECT 1 / 0;"  # 8134 fails inside DuckDB: the session rolls back and replays
         "INSERT INTO dbo.parts VALUES (2, N'b');"
         "UPDATE dbo.parts SET name = N'c' WHERE id = 2;"
         "COMMIT"))
-    assert errors == [2627, 245]
+    assert errors == [2627, 8134]
     assert not session.in_transaction
     assert result(session, "SELECT id, name FROM dbo.parts ORDER BY id")[1] == [
         {"id": 1, "name": "a"}, {"id": 2, "name": "c"}]
@@ -211,8 +211,8 @@ def test_cdc_enabled_in_a_transaction_survives_statement_errors_through_driver_1
         conn.execute("INSERT INTO dbo.parts VALUES (1, N'a')")
         with pytest.raises(pyodbc.IntegrityError, match="2627"):
             conn.execute("INSERT INTO dbo.parts VALUES (1, N'dup')")
-        with pytest.raises(pyodbc.Error, match="245"):
-            conn.execute("SELECT CAST(N'abc' AS int)").fetchall()
+        with pytest.raises(pyodbc.Error, match="8134"):  # statement-level: the transaction goes on
+            conn.execute("SELECT 1 / 0").fetchall()
         conn.execute("INSERT INTO dbo.parts VALUES (2, N'b')")
         conn.execute("COMMIT")
         wait_for_lsn_after(conn, None)
@@ -254,19 +254,19 @@ def test_one_row_inserts_keep_sql_server_checks(session: Any, explicit: bool) ->
         _insert_row(session, "A", "y", None, None),  # same key under the case-insensitive collation
         _insert_row(session, "b", None, None, None),
         _insert_row(session, "c", "toolong", None, None),
-        _insert_row(session, "d", "z", Decimal("12345.6"), None),  # too big for decimal(6,2): 245 here, 8115 on SQL Server
-        _insert_row(session, "e", "w", "abc", None),  # not convertible
+        _insert_row(session, "d", "z", Decimal("12345.6"), None),  # too big for decimal(6,2): 8115
         _insert_row(session, "f", "v", 7, None),
     ]
-    assert outcomes == [None, 2627, 515, 2628, 245, 245, None]
+    assert outcomes == [None, 2627, 515, 2628, 8115, None]
     got = result(session, "SELECT id, k, name, amount, stamp FROM dbo.r ORDER BY k")[1]  # reads the buffered rows
     assert [(r["k"], r["name"], r["amount"], r["stamp"]) for r in got] == [
         ("a", "x", Decimal("1.01"), "2024-05-30 01:02:03.4567890"), ("f", "v", Decimal("7.00"), None)]
     assert got[0]["id"] < got[1]["id"]
-    if explicit:
-        assert _insert_row(session, "g", "u", None, None) is None
-        run(session, "ROLLBACK")
-        assert result(session, "SELECT COUNT(*) AS n FROM dbo.r")[1] == [{"n": 0}]
+    # not convertible: 8114 ends the batch and, inside BEGIN TRAN, rolls the transaction back
+    assert _insert_row(session, "e", "w", "abc", None) == 8114
+    assert not session.in_transaction
+    left = result(session, "SELECT k FROM dbo.r ORDER BY k")[1]
+    assert [r["k"] for r in left] == ([] if explicit else ["a", "f"])
 
 
 def test_buffered_rows_are_captured_and_committed_once(engine: DuckDbEngine, session: Any) -> None:

@@ -34,7 +34,7 @@ def test_unknown_database_fails_the_login(server: DoubleServer) -> None:
         pyodbc.connect(conn_str(server, database="no_such_db"), timeout=10)
 
 
-@pytest.mark.parametrize("encrypt, mode", [("no", "none"), ("optional", "none"), ("yes", "full"),
+@pytest.mark.parametrize("encrypt, mode", [("no", "login-only"), ("optional", "login-only"), ("yes", "full"),
                                            ("mandatory", "full")])
 def test_driver18_encryption_modes(server: DoubleServer, encrypt: str, mode: str) -> None:
     with pyodbc.connect(conn_str(server, encrypt=encrypt), autocommit=True, timeout=10) as conn:
@@ -50,11 +50,11 @@ def test_packet_size_from_login_is_used(server: DoubleServer, extra: str, size: 
     assert {m for _app, kind, m in server.traffic if kind == "packet_size"} == {size}
 
 
-def test_login_only_encryption_when_server_offers_it(stub_engine: StubEngine) -> None:
-    with DoubleServer(stub_engine, login_encryption=True) as srv:
+def test_no_encryption_when_the_server_is_configured_without_it(stub_engine: StubEngine) -> None:
+    with DoubleServer(stub_engine, login_encryption=False) as srv:
         with pyodbc.connect(conn_str(srv, encrypt="no"), autocommit=True, timeout=10) as conn:
             assert conn.cursor().execute(SMALL_SQL).fetchone().i == 1
-        assert {m for _app, kind, m in srv.traffic if kind == "encryption"} == {"login-only"}
+        assert {m for _app, kind, m in srv.traffic if kind == "encryption"} == {"none"}
 
 
 def test_freetds_with_required_encryption(server: DoubleServer) -> None:

@@ -111,3 +111,18 @@ def test_reply_writer_splits_into_full_packets_with_one_eom() -> None:
     assert all(len(p[2]) == 504 for p in packets[:-1]) and 0 < len(packets[-1][2]) <= 504
     assert [p[1] & 0x01 for p in packets] == [0] * (len(packets) - 1) + [1]
     assert HEADER.size == 8
+
+
+def test_a_value_longer_than_its_declared_column_is_refused_not_sent() -> None:
+    """nvarchar(3) holds 3 UTF-16 code units: 'a😀b' (4 units) would desynchronise the client's reader."""
+    import pytest
+
+    from dtaas_dagster_tests.sqlserver_double.tds.rowencode import encode_rows
+
+    fits = pa.record_batch([pa.array(["a😀", "abc"])], names=["v"])
+    assert len(encode_rows(fits, [SqlType("nvarchar", 3)])) > 0
+    too_long = pa.record_batch([pa.array(["abc", "a😀b"])], names=["v"])
+    with pytest.raises(ValueError, match="nvarchar value of 8 bytes does not fit the declared nvarchar"):
+        encode_rows(too_long, [SqlType("nvarchar", 3)])
+    with pytest.raises(ValueError, match="varchar value of 9001 bytes"):
+        encode_rows(pa.record_batch([pa.array(["x" * 9001])], names=["v"]), [SqlType("varchar", 8000)])

@@ -120,6 +120,8 @@ class SqlServerError(Exception):
         self.severity = severity
         self.state = state
         self.aborts_batch = aborts_batch
+        # ENVCHANGEs the error caused (a transaction rolled back by a batch-aborting error)
+        self.env_changes: list[tuple] = []
 
 
 def not_supported(statement: str) -> SqlServerError:

@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 class DoubleServer:
     """A TDS server in front of an :class:`~.engine_api.Engine`.
 
-    ``login_encryption=True`` answers a client that offers ENCRYPT_OFF with OFF
-    (TLS for the LOGIN7 packet only, as SQL Server does); by default such a
-    client gets NOT_SUP and the whole connection is plain TCP.
+    A client that offers ENCRYPT_OFF gets OFF back, as from SQL Server (which
+    always has a certificate): TLS for the LOGIN7 packet only, plain TCP after
+    it. Clients that stop when the answer is NOT_SUP (tiberius, so connectorx
+    with ``encrypt=false``, waits for a TLS handshake that never comes) work
+    this way. ``login_encryption=False`` answers NOT_SUP instead (no TLS at all).
     """
 
     def __init__(
@@ -34,7 +36,7 @@ class DoubleServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        login_encryption: bool = False,
+        login_encryption: bool = True,
         max_packet_size: int = 32767,
     ) -> None:
         self.engine = engine

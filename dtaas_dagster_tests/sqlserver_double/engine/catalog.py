@@ -17,6 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..engine_api import SqlServerError, SqlType
+from .dialect import quote_duck
 
 _object_ids = itertools.count(245575913, 16)
 
@@ -58,7 +59,7 @@ class Table:
     @property
     def duck_name(self) -> str:
         """Fully quoted DuckDB name: "db_sales"."dbo"."orders"."""
-        return f'"{self.database.duck_name}"."{self.schema}"."{self.name}"'
+        return ".".join(quote_duck(part) for part in (self.database.duck_name, self.schema, self.name))
 
     def column(self, name: str) -> Column | None:
         lowered = name.lower()

@@ -14,6 +14,7 @@ from sqlglot import exp
 from ..engine_api import Param, SqlServerError, StatementResult, not_supported
 from . import types as T
 from .catalog import Column, Database, KeyConstraint, Table
+from .dialect import quote_duck
 
 
 def _target(session: Any, table: exp.Table) -> tuple[Database, str, str]:
@@ -52,9 +53,9 @@ def create_table(session: Any, db: Database, schema: str, name: str, columns: li
                 col = table.require_column(col_name)
                 if key.primary:
                     col.type = T.SqlType(col.type.name, col.type.length, col.type.precision, col.type.scale, False)
-        cols_sql = ", ".join(f'"{c.name}" {T.storage_type(c.type)}' for c in columns)
+        cols_sql = ", ".join(f"{quote_duck(c.name)} {T.storage_type(c.type)}" for c in columns)
         with session.autocommit_scope():
-            session.write(f'CREATE SCHEMA IF NOT EXISTS "{db.duck_name}"."{schema}"')
+            session.write(f"CREATE SCHEMA IF NOT EXISTS {quote_duck(db.duck_name)}.{quote_duck(schema)}")
             session.write(f"CREATE TABLE {table.duck_name} ({cols_sql})")
         db.tables[(schema.lower(), name.lower())] = table
     return table
@@ -205,7 +206,7 @@ def _alter_action(session: Any, table: Table, action: exp.Expression, text: str)
             raise SqlServerError(2705, f"Column names in each table must be unique. Column name '{col.name}' in table '{table.name}' is specified more than once.")
         if key or (not col.type.nullable and col.default_sql is None and not col.identity):
             raise not_supported(f"ALTER TABLE ADD with key or NOT NULL without default: {text[:120]}")
-        session.write(f'ALTER TABLE {table.duck_name} ADD COLUMN "{col.name}" {T.storage_type(col.type)}')
+        session.write(f"ALTER TABLE {table.duck_name} ADD COLUMN {quote_duck(col.name)} {T.storage_type(col.type)}")
         table.columns.append(col)
     elif isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN":
         for target in _dropped_columns(action):
@@ -213,7 +214,7 @@ def _alter_action(session: Any, table: Table, action: exp.Expression, text: str)
     elif isinstance(action, exp.AlterColumn) and action.args.get("dtype") is not None:
         col = table.require_column(action.this.name)
         new = T.from_datatype(action.args["dtype"])
-        session.write(f'ALTER TABLE {table.duck_name} ALTER COLUMN "{col.name}" TYPE {T.storage_type(new)}')
+        session.write(f"ALTER TABLE {table.duck_name} ALTER COLUMN {quote_duck(col.name)} TYPE {T.storage_type(new)}")
         col.type = T.SqlType(new.name, new.length, new.precision, new.scale, col.type.nullable)
     else:
         raise not_supported(f"ALTER TABLE action {action.sql('tsql')}")
@@ -235,5 +236,5 @@ def _drop_column(session: Any, table: Table, name: str) -> None:
     if len(table.columns) == 1:
         raise SqlServerError(4923, f"ALTER TABLE DROP COLUMN failed because '{col.name}' is the only data column "
                              f"in table '{table.name}'. A table must have at least one data column.")
-    session.write(f'ALTER TABLE {table.duck_name} DROP COLUMN "{col.name}"')
+    session.write(f"ALTER TABLE {table.duck_name} DROP COLUMN {quote_duck(col.name)}")
     table.columns.remove(col)

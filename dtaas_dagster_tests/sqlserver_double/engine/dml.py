@@ -22,6 +22,8 @@ from sqlglot import exp
 from ..engine_api import Param, SqlServerError, StatementResult, not_supported
 from . import types as T
 from .catalog import Column, Table
+from .conversion_errors import conversion_error
+from .dialect import duck_sql, quote_duck
 from .translate import Translator
 
 STAGE = "__dml_stage"
@@ -74,9 +76,9 @@ def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) 
     if isinstance(source, exp.Values):
         width = len(source.expressions[0].expressions)
         alias = exp.TableAlias(this=exp.to_identifier("src"), columns=[exp.to_identifier(f"c{i}") for i in range(width)])
-        source_sql = tr.expression_tree(exp.select("*").from_(exp.Values(expressions=source.expressions, alias=alias))).sql("duckdb")
+        source_sql = duck_sql(tr.expression_tree(exp.select("*").from_(exp.Values(expressions=source.expressions, alias=alias))))
     elif isinstance(source, (exp.Select, exp.Union)):
-        source_sql = tr.expression_tree(source).sql("duckdb")
+        source_sql = duck_sql(tr.expression_tree(source))
         width = len(columns)
     else:
         raise not_supported(text[:200])
@@ -129,16 +131,17 @@ def stage_rows(session: Any, table: Table, columns: list[Column], source_sql: st
     parts = []
     for i, col in enumerate(columns):
         conv = T.conversion_sql(f'src."s{i}"', col.type)
-        parts.append(f'{conv} AS "{col.name}"')
+        parts.append(f'{conv} AS {quote_duck(col.name)}')
         parts.append(f'(src."s{i}" IS NOT NULL AND {conv} IS NULL) AS "__bad{i}"')
         parts.append(f'CAST(src."s{i}" AS VARCHAR) AS "__raw{i}"')
+        parts.append(f'typeof(src."s{i}") AS "__type{i}"')
     sql = f"SELECT {', '.join(parts)} FROM ({source_sql}) AS src({names})"
     data = session.cursor.execute(sql, bind).to_arrow_table()
     for i, col in enumerate(columns):
         bad = data.column(f"__bad{i}")
         if pc.any(bad).as_py():
             raw = pc.filter(data.column(f"__raw{i}"), bad)[0].as_py()
-            raise SqlServerError(245, f"Conversion failed when converting the value '{raw}' to data type {T.type_text(col.type)}.")
+            raise conversion_error(raw, data.column(f"__type{i}")[0].as_py(), col.type)
     return data.select([c.name for c in columns])
 
 
@@ -188,7 +191,7 @@ def _default(session: Any, col: Column, n: int) -> pa.ChunkedArray | pa.Array:
     tr = Translator(session, {})
     from .translate import parse
 
-    expr = tr.expression_tree(parse(f"SELECT {col.default_sql}")).sql("duckdb")
+    expr = duck_sql(tr.expression_tree(parse(f"SELECT {col.default_sql}")))
     conv = T.conversion_sql("d.v", col.type)
     value = session.cursor.execute(f"SELECT {conv} FROM ({expr}) AS d(v)", tr.bind).to_arrow_table().column(0)
     if col.type.name == "uniqueidentifier" or "newid" in col.default_sql.lower():
@@ -206,7 +209,10 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
         limit = col.type.length
         if limit is None or limit < 0 or not (col.type.name in T.STRING_TYPES or col.type.name in T.BINARY_TYPES):
             continue
-        lengths = pc.binary_length(data) if col.type.name in T.BINARY_TYPES else pc.utf8_length(data)
+        if col.type.name in T.BINARY_TYPES:
+            lengths = pc.binary_length(data)
+        else:  # n-types count UTF-16 code units, as SQL Server does
+            lengths = T.utf16_length(data) if col.type.name in ("nchar", "nvarchar") else pc.utf8_length(data)
         too_long = pc.greater(lengths, limit)
         if pc.any(too_long).as_py():
             value = pc.filter(data, too_long)[0].as_py()
@@ -215,11 +221,12 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
 
 
 def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Array | None) -> None:
-    """Primary key / unique violations (2627), compared case-insensitively like the collation."""
+    """Primary key / unique violations (2627), compared like the collation compares: case-insensitively
+    and without trailing blanks (``'a'`` and ``'a '`` are the same key)."""
     for key in table.keys:
-        cols = ", ".join(f'"{c}"' for c in key.columns)
-        on = " AND ".join(f's."{c}" = t."{c}"' for c in key.columns)
-        not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in key.columns)
+        cols = ", ".join(key_value(table, c) for c in key.columns)
+        on = " AND ".join(f"{key_value(table, c, 's')} = {key_value(table, c, 't')}" for c in key.columns)
+        not_null = " AND ".join(f"{quote_duck(c)} IS NOT NULL" for c in key.columns)
         session.cursor.register(STAGE, rows)
         try:
             dup = session.cursor.execute(
@@ -230,7 +237,7 @@ def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Ar
                 if exclude_rowids is not None:
                     session.cursor.register("__dml_excl", pa.table({"r": exclude_rowids}))
                 dup = session.cursor.execute(
-                    f"SELECT {', '.join('s.' + repr(c).replace(chr(39), chr(34)) for c in key.columns)} FROM {STAGE} s "
+                    f"SELECT {', '.join('s.' + quote_duck(c) for c in key.columns)} FROM {STAGE} s "
                     f"JOIN {table.duck_name} t ON {on} {exclude} LIMIT 1").fetchall()
                 dup = dup[0] if dup else None
         finally:
@@ -241,10 +248,16 @@ def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Ar
             raise SqlServerError(2627, f"Violation of {kind} constraint '{key.name}'. Cannot insert duplicate key in object '{table.schema}.{table.name}'. The duplicate key value is ({shown}).")
 
 
+def key_value(table: Table, column: str, alias: str | None = None) -> str:
+    """DuckDB SQL of a key column as keys compare: strings without their trailing blanks."""
+    ref = f"{alias}.{quote_duck(column)}" if alias else quote_duck(column)
+    return f"rtrim({ref})" if table.require_column(column).type.name in T.STRING_TYPES else ref
+
+
 # -- UPDATE / DELETE --------------------------------------------------------------------
 def _where(tr: Translator, node: exp.Expression) -> str:
     where = node.args.get("where")
-    return f"WHERE {tr.expression_tree(where.this).sql('duckdb')}" if where is not None else ""
+    return f"WHERE {duck_sql(tr.expression_tree(where.this))}" if where is not None else ""
 
 
 def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) -> StatementResult:
@@ -252,26 +265,30 @@ def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) 
         raise not_supported(f"UPDATE ... FROM: {text[:120]}")
     tr = Translator(session, params)
     table = _table(session, tr, node.this)
-    alias = f'"{node.this.alias or node.this.name}"'
+    alias = quote_duck(node.this.alias or node.this.name)
     sets: list[tuple[Column, str]] = []
     for assignment in node.expressions:
         col = table.require_column(assignment.this.name)
         if col.identity:
             raise SqlServerError(8102, f"Cannot update identity column '{col.name}'.")
-        value = tr.expression_tree(assignment.expression).sql("duckdb")
+        value = duck_sql(tr.expression_tree(assignment.expression))
         sets.append((col, value))
     where = _where(tr, node)
     for name, data in tr.registrations.items():
         session.cursor.register(name, data)
-    before_cols = ", ".join(f'{alias}."{c.name}"' for c in table.columns)
-    new_cols = ", ".join(f"{T.conversion_sql(v, c.type)} AS \"__new_{c.name}\", ({v}) IS NOT NULL AND "
-                         f"{T.conversion_sql(v, c.type)} IS NULL AS \"__bad_{c.name}\"" for c, v in sets)
+    before_cols = ", ".join(f"{alias}.{quote_duck(c.name)}" for c in table.columns)
+    new_cols = ", ".join(f"{T.conversion_sql(v, c.type)} AS {quote_duck('__new_' + c.name)}, ({v}) IS NOT NULL AND "
+                         f"{T.conversion_sql(v, c.type)} IS NULL AS {quote_duck('__bad_' + c.name)}, "
+                         f"CAST(({v}) AS VARCHAR) AS {quote_duck('__raw_' + c.name)}, "
+                         f"typeof({v}) AS {quote_duck('__type_' + c.name)}" for c, v in sets)
     sql = (f"SELECT {alias}.rowid AS __rowid, {before_cols}, {new_cols} "
            f"FROM {table.duck_name} AS {alias} {where}")
     data = session.cursor.execute(sql, tr.bind).to_arrow_table()
     for col, _ in sets:
-        if pc.any(data.column(f"__bad_{col.name}")).as_py():
-            raise SqlServerError(245, f"Conversion failed when converting a value to data type {T.type_text(col.type)}.")
+        bad = data.column(f"__bad_{col.name}")
+        if pc.any(bad).as_py():
+            raw = pc.filter(data.column(f"__raw_{col.name}"), bad)[0].as_py()
+            raise conversion_error(raw, data.column(f"__type_{col.name}")[0].as_py(), col.type)
     before = data.select([c.name for c in table.columns])
     after = before
     for col, _ in sets:
@@ -282,7 +299,7 @@ def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) 
     if any(set(k.columns) & touched for k in table.keys):
         check_keys(session, table, after, exclude_rowids=data.column("__rowid"))
     stage = after.append_column("__rowid", data.column("__rowid"))
-    assignments = ", ".join(f'"{c.name}" = {STAGE}."{c.name}"' for c, _ in sets)
+    assignments = ", ".join(f"{quote_duck(c.name)} = {STAGE}.{quote_duck(c.name)}" for c, _ in sets)
     with session.autocommit_scope() as txn:
         if data.num_rows:
             session.write(f"UPDATE {table.duck_name} SET {assignments} FROM {STAGE} "
@@ -298,11 +315,11 @@ def delete(session: Any, node: exp.Delete, params: dict[str, Param], text: str) 
         raise not_supported(f"DELETE ... FROM join: {text[:120]}")
     tr = Translator(session, params)
     table = _table(session, tr, node.this)
-    alias = f'"{node.this.alias or node.this.name}"'
+    alias = quote_duck(node.this.alias or node.this.name)
     where = _where(tr, node)
     for name, data in tr.registrations.items():
         session.cursor.register(name, data)
-    cols = ", ".join(f'{alias}."{c.name}"' for c in table.columns)
+    cols = ", ".join(f"{alias}.{quote_duck(c.name)}" for c in table.columns)
     data = session.cursor.execute(
         f"SELECT {alias}.rowid AS __rowid, {cols} FROM {table.duck_name} AS {alias} {where}", tr.bind).to_arrow_table()
     with session.autocommit_scope() as txn:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ..engine_api import Param
 
-_IDENT = r'(?:\[(?:[^\]]|\]\])+\]|"[^"]+"|[A-Za-z_#][\w@#$]*)'
+_IDENT = r'(?:\[(?:[^\]]|\]\])+\]|"(?:[^"]|"")+"|[A-Za-z_#][\w@#$]*)'
 _HEADER = re.compile(
     rf"\s*INSERT\s+(?:INTO\s+)?(?P<table>{_IDENT}(?:\s*\.\s*{_IDENT}){{0,2}})\s*"
     rf"(?:\(\s*(?P<cols>{_IDENT}(?:\s*,\s*{_IDENT})*)\s*\)\s*)?VALUES\s*", re.I)
@@ -52,7 +52,9 @@ def _unquote(name: str) -> str:
     name = name.strip()
     if name.startswith("["):
         return name[1:-1].replace("]]", "]")
-    return name.strip('"')
+    if name.startswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 def _split_name(text: str) -> list[str]:

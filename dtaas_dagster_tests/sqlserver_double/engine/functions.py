@@ -41,7 +41,7 @@ def _anon(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _supplementary_chars(x: exp.Expression) -> exp.Expression:
+def supplementary_chars(x: exp.Expression) -> exp.Expression:
     """Characters outside the BMP (two UTF-16 code units each)."""
     kept = _anon("regexp_replace", x, exp.Literal.string("[^\\x{10000}-\\x{10FFFF}]"),
                  exp.Literal.string(""), exp.Literal.string("g"))
@@ -58,7 +58,7 @@ def datalength(arg: exp.Expression, t: SqlType | None) -> exp.Expression:
         fixed = T.max_length_bytes(t)
         return exp.Case(ifs=[exp.If(this=exp.Is(this=arg, expression=exp.Null()), true=exp.Null())],
                         default=exp.Literal.number(fixed))
-    units = exp.Add(this=_anon("length", arg), expression=_supplementary_chars(arg.copy()))
+    units = exp.Add(this=_anon("length", arg), expression=supplementary_chars(arg.copy()))
     return exp.Cast(this=exp.Mul(this=exp.Paren(this=units), expression=exp.Literal.number(2)),
                     to=exp.DataType.build("INTEGER"))
 
@@ -79,9 +79,26 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def _text7(value: dt.datetime) -> str:
+    """datetime2(7)'s storage text: 'YYYY-MM-DD HH:MM:SS.fffffff' (the clock has microseconds)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") + "0"
+
+
 def _sysutcdatetime(args: list[exp.Expression]) -> exp.Expression:
     """datetime2(7): the contract's 7-digit text form."""
-    return exp.Literal.string(_utc_now().strftime("%Y-%m-%d %H:%M:%S.%f") + "0")
+    return exp.Literal.string(_text7(_utc_now()))
+
+
+def _sysdatetime(args: list[exp.Expression]) -> exp.Expression:
+    """datetime2(7) of the server's local clock."""
+    return exp.Literal.string(_text7(dt.datetime.now()))
+
+
+def _sysdatetimeoffset(args: list[exp.Expression]) -> exp.Expression:
+    """datetimeoffset(7): local time and the server's UTC offset, '... +HH:MM' as stored."""
+    now = dt.datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return exp.Literal.string(f"{_text7(now.replace(tzinfo=None))} {offset[:3]}:{offset[3:]}")
 
 
 def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
@@ -89,12 +106,28 @@ def _getutcdate(args: list[exp.Expression]) -> exp.Expression:
     return exp.Cast(this=now, to=exp.DataType.build("TIMESTAMP"))
 
 
+def _parsename(args: list[exp.Expression]) -> exp.Expression:
+    """PARSENAME(name, part): part 1 object, 2 schema, 3 database, 4 server; brackets removed."""
+    if len(args) != 2:
+        raise SqlServerError(174, "The parsename function requires 2 argument(s).")
+    unbracketed = _anon("replace", _anon("replace", args[0], exp.Literal.string("["), exp.Literal.string("")),
+                        exp.Literal.string("]"), exp.Literal.string(""))
+    parts = _anon("list_reverse", _anon("string_split", unbracketed, exp.Literal.string(".")))
+    return _anon("list_extract", parts, args[1])
+
+
 _REWRITES: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
+    "parsename": _parsename,
     "sysutcdatetime": _sysutcdatetime,
+    "sysdatetime": _sysdatetime,
+    "sysdatetimeoffset": _sysdatetimeoffset,
     "getutcdate": _getutcdate,
 }
 RESULT_TYPES: dict[str, SqlType] = {
+    "parsename": SqlType("nvarchar", 128),
     "sysutcdatetime": SqlType("datetime2", scale=7),
+    "sysdatetime": SqlType("datetime2", scale=7),
+    "sysdatetimeoffset": SqlType("datetimeoffset", scale=7),
     "getutcdate": SqlType("datetime"),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine_api import SqlServerError, SqlType
+from .dialect import split_multipart
 
 _NV128 = SqlType("nvarchar", 128)
 
@@ -51,7 +52,16 @@ def function_value(session: Any, name: str, args: list[Any]) -> tuple[Any, SqlTy
         db = engine.databases.get(str(args[0]).lower()) if args else engine.database(session.database)
         return (db.database_id if db else None), SqlType("int")
     if name == "schema_name":
-        return "dbo", _NV128
+        if not args or args[0] is None:
+            return "dbo", _NV128
+        found = [n for n, i in engine.database(session.database).schemas.values() if i == args[0]]
+        return (found[0] if found else None), _NV128
+    if name == "schema_id":
+        schemas = engine.database(session.database).schemas
+        if not args or args[0] is None:
+            return schemas["dbo"][1], SqlType("int")
+        found = schemas.get(str(args[0]).strip("[]").lower())
+        return (found[1] if found else None), SqlType("int")
     if name in ("suser_sname", "suser_name", "user_name", "original_login", "system_user"):
         return session.user if name != "user_name" else "dbo", _NV128
     if name == "serverproperty":
@@ -85,7 +95,7 @@ def _server_property(engine: Any, prop: str) -> Any:
 
 
 def _object_id(session: Any, name: str) -> int | None:
-    parts = [p.strip("[]\"") for p in name.split(".")]
+    parts = split_multipart(name)
     if not parts or not parts[-1]:
         return None
     db = session.engine.databases.get((parts[-3] if len(parts) >= 3 else session.database).lower())

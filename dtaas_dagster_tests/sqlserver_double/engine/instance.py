@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..engine_api import SqlServerError, SqlType
 from .catalog import DEFAULT_SCHEMAS, Database
+from .dialect import quote_duck
 
 
 class NoopCdcManager:
@@ -84,6 +85,7 @@ class DuckDbEngine:
         self.databases: dict[str, Database] = {}
         self._database_ids = itertools.count(5)
         self._spids = itertools.count(51)
+        self._sessions: dict[int, Any] = {}
         for name, db_id in (("master", 1), ("tempdb", 2), ("model", 3), ("msdb", 4)):
             self.create_database(name, db_id)
         self.cdc = _make_cdc(self)
@@ -96,7 +98,19 @@ class DuckDbEngine:
         from .session import DuckDbSession
 
         db = self.database(database or "master")
-        return DuckDbSession(self, user, db.name, next(self._spids))
+        session = DuckDbSession(self, user, db.name, next(self._spids))
+        with self.lock:
+            self._sessions[session.spid] = session
+        return session
+
+    def open_sessions(self) -> list[Any]:
+        """The sessions not yet closed (for sys.dm_exec_sessions)."""
+        with self.lock:
+            return list(self._sessions.values())
+
+    def forget_session(self, spid: int) -> None:
+        with self.lock:
+            self._sessions.pop(spid, None)
 
     # -- databases -----------------------------------------------------------
     def database(self, name: str) -> Database:
@@ -130,7 +144,7 @@ class DuckDbEngine:
             if schema.lower() in db.schemas:
                 raise SqlServerError(2714, f"There is already an object named '{schema}' in the database.")
             db.schemas[schema.lower()] = (schema, 5 + len(db.schemas))
-            self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{db.duck_name}"."{schema}"')
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_duck(db.duck_name)}.{quote_duck(schema)}")
 
     def next_identity(self, table: Any, count: int) -> int:
         """Reserve ``count`` identity values; returns the first. Not rolled back, as in SQL Server."""

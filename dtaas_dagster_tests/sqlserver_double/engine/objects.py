@@ -65,3 +65,13 @@ def property_subquery(object_id: exp.Expression, prop: exp.Expression) -> exp.Ex
     if column is None:
         raise SqlServerError(102, f"not supported by the SQL Server double: OBJECTPROPERTY(..., '{prop.this}')")
     return _lookup(column, exp.EQ(this=exp.column("object_id"), expression=object_id))
+
+
+def schema_lookup(db: Database, argument: exp.Expression, *, by_id: bool) -> exp.Expression:
+    """SCHEMA_NAME(column) / SCHEMA_ID(column): a CASE over the database's schemas (NULL when unknown)."""
+    ifs = []
+    for name, schema_id in db.schemas.values():
+        key = exp.Literal.number(schema_id) if by_id else exp.Literal.string(name)
+        value = exp.Literal.string(name) if by_id else exp.Literal.number(schema_id)
+        ifs.append(exp.If(this=exp.EQ(this=argument.copy(), expression=key), true=value))
+    return exp.Case(ifs=ifs, default=exp.Null())

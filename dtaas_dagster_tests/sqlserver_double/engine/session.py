@@ -15,6 +15,7 @@ does not duplicate them.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from ..engine_api import Param, SqlServerError, SqlType, StatementResult
+from .conversion_errors import overflow_from_duckdb
+from . import aborts
 from .split import split_batch
 
 _descriptors = itertools.count(1)
@@ -83,12 +86,13 @@ class Variable:
 def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
     """Translate a DuckDB error into SQL Server's number and words."""
     text = str(e).split("\n")[0]
-    for marker, number in (("Divide by zero error", 8134), ("Conversion failed", 245),
+    for marker, number in (("Divide by zero error", 8134),
+                           ("Conversion failed when converting date and/or time", 241), ("Conversion failed", 245),
                            ("String or binary data", 2628), ("Arithmetic overflow", 8115)):
         if marker in text:
             return SqlServerError(number, text[text.index(marker):])
     if isinstance(e, duckdb.ConversionException):
-        return SqlServerError(245, f"Conversion failed: {text}")
+        return overflow_from_duckdb(text) or SqlServerError(245, f"Conversion failed: {text}")
     if isinstance(e, duckdb.BinderException) and "must appear in the GROUP BY" in text:
         name = text.split('"')[1] if '"' in text else "?"
         return SqlServerError(8120, f"Column '{name}' is invalid in the select list because it is not contained "
@@ -118,6 +122,7 @@ class DuckDbSession:
         self.user = user
         self.database = database
         self.spid = spid
+        self.login_time = dt.datetime.now()
         self.cursor = engine.con.cursor()
         self.txn: Transaction | None = None
         self.trancount = 0
@@ -178,6 +183,7 @@ class DuckDbSession:
         self._rollback()
 
     def close(self) -> None:
+        self.engine.forget_session(self.spid)
         if self.txn is not None:
             self._rollback()
         self.cursor.close()
@@ -308,7 +314,13 @@ class _StatementRunner:
     def __next__(self) -> StatementResult:
         from .statements import run_statement
 
-        return run_statement(self._session, next(self._statements), self._params)
+        statement = next(self._statements)
+        try:
+            return run_statement(self._session, statement, self._params)
+        except SqlServerError as error:
+            if aborts.apply(self._session, error).aborts_batch:
+                self._statements = iter(())  # SQL Server runs nothing more of this batch
+            raise
 
 
 class _Scope:

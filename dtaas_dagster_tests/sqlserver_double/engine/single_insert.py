@@ -31,6 +31,7 @@ import pyarrow as pa
 from ..engine_api import Param, StatementResult
 from . import types as T
 from .catalog import Column, Table
+from .dialect import quote_duck
 from .fast_insert import FastInsert
 
 
@@ -89,6 +90,8 @@ def _string(t: T.SqlType) -> Converter:
     def convert(v: Any) -> Any:
         if not isinstance(v, str) or (limit is not None and len(v) > limit):
             raise Fallback
+        if not v.isascii() and any(ord(c) > 0xFFFF for c in v):
+            raise Fallback  # two UTF-16 code units each: the general path counts and pads them
         return v.ljust(limit) if pad and limit else v
     return convert
 
@@ -170,11 +173,18 @@ def build_plan(table: Table, columns: list[Column]) -> RowPlan | None:
         converters.append(conv)
     names = [c.name for c in table.columns]
     marks = ", ".join(f"${i + 1}" for i in range(len(names)))
-    guards = [" AND ".join(f'"{c}" = ${names.index(_column_name(table, c)) + 1}' for c in key.columns)
+    guards = [" AND ".join(_key_guard(table, c, names.index(_column_name(table, c)) + 1) for c in key.columns)
               for key in table.keys]
     where = " AND ".join(f"NOT EXISTS (SELECT 1 FROM {table.duck_name} WHERE {g})" for g in guards)
     sql = f"INSERT INTO {table.duck_name} SELECT {marks}" + (f" WHERE {where}" if where else "")
     return RowPlan(table, list(table.columns), positions, converters, sql)
+
+
+def _key_guard(table: Table, column: str, mark: int) -> str:
+    """``key = $n``, strings compared without trailing blanks as the collation compares them."""
+    if table.require_column(column).type.name in T.STRING_TYPES:
+        return f"rtrim({quote_duck(column)}) = rtrim(${mark})"
+    return f"{quote_duck(column)} = ${mark}"
 
 
 def _column_name(table: Table, name: str) -> str:
@@ -259,7 +269,7 @@ class PendingRows:
 
 
 def _normal(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(v.lower() if isinstance(v, str) else v for v in values)  # the nocase collation
+    return tuple(v.lower().rstrip(" ") if isinstance(v, str) else v for v in values)  # as the collation compares
 
 
 def _start(session: Any, plan: RowPlan) -> PendingRows:
@@ -267,7 +277,7 @@ def _start(session: Any, plan: RowPlan) -> PendingRows:
     names = [c.name.lower() for c in table.columns]
     keys = []
     for key in table.keys:
-        cols = ", ".join(f'"{_column_name(table, c)}"' for c in key.columns)
+        cols = ", ".join(quote_duck(_column_name(table, c)) for c in key.columns)
         held = session.cursor.execute(f"SELECT DISTINCT {cols} FROM {table.duck_name}").fetchall()
         keys.append(([names.index(c.lower()) for c in key.columns], {_normal(tuple(r)) for r in held}))
     return PendingRows(plan, [], keys)

@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from ..engine_api import Param, ResultColumn, ResultSet, SqlServerError, SqlType, StatementResult, not_supported
 from . import types as T
-from . import fast_insert
+from . import aborts, fast_insert
 from .session import DuckDbSession, Variable, map_duckdb_error
 from .translate import Translator, parse
 
@@ -147,10 +147,10 @@ def _converted(session: DuckDbSession, reader: pa.RecordBatchReader, columns: li
             arrays = [T.to_contract(batch.column(i), c.type) if not pa.types.is_null(batch.column(i).type)
                       else pa.nulls(batch.num_rows, T.arrow_type(c.type)) for i, c in enumerate(columns)]
             yield pa.RecordBatch.from_arrays(arrays, names=names)
-    except duckdb.Error as e:
+    except duckdb.Error as e:  # raised while the rows stream: the batch may end here too
         if session.in_transaction:
             session.recover()
-        raise map_duckdb_error(e) from e
+        raise aborts.apply(session, map_duckdb_error(e)) from e
     finally:
         for name in registered:
             try:

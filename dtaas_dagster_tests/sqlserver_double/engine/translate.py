@@ -13,29 +13,35 @@ Steps, all on the sqlglot AST (never on text):
    globals, ``SCOPE_IDENTITY()``, ``DB_NAME()``, ``SERVERPROPERTY()``,
    ``OBJECT_ID()`` and the CDC scalar functions are evaluated here and bound;
 4. *rewrite semantics*: int/int truncating division, division-by-zero error
-   8134, CAST(float AS int) truncation, ``+`` on strings, LEN ignoring trailing
-   blanks, DATALENGTH in bytes, ``*`` expanded from the catalog so every result
-   column keeps its declared type.
+   8134, ``+`` on strings and the 8,000-byte limit (``strings.py``), LEN
+   ignoring trailing blanks, DATALENGTH in bytes, string comparisons ignoring
+   trailing blanks (``comparisons.py``), CAST/CONVERT with styles and lengths
+   (``casts.py``, ``datestyles.py``), date/time precision (``temporal.py``),
+   ``*`` expanded from the catalog and from derived tables/CTEs so every
+   result column keeps its declared type.
+
+Parsing (``dialect.parse``) uses sqlglot's T-SQL without the keywords SQL
+Server does not have; DuckDB SQL is written with every identifier quoted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.tsql import TSQL
-from sqlglot.tokens import TokenType
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
 from . import functions as F
+from . import casts, datestyles, temporal
 from . import objects as O
+from . import strings as S
 from . import types as T
 from .catalog import Column, Table
+from .comparisons import COMPARISONS, ignore_trailing_blanks
+from .dialect import duck_sql, parse
 from .functions import is_constant_function
 
 ALLOWED: tuple[type, ...] = (
@@ -93,9 +99,28 @@ class Translator:
             self._resolve_table(table)
         self._strip_column_qualifiers(node)
         root = node.transform(self._rewrite_values)
-        for select in list(root.find_all(exp.Select)):
+        for select in [n for n in reversed(list(root.dfs())) if isinstance(n, exp.Select)]:  # innermost first
             self._expand_star(select)
+            self._register_derived(select)
         return self._semantics_bottom_up(root)
+
+    def _register_derived(self, select: exp.Select) -> None:
+        """A derived table or CTE gets a typed scope entry, so ``SELECT * FROM (...) AS t`` keeps its types."""
+        query: exp.Expression = select
+        while isinstance(query.parent, (exp.Union, exp.Except, exp.Intersect)) and query.parent.this is query:
+            query = query.parent
+        holder = query.parent
+        if not isinstance(holder, (exp.Subquery, exp.CTE)) or not holder.alias:
+            return
+        alias = holder.args.get("alias")
+        renamed = [c.name for c in alias.columns] if alias is not None and alias.columns else []
+        columns = []
+        for i, e in enumerate(select.expressions):
+            name = renamed[i] if i < len(renamed) else e.alias_or_name
+            known = self.type_of(e.this if isinstance(e, exp.Alias) else e)
+            columns.append(Column(name, known or SqlType("?")))
+        db = self.session.engine.database(self.session.database)
+        self.scope[holder.alias.lower()] = Table(db, "", holder.alias, columns)
 
     def _semantics_bottom_up(self, root: exp.Expression) -> exp.Expression:
         """Apply ``_rewrite_semantics`` children first, so nested expressions are all rewritten.
@@ -123,7 +148,7 @@ class Translator:
         original_types = self._output_types(node, resolve_first=True)
         root = self.expression_tree(node)
         columns = self._output_columns(root, original_types)
-        return Translated(root.sql("duckdb"), self.bind, self.registrations, columns)
+        return Translated(duck_sql(root), self.bind, self.registrations, columns)
 
     def value(self, value: Any, hint: str = "v") -> exp.Expression:
         """A bound DuckDB parameter holding ``value``."""
@@ -269,6 +294,11 @@ class Translator:
                 and node.name in self.bind):
             value, sql_type = self._parameter_value(node)
             return self._typed_value(value, sql_type)
+        if isinstance(node, exp.CurrentSchema) and node.this is not None and not _is_constant(node.this):
+            return self._schema_lookup(node.this, by_id=True)
+        if (isinstance(node, exp.Anonymous) and node.name.lower() == "schema_id" and len(node.expressions) == 1
+                and not _is_constant(node.expressions[0])):
+            return self._schema_lookup(node.expressions[0], by_id=False)
         if isinstance(node, (exp.Anonymous, exp.Dot)):
             result = self._function_value(node)
             if result is not None:
@@ -284,11 +314,18 @@ class Translator:
             if isinstance(prop, (exp.Parameter, exp.Placeholder)):
                 prop = exp.Literal.string(str(self._parameter_value(prop)[0]))
             return self._object_lookup(O.property_subquery(object_id, prop))
-        if isinstance(node, exp.CurrentSchema):
-            return self._typed_value("dbo", SqlType("nvarchar", 128))
+        if isinstance(node, exp.CurrentSchema):  # SCHEMA_NAME([schema_id])
+            args = [self.constant(node.this)] if node.this is not None else []
+            return self._typed_value(*self.session.function_value("schema_name", args))
         if isinstance(node, exp.CurrentTimestamp):
             return self._typed_value(dt.datetime.now(), SqlType("datetime"))
         return node
+
+    def _schema_lookup(self, argument: exp.Expression, *, by_id: bool) -> exp.Expression:
+        db = self.session.engine.database(self.session.database)
+        lookup = O.schema_lookup(db, argument.transform(self._rewrite_values), by_id=by_id)
+        lookup.meta["sql_type"] = SqlType("nvarchar", 128) if by_id else SqlType("int")
+        return lookup
 
     def _object_lookup(self, subquery: exp.Expression) -> exp.Expression:
         db = self.session.engine.database(self.session.database)
@@ -297,10 +334,14 @@ class Translator:
         return subquery
 
     def _typed_value(self, value: Any, sql_type: SqlType | None) -> exp.Expression:
+        if isinstance(value, dt.datetime) and temporal.is_text_stored(sql_type):
+            value = temporal.datetime_text(value, offset=sql_type.name == "datetimeoffset")  # the storage form
         placeholder = self.value(value)
         if value is None and sql_type is not None:
             duck = "TIMESTAMP" if sql_type.name == "datetime2" else T.storage_type(sql_type)
-            return exp.Cast(this=placeholder, to=exp.DataType.build(duck, dialect="duckdb"))
+            typed_null = exp.Cast(this=placeholder, to=exp.DataType.build(duck, dialect="duckdb"))
+            typed_null.meta.update(sql_type=sql_type, storage_cast=True)  # a DuckDB cast, not a T-SQL CAST
+            return typed_null
         if sql_type is not None:
             placeholder.meta["sql_type"] = sql_type
         return placeholder
@@ -313,21 +354,38 @@ class Translator:
             if left and right and left.name in INT_NAMES and right.name in INT_NAMES:
                 return exp.IntDiv(this=node.this.copy(), expression=divisor)
             return exp.Div(this=node.this.copy(), expression=divisor)
+        if isinstance(node, COMPARISONS) and (dated := temporal.comparison(node, self.type_of)) is not None:
+            return dated
+        if isinstance(node, (*COMPARISONS, exp.In, exp.Between, exp.Like)):
+            return ignore_trailing_blanks(node, self.type_of) or node
+        if isinstance(node, exp.DateAdd):
+            return temporal.dateadd(node, self.type_of) or node
+        if isinstance(node, exp.Coalesce):
+            return temporal.coalesce(node, self.type_of) or node
         if isinstance(node, exp.Add) and self._is_string(node):
-            return exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+            joined = exp.DPipe(this=node.this.copy(), expression=node.expression.copy())
+            return S.capped(joined, self.type_of(node))
+        if isinstance(node, (exp.Repeat, exp.Concat, exp.ConcatWs)):
+            return S.capped(node.copy(), self.type_of(node))
         if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
             return self._rewrite_convert(node)
-        if isinstance(node, (exp.Cast, exp.TryCast)):
+        if isinstance(node, (exp.Cast, exp.TryCast)) and not node.meta.get("storage_cast"):
             return self._rewrite_cast(node)
-        if isinstance(node, exp.Length):
-            return exp.Length(this=exp.Anonymous(this="rtrim", expressions=[node.this.copy()]))
+        if isinstance(node, exp.Length):  # LEN: no trailing blanks; UTF-16 code units for n-types
+            trimmed = exp.Anonymous(this="rtrim", expressions=[node.this.copy()])
+            argument = node.this.this if isinstance(node.this, exp.Cast) else node.this  # sqlglot adds CAST(x AS TEXT)
+            if not S.is_national(self.type_of(argument)):
+                return exp.Length(this=trimmed)
+            return exp.Add(this=exp.Length(this=trimmed), expression=F.supplementary_chars(trimmed.copy()))
         if isinstance(node, exp.Anonymous):
             return self._typed(F.rewrite_anonymous(node, self.type_of), F.anonymous_type(node, self.type_of))
+        if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
+            return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
+        if isinstance(node, (exp.Extract, exp.DateDiff, exp.Year, exp.Month, exp.Day, exp.LastDay)):
+            temporal.timestamp_operands(node, self.type_of)  # in place: text-stored operands read as TIMESTAMP
         if isinstance(node, exp.Extract) and node.name.lower() in ("weekday", "dw", "dayofweek", "dow"):
             dow = exp.Extract(this=exp.var("dow"), expression=node.expression.copy())
             return self._typed(exp.Paren(this=exp.Add(this=dow, expression=exp.Literal.number(1))), SqlType("int"))
-        if isinstance(node, exp.Extract) and node.name.lower() in ("nanosecond", "ns"):
-            return self._typed(F.nanosecond(node.expression.copy(), self.type_of(node.expression)), SqlType("int"))
         return node
 
     @staticmethod
@@ -338,37 +396,35 @@ class Translator:
         return node
 
     def _rewrite_convert(self, node: exp.Convert) -> exp.Expression:
-        """CONVERT(type, x[, style]) is CAST(x AS type) except for styled conversions to text."""
-        target = node.this
-        is_text = target.this in exp.DataType.TEXT_TYPES
-        if node.args.get("style") is not None and is_text:
-            return node
+        """CONVERT(type, x[, style]) is CAST(x AS type), with the style for dates written or read as text."""
+        hex_style = _binary_hex_style(node)
+        if hex_style is not None:  # CONVERT(binary(n), '0x0A1B' | '0A1B', 1 | 2): hex text to bytes
+            text = node.expression.copy()
+            digits = exp.Substring(this=text, start=exp.Literal.number(3)) if hex_style == 1 else text
+            unhexed = exp.Anonymous(this="unhex", expressions=[digits])
+            return self._typed(unhexed, T.from_datatype(node.this))
         kind = exp.TryCast if node.args.get("safe") else exp.Cast
-        cast = kind(this=node.expression.copy(), to=target.copy())
-        typed = self._rewrite_cast(cast)
-        try:
-            typed.meta["sql_type"] = T.from_datatype(target)
-        except SqlServerError:
-            pass
-        return typed
+        cast = kind(this=node.expression.copy(), to=node.this.copy())
+        style_node = node.args.get("style")
+        if style_node is None:
+            return self._rewrite_cast(cast)
+        style = self._style_value(style_node)
+        if style is None:  # CONVERT(..., NULL) is NULL
+            return self._typed(exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")),
+                               T.from_datatype(node.this, cast=True))
+        return casts.rewrite(cast, self.type_of, style=style, style_given=True)
+
+    def _style_value(self, node: exp.Expression) -> int | None:
+        if isinstance(node, exp.Placeholder) and node.name in self.bind:
+            return datestyles.style_number(self.bind[node.name])
+        if isinstance(node, exp.Null):
+            return None
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return int(node.this)
+        raise not_supported(f"CONVERT with the style {node.sql('tsql')}")
 
     def _rewrite_cast(self, node: exp.Expression) -> exp.Expression:
-        try:
-            target = T.from_datatype(node.args["to"])
-        except SqlServerError:
-            return node
-        inner = node.this.copy()
-        source = self.type_of(node.this)
-        if target.name in INT_NAMES - {"bit"} and source and source.name in ("float", "real", "decimal", "numeric", "money", "smallmoney"):
-            inner = exp.Anonymous(this="trunc", expressions=[inner])
-        duck = "TIMESTAMP" if target.name in ("datetime2", "datetimeoffset") else T.storage_type(target)
-        cast = type(node)(this=inner, to=exp.DataType.build(duck, dialect="duckdb"))
-        if target.name in STRINGS and target.length and target.length > 0:
-            return exp.Left(this=cast, expression=exp.Literal.number(target.length))
-        if target.name == "datetime":  # CAST errors on bad input first, then rounds to 1/300 s
-            rounded = sqlglot.parse_one(T.conversion_sql("__tsql_x", target), read="duckdb")
-            return rounded.transform(lambda n: cast.copy() if isinstance(n, exp.Column) and n.name == "__tsql_x" else n)
-        return cast
+        return casts.rewrite(node, self.type_of)
 
     def _is_string(self, node: exp.Binary) -> bool:
         left, right = self.type_of(node.this), self.type_of(node.expression)
@@ -406,26 +462,34 @@ class Translator:
             return SqlType("varbinary", max(1, (len(node.this) + 1) // 2), nullable=False)
         if isinstance(node, exp.Convert) and isinstance(node.this, exp.DataType):
             try:
-                return T.from_datatype(node.this)
+                return T.from_datatype(node.this, cast=True)
             except SqlServerError:
                 return None
         if isinstance(node, (exp.Cast, exp.TryCast)):
             try:
-                return T.from_datatype(node.args["to"])
+                return T.from_datatype(node.args["to"], cast=True)
             except SqlServerError:
                 return None
         if isinstance(node, exp.Count):
             return SqlType("bigint" if node.args.get("big_int") else "int")
         if isinstance(node, (exp.Paren, exp.Alias, exp.Neg, exp.Abs)):
             return self.type_of(node.this)
-        if isinstance(node, (exp.Min, exp.Max, exp.Sum, exp.Coalesce, exp.Nullif)):
+        if isinstance(node, exp.Coalesce):
+            return temporal.common_type(node, self.type_of)
+        if isinstance(node, (exp.Min, exp.Max, exp.Sum, exp.Nullif)):
             return self.type_of(node.this)
+        if isinstance(node, exp.DateAdd):
+            return temporal.dateadd_type(self.type_of(node.this), node.text("unit"))
         if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
             return self._arith_type(node)
         if isinstance(node, (exp.Upper, exp.Lower, exp.Trim, exp.Substring, exp.Left, exp.Right)):
             return self.type_of(node.this)
         if isinstance(node, exp.Length):
             return SqlType("int")
+        if isinstance(node, (exp.Concat, exp.ConcatWs)):
+            return S.concat_type([self.type_of(e) for e in node.expressions])
+        if isinstance(node, exp.Repeat):
+            return S.repeat_type(self.type_of(node.this))
         if isinstance(node, exp.Anonymous):
             return F.anonymous_type(node, self.type_of)
         if isinstance(node, exp.CurrentTimestamp):
@@ -441,7 +505,7 @@ class Translator:
         if not left or not right:
             return None
         if isinstance(node, exp.Add) and (left.name in STRINGS or right.name in STRINGS):
-            return SqlType("nvarchar" if "nvarchar" in (left.name, right.name) else "varchar", 8000)
+            return S.concat_type([left, right])
         order = ["bit", "tinyint", "smallint", "int", "bigint", "smallmoney", "money", "decimal", "numeric", "real", "float"]
         if left.name in order and right.name in order:
             winner = max(left, right, key=lambda t: order.index(t.name))
@@ -501,70 +565,9 @@ class Translator:
         return cols
 
 
-_BARE_0X = re.compile(r"0x(?![0-9A-Fa-f_$#@])")
-_EMPTY_BINARY = "__tsql_empty_binary__"
-
-
-def _mark_empty_binary(text: str) -> str:
-    """Replace each bare ``0x`` literal (empty binary) with a marker identifier.
-
-    sqlglot's T-SQL tokenizer reads a bare ``0x`` as the identifier ``0x``, the
-    same node as a bracketed ``[0x]``; only the token's width tells them apart.
-    """
-    if not _BARE_0X.search(text):
-        return text
-    pieces: list[str] = []
-    done = 0
-    for token in TSQL().tokenize(text):
-        if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
-            pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
-            done = token.end + 1
-    return "".join(pieces) + text[done:]
-
-
-_REAL = re.compile(r"(?i)\breal\b")
-
-
-def _mark_real(text: str) -> str:
-    """Spell the type ``real`` as ``float(24)``, its SQL Server synonym.
-
-    sqlglot's T-SQL tokenizer reads REAL and FLOAT as the same token, so the
-    catalog would record a real column as float(53).
-    """
-    if not _REAL.search(text):
-        return text
-    pieces: list[str] = []
-    done = 0
-    for token in TSQL().tokenize(text):
-        if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL":
-            pieces += [text[done:token.start], "float(24)"]
-            done = token.end + 1
-    return "".join(pieces) + text[done:]
-
-
-def _empty_binary(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Column) and node.name == _EMPTY_BINARY and not node.table:
-        return exp.HexString(this="")
-    return node
-
-
 def _is_constant(node: exp.Expression) -> bool:
     """No column references: the engine can evaluate it before DuckDB runs."""
     return node.find(exp.Column) is None
-
-
-def parse(text: str) -> exp.Expression:
-    """Parse one T-SQL statement; syntax errors are SQL Server's 102."""
-    marked = _mark_empty_binary(_mark_real(text))
-    try:
-        node = sqlglot.parse_one(marked, read="tsql")
-        if marked != text:
-            node = node.transform(_empty_binary)
-    except sqlglot.errors.ParseError as e:
-        raise SqlServerError(102, f"Incorrect syntax near '{text[:60]}'.") from e
-    if node is None or isinstance(node, exp.Command):
-        raise not_supported(text[:200])
-    return node
 
 
 def describe_parameters(session: Any, sql: str) -> list[tuple[str, SqlType]]:
@@ -610,4 +613,14 @@ def _context_type(p: exp.Expression, tr: Translator, insert_cols: list[Column] |
         return tr.type_of(other)
     if isinstance(parent, exp.EQ) is False and isinstance(parent, exp.Update):
         return None
+    return None
+
+
+def _binary_hex_style(node: exp.Convert) -> int | None:
+    """The style of CONVERT(binary/varbinary, text, 1|2) (hex text to bytes), else None."""
+    style = node.args.get("style")
+    if style is None or node.this.this not in (exp.DataType.Type.BINARY, exp.DataType.Type.VARBINARY):
+        return None
+    if isinstance(style, exp.Literal) and not style.is_string and int(style.this) in (1, 2):
+        return int(style.this)
     return None

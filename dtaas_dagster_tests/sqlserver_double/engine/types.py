@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from ..engine_api import SqlType, SqlServerError
+from . import temporal
 
 ArrowData = pa.Array | pa.ChunkedArray
 
@@ -48,7 +49,6 @@ KNOWN_TYPES = STRING_TYPES | BINARY_TYPES | set(INTEGER_TYPES) | set(_FIXED) | {
 _ALIASES = {"integer": "int", "double": "float", "dec": "decimal", "character": "char",
             "boolean": "bit", "uuid": "uniqueidentifier", "timestamp": "datetime2", "rowversion": "binary"}
 _TYPE_RE = re.compile(r"^\s*\[?([a-zA-Z0-9_]+)\]?\s*(?:\(\s*([^)]*)\))?\s*$")
-_SEVENTH = r"'\.\d{6}(\d)'"
 
 
 def parse_type(text: str, nullable: bool = True) -> SqlType:
@@ -90,12 +90,19 @@ def make_type(name: str, parts: list[str], nullable: bool = True) -> SqlType:
     return SqlType(name, nullable=nullable)
 
 
-def from_datatype(node: exp.DataType) -> SqlType:
-    """SqlType of a sqlglot DataType parsed from T-SQL (uses its T-SQL spelling)."""
+def from_datatype(node: exp.DataType, *, cast: bool = False) -> SqlType:
+    """SqlType of a sqlglot DataType parsed from T-SQL (uses its T-SQL spelling).
+
+    ``cast``: the target of CAST/CONVERT, where a string or binary type without a length is 30 long,
+    not 1 as in a declaration (https://learn.microsoft.com/en-us/sql/t-sql/functions/cast-and-convert-transact-sql).
+    """
     text = node.sql("tsql")
     if node.this == exp.DataType.Type.DECIMAL:
         text = text.replace("NUMERIC", "DECIMAL", 1)
-    return parse_type(text)
+    parsed = parse_type(text)
+    if cast and "(" not in text and (parsed.name in STRING_TYPES or parsed.name in ("binary", "varbinary")):
+        return SqlType(parsed.name, 30, nullable=parsed.nullable)
+    return parsed
 
 
 def type_text(t: SqlType) -> str:
@@ -111,7 +118,7 @@ def type_text(t: SqlType) -> str:
 
 def is_text_stored(t: SqlType) -> bool:
     """datetime2(7) and datetimeoffset are stored as canonical text (see module docstring)."""
-    return (t.name == "datetime2" and (t.scale if t.scale is not None else 7) > 6) or t.name == "datetimeoffset"
+    return temporal.is_text_stored(t)
 
 
 def storage_type(t: SqlType) -> str:
@@ -133,13 +140,6 @@ def storage_type(t: SqlType) -> str:
     raise SqlServerError(2715, f"Cannot find data type {t.name}.")
 
 
-def _timestamp_text(x: str) -> str:
-    """DuckDB SQL: canonical 27-char text of a timestamp-like value x (keeps a 7th digit)."""
-    seventh = f"regexp_extract(CAST({x} AS VARCHAR), {_SEVENTH}, 1)"
-    return (f"(strftime(TRY_CAST({x} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f') || "
-            f"CASE WHEN {seventh} = '' THEN '0' ELSE {seventh} END)")
-
-
 def _datetime_ticks(x: str) -> str:
     """DuckDB SQL: ``x`` as datetime, rounded to SQL Server's 1/300 s ticks (.001 -> .000, .002 -> .003,
     .005 -> .007), kept as the whole milliseconds SQL Server shows for the tick."""
@@ -150,20 +150,29 @@ def _datetime_ticks(x: str) -> str:
 
 
 def conversion_sql(x: str, t: SqlType) -> str:
-    """DuckDB SQL converting expression ``x`` to the storage form of ``t``; NULL when impossible."""
+    """DuckDB SQL converting expression ``x`` to the storage form of ``t``; NULL when impossible.
+
+    Date/time targets round to their scale (``temporal.py``); char(n)/nchar(n) are blank-padded to n
+    characters (nchar: n UTF-16 code units, a character outside the BMP takes two) but never cut, so the
+    length check (2628) sees the whole value.
+    """
+    scale = 7 if t.scale is None else t.scale
     if t.name == "datetimeoffset":
-        local = f"regexp_replace(CAST({x} AS VARCHAR), '\\s*([+-]\\d\\d:?\\d\\d|Z)$', '')"
-        offset = f"regexp_extract(CAST({x} AS VARCHAR), '([+-]\\d\\d:\\d\\d)$', 1)"
-        return (f"({_timestamp_text(local)} || ' ' || "
-                f"CASE WHEN {offset} = '' THEN '+00:00' ELSE {offset} END)")
+        return temporal.offset_text(x, scale)
     if is_text_stored(t):
-        return _timestamp_text(x)
+        return temporal.text7(x)
+    if t.name == "datetime2":
+        return temporal.rounded_timestamp(x, scale)
+    if t.name == "time":
+        return temporal.rounded_time(x, scale)
     if t.name == "datetime":
         return _datetime_ticks(x)
     if t.name == "smalldatetime":
         return f"date_trunc('minute', TRY_CAST({x} AS TIMESTAMP) + INTERVAL 30 SECOND)"
     if t.name in ("char", "nchar") and t.length and t.length > 0:
-        return f"rpad(TRY_CAST({x} AS VARCHAR), {t.length}, ' ')"
+        text = f"TRY_CAST({x} AS VARCHAR)"
+        width = f"CAST({t.length} - {_astral_count(text)} AS INTEGER)" if t.name == "nchar" else str(t.length)
+        return f"CASE WHEN length({text}) < {width} THEN rpad({text}, {width}, ' ') ELSE {text} END"
     if t.name == "binary" and t.length and t.length > 0:  # fixed width: right-padded with 0x00
         blob = f"TRY_CAST({x} AS BLOB)"
         return (f"CASE WHEN octet_length({blob}) < {t.length} THEN {blob} || "
@@ -171,6 +180,17 @@ def conversion_sql(x: str, t: SqlType) -> str:
     if t.name in BINARY_TYPES:
         return f"TRY_CAST({x} AS BLOB)"
     return f"TRY_CAST({x} AS {storage_type(t)})"
+
+
+def _astral_count(text: str) -> str:
+    """DuckDB SQL: characters of ``text`` outside the BMP (each is two UTF-16 code units)."""
+    return f"(length({text}) - length(regexp_replace({text}, '[\\x{{10000}}-\\x{{10FFFF}}]', '', 'g')))"
+
+
+def utf16_length(array: ArrowData) -> ArrowData:
+    """UTF-16 code units of each string (SQL Server's length of nchar/nvarchar values)."""
+    astral = pc.count_substring_regex(array, "[\\x{10000}-\\x{10FFFF}]")
+    return pc.add(pc.utf8_length(array), pc.cast(astral, pa.int32()))
 
 
 def arrow_type(t: SqlType) -> pa.DataType:

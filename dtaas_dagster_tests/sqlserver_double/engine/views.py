@@ -15,7 +15,8 @@ from ..engine_api import SqlServerError, SqlType
 from . import types as T
 from .catalog import Column, Database, Table
 from .cdc_views import CDC_VIEWS
-from .views_sys import BUILDERS, default_object_id
+from .views_sys import BUILDERS, default_definition, default_object_id
+from .views_system import BUILDERS as SYSTEM_BUILDERS
 
 _NV = SqlType("nvarchar", 128)
 _INT = SqlType("int")
@@ -64,7 +65,7 @@ def _info_columns(session: Any, db: Database) -> tuple[list, list]:
             ty = c.type
             is_str = ty.name in T.STRING_TYPES or ty.name in T.BINARY_TYPES
             num = _numeric_precision(ty)
-            rows.append((db.name, t.schema, t.name, c.name, i, f"({c.default_sql})" if c.default_sql else None,
+            rows.append((db.name, t.schema, t.name, c.name, i, default_definition(c.default_sql) if c.default_sql else None,
                          "YES" if ty.nullable else "NO", ty.name, ty.length if is_str else None,
                          T.max_length_bytes(ty) if is_str else None, num[0], num[1], num[2],
                          ty.scale if ty.name in ("time", "datetime2", "datetimeoffset") else (3 if ty.name == "datetime" else 0 if ty.name in ("date", "smalldatetime") else None),
@@ -81,6 +82,20 @@ def _numeric_precision(ty: SqlType) -> tuple[int | None, int | None, int | None]
     if ty.name in ("decimal", "numeric"):
         return ty.precision, 10, ty.scale
     return None, None, None
+
+
+def precision_and_scale(ty: SqlType) -> tuple[int, int]:
+    """sys.columns/sys.types precision and scale: digits for numbers, characters of the text form for
+    date/time types (datetime2(7) is 27, 7), 0 for strings and binaries."""
+    if ty.name in ("time", "datetime2", "datetimeoffset"):
+        scale = 7 if ty.scale is None else ty.scale
+        base = {"time": 8, "datetime2": 19, "datetimeoffset": 26}[ty.name]
+        return base + (scale + 1 if scale else 0), scale
+    fixed = {"bit": (1, 0), "date": (10, 0), "datetime": (23, 3), "smalldatetime": (16, 0)}
+    if ty.name in fixed:
+        return fixed[ty.name]
+    precision, _radix, scale = _numeric_precision(ty)
+    return precision or 0, scale or 0
 
 
 def _info_constraints(session: Any, db: Database) -> tuple[list, list]:
@@ -140,9 +155,9 @@ def _sys_columns(session: Any, db: Database) -> tuple[list, list]:
     for t in _tables(db):
         for i, c in enumerate(t.columns, 1):
             ty = c.type
-            prec = _numeric_precision(ty)[0] or 0
+            prec, scale = precision_and_scale(ty)
             rows.append((t.object_id, c.name, i, _SYSTEM_TYPE_IDS.get(ty.name, 0), _SYSTEM_TYPE_IDS.get(ty.name, 0),
-                         T.max_length_bytes(ty), prec, ty.scale or 0, ty.nullable, c.identity is not None,
+                         T.max_length_bytes(ty), prec, scale, ty.nullable, c.identity is not None,
                          session.engine.collation if ty.name in T.STRING_TYPES else None,
                          default_object_id(t, i - 1) or 0, False, False, False, 0))
     return spec, rows
@@ -158,7 +173,7 @@ def _sys_types(session: Any, db: Database) -> tuple[list, list]:
         collation = session.engine.collation if ty.name in T.STRING_TYPES else None
         length = {"varchar": 8000, "char": 8000, "nvarchar": 8000, "nchar": 8000, "varbinary": 8000, "binary": 8000,
                   "text": 16, "ntext": 16, "image": 16}.get(n, T.max_length_bytes(ty))
-        rows.append((n, i, i, 4, length, _numeric_precision(ty)[0] or 0, ty.scale or 0, collation, True, False))
+        rows.append((n, i, i, 4, length, *precision_and_scale(ty), collation, True, False))
     return spec, rows
 
 
@@ -185,4 +200,14 @@ _BUILDERS: dict[str, Any] = {
     "sys.dm_db_partition_stats": _partition_stats,
     **BUILDERS,
     **CDC_VIEWS,
+    **SYSTEM_BUILDERS,
 }
+
+
+def catalog_view_names() -> list[tuple[str, str]]:
+    """(schema, view) of every catalog view the double implements, spelled as SQL Server spells them."""
+    names = []
+    for key in _BUILDERS:
+        schema, name = key.split(".")
+        names.append(("INFORMATION_SCHEMA", name.upper()) if schema == "information_schema" else ("sys", name))
+    return names

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlglot import exp
+
 from ..engine_api import SqlType
 from .catalog import Database, KeyConstraint, Table, next_object_id
 
@@ -43,6 +45,26 @@ def indexes_of(table: Table) -> list[tuple[int, KeyConstraint | None]]:
     return out
 
 
+def default_definition(default_sql: str) -> str:
+    """The DEFAULT as SQL Server stores it: ``((0))`` for a number, ``('x')`` for a string,
+    ``(getdate())`` for a function (names in lower case), each wrapped in parentheses."""
+    from .translate import parse
+
+    node = parse(f"SELECT {default_sql}").expressions[0]
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Literal) and not node.is_string or isinstance(node, exp.Neg) and isinstance(
+            node.this, exp.Literal):
+        return f"(({node.sql('tsql')}))"
+    if isinstance(node, exp.CurrentTimestamp):
+        return "(getdate())"
+    if isinstance(node, exp.Uuid):
+        return "(newid())"
+    if isinstance(node, exp.Anonymous) and not node.expressions:
+        return f"({node.name.lower()}())"
+    return f"({node.sql('tsql')})"
+
+
 def default_object_id(table: Table, column_index: int) -> int | None:
     column = table.columns[column_index]
     if column.default_sql is None:
@@ -52,11 +74,15 @@ def default_object_id(table: Table, column_index: int) -> int | None:
     return column.default_object_id
 
 
+# sys.objects' columns; sys.synonyms, sys.system_views, ... add their own to these
+OBJECT_COLUMNS = [("name", _NV), ("object_id", _INT), ("principal_id", _INT), ("schema_id", _INT),
+                  ("parent_object_id", _INT), ("type", SqlType("char", 2)), ("type_desc", _DESC),
+                  ("create_date", _DATETIME), ("modify_date", _DATETIME), ("is_ms_shipped", _BIT),
+                  ("is_published", _BIT), ("is_schema_published", _BIT)]
+
+
 def sys_objects(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("object_id", _INT), ("principal_id", _INT), ("schema_id", _INT),
-            ("parent_object_id", _INT), ("type", SqlType("char", 2)), ("type_desc", _DESC),
-            ("create_date", _DATETIME), ("modify_date", _DATETIME), ("is_ms_shipped", _BIT),
-            ("is_published", _BIT), ("is_schema_published", _BIT)]
+    spec = OBJECT_COLUMNS
     created = None  # the double keeps no creation times
     rows: list[tuple] = []
     for t in tables(db):
@@ -153,7 +179,7 @@ def sys_default_constraints(session: Any, db: Database) -> tuple[list, list]:
             oid = default_object_id(t, i)
             if oid is not None:
                 rows.append((c.default_name or f"DF_{t.name}_{c.name}", oid, schema_id(db, t), t.object_id, "D ",
-                             "DEFAULT_CONSTRAINT", i + 1, f"({c.default_sql})", c.default_name is None))
+                             "DEFAULT_CONSTRAINT", i + 1, default_definition(c.default_sql), c.default_name is None))
     return spec, rows
 
 

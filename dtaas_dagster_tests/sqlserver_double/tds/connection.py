@@ -32,7 +32,7 @@ class ConnectionSettings:
     engine: Engine
     faults: Faults
     tls_context: Callable[[], ssl.SSLContext]
-    login_encryption: bool = False
+    login_encryption: bool = True
     max_packet_size: int = 32767
     traffic: Callable[[str, str, str], None] | None = None  # (client app, kind, text)
 

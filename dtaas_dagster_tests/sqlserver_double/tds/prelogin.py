@@ -24,8 +24,9 @@ def parse_prelogin(payload: bytes) -> dict[int, bytes]:
 def choose_encryption(client: int, *, login_encryption: bool) -> int:
     """The server's ENCRYPTION answer.
 
-    ON/REQ from the client -> ON (full TLS). OFF -> NOT_SUP (no TLS at all) unless
-    the server is configured to encrypt the login packet, then OFF (login-only TLS).
+    ON/REQ from the client -> ON (full TLS). OFF -> OFF (login-only TLS), as SQL
+    Server answers (MS-TDS 2.2.6.5), or NOT_SUP (no TLS at all) when the server is
+    configured without login encryption. NOT_SUP -> NOT_SUP.
     """
     if client in (ENCRYPT_ON, ENCRYPT_REQ):
         return ENCRYPT_ON

@@ -210,6 +210,8 @@ class RequestHandler:
     def _error(self, reply: Reply, exc: SqlServerError, token: int, proc: str = "") -> None:
         reply.write(tk.message(error=True, number=exc.number, state=exc.state, severity=exc.severity,
                                text=exc.message, server=self.server_name, proc=proc))
+        for change in getattr(exc, "env_changes", []):
+            reply.write(self._envchange(change))
         reply.done(tk.DONE_ERROR | self._status(), token=token)
 
     def _unexpected(self, reply: Reply, exc: Exception, token: int) -> None:

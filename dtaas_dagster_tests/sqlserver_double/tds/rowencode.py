@@ -16,6 +16,7 @@ segment simply drop its NULL rows.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +143,7 @@ def encode_column(arr: pa.Array, t: SqlType) -> list[Segment]:
     if name == "uniqueidentifier":
         return [_guid(arr)]
     if name in ti.CHAR_TYPES or name in ti.NCHAR_TYPES or name in ti.BINARY_TYPES:
-        return _variable(arr, name, ti.is_plp(t))
+        return _variable(arr, t, ti.is_plp(t))
     raise ValueError(f"SQL type {t.name!r} has no TDS row encoding in the double")
 
 
@@ -232,7 +233,8 @@ def _cp1252(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return points[starts[1:]] - points[starts[:-1]], np.frombuffer(encoded, dtype=np.uint8)
 
 
-def _variable(arr: pa.Array, name: str, plp: bool) -> list[Segment]:
+def _variable(arr: pa.Array, t: SqlType, plp: bool) -> list[Segment]:
+    name = t.name.lower()
     if name in ti.NCHAR_TYPES:
         lengths, data = _utf16(arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
                                else pc.cast(arr, pa.string()))
@@ -243,6 +245,7 @@ def _variable(arr: pa.Array, name: str, plp: bool) -> list[Segment]:
         lengths, data = string_parts(arr)
     n = len(arr)
     if not plp:
+        _check_declared_length(lengths, t)
         return [Segment(_le_bytes(lengths, "<u2")), Segment(data, lengths)]
     nonempty = lengths > 0
     chunk_len = _le_bytes(lengths[nonempty], "<u4").reshape(-1)
@@ -252,6 +255,18 @@ def _variable(arr: pa.Array, name: str, plp: bool) -> list[Segment]:
         Segment(data, lengths),
         Segment(np.zeros((n, 4), dtype=np.uint8)),
     ]
+
+
+def _check_declared_length(lengths: np.ndarray, t: SqlType) -> None:
+    """A value longer than its column's declared length would desynchronise the client's reader: refuse it.
+
+    Raised before any byte of the batch is written, so the client gets an error message and a
+    well-formed stream instead of a protocol error.
+    """
+    declared = struct.unpack("<H", ti.type_info(t)[1:3])[0]
+    if lengths.size and int(lengths.max()) > declared:
+        raise ValueError(f"a {t.name} value of {int(lengths.max())} bytes does not fit the declared "
+                         f"{t.name}({t.length}) ({declared} bytes); the double typed this column too narrowly")
 
 
 def _hex_nibbles(chars: np.ndarray) -> np.ndarray:

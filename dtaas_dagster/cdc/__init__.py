@@ -1,0 +1,1 @@
+"""Change Data Capture: change partitions, the CDC sensor, and replay."""

@@ -1,0 +1,93 @@
+"""Log sequence numbers: SQL Server's ``binary(10)`` CDC positions as a value object.
+
+An LSN orders every committed transaction of a database (``__$start_lsn``);
+``__$seqval`` orders the changes within one. Both are 10 bytes, compared as
+big-endian unsigned numbers, and written as 20 lower-case hex digits, so text
+order is LSN order (the ``_dtaas_lsn`` / ``_dtaas_seqval`` columns, the
+sensor's cursor, tags and manifests all use that text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+import numpy as np
+import pyarrow as pa
+
+_HEX20 = re.compile(r"^[0-9a-f]{20}$")
+_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+LSN_BYTES = 10
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Lsn:
+    """One LSN (or seqval)."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.value < 1 << (8 * LSN_BYTES):
+            raise ValueError(f"an LSN is {LSN_BYTES} bytes; {self.value} does not fit")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Lsn:
+        if len(raw) != LSN_BYTES:
+            raise ValueError(f"an LSN is {LSN_BYTES} bytes, got {len(raw)}")
+        return cls(int.from_bytes(raw, "big"))
+
+    @classmethod
+    def from_hex(cls, text: str) -> Lsn:
+        """From 20 hex digits (any case; an optional 0x prefix)."""
+        digits = text.lower().removeprefix("0x")
+        if not _HEX20.match(digits):
+            raise ValueError(f"{text!r} is not an LSN: write it as 20 hex digits, e.g. 0000002a000001300001")
+        return cls(int(digits, 16))
+
+    @property
+    def hex(self) -> str:
+        return f"{self.value:020x}"
+
+    def to_bytes(self) -> bytes:
+        return self.value.to_bytes(LSN_BYTES, "big")
+
+    def increment(self) -> Lsn:
+        """The next possible LSN (``sys.fn_cdc_increment_lsn``)."""
+        return Lsn(self.value + 1)
+
+    def decrement(self) -> Lsn:
+        """The previous possible LSN (``sys.fn_cdc_decrement_lsn``)."""
+        if self.value == 0:
+            raise ValueError("the zero LSN has no predecessor")
+        return Lsn(self.value - 1)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Lsn):
+            return NotImplemented
+        return self.value < other.value
+
+    def __str__(self) -> str:
+        return self.hex
+
+
+ZERO = Lsn(0)
+
+
+def hex_column(array: pa.Array) -> pa.Array:
+    """A binary(10) Arrow column (LSNs or seqvals) as 20-digit lower-case hex text, vectorised."""
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    if array.null_count:
+        raise ValueError("an LSN column has NULLs")
+    if len(array) == 0:
+        return pa.array([], pa.string())
+    fixed = array.cast(pa.binary(LSN_BYTES))
+    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=(fixed.offset + len(fixed)) * LSN_BYTES)
+    data = data[fixed.offset * LSN_BYTES:].reshape(-1, LSN_BYTES)
+    chars = np.empty((len(fixed), LSN_BYTES * 2), dtype=np.uint8)
+    chars[:, 0::2] = _DIGITS[data >> 4]
+    chars[:, 1::2] = _DIGITS[data & 0x0F]
+    text = pa.FixedSizeBinaryArray.from_buffers(pa.binary(LSN_BYTES * 2), len(fixed),
+                                                [None, pa.py_buffer(chars.tobytes())])
+    return text.cast(pa.binary()).cast(pa.string())

@@ -1,0 +1,246 @@
+"""CDC end to end in-process: snapshot, change windows, key updates, replay equals the source."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dtaas_dagster_tests.cdc.harness import PASSWORD_ENV, Capture, CdcHarness, cdc_config, source_rows
+
+
+@pytest.fixture()
+def instance() -> Any:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture(autouse=True)
+def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, sqlserver.password)
+
+
+def _setup(db: Any) -> Capture:
+    with closing(db.connect()) as conn:
+        conn.execute("EXEC sys.sp_cdc_enable_db")
+        conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, v nvarchar(20), amount decimal(18,2), "
+                     "changed datetime2(7))")
+        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
+                     "@role_name = NULL")
+    return Capture(db)
+
+
+def _exec(db: Any, *statements: str) -> None:
+    with closing(db.connect()) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_snapshot_then_windows_replay_to_the_source(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, '2024-01-01 00:00:00.1234567'), "
+                        "(2, N'b', 2.00, NULL), (3, N'c', NULL, '2024-01-03 00:00:00')")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
+                         sqlserver, instance, tmp_path / "lake")
+    [snapshot] = harness.cycle()  # no snapshot yet: the first tick asks for one
+    assert snapshot.success
+    # changes after the snapshot, some not yet captured when the snapshot ran (capture lag)
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'a2' WHERE id = 1", "DELETE FROM dbo.orders WHERE id = 2",
+          "INSERT INTO dbo.orders VALUES (4, N'd', 4.00, '2030-05-05 05:05:05.0000005')")
+    assert harness.cycle() == []  # nothing captured yet: no window
+    capture.step()
+    [window] = harness.cycle()
+    assert window.success
+    _exec(sqlserver_db, "UPDATE dbo.orders SET id = id + 10 WHERE id IN (1, 3)",  # key update, split by SQL Server
+          "UPDATE dbo.orders SET amount = 9.99 WHERE id = 4")
+    capture.step()
+    [window2] = harness.cycle()
+    assert window2.success
+    assert harness.cycle() == []  # idle: nothing more
+    replayed = harness.replayed("dbo", "orders").sort_by("id").to_pylist()
+    expected = source_rows(sqlserver_db, "dbo", "orders", "id")
+    assert [r["id"] for r in replayed] == [r["id"] for r in expected] == [4, 11, 13]
+    for got, want in zip(replayed, expected):
+        assert got["v"] == want["v"] and got["amount"] == want["amount"]
+
+
+def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    texts = []
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
+
+
+def _two_tables(db: Any) -> Capture:
+    capture = _setup(db)
+    _exec(db, "CREATE TABLE dbo.other (id int NOT NULL PRIMARY KEY, x int)",
+          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'other', @role_name = NULL")
+    return capture
+
+
+@pytest.mark.double_only
+def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snapshot_resumes_it(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _two_tables(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"],
+                                    parallel_tables=1), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())  # the snapshots
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)", "INSERT INTO dbo.other VALUES (2, 2)")
+    capture.step()
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL)")  # keeps a newer transaction
+    capture.step()
+    # the cleanup job purges dbo.orders' changes before they were read
+    with closing(sqlserver_db.connect()) as conn:
+        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
+    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    [run] = harness.cycle()
+    assert not run.success
+    text = _failure_text(run)
+    assert "CDC retention gap on dbo.orders" in text and "t_full_load" in text and "now starts at" in text
+    loaded = {e.asset_key.path[-1] for e in run.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+    assert loaded == {"other"}  # the other table was not held back
+    assert harness.cycle() == []  # blocked: no new doomed run, the tick says why
+    # the remedy: a new snapshot of the table; CDC continues after it
+    snapshot_key = "2099-01-01T000000Z-full-rfix01"
+    instance.add_dynamic_partitions("t_loads", [snapshot_key])
+    fix = harness.job.execute_in_process(instance=instance, partition_key=snapshot_key,
+                                         asset_selection=[dg.AssetKey(["t", "dbo", "orders"])])
+    assert fix.success
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'after' WHERE id = 1")
+    capture.step()
+    assert all(r.success for r in harness.cycle())
+    replayed = harness.replayed("dbo", "orders").sort_by("id").to_pylist()
+    assert [(r["id"], r["v"]) for r in replayed] == [(1, "after"), (2, "b"), (3, "c")]
+
+
+def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
+                         sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")  # before the DDL: old instance
+    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+          "@capture_instance = N'dbo_orders_v2'",
+          "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'with note')",
+          "UPDATE dbo.orders SET note = N'noted' WHERE id = 1")
+    capture.step()
+    for _ in range(3):
+        for result in harness.cycle():
+            assert result.success, _failure_text(result)
+    replayed = {r["id"]: r for r in harness.replayed("dbo", "orders").to_pylist()}
+    assert sorted(replayed) == [1, 2, 3]
+    assert replayed[3]["note"] == "with note" and replayed[1]["note"] == "noted"
+    windows = [e for r in harness.results for e in r.all_events
+               if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    instances = [e.event_specific_data.materialization.metadata.get("dtaas/cdc_capture_instance") for e in windows]
+    assert [i.value for i in instances if i is not None][-2:] == ["dbo_orders", "dbo_orders_v2"]
+    changed = [e.event_specific_data.materialization.metadata.get("dtaas/schema_change") for e in windows]
+    assert [c.value for c in changed if c is not None] == [{"added": ["note"], "removed": [], "retyped": []}]
+
+
+def test_schema_drift_fail_stops_the_table_with_the_differences(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
+                                    schema_drift="fail"), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+          "@capture_instance = N'dbo_orders_v2'", "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')")
+    capture.step()
+    results = harness.cycle() + harness.cycle()
+    failed = [r for r in results if not r.success]
+    assert failed and "columns changed since the previous load (added note (nvarchar(30)))" in _failure_text(failed[0])
+    assert "schema_drift: fail" in _failure_text(failed[0])
+
+
+@pytest.mark.double_only
+def test_on_retention_gap_resnapshot_takes_a_new_snapshot_of_that_table_and_continues(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
+                                    cdc={"on_retention_gap": "resnapshot"}), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
+    capture.step()
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'c' WHERE id = 1")
+    capture.step()
+    with closing(sqlserver_db.connect()) as conn:
+        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
+    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    [snapshot] = harness.cycle()  # the gap: a snapshot of that table, not a doomed window
+    assert snapshot.success and "-full-cdc" in snapshot.dagster_run.tags["dagster/partition"]
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'd', 3, NULL)")
+    capture.step()
+    assert all(r.success for r in harness.cycle() + harness.cycle())
+    replayed = harness.replayed("dbo", "orders").sort_by("id").to_pylist()
+    assert [(r["id"], r["v"]) for r in replayed] == [(1, "c"), (2, "b"), (3, "d")]
+
+
+def test_schema_drift_ignore_keeps_the_previous_columns(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
+                                    schema_drift="ignore"), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+          "@capture_instance = N'dbo_orders_v2'", "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')")
+    capture.step()
+    results = harness.cycle() + harness.cycle()
+    assert results and all(r.success for r in results)
+    replayed = harness.replayed("dbo", "orders").sort_by("id")
+    assert "note" not in replayed.column_names and replayed.column("id").to_pylist() == [1, 3]
+
+
+def test_update_before_images_and_a_datetime2_7_window_are_exact(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _setup(sqlserver_db)
+    tables = [{"name": "dbo.orders", "datetime2": {"changed": "string"}}]
+    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", tables,
+                                    mode="cdc", cdc={"start": "earliest", "update_before_images": True}),
+                         sqlserver, instance, tmp_path / "lake")
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.25, '2024-01-01 00:00:00.1234567')",
+          "UPDATE dbo.orders SET v = N'b', changed = '9999-12-31 23:59:59.9999999' WHERE id = 1")
+    capture.step()
+    [run] = harness.cycle()
+    assert run.success
+    import pyarrow.parquet as pq
+
+    [manifest] = list((tmp_path / "lake").rglob("_manifest.json"))
+    rows = pq.read_table(manifest.parent / __import__("json").loads(manifest.read_text())["files"][0]["path"])
+    assert rows.column("_dtaas_op").to_pylist() == ["insert", "update_before", "update"]
+    assert rows.column("v").to_pylist() == ["a", "a", "b"]
+    lsns = rows.column("_dtaas_lsn").to_pylist()
+    assert all(len(x) == 20 and x == x.lower() for x in lsns) and lsns == sorted(lsns)
+    # a value no timestamp holds (year 9999 with a 100-ns digit) stays exact as text (datetime2: string)
+    assert rows.column("changed").to_pylist() == ["2024-01-01 00:00:00.1234567", "2024-01-01 00:00:00.1234567",
+                                                  "9999-12-31 23:59:59.9999999"]

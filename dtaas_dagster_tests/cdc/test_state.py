@@ -1,0 +1,154 @@
+"""The CDC sensor's decisions (cdc/state.py), as a pure function of what a tick sees."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from dtaas_dagster.cdc.state import (
+    FAILED,
+    IN_FLIGHT,
+    LOST_REQUEST_SECONDS,
+    SUCCESS,
+    Pending,
+    SnapshotInfo,
+    TableInfo,
+    TableState,
+    TickInput,
+    dump_cursor,
+    load_cursor,
+    tick,
+)
+from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcProbe, ChangeWindow, InstanceProbe
+from dtaas_dagster.sqlserver.lsn import Lsn
+
+T = TableInfo("t/dbo/orders", "dbo", "orders", "dbo.orders")
+NOW = 1_000_000.0
+
+
+def L(n: int) -> Lsn:  # noqa: N802 - short on purpose: LSNs in tests
+    return Lsn(n)
+
+
+def instance(name: str, start: int) -> CaptureInstance:
+    return CaptureInstance("dbo", "orders", name, L(start), dt.datetime(2026, 1, 1) + dt.timedelta(seconds=start))
+
+
+def given(*, max_lsn: int, probes: dict[str, tuple[int, int | None]], instances: list[CaptureInstance] | None = None,
+          mode: str = "cdc", start: str = "now", status: dict[str, str] | None = None,
+          snapshots: dict[str, SnapshotInfo] | None = None, gap: str = "fail", now: float = NOW) -> TickInput:
+    return TickInput(
+        task="t", mode=mode, start=start, on_retention_gap=gap, poll_seconds=10, now=now,
+        instances=instances if instances is not None else [instance("dbo_orders", 1)],
+        probe=CdcProbe(L(max_lsn), {n: InstanceProbe(n, L(lo), None if first is None else L(first))
+                                    for n, (lo, first) in probes.items()}),
+        run_status=status or {}, snapshots=snapshots or {},
+    )
+
+
+def at(next_lsn: int, **kw: Any) -> dict[str, TableState]:
+    return {T.name: TableState(next_lsn=L(next_lsn).hex, instance="dbo_orders", **kw)}
+
+
+def test_a_changed_table_gets_the_window_from_its_position_to_max() -> None:
+    out = tick([T], at(20), given(max_lsn=80, probes={"dbo_orders": (1, 30)}))
+    assert out.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(80))}
+    assert out.states[T.name].next_lsn == L(20).hex  # moves only when the run succeeds
+
+
+def test_an_idle_table_moves_past_max_without_a_run_so_cleanup_never_leaves_it_behind() -> None:
+    out = tick([T], at(20), given(max_lsn=80, probes={"dbo_orders": (1, None)}))
+    assert out.windows == {} and out.states[T.name].next_lsn == L(81).hex
+    # later the cleanup job moves the min LSN far past 20 (up to where the last tick saw max): no gap
+    later = tick([T], out.states, given(max_lsn=90, probes={"dbo_orders": (81, None)}))
+    assert later.gaps == {} and later.states[T.name].next_lsn == L(91).hex
+
+
+def test_a_window_moves_the_position_only_when_its_run_succeeds_and_a_failure_asks_again_from_the_same_lsn() -> None:
+    window = ChangeWindow("dbo_orders", L(20), L(80))
+    pending = Pending("k1", "p1", "cdc", NOW, window.as_config())
+    in_flight = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 85)},
+                                                        status={f"k1|{T.name}": IN_FLIGHT}))
+    assert in_flight.windows == {} and "still in flight" in in_flight.log[0]
+    failed = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 25)},
+                                                     status={f"k1|{T.name}": FAILED}))
+    state = failed.states[T.name]
+    assert failed.windows == {} and state.next_lsn == L(20).hex and state.retry_after == NOW + 20
+    retried = tick([T], failed.states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}, now=NOW + 21))
+    assert retried.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(120))}  # wider, same start
+    done = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, None)},
+                                                   status={f"k1|{T.name}": SUCCESS}))
+    assert done.states[T.name].next_lsn == L(99).increment().hex  # 81 after the window, then idle to 100
+
+
+def test_a_request_whose_run_never_appeared_is_asked_again() -> None:
+    pending = Pending("k1", "p1", "cdc", NOW, ChangeWindow("dbo_orders", L(20), L(80)).as_config())
+    waiting = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 30)}, now=NOW + 5))
+    assert waiting.windows == {}
+    lost = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 30)},
+                                                   now=NOW + LOST_REQUEST_SECONDS + 1))
+    assert lost.states[T.name].pending is None and lost.states[T.name].failures == 1
+
+
+def test_a_new_capture_instance_takes_over_at_its_start_lsn_with_nothing_lost_or_repeated() -> None:
+    both = [instance("dbo_orders", 1), instance("dbo_orders_v2", 50)]
+    first = tick([T], at(20), given(max_lsn=80, instances=both,
+                                    probes={"dbo_orders": (1, 30), "dbo_orders_v2": (50, 55)}))
+    assert first.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(49))}
+    moved = {T.name: TableState(next_lsn=L(50).hex, instance="dbo_orders")}
+    second = tick([T], moved, given(max_lsn=80, instances=both,
+                                    probes={"dbo_orders": (1, 55), "dbo_orders_v2": (50, 55)}))
+    assert second.windows == {T.name: ChangeWindow("dbo_orders_v2", L(50), L(80))}
+    # the old instance was dropped before its last changes were read: those may be lost, so it is a gap
+    only_new = tick([T], at(20), given(max_lsn=80, instances=[instance("dbo_orders_v2", 50)],
+                                       probes={"dbo_orders_v2": (50, 60)}))
+    assert set(only_new.gaps) == {T.name} and "dbo_orders_v2 now starts at" in only_new.gaps[T.name]
+
+
+def test_a_retention_gap_fails_loudly_once_then_blocks_until_a_new_snapshot() -> None:
+    out = tick([T], at(20), given(max_lsn=80, probes={"dbo_orders": (40, 45)}))
+    assert set(out.gaps) == {T.name} and out.windows[T.name].from_lsn == L(20)
+    assert "needs changes from LSN 00000000000000000014" in out.gaps[T.name]
+    assert "now starts at 00000000000000000028" in out.gaps[T.name] and "t_full_load" in out.gaps[T.name]
+    state = out.states[T.name]
+    state.pending = None
+    again = tick([T], out.states, given(max_lsn=90, probes={"dbo_orders": (40, 45)}))
+    assert again.windows == {} and again.gaps == {} and "blocked" in again.log[-1]
+    snapshot = SnapshotInfo("run-s", "2026-01-02T000000Z-full-rabc", L(85))
+    resumed = tick([T], again.states, given(max_lsn=95, probes={"dbo_orders": (40, 90)}, snapshots={T.name: snapshot}))
+    assert resumed.windows == {T.name: ChangeWindow("dbo_orders", L(86), L(95))}
+    assert resumed.states[T.name].blocked is None
+
+
+def test_on_retention_gap_resnapshot_asks_for_a_snapshot_of_that_table() -> None:
+    out = tick([T], at(20), given(max_lsn=80, probes={"dbo_orders": (40, 45)}, gap="resnapshot"))
+    assert out.snapshot_tables == [T.name] and out.windows == {}
+
+
+def test_full_load_and_cdc_starts_with_a_snapshot_then_continues_after_its_start_lsn() -> None:
+    out = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, None)}, mode="full_load_and_cdc"))
+    assert out.snapshot_tables == [T.name] and out.windows == {}
+    snapshot = SnapshotInfo("run-1", "2026-01-01T000000Z-full-rabc", L(70))
+    after = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, 75)}, mode="full_load_and_cdc",
+                                snapshots={T.name: snapshot}))
+    assert after.windows == {T.name: ChangeWindow("dbo_orders", L(71), L(80))}
+
+
+def test_cdc_start_now_earliest_and_an_lsn() -> None:
+    now = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (5, 6)}, start="now"))
+    assert now.windows == {} and now.states[T.name].next_lsn == L(81).hex
+    earliest = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (5, 6)}, start="earliest"))
+    assert earliest.windows == {T.name: ChangeWindow("dbo_orders", L(5), L(80))}
+    given_lsn = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (5, 60)}, start=L(42).hex))
+    assert given_lsn.windows == {T.name: ChangeWindow("dbo_orders", L(42), L(80))}
+
+
+def test_a_table_without_a_capture_instance_is_reported_not_requested() -> None:
+    out = tick([T], {}, given(max_lsn=80, probes={}, instances=[]))
+    assert out.windows == {} and out.snapshot_tables == [] and "not captured by CDC" in out.log[0]
+
+
+def test_the_cursor_round_trips() -> None:
+    states = at(20, pending=Pending("k", "p", "cdc", NOW, {"capture_instance": "x", "from_lsn": L(1).hex,
+                                                           "to_lsn": L(2).hex}), failures=2)
+    assert load_cursor(dump_cursor(states)) == states
