@@ -27,15 +27,18 @@ import dagster as dg
 from dtaas_dagster.config import FreshnessConfig, S3Destination, SqlServerSource, TaskConfig
 from dtaas_dagster.destinations.location import render_partition_dir
 from dtaas_dagster.table_load import TableSpec
+from dtaas_dagster.variables import builtin_values, template_values
 
 # Template variables whose value differs between partitions of one table.
-_PER_PARTITION = frozenset({"partitionKey", "loadDate", "runId"})
+_PER_PARTITION = frozenset({"partitionKey", "loadDate", "loadYear", "loadMonth", "loadDay", "loadHour", "runId"})
 
 
 def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, variables: dict[str, str]) -> str:
     """The destination URL of the directory that holds every partition of the table (ends with '/')."""
-    values = {**variables, "sourceDatabaseName": database, "sourceSchemaName": spec.schema,
-              "sourceTableName": spec.table, "taskName": spec.task}
+    # The per-partition values are placeholders here: the path is cut before the first of them.
+    builtins = builtin_values(database=database, schema=spec.schema, table=spec.table, partition_key="-",
+                              run_id="-", task=spec.task)
+    values = template_values(builtins, variables)
     stable = []
     for segment in destination.path_template.split("/"):
         if set(string.Template(segment).get_identifiers()) & _PER_PARTITION:

@@ -38,12 +38,12 @@ def test_table_name_and_uri_of_the_default_template() -> None:
 
 
 def test_uri_stops_at_the_first_per_partition_segment_and_escapes_values(tmp_path: Any) -> None:
-    template = "customer=$Customer/$sourceTableName/$loadDate/x=$partitionKey"
+    template = "customer=$Customer/$sourceTableShortName/$loadYear/$loadDate/x=$partitionKey"
     s3 = _asset(_config(destination={"type": "s3", "url": "s3://my-lake/raw/", "path_template": template}),
                 ["nightly", "sales", "items"])
     assert s3.metadata["dagster/uri"] == "s3://my-lake/raw/customer=acme/items/"
     local = _asset(_config(destination={"type": "s3", "url": f"file://{tmp_path}/lake",
-                                         "path_template": "$partitionKey/$sourceTableName"}),
+                                         "path_template": "$partitionKey/$sourceTableShortName"}),
                    ["nightly", "dbo", "orders"])
     assert local.metadata["dagster/uri"] == f"file://{tmp_path}/lake/"  # every segment after it varies
 
