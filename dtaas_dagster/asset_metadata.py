@@ -34,14 +34,19 @@ _PER_PARTITION = frozenset({"partitionKey", "loadDate", "loadYear", "loadMonth",
 
 
 def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, variables: dict[str, str]) -> str:
-    """The destination URL of the directory that holds every partition of the table (ends with '/')."""
+    """The destination URL of the directory that holds every partition of the table (ends with '/').
+
+    ``variables`` are the static global variables; a segment that uses a query
+    variable (resolved per run) ends the stable part like a per-partition one.
+    """
     # The per-partition values are placeholders here: the path is cut before the first of them.
     builtins = builtin_values(database=database, schema=spec.schema, table=spec.table, partition_key="-",
                               run_id="-", task=spec.task)
     values = template_values(builtins, variables)
     stable = []
     for segment in destination.path_template.split("/"):
-        if set(string.Template(segment).get_identifiers()) & _PER_PARTITION:
+        names = set(string.Template(segment).get_identifiers())
+        if names & _PER_PARTITION or names - values.keys():  # a query variable's value comes with each run
             break
         stable.append(segment)
     base = f"file://{destination.local_path.as_posix()}" if destination.is_local else destination.url.rstrip("/")

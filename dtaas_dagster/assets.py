@@ -37,6 +37,7 @@ from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.stream import TableStream
 from pydantic import Field
 
+from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.logs import fields
 from dtaas_dagster.partitions import is_change_key
@@ -52,6 +53,8 @@ class TableWriter(Protocol):
         self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
         run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
+
+    def verify_partition(self, *, asset_key: dg.AssetKey, partition_key: str | None) -> Mapping[str, Any]: ...
 
 
 class CdcWindowConfig(dg.Config):
@@ -119,7 +122,7 @@ def _already_materialized(context: dg.AssetExecutionContext, key: dg.AssetKey, p
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
-    return bool(records) and records[0].run_id == context.run_id
+    return bool(records) and records[0].run_id == context.run.run_id
 
 
 def _run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -153,10 +156,10 @@ def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> Cha
 
 
 def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
-          global_variables: Mapping[str, str], transforms: Sequence[Any]) -> TableStream:
+          global_variables: Mapping[str, str], transforms: Sequence[Any],
+          previous: Mapping[str, str] | None) -> TableStream:
     partition = context.partition_key
-    previous = previous_source_types(context, spec.asset_key, partition)
-    common = {"partition_key": partition, "run_id": context.run_id, "global_variables": global_variables,
+    common = {"partition_key": partition, "run_id": context.run.run_id, "global_variables": global_variables,
               "log": context.log, "previous_types": previous, "transforms": transforms}
     if is_change_key(partition):
         return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
@@ -210,6 +213,7 @@ def build_table_group_asset(
     @dg.multi_asset(
         name=group.op_name,
         outs=outs,
+        check_specs=step_check_specs(by_key),
         partitions_def=partitions_def,
         can_subset=True,
         required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},
@@ -219,36 +223,53 @@ def build_table_group_asset(
         pool=pool,
         op_tags={"dtaas/task": task},
     )
-    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         op_config = context.op_execution_context.op_config or {}
         config = TableStepConfig(cdc_windows=op_config.get("cdc_windows") or {})
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
+        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
+            yield from recheck(context, specs, writer.verify_partition, previous_source_types)
+            return
         partition = context.partition_key
         attempt = context.retry_number
-        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failures: list[tuple[TableSpec, BaseException]] = []
         transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
-        for spec in selected:
-            if attempt and _already_materialized(context, spec.asset_key, partition):
-                context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
-                                 extra=fields("table_skipped", table=spec.qualified, partition=partition))
-                continue
-            try:
-                variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
-                stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified])
-                result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                             run_id=context.run_id, attempt=attempt,
-                                             run_finished=lambda run_id: _run_finished(context.instance, run_id))
-            except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
-                failures.append((spec, exc))
-                kind = "permanent" if is_permanent(exc) else "transient"
-                context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}",
-                                  extra=fields("table_failed", table=spec.qualified, partition=partition, failure=kind))
-                if not is_permanent(exc):
-                    context.log.debug("".join(traceback.format_exception(exc)))
-                continue
-            yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)})
+        # the tables' descriptions are read ahead in bulk (sqlserver/facts_session.py)
+        with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
+            for spec in selected:
+                if attempt and _already_materialized(context, spec.asset_key, partition):
+                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
+                                     extra=fields("table_skipped", table=spec.qualified, partition=partition))
+                    continue
+                checks = selected_checks(context, spec.asset_key)
+                stream: TableStream | None = None
+                try:
+                    variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
+                    previous = previous_source_types(context, spec.asset_key, partition)
+                    stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified], previous)
+                    result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
+                                                 run_id=context.run.run_id, attempt=attempt,
+                                                 run_finished=lambda run_id: _run_finished(context.instance, run_id))
+                except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+                    failures.append((spec, exc))
+                    kind = "permanent" if is_permanent(exc) else "transient"
+                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}",
+                                      extra=fields("table_failed", table=spec.qualified, partition=partition,
+                                                   failure=kind))
+                    if not is_permanent(exc):
+                        context.log.debug("".join(traceback.format_exception(exc)))
+                    yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
+                                                   count=stream.source_count if stream is not None else None)
+                    continue
+                results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
+                                             previous=previous, verify=writer.verify_partition)
+                yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)},
+                                           check_results=results)
+            # checks selected without their table (a person picked both): evaluated as when run alone
+            yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
+                               previous_source_types)
         if failures:
             raise _failure(failures, partition)
 

@@ -1,5 +1,5 @@
-"""Command line: ``load`` (a full load from a script), ``check`` (preflight), ``tables``,
-``pools``, ``demo`` and ``dev``.
+"""Command line: ``load`` (a full load from a script), ``check`` (preflight), ``health``
+(:mod:`dtaas_dagster.health`), ``tables``, ``pools``, ``demo`` and ``dev``.
 
 ``load`` names a new snapshot partition (or takes an existing one), registers
 it, and submits the ``<task>_tables`` run through the instance's run
@@ -260,6 +260,19 @@ def run_pools(config_path: str | None) -> int:
     return 0
 
 
+def _add_health_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from dtaas_dagster.health import DEFAULT_DAEMON_MAX_AGE, KINDS
+
+    health = commands.add_parser(
+        "health", help="is the running system healthy: daemon, sources, destinations, CDC lag (exit 0 = healthy)")
+    health.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    health.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    health.add_argument("--daemon-max-age", type=float, default=DEFAULT_DAEMON_MAX_AGE, metavar="SECONDS",
+                        help=f"a daemon heartbeat older than this fails (default {DEFAULT_DAEMON_MAX_AGE:g})")
+    health.add_argument("--skip", action="append", choices=KINDS, default=[],
+                        help="leave out a kind of probe (repeatable)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dtaas", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     check.add_argument("--observe", action="store_true",
                        help="record each table's columns, types and key in the Dagster instance ($DAGSTER_HOME)")
+    _add_health_parser(commands)
     tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
     tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     tables.add_argument("--source", help="only this source")
@@ -294,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_tables(args.config, args.source)
         if args.command == "pools":
             return run_pools(args.config)
+        if args.command == "health":
+            from dtaas_dagster.health import run_health
+
+            return run_health(args.config, as_json=args.json, daemon_max_age=args.daemon_max_age, skip=args.skip)
         if args.command == "load":
             from dtaas_dagster.launch import run_load
 

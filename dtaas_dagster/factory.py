@@ -7,7 +7,9 @@ the table assets, grouped into steps (:mod:`dtaas_dagster.assets`); the jobs
 ``<task>_tables`` and ``<task>_full_load`` (:mod:`dtaas_dagster.jobs`); the
 sensor ``<task>_full_load_requests`` (:mod:`dtaas_dagster.sensors`); a
 schedule when configured (:mod:`dtaas_dagster.schedules`); and for the CDC
-modes the sensor ``<task>_cdc`` (:mod:`dtaas_dagster.cdc.sensor`).
+modes the sensor ``<task>_cdc`` (:mod:`dtaas_dagster.cdc.sensor`) and the
+lag/headroom checks ``<task>_cdc_checks`` with their job and schedule
+(:mod:`dtaas_dagster.cdc.checks`).
 
 Tables given as patterns (``dbo.*``) are resolved here against the source's
 catalog, which needs the server when the definitions load; explicit names do
@@ -26,6 +28,7 @@ import dagster as dg
 
 from dtaas_dagster.asset_metadata import asset_options, table_metadata
 from dtaas_dagster.assets import build_table_group_asset, group_tables
+from dtaas_dagster.cdc.checks import build_cdc_checks, build_cdc_checks_job, build_cdc_checks_schedule
 from dtaas_dagster.cdc.sensor import build_cdc_sensor
 from dtaas_dagster.config import (
     ConfigError,
@@ -37,6 +40,7 @@ from dtaas_dagster.config import (
 )
 from dtaas_dagster.destinations.s3 import S3IOManager
 from dtaas_dagster.jobs import build_full_load_job, build_tables_job, full_load_job_name
+from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import loads_partitions_def
 from dtaas_dagster.schedules import build_full_load_schedule
 from dtaas_dagster.sensors import build_full_load_requests_sensor, full_load_requests_sensor_name
@@ -129,6 +133,7 @@ class TaskDefinitions:
     jobs: list[object] = field(default_factory=list)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
+    asset_checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
 
 def _check_distinct_keys(task_name: str, specs: Sequence[TableSpec]) -> None:
@@ -175,7 +180,7 @@ def build_task(
         for spec in specs
     }
     metadata = {spec.asset_key: table_metadata(spec=spec, source=source, destination=destination, mode=task.mode,
-                                               variables=dict(config.variables))
+                                               variables=config.static_variables)
                 for spec in specs}
     assets = [
         build_table_group_asset(
@@ -208,7 +213,19 @@ def build_task(
             task=task_name, mode=task.mode, cdc=task.cdc, specs=specs, op_names=op_names,
             sqlserver_key=sqlserver_resource_key(task.source), tables_job=tables_job,
         ))
+        _add_cdc_checks(result, task_name=task_name, task=task, specs=specs)
     return result
+
+
+def _add_cdc_checks(result: TaskDefinitions, *, task_name: str, task: TaskConfig, specs: Sequence[TableSpec]) -> None:
+    """The CDC lag and headroom checks of a task, their job and (with cdc.checks_cron) schedule."""
+    checks = build_cdc_checks(task=task_name, mode=task.mode, cdc=task.cdc, specs=specs,
+                              sqlserver_key=sqlserver_resource_key(task.source))
+    job = build_cdc_checks_job(task=task_name, checks=checks)
+    result.asset_checks.append(checks)
+    result.jobs.append(job)
+    if task.cdc.checks_cron:
+        result.schedules.append(build_cdc_checks_schedule(task=task_name, cron=task.cdc.checks_cron, job=job))
 
 
 def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
@@ -223,6 +240,7 @@ def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
         description=f"UNAVAILABLE: task {task_name} could not be loaded: {error}",
         executor_def=dg.in_process_executor,
         tags={"dtaas/task": task_name, "dtaas/unavailable": "true"},
+        config=job_run_config() or {},  # JSON logs when DTAAS_LOG_FORMAT=json
     )
     def unavailable_job() -> None:
         unavailable()
@@ -263,11 +281,13 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         combined.jobs += built.jobs
         combined.schedules += built.schedules
         combined.sensors += built.sensors
+        combined.asset_checks += built.asset_checks
         resources[io_manager_key(task_name)] = S3IOManager.from_destination(
             config.destinations[task.destination], task, name=task.destination
         )
     return dg.Definitions(
         assets=combined.assets,
+        asset_checks=combined.asset_checks,
         jobs=combined.jobs,  # type: ignore[arg-type]
         schedules=combined.schedules,
         sensors=combined.sensors,

@@ -22,11 +22,13 @@ No op starts another run.
 
 
 import datetime as dt
+import multiprocessing
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
@@ -64,11 +66,31 @@ class FullLoadRequest(dg.Config):
     )
 
 
+# Modules a forkserver imports once, so that each table step (a process forked from it)
+# starts without importing Dagster, pyarrow and the product again: about half of a step's
+# start-up CPU (bench/RESULTS.md, "many tables"). None of them opens anything at import.
+FORKSERVER_PRELOAD = ["dagster", "pyarrow", "pyodbc", "arrow_odbc", "dtaas_dagster.definitions"]
+
+
+def tables_executor_config(parallel_tables: int) -> dict[str, Any]:
+    """Multiprocess executor config: ``parallel_tables`` steps at once, started from a forkserver
+    where the platform has one (Linux, macOS), else Dagster's default (spawn)."""
+    config: dict[str, Any] = {"max_concurrent": parallel_tables}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        config["start_method"] = {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}}
+    return config
+
+
 def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
-    """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once."""
+    """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once.
+
+    It selects the tables and the checks their steps evaluate (dtaas_dagster/checks.py),
+    not the scheduled CDC checks (dtaas_dagster/cdc/checks.py): a load never waits for those.
+    """
     return dg.define_asset_job(
         name=tables_job_name(task),
-        selection=dg.AssetSelection.assets(*asset_keys),
+        selection=dg.AssetSelection.assets(*asset_keys).without_checks()
+        | dg.AssetSelection.checks(*step_check_keys(asset_keys)),
         executor_def=tables_executor(parallel_tables),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},
@@ -84,7 +106,7 @@ def tables_executor(parallel_tables: int) -> dg.ExecutorDefinition:
     def choose(config: dict[str, Any]) -> dict[str, Any]:
         if config.get("in_process"):
             return {"in_process": {}}
-        return {"multiprocess": {"max_concurrent": parallel_tables}}
+        return {"multiprocess": tables_executor_config(parallel_tables)}
 
     return dg.multi_or_in_process_executor.configured(
         choose,
@@ -149,7 +171,7 @@ def build_full_load_job(*, task: str, sensor_name: str) -> dg.JobDefinition:
                      f"The load itself runs as {tables_job_name(task)}, started by the sensor {sensor_name}."),
         executor_def=dg.in_process_executor,
         tags={TASK_TAG: task},
-        config=job_run_config(),
+        config=job_run_config() or {},  # @dg.job takes no None
     )
     def full_load() -> None:
         request_full_load()

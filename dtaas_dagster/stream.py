@@ -31,6 +31,25 @@ class TableRef:
 
 
 @dataclass
+class SourceCount:
+    """The rows of one read as SQL Server reported them, filled in while the stream is drained.
+
+    ``sent`` is ``ROWCOUNT_BIG()`` from the read's own batch (None until the result
+    ended cleanly); ``dropped`` counts rows left out on purpose (the update
+    before-images a change window does not write). A complete load writes
+    ``sent - dropped`` rows: the ``row_count`` asset check compares them.
+    """
+
+    received: int = 0
+    sent: int | None = None
+    dropped: int = 0
+
+    @property
+    def expected(self) -> int | None:
+        return None if self.sent is None else self.sent - self.dropped
+
+
+@dataclass
 class TableStream:
     """One load window of one table, ready to be written.
 
@@ -43,7 +62,9 @@ class TableStream:
     (a snapshot's ``start_lsn``; a change window's ``capture_instance``,
     ``from_lsn``, ``to_lsn``); ``schema_change`` describes columns that changed
     since the previous load (empty when none). ``metadata`` is what the load
-    used (transforms, pushdown, variables), for the materialization.
+    used (transforms, pushdown, variables), for the materialization;
+    ``source_count`` is what SQL Server reported for the read, complete once
+    ``batches`` is exhausted.
     """
 
     table: TableRef
@@ -58,3 +79,4 @@ class TableStream:
     cdc: Mapping[str, str] = field(default_factory=dict)
     schema_change: Mapping[str, list[str]] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    source_count: SourceCount = field(default_factory=SourceCount)

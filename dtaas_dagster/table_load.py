@@ -29,6 +29,7 @@ from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow, enable_statement
+from dtaas_dagster.sqlserver.bulk import batch_rows_for
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
 from dtaas_dagster.sqlserver.lsn import ZERO
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
@@ -43,7 +44,7 @@ from dtaas_dagster.sqlserver.snapshot import (
     snapshot_read,
 )
 from dtaas_dagster.sqlserver.types import Datetime2PrecisionError, UnsupportedColumnType
-from dtaas_dagster.stream import TableRef, TableStream
+from dtaas_dagster.stream import SourceCount, TableRef, TableStream
 from dtaas_dagster.table_transforms import prepare_transforms, source_types_after, transformed, transformed_changes
 from dtaas_dagster.variables import builtin_values, template_values
 
@@ -186,36 +187,43 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
     return TablePlan(facts, plan, primary_key(spec, facts.description))
 
 
+def _share(done: int, estimate: int | None) -> str:
+    if estimate:
+        return f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
+    return f"{done:,} rows (no estimate)"
+
+
 def progress(
     batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
-    partition: str | None = None,
+    partition: str | None = None, details: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
-    At most one line every PROGRESS_EVERY_SECONDS, so a table of many small
-    batches does not flood the run's log. Each line also carries its numbers as
-    structured fields (:func:`dtaas_dagster.logs.fields`) for JSON logs.
+    A line at most every PROGRESS_EVERY_SECONDS while the table is read, and one
+    when it is done (with ``details``). Every line is an event the Dagster
+    instance stores (several ms of CPU each), so a table read in a few seconds
+    logs one line, and a big one does not flood the run's log. Each line also
+    carries its numbers as structured fields (:func:`dtaas_dagster.logs.fields`)
+    for JSON logs.
     """
     started = last = time.monotonic()
     done = 0
     for batch in batches:
         done += batch.num_rows
         now = time.monotonic()
-        if now - last >= PROGRESS_EVERY_SECONDS or done == batch.num_rows:
+        if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
-            elapsed = max(now - started, 1e-6)
-            if estimate:
-                share = f"{done:,} / ~{estimate:,} rows ({min(done / estimate, 1.0) * 100:.0f}%)"
-            else:
-                share = f"{done:,} rows (no estimate)"
-            log.info(f"{table}: {share}, {done / elapsed:,.0f} rows/s",
+            rate = done / max(now - started, 1e-6)
+            log.info(f"{table}: {_share(done, estimate)}, {rate:,.0f} rows/s",
                      extra=fields("progress", table=table, partition=partition, rows=done,
-                                  rows_per_second=round(done / elapsed), estimated_rows=estimate))
+                                  rows_per_second=round(rate), estimated_rows=estimate))
         yield batch
     elapsed = time.monotonic() - started
-    log.info(f"{table}: read {done:,} rows in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)",
-             extra=fields("table_read", table=table, partition=partition, rows=done,
-                          rows_per_second=round(done / max(elapsed, 1e-6)), elapsed_seconds=round(elapsed, 3)))
+    rate = done / max(elapsed, 1e-6)
+    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({rate:,.0f} rows/s)"
+             + (f"; {details}" if details else ""),
+             extra=fields("table_read", table=table, partition=partition, rows=done, rows_per_second=round(rate),
+                          elapsed_seconds=round(elapsed, 3), estimated_rows=estimate))
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,15 @@ def schema_change(previous: Mapping[str, str] | None, current: Mapping[str, str]
     )
 
 
+class SchemaDriftError(PermanentLoadError):
+    """A table's columns changed and its task has ``schema_drift: fail``; ``change`` says how."""
+
+    def __init__(self, message: str, change: SchemaChange, previous: Mapping[str, str],
+                 current: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.change, self.previous, self.current = change, dict(previous), dict(current)
+
+
 def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Mapping[str, str],
                 log: dg.DagsterLogManager) -> SchemaChange:
     """Apply the task's schema_drift policy; returns the change (empty: none, or ignored)."""
@@ -259,10 +276,10 @@ def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Ma
         return change
     text = change.describe(previous or {}, current)
     if spec.schema_drift == "fail":
-        raise PermanentLoadError(
+        raise SchemaDriftError(
             f"table {spec.qualified} in source '{spec.source}': its columns changed since the previous load ({text}) "
             f"and task {spec.task} has schema_drift: fail. Adapt the consumers, then set schema_drift: evolve (or "
-            "ignore) for one load; see docs/cdc.md")
+            "ignore) for one load; see docs/cdc.md", change, previous or {}, current)
     log.warning(f"{spec.qualified}: columns changed since the previous load: {text} (schema_drift: {spec.schema_drift})")
     return change if spec.schema_drift == "evolve" else SchemaChange()
 
@@ -299,12 +316,14 @@ def open_snapshot(
         planned = plan_table(_ignore_drift_columns(spec, previous_types, planned.facts.description), sqlserver)
     plan, description = planned.plan, planned.facts.description
     change = check_drift(spec, previous_types, plan.source_types, log)
-    log.info(
-        f"{spec.qualified}: reading {len(plan.columns)} columns, ~{description.row_estimate or 0:,} rows, "
-        f"snapshot isolation {'on' if plan.snapshot_isolation else 'off (database does not allow it)'}",
-        extra=fields("table_start", table=spec.qualified, partition=partition_key, task=spec.task,
-                     columns=len(plan.columns), estimated_rows=description.row_estimate),
-    )
+    batch_rows = batch_rows_for(spec.batch_rows, description.row_estimate)
+    details = (f"{len(plan.columns)} columns, snapshot isolation "
+               f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}")
+    if description.row_estimate is None or batch_rows is None or description.row_estimate > batch_rows:
+        # more than one batch to read: say so now (a table of one batch logs one line, when done)
+        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}",
+                 extra=fields("table_start", table=spec.qualified, partition=partition_key, task=spec.task,
+                              columns=len(plan.columns), estimated_rows=description.row_estimate))
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
         instance = planned.facts.capture_instances[-1]
@@ -328,14 +347,15 @@ def open_snapshot(
     # Transforms are checked against the planned schema before any row is read (table_transforms.py).
     prepared = prepare_transforms(spec, plan.target_schema, plan.source_types, snapshot_read(plan), snapshot=plan,
                                   transforms=transforms, primary_key=planned.primary_key, variables=variables, log=log)
-    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=batch_rows, batch_mb=spec.batch_mb, count=count)
     # Read ahead on a thread so the ODBC fetch, the transforms and the writer run at once (bench/RESULTS.md).
-    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched)))
+    converted = prefetch(transformed(prepared.chain, (convert_batch(batch, plan) for batch in fetched), count))
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
         batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
-                         partition=partition_key),
+                         partition=partition_key, details=details),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=variables,
@@ -345,6 +365,7 @@ def open_snapshot(
         cdc=cdc,
         schema_change=change.as_dict() if change else {},
         metadata=prepared.metadata,
+        source_count=count,
     )
 
 
@@ -412,8 +433,9 @@ def open_changes(
     # The same chain as the snapshot's, on before- and after-images alike; never pushed down (docs/transforms.md).
     prepared = prepare_transforms(spec, plan.target_schema, data.source_types, changes_read(plan), snapshot=None,
                                   transforms=transforms, primary_key=tuple(key), variables=variables, log=log)
-    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb)
-    batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan)))
+    count = SourceCount()
+    fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb, count=count)
+    batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan, count), count))
     return TableStream(
         table=TableRef(sqlserver.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
@@ -426,4 +448,5 @@ def open_changes(
         kind="cdc",
         cdc=window.as_config(),
         schema_change=change.as_dict() if change else {},
+        source_count=count,
     )

@@ -31,6 +31,7 @@ from dtaas_dagster.config.transforms import TransformSpec
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.sqlserver.bulk import BulkRead
 from dtaas_dagster.sqlserver.where import build_where, filtered_read
+from dtaas_dagster.stream import SourceCount
 from dtaas_dagster.transforms.chain import Chain, TableContext, TransformError
 from dtaas_dagster.transforms.compile import compile_chain
 from dtaas_dagster.variables import VariableError, VariablesResource, builtin_values
@@ -152,18 +153,28 @@ def prepare_transforms(
     return PreparedTransforms(chain=chain, read=read, metadata=metadata)
 
 
-def transformed(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Run the chain per batch; a value a transform cannot handle fails the table for good."""
+def transformed(chain: Chain, batches: Iterator[pa.RecordBatch],
+                count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
+    """Run the chain per batch; a value a transform cannot handle fails the table for good.
+
+    Rows a filter leaves out are added to ``count.dropped`` (the row_count check).
+    """
     if chain.is_identity:
         yield from batches
         return
+    seen = [0]
     try:
-        yield from chain.batches(batches)
+        for out in chain.batches(_counted(batches, seen)):
+            seen[0] -= out.num_rows
+            yield out
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
+    if count is not None:
+        count.dropped += seen[0]
 
 
-def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch],
+                        count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
     """Run the chain on CDC change batches (:meth:`Chain.apply_changes`: filter_rows acts per operation)."""
     if chain.is_identity:
         yield from batches
@@ -171,10 +182,18 @@ def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch]) -> Iter
     try:
         for batch in batches:
             out = chain.apply_changes(batch)
+            if count is not None:
+                count.dropped += batch.num_rows - out.num_rows
             if out.num_rows:
                 yield out
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
+
+
+def _counted(batches: Iterator[pa.RecordBatch], seen: list[int]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        seen[0] += batch.num_rows
+        yield batch
 
 
 def source_types_after(chain: Chain, source_types: Mapping[str, str]) -> dict[str, str]:

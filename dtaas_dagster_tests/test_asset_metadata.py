@@ -48,6 +48,22 @@ def test_uri_stops_at_the_first_per_partition_segment_and_escapes_values(tmp_pat
     assert local.metadata["dagster/uri"] == f"file://{tmp_path}/lake/"  # every segment after it varies
 
 
+def test_uri_stops_at_a_query_variable_whose_value_comes_with_each_run() -> None:
+    config = _config(destination={"type": "s3", "url": "s3://my-lake/raw",
+                                  "path_template": "$Customer/$sourceTableShortName/$Batch/$partitionKey"})
+    config["variables"]["Batch"] = {"source": "sales", "query": "SELECT MAX(BatchId) FROM dbo.Batches"}
+    spec = _asset(config, ["nightly", "dbo", "orders"])
+    assert spec.metadata["dagster/uri"] == "s3://my-lake/raw/acme/orders/"
+
+
+def test_a_file_destination_is_of_kind_file_and_s3_of_kind_s3(tmp_path: Any) -> None:
+    local = _asset(_config(destination={"type": "s3", "url": f"file://{tmp_path}/lake"}), ["nightly", "dbo", "orders"])
+    assert set(local.kinds) == {"sqlserver", "file"}
+    assert local.metadata["dagster/uri"] == f"file://{tmp_path}/lake/sales/dbo/orders/"
+    remote = _asset(_config(), ["nightly", "dbo", "orders"])
+    assert set(remote.kinds) == {"sqlserver", "s3"}
+
+
 def test_owners_tags_and_a_lag_freshness_policy_reach_every_table() -> None:
     config = _config(owners=["data-eng@example.com", "team:sales_data"], tags={"domain": "sales", "tier": "gold"},
                      freshness={"max_lag_minutes": 1500, "warn_lag_minutes": 1440})
@@ -98,5 +114,8 @@ def test_pool_names_do_not_change_with_the_port_and_can_be_named() -> None:
     asset = build_definitions(parse_config(_config(source={"pool": "sqlserver_erp"}))).get_repository_def() \
         .assets_defs_by_key[dg.AssetKey(["nightly", "dbo", "orders"])]
     assert asset.op.pool == "sqlserver_erp"
+    default = build_definitions(parse_config(_config(source={"port": 50123}))).get_repository_def() \
+        .assets_defs_by_key[dg.AssetKey(["nightly", "dbo", "orders"])]
+    assert default.op.pool == "sqlserver_db_01_corp_example"
     with pytest.raises(ConfigError, match="sources.sales.pool"):
         parse_config(_config(source={"pool": "bad pool!"}))

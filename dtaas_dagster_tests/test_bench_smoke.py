@@ -1,4 +1,4 @@
-"""Smoke test of bench/full_load.py: it runs end to end and prints its summary line.
+"""Smoke tests of bench/full_load.py and bench/many_tables.py: each runs end to end and prints its summary line.
 
 No timing is asserted (numbers depend on the machine); only that every variant
 ran, moved the expected rows (the benchmark checks that itself and exits
@@ -33,3 +33,22 @@ def test_full_load_benchmark_prints_its_summary_line() -> None:
     for variant in ("pipeline_file", "pipeline_s3", "raw_arrow_odbc", "pandas"):
         assert re.search(rf"^{variant} +20,000 ", table, re.MULTILINE), f"{variant} row missing:\n{table}"
     assert re.search(r"^pipeline_file +100,000 ", table, re.MULTILINE), table
+
+
+MANY_TABLES_SUMMARY = re.compile(r"^many_tables tables=6 wall_s=\d+\.\d per_table_cpu_s=\d+\.\d\d\d$")
+
+
+@pytest.mark.slow
+def test_many_tables_benchmark_prints_its_summary_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "many_tables.py"), "--tables", "6", "--baseline-tables", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert MANY_TABLES_SUMMARY.match(lines[-1]), lines[-1]
+    table = "\n".join(lines)
+    # both loads ran and were verified (the script checks every manifest's row count and exits non-zero otherwise)
+    assert re.search(r"^step_per_table +2 ", table, re.MULTILINE), table
+    assert re.search(r"^grouped +6 ", table, re.MULTILINE), table
+    assert "CPU per table: step_per_table / grouped = " in table

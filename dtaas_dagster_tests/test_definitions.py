@@ -47,8 +47,16 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
             "executor": job.executor_def.name,
             "ops": sorted(node.name for node in job.nodes),
         }
+    checks: dict[str, list[str]] = {}
+    for checks_def in repo.asset_checks_defs_by_key.values():
+        for check_key in checks_def.check_keys:
+            checks.setdefault(check_key.asset_key.to_user_string(), []).append(check_key.name)
+    for assets_def in repo.assets_defs_by_key.values():
+        for check_key in assets_def.check_keys:
+            checks.setdefault(check_key.asset_key.to_user_string(), []).append(check_key.name)
     return {
         "assets": dict(sorted(assets.items())),
+        "asset_checks": {key: sorted(set(names)) for key, names in sorted(checks.items())},
         "jobs": dict(sorted(jobs.items())),
         "schedules": sorted((s.name, s.cron_schedule, s.job_name) for s in repo.schedule_defs),
         "sensors": sorted(s.name for s in repo.sensor_defs),
@@ -110,7 +118,8 @@ def test_cdc_modes_get_a_cdc_sensor_polling_at_poll_seconds() -> None:
         assert sensor.minimum_interval_seconds == 7 and sensor.job_name == "nightly_tables"
         assert sensor.required_resource_keys == {"sqlserver_sales"}
     plain = build_definitions(parse_config(_config())).get_repository_def()
-    assert [s.name for s in plain.sensor_defs] == ["nightly_full_load_requests"]
+    assert sorted(s.name for s in plain.sensor_defs) == ["nightly_full_load_requests",
+                                                         "nightly_superseded_snapshots"]  # no CDC sensor
 
 
 def test_password_stays_an_env_var_reference_in_resource_config() -> None:

@@ -6,6 +6,7 @@ instance, as the daemon would.
 """
 
 import ast
+import importlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from dtaas_dagster.config import parse_config
 from dtaas_dagster.factory import build_definitions
+from dtaas_dagster.jobs import tables_executor_config
 from dtaas_dagster.partitions import key_date, snapshot_key
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dtaas_dagster"
@@ -119,6 +121,17 @@ def test_tables_share_steps_up_to_parallel_tables_or_tables_per_step() -> None:
         "nightly__dbo__t00", "nightly__dbo__t01", "nightly__dbo__t02"]
     pairs = _repo(tables=tables[:5], tables_per_step=2)
     assert len(list(pairs.get_job("nightly_tables").nodes)) == 3
+
+
+def test_table_steps_start_from_a_forkserver_that_preloads_modules_that_exist() -> None:
+    config = tables_executor_config(3)
+    assert config["max_concurrent"] == 3
+    preload = config["start_method"]["forkserver"]["preload_modules"]
+    assert "dtaas_dagster.definitions" in preload and "dagster" in preload
+    for module in preload:  # the forkserver skips a module it cannot import, silently
+        importlib.import_module(module)
+    repo = _repo(tables=["dbo.a"], parallel_tables=3)
+    assert repo.get_job("nightly_tables").executor_def.name == "dtaas_tables_executor"
 
 
 def _private_dagster_imports(path: Path) -> list[str]:

@@ -90,7 +90,7 @@ class Dagster:
 
 
 RUN_FIELDS = """runId jobName status startTime endTime tags { key value }
-  stepStats { stepKey status } assetMaterializations { assetKey { path } partition }"""
+  stepStats { stepKey status startTime endTime } assetMaterializations { assetKey { path } partition }"""
 RUN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { " + RUN_FIELDS + " } } }"
 RUNS = "query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results { " + RUN_FIELDS + " } } } }"
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -173,6 +173,9 @@ def test_a_launchpad_request_becomes_one_queued_run_with_every_table(dagster: Da
     assert "-full-r" in tags["dagster/partition"]
     # two steps (parallel_tables: 2) of two tables each, and one materialization per table
     assert sorted(s["stepKey"] for s in load["stepStats"]) == ["demo__tables_01_of_02", "demo__tables_02_of_02"]
+    # the server's pool (limit 1 here) keeps the two steps apart: one table read at a time
+    first, second = sorted(load["stepStats"], key=lambda s: s["startTime"])
+    assert second["startTime"] >= first["endTime"], load["stepStats"]
     materialized = sorted(("/".join(m["assetKey"]["path"]), m["partition"]) for m in load["assetMaterializations"])
     assert materialized == sorted((f"demo/dbo/{t.split('.')[1]}", tags["dagster/partition"]) for t in TABLES)
     # the job's run list (what the UI's Runs tab of demo_tables shows) includes it

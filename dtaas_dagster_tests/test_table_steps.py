@@ -188,6 +188,47 @@ def test_one_failing_table_does_not_stop_its_step_and_the_retry_loads_only_it(
     assert order == ["a", "c", "b"]  # c was loaded in the first attempt, after b failed; only b in the retry
 
 
+@pytest.mark.double_only
+def test_a_step_describes_its_tables_in_bulk_and_a_failed_bulk_read_costs_one_table_a_retry(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    names = ["a", "b", "c", "d"]
+    for name in names:
+        _seed(sqlserver_db, name)
+    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", [f"dbo.{n}" for n in names],
+                     parallel_tables=1, retry={"max_retries": 2, "delay_seconds": 0.1, "jitter": "none"})
+    # every one-table describe fails (the driver sends ? as @P<n>): only the bulk read can describe them
+    sqlserver.control.fail_statement(r"c\.TABLE_NAME = @P\d+", times=100)
+    sqlserver.control.fail_statement(r"c\.TABLE_NAME IN \(", times=1)  # the first bulk read: a deadlock
+    try:
+        result = _run(config, instance)
+    finally:
+        sqlserver.control.clear_faults()
+    assert result.success, _failure_text(result)
+    assert len(_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    order = [e.asset_key.path[-1] for e in _events(result, dg.DagsterEventType.ASSET_MATERIALIZATION)]
+    assert order == ["b", "c", "d", "a"]  # a asked for the failed read; b read ahead again; the retry loaded a
+    assert len(list(tmp_path.rglob(MANIFEST_NAME))) == 4
+
+
+def test_a_small_table_logs_one_line_and_a_big_one_says_when_it_starts(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    _seed(sqlserver_db, "small", rows=5)
+    _seed(sqlserver_db, "big", rows=3_000)
+    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", ["dbo.small", "dbo.big"],
+                     batch={"rows": 1_000}, parallel_tables=1)
+    result = _run(config, instance)
+    assert result.success, _failure_text(result)
+    lines = [entry.user_message for entry in instance.all_logs(result.run_id)
+             if entry.user_message.startswith(("dbo.small", "dbo.big"))]
+    assert [line.split(":")[0] for line in lines] == ["dbo.small", "dbo.big", "dbo.big"], lines
+    assert lines[0].startswith("dbo.small: read 5 / ~5 rows (100%) in ")
+    assert lines[0].endswith("; 3 columns, snapshot isolation on")
+    assert lines[1] == "dbo.big: reading ~3,000 rows; 3 columns, snapshot isolation on"
+    assert lines[2].startswith("dbo.big: read 3,000 / ~3,000 rows (100%) in ")
+
+
 def test_destination_errors_fail_at_once_and_name_the_destination(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, moto_s3: Any,
     s3_credentials: Any,

@@ -30,6 +30,7 @@ from dtaas_dagster.sqlserver.bulk import BulkRead
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
 from dtaas_dagster.sqlserver.lsn import hex_column
 from dtaas_dagster.sqlserver.snapshot import SnapshotPlan, convert_batch
+from dtaas_dagster.stream import SourceCount
 
 OP, LSN, SEQVAL, COMMIT_TIME = "_dtaas_op", "_dtaas_lsn", "_dtaas_seqval", "_dtaas_commit_time"
 CHANGE_FIELDS = (
@@ -119,11 +120,13 @@ def _resolve_pairs(batch: pa.RecordBatch, operations: np.ndarray, plan: ChangePl
     return resolved.filter(pa.array(keep))
 
 
-def change_batches(fetched: Iterator[pa.RecordBatch], plan: ChangePlan) -> Iterator[pa.RecordBatch]:
+def change_batches(fetched: Iterator[pa.RecordBatch], plan: ChangePlan,
+                   count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
     """Fetched window batches -> change-file batches (see the module docstring).
 
     A before-image is always followed by its after-image (same LSN and seqval);
     when a fetch batch ends between the two, the before-image waits for the next.
+    Before-images left out are counted in ``count.dropped`` (the row count check).
     """
     carry: pa.RecordBatch | None = None
     carry_ops = np.zeros(0, dtype=np.int8)
@@ -137,7 +140,10 @@ def change_batches(fetched: Iterator[pa.RecordBatch], plan: ChangePlan) -> Itera
             carry, carry_ops = batch.slice(len(operations) - 1), operations[-1:]
             batch, operations = batch.slice(0, len(operations) - 1), operations[:-1]
         if batch.num_rows:
-            yield _resolve_pairs(batch, operations, plan)
+            resolved = _resolve_pairs(batch, operations, plan)
+            if count is not None:
+                count.dropped += batch.num_rows - resolved.num_rows
+            yield resolved
     if carry is not None:  # a before-image without its after-image: not expected from SQL Server
         raise RuntimeError(f"changes {plan.window}: an update before-image ended the window without its "
                            "after-image; re-run the window")

@@ -11,7 +11,9 @@ Each tick (at most every ``cdc.poll_seconds``):
 - returns one ``SensorResult``: a new dynamic partition for the tick's window,
   one run of ``<task>_tables`` for the tables that changed (their windows in
   the run config and tags, so a re-execution reads the same windows), a
-  snapshot run when one is needed, and the new cursor.
+  snapshot run when one is needed, and the new cursor; its runs select the
+  tables' step checks explicitly (not the scheduled CDC checks); an idle table's
+  new position is reported as an asset observation (``dtaas/cdc_loaded_through``).
 
 Every tick logs what it saw and did (the tick log in the UI).
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from dtaas_dagster.cdc.lag import POSITION_KEY
 from dtaas_dagster.cdc.state import (
     FAILED,
     IN_FLIGHT,
@@ -38,6 +41,7 @@ from dtaas_dagster.cdc.state import (
     status_key,
     tick,
 )
+from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.jobs import TASK_TAG, TRIGGER_TAG, load_run_tags
 from dtaas_dagster.partitions import change_key, partitions_def_name, snapshot_key
@@ -51,6 +55,14 @@ REQUEST_TAG = "dtaas/request"
 
 def cdc_sensor_name(task: str) -> str:
     return f"{task}_cdc"
+
+
+def position_observation(asset_key: dg.AssetKey, loaded_through: Lsn) -> dg.AssetObservation:
+    """An idle table's position: every change up to this LSN is loaded (there were none since its last load)."""
+    return dg.AssetObservation(asset_key=asset_key, metadata={
+        POSITION_KEY: dg.MetadataValue.text(loaded_through.hex),
+        "dtaas/cdc_note": dg.MetadataValue.text("no changes since the previous position; CDC is up to date here"),
+    })
 
 
 def _run_status(instance: dg.DagsterInstance, sensor: str, pending: Mapping[str, Pending],
@@ -190,6 +202,7 @@ def build_cdc_sensor(
             instances=instances, probe=probe,
             run_status=_run_status(context.instance, name, pending, spec_of),
             snapshots=_snapshots(context.instance, specs, detailed),
+            report_seconds=cdc.position_report_seconds,
         )
         out = tick(tables, states, given)
         meta = load_cursor_meta(context.cursor)
@@ -217,16 +230,18 @@ def build_cdc_sensor(
             run_config: dict[str, Any] = {"ops": ops}
             if len(ops) == 1:  # one step: no need for a second process
                 run_config["execution"] = {"config": {"in_process": True}}
+            selection = [spec_of[t].asset_key for t in out.windows]
             requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config=run_config, tags=tags,
-                                          asset_selection=[spec_of[t].asset_key for t in out.windows]))
+                                          asset_selection=selection, asset_check_keys=step_check_keys(selection)))
         snapshot_tables = [t for t in out.snapshot_tables if out.states[t].pending is None]
         if snapshot_tables:
             key = snapshot_key(dt.datetime.fromtimestamp(now, tz=dt.timezone.utc), "cdc")
             partitions.append(key)
             for table in snapshot_tables:
                 out.states[table].pending = Pending(key, key, "snapshot", now)
+            selection = [spec_of[t].asset_key for t in snapshot_tables]
             requests.append(dg.RunRequest(
-                run_key=key, partition_key=key, asset_selection=[spec_of[t].asset_key for t in snapshot_tables],
+                run_key=key, partition_key=key, asset_selection=selection, asset_check_keys=step_check_keys(selection),
                 tags={**load_run_tags(task, key, trigger="cdc_snapshot"), REQUEST_TAG: key}))
         for line in out.log:
             context.log.info(line)
@@ -240,6 +255,7 @@ def build_cdc_sensor(
                 [dg.AddDynamicPartitionsRequest(partitions_def_name(task), partitions)] if partitions else []),
             cursor=dump_cursor(out.states, meta),
             skip_reason=None if requests else summary,
+            asset_events=[position_observation(spec_of[t].asset_key, lsn) for t, lsn in sorted(out.positions.items())],
         )
 
     return cdc_sensor

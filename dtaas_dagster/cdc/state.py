@@ -22,6 +22,8 @@ or a snapshot) with its run key. A tick:
    window ``[next, max]`` (or up to the instance switch) in this tick's run.
 
 The cursor advances only over windows a run loaded or that the probe showed empty.
+An idle table's new position is reported (``TickOutput.positions``, at most every
+``report_seconds``) so health checks see that it is not behind.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class TableState:
     retry_after: float = 0.0
     blocked: str | None = None
     snapshot_seen: str | None = None  # the newest snapshot (its run id) the position accounts for
+    reported_at: float = 0.0  # when the position was last made visible (a load, or a position observation)
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "pending"}
@@ -125,6 +128,7 @@ class TickInput:
     probe: CdcProbe
     run_status: Mapping[str, str]  # "<run_key>|<table name>" -> SUCCESS / FAILED / IN_FLIGHT (absent: no run yet)
     snapshots: Mapping[str, SnapshotInfo]  # table name -> newest snapshot
+    report_seconds: float = 3600  # cdc.position_report_seconds
 
 
 @dataclass
@@ -133,6 +137,7 @@ class TickOutput:
     windows: dict[str, ChangeWindow] = field(default_factory=dict)  # table name -> window for this tick's run
     snapshot_tables: list[str] = field(default_factory=list)
     gaps: dict[str, str] = field(default_factory=dict)  # table name -> message (the run is requested to fail loudly)
+    positions: dict[str, Lsn] = field(default_factory=dict)  # table name -> loaded through (idle tables, reported)
     log: list[str] = field(default_factory=list)
 
 
@@ -169,6 +174,7 @@ def _settle(state: TableState, info: TableInfo, status: str | None, now: float, 
             log.append(f"{info.qualified}: snapshot {pending.partition} loaded; CDC continues after "
                        f"{snapshot.start_lsn.hex}")
         state.pending, state.failures, state.retry_after = None, 0, 0.0
+        state.reported_at = now  # the load's materialization shows the position
     elif status == FAILED or (status is None and now - pending.since > LOST_REQUEST_SECONDS):
         state.failures += 1
         delay = min(poll * 2 ** state.failures, MAX_BACKOFF_SECONDS)
@@ -212,7 +218,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         if snapshot is not None and snapshot.run_id != state.snapshot_seen:
             # a newer snapshot (a person's full load, or our resnapshot) restarts CDC after it
             state.next_lsn, state.snapshot_seen, state.blocked = snapshot.start_lsn.increment().hex, snapshot.run_id, None
-            state.failures, state.retry_after = 0, 0.0
+            state.failures, state.retry_after, state.reported_at = 0, 0.0, given.now
             out.log.append(f"{info.qualified}: CDC continues after snapshot {snapshot.partition} "
                            f"(LSN {snapshot.start_lsn.hex})")
         if state.retry_after > given.now:
@@ -255,6 +261,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         probed_from_here = probe.asked_from is None or probe.asked_from <= next_lsn
         if probed_from_here and (probe.first_change is None or probe.first_change > end):
             state.next_lsn = end.increment().hex  # checked empty: the position moves without a run
+            _report(state, info, end, given, out)
             continue
         out.windows[info.name] = ChangeWindow(instance.name, next_lsn, end)
     return out
@@ -281,4 +288,16 @@ def _start(state: TableState, info: TableInfo, given: TickInput, table_instances
     else:
         state.next_lsn = Lsn.from_hex(given.start).hex
     out.log.append(f"{info.qualified}: CDC starts at LSN {state.next_lsn} (cdc.start: {given.start})")
+    start = Lsn.from_hex(state.next_lsn)
+    if start.value:
+        _report(state, info, start.decrement(), given, out, now=True)
     return True
+
+
+def _report(state: TableState, info: TableInfo, loaded_through: Lsn, given: TickInput, out: TickOutput,
+            *, now: bool = False) -> None:
+    """Make an idle table's position visible (the sensor reports it as an asset observation), at most every
+    ``report_seconds``: the lag checks and ``dtaas health`` then know the table is not behind (cdc/lag.py)."""
+    if now or given.now - state.reported_at >= given.report_seconds:
+        out.positions[info.name] = loaded_through
+        state.reported_at = given.now

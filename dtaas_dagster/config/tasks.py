@@ -74,6 +74,13 @@ def _cron_is_valid(expression: str) -> bool:
     return True
 
 
+def _valid_cron(value: str | None, example: str) -> str | None:
+    if value is not None and not _cron_is_valid(value):
+        raise ValueError(f"{value!r} is not a valid five-field cron expression "
+                         f"(minute hour day-of-month month day-of-week); e.g. '{example}'")
+    return value
+
+
 class ScheduleConfig(Model):
     """When a task runs on its own: a cron expression or a fixed interval."""
 
@@ -85,10 +92,7 @@ class ScheduleConfig(Model):
     @field_validator("cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None and not _cron_is_valid(value):
-            raise ValueError(f"{value!r} is not a valid five-field cron expression "
-                             "(minute hour day-of-month month day-of-week); e.g. '0 2 * * *'")
-        return value
+        return _valid_cron(value, "0 2 * * *")
 
     @field_validator("timezone")
     @classmethod
@@ -226,6 +230,51 @@ class CdcConfig(Model):
     min_window_seconds: int = Field(0, ge=0, le=86_400, description=(
         "Coalesce changes into windows of at least this many seconds (fewer, larger partitions); 0 = every tick "
         "that sees changes makes a window."), json_schema_extra=fix("use 0, or e.g. 300 for five-minute windows"))
+    lag_warn_seconds: int = Field(900, ge=1, le=30 * 86_400, description=(
+        "The cdc_lag asset check (and dtaas health) warns when a table's oldest change not yet loaded was "
+        "committed more than this many seconds ago."), json_schema_extra=fix("use e.g. 900 (15 minutes)"))
+    lag_fail_seconds: int = Field(3600, ge=1, le=30 * 86_400, description=(
+        "The cdc_lag asset check (and dtaas health) fails when a table's oldest change not yet loaded was "
+        "committed more than this many seconds ago; at least lag_warn_seconds."),
+        json_schema_extra=fix("use e.g. 3600 (one hour), not less than lag_warn_seconds"))
+    headroom_warn_percent: float = Field(50, gt=0, le=100, description=(
+        "The cdc_retention_headroom asset check (and dtaas health) warns when less than this share of the "
+        "cleanup job's retention is left before the oldest change not yet loaded is purged."),
+        json_schema_extra=fix("use e.g. 50"))
+    headroom_fail_percent: float = Field(25, gt=0, le=100, description=(
+        "The cdc_retention_headroom asset check (and dtaas health) fails when less than this share of the "
+        "cleanup job's retention is left; at most headroom_warn_percent."),
+        json_schema_extra=fix("use e.g. 25, not more than headroom_warn_percent"))
+    checks_cron: str | None = Field("*/5 * * * *", description=(
+        "When the schedule <task>_cdc_checks evaluates the cdc_lag and cdc_retention_headroom checks "
+        "(five-field cron, UTC); null: no schedule (the checks still run from the UI)."),
+        json_schema_extra=fix("use a five-field cron such as '*/5 * * * *', or null"))
+    position_report_seconds: int = Field(3600, ge=1, le=86_400, description=(
+        "How often the sensor records (as an asset observation) that an idle table's position moved past a "
+        "range without changes, so checks and dtaas health know it is not behind; keep it well below the "
+        "cleanup job's retention."), json_schema_extra=fix("use e.g. 3600"))
+
+    @field_validator("checks_cron")
+    @classmethod
+    def _check_checks_cron(cls, value: str | None) -> str | None:
+        return _valid_cron(value, "*/5 * * * *")
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> CdcConfig:
+        found = []
+        if self.lag_fail_seconds < self.lag_warn_seconds:
+            found.append(("lag_fail_seconds", f"{self.lag_fail_seconds} is below lag_warn_seconds "
+                          f"({self.lag_warn_seconds}); the check warns first, then fails: raise it"))
+        if self.headroom_fail_percent > self.headroom_warn_percent:
+            found.append(("headroom_fail_percent", f"{self.headroom_fail_percent} is above headroom_warn_percent "
+                          f"({self.headroom_warn_percent}); the check warns first, then fails: lower it"))
+        if self.lag_warn_seconds <= self.min_window_seconds:
+            found.append(("lag_warn_seconds", f"{self.lag_warn_seconds} is not above min_window_seconds "
+                          f"({self.min_window_seconds}): changes wait that long on purpose, so the lag check "
+                          "would warn on every window; raise it"))
+        if found:
+            raise problems_error(*found)
+        return self
 
 
 def _table_entry_kind(value: Any) -> str:

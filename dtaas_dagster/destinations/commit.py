@@ -244,6 +244,29 @@ def verify_partition(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str
             )
 
 
+def verify_readable(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str, Any]) -> None:
+    """:func:`verify_partition`, and every Parquet file's footer reads with the rows the manifest lists
+    (the ``manifest`` asset check; a load verifies only names and sizes)."""
+    verify_partition(fs, partition_dir, manifest)
+    if manifest["format"] != "parquet":
+        return
+    import pyarrow.parquet as pq
+
+    for entry in manifest["files"]:
+        path = f"{partition_dir}/{entry['path']}"
+        try:
+            with fs.open_input_file(path) as f:
+                found = pq.ParquetFile(f).metadata.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise PartitionVerificationError(
+                f"the manifest of {partition_dir} lists {entry['path']}, which is not a readable Parquet file "
+                f"({exc}); re-run the partition") from None
+        if found != int(entry["rows"]):
+            raise PartitionVerificationError(
+                f"the manifest of {partition_dir} lists {entry['path']} with {int(entry['rows']):,} rows, but "
+                f"the file holds {found:,}; re-run the partition")
+
+
 def write_partition(
     fs: pafs.FileSystem,
     partition_dir: str,

@@ -49,7 +49,12 @@ from dagster import (
 from pydantic import Field, model_validator
 
 from dtaas_dagster.config import S3Destination, TaskConfig
-from dtaas_dagster.destinations.commit import PartitionWrite, put_object_atomically, write_partition
+from dtaas_dagster.destinations.commit import (
+    PartitionWrite,
+    put_object_atomically,
+    verify_readable,
+    write_partition,
+)
 from dtaas_dagster.destinations.files import WriteOptions, iter_partition_batches, new_load_id
 from dtaas_dagster.destinations.location import (
     Location,
@@ -262,6 +267,30 @@ class S3IOManager(ConfigurableIOManager):
         body = json.dumps(pointer).encode("utf-8")
         put_object_atomically(location.fs, path, body, temp_suffix=result.manifest["load_id"])
 
+    def verify_partition(self, *, asset_key: AssetKey, partition_key: str | None) -> dict[str, Any]:
+        """Check a loaded partition the way a reader finds it (the ``manifest`` asset check).
+
+        The pointer names the directory, the manifest there must be this partition's, and
+        every file it lists must exist with its listed size; a Parquet file's footer must
+        also read, with the rows the manifest lists. Returns what was checked; raises
+        ``ManifestNotFoundError`` or ``PartitionVerificationError`` naming the problem.
+        """
+        location = self._location()
+        what = (f"partition {partition_key} of {asset_key.to_user_string()}" if partition_key is not None
+                else asset_key.to_user_string())
+        pointer_path = self._pointer_path(location, asset_key.path, partition_key)
+        pointer = _read_pointer(location, pointer_path)
+        if not pointer:
+            raise ManifestNotFoundError(f"{what} has no manifest (no pointer at {location.url(pointer_path)})")
+        partition_dir = location.path(pointer["partition_dir"])
+        manifest = read_manifest(location.fs, partition_dir, what=what)
+        manifest_url = location.url(f"{partition_dir}/{MANIFEST_NAME}")
+        if partition_key is not None:
+            check_partition(manifest, partition_key, where=manifest_url)
+        verify_readable(location.fs, partition_dir, manifest)
+        return {"manifest": manifest_url, "files": len(manifest["files"]), "rows": int(manifest["total_rows"]),
+                "load_id": manifest["load_id"], "run_id": manifest["run_id"]}
+
     # ------------------------------------------------------------------ input
 
     def load_input(self, context: InputContext) -> Any:
@@ -428,6 +457,11 @@ def stream_metadata(stream: TableStream) -> dict[str, Any]:
     }
     for name, value in stream.cdc.items():
         metadata[f"dtaas/cdc_{name}"] = MetadataValue.text(str(value))
+    count = stream.source_count
+    if count.sent is not None:  # ROWCOUNT_BIG() of the read: the row_count check compares it
+        metadata["dtaas/source_rows"] = MetadataValue.int(count.sent)
+        if count.dropped:
+            metadata["dtaas/source_rows_left_out"] = MetadataValue.int(count.dropped)
     if stream.schema_change:
         metadata["dtaas/schema_change"] = MetadataValue.json({k: list(v) for k, v in stream.schema_change.items()})
     return metadata

@@ -15,6 +15,24 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from dtaas_dagster.stream import SourceCount
+
+
+# arrow-odbc allocates the buffers of a whole batch before the first row arrives:
+# about 30 ms of CPU for 50,000 rows of five columns, 6 ms for 10,000 (measured,
+# bench/RESULTS.md "many tables"), more than reading a table of 1,000 rows costs.
+MIN_BATCH_ROWS = 10_000
+
+
+def batch_rows_for(configured: int | None, row_estimate: int | None) -> int | None:
+    """Rows per fetched batch: the configured size (None: sized by bytes), but no more than the
+    table's row estimate needs (with 10% headroom, at least MIN_BATCH_ROWS). A stale
+    estimate only means more, smaller batches: the read and its files stay the same."""
+    if row_estimate is None:
+        return configured
+    fitting = max(MIN_BATCH_ROWS, row_estimate + row_estimate // 10)
+    return fitting if configured is None else min(configured, fitting)
+
 
 class IncompleteRead(RuntimeError):
     """The result ended before SQL Server said it had sent every row (a dropped connection)."""
@@ -41,8 +59,10 @@ def read_counted(
     query_timeout_seconds: int | None,
     batch_rows: int | None,
     batch_mb: float | None,
+    count: SourceCount | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported."""
+    """Yield the fetched batches of ``read.sql``, then check the row count SQL Server reported
+    (recorded in ``count`` when given: the ``row_count`` asset check reports it)."""
     from arrow_odbc import read_arrow_batches_from_odbc
 
     reader = read_arrow_batches_from_odbc(
@@ -58,18 +78,19 @@ def read_counted(
         query_timeout_sec=query_timeout_seconds,
         schema=read.fetch_schema,
     )
-    received = 0
+    count = count if count is not None else SourceCount()
     for batch in reader:
-        received += batch.num_rows
+        count.received += batch.num_rows
         yield batch
-    check_complete(reader, received, what=read.what)
+    count.sent = check_complete(reader, count.received, what=read.what)
 
 
-def check_complete(reader: object, received: int, *, what: str) -> None:
+def check_complete(reader: object, received: int, *, what: str) -> int:
     """Compare the rows received with ROWCOUNT_BIG() from the same batch; raise when they differ.
 
     When the connection drops mid-result, the count's result set never arrives,
     so ``more_results()`` is False (or raises): that is an incomplete read too.
+    Returns the count SQL Server reported.
     """
     try:
         has_count = reader.more_results(batch_size=1)  # type: ignore[attr-defined]
@@ -89,3 +110,4 @@ def check_complete(reader: object, received: int, *, what: str) -> None:
             f"reading {what}: received {received:,} rows but SQL Server sent {int(counts[0]):,}; "
             "the load will be retried"
         )
+    return int(counts[0])

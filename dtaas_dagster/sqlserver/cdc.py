@@ -77,6 +77,22 @@ class CdcNotEnabled(RuntimeError):
     """A table (or its database) has no capture instance; the message says which statement enables it."""
 
 
+def database_not_enabled(database: str, source: str) -> CdcNotEnabled:
+    """``sys.fn_cdc_get_max_lsn()`` is NULL: the database is not enabled for CDC."""
+    return CdcNotEnabled(f"CDC is not enabled on database {database} of source '{source}': run "
+                         "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+
+
+def probe_parameters(froms: dict[str, Lsn]) -> tuple[list[str], list[object]]:
+    """The capture instances in order, and the bound parameters of a per-instance probe batch
+    (name, name, from LSN per instance; see queries.build_cdc_probe / build_cdc_lag_probe)."""
+    names = sorted(froms)
+    params: list[object] = []
+    for name in names:
+        params += [name, name, froms[name].to_bytes()]
+    return names, params
+
+
 def enable_statement(schema: str, table: str) -> str:
     """The T-SQL a DBA runs to capture a table (shown in messages, never run by us)."""
     quoted_schema, quoted_table = schema.replace("'", "''"), table.replace("'", "''")

@@ -6,8 +6,9 @@ The resource (:mod:`.resource`) reads these with named queries; the planner
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dtaas_dagster.sqlserver.cdc import CaptureInstance
 from dtaas_dagster.sqlserver.lsn import Lsn
@@ -74,3 +75,19 @@ class TableFacts:
     cdc_max_lsn: Lsn | None = None
     capture_instances: tuple[CaptureInstance, ...] = ()
     cdc_min_lsn: Lsn | None = None  # of the capture instance a change window reads
+
+
+def columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
+    """Columns from TABLE_COLUMNS rows: name, type, length, precision, scale, datetime precision, nullable."""
+    return tuple(
+        SourceColumn(
+            name=str(r[0]),
+            data_type=str(r[1]).lower(),
+            char_length=None if r[2] is None else int(r[2]),
+            precision=None if r[3] is None else int(r[3]),
+            scale=None if r[4] is None else int(r[4]),
+            datetime_precision=None if r[5] is None else int(r[5]),
+            nullable=str(r[6]).upper() == "YES",
+        )
+        for r in rows
+    )

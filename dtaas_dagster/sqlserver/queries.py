@@ -67,6 +67,53 @@ JOIN sys.schemas AS s ON s.schema_id = t.schema_id
 WHERE s.name = ? AND t.name = ? AND ps.index_id IN (0, 1)
 """
 
+# The same three facts for many tables of one schema at once (a step's tables are
+# described ahead in bulk, see facts_session.py); the table names are bound
+# parameters, the builders below only repeat the placeholder.
+def build_columns_of_tables(count: int) -> str:
+    """TABLE_COLUMNS for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, c.NUMERIC_PRECISION,
+       c.NUMERIC_SCALE, c.DATETIME_PRECISION, c.IS_NULLABLE, c.ORDINAL_POSITION
+FROM INFORMATION_SCHEMA.COLUMNS AS c
+WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME IN ({_placeholders(count)})
+ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
+"""
+
+
+def build_primary_keys_of_tables(count: int) -> str:
+    """PRIMARY_KEY_COLUMNS for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT k.TABLE_NAME, k.COLUMN_NAME
+FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS AS tc
+JOIN INFORMATION_SCHEMA.KEY_COLUMN_USAGE AS k
+  ON k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+ AND k.TABLE_SCHEMA = tc.TABLE_SCHEMA
+ AND k.TABLE_NAME = tc.TABLE_NAME
+WHERE tc.CONSTRAINT_TYPE = 'PRIMARY KEY' AND tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME IN ({_placeholders(count)})
+ORDER BY k.TABLE_NAME, k.ORDINAL_POSITION
+"""
+
+
+def build_row_estimates_of_tables(count: int) -> str:
+    """TABLE_ROW_ESTIMATE for ``count`` tables of one schema: parameters schema, then the table names."""
+    return f"""
+SELECT t.name, SUM(ps.row_count)
+FROM sys.dm_db_partition_stats AS ps
+JOIN sys.tables AS t ON t.object_id = ps.object_id
+JOIN sys.schemas AS s ON s.schema_id = t.schema_id
+WHERE s.name = ? AND t.name IN ({_placeholders(count)}) AND ps.index_id IN (0, 1)
+GROUP BY t.name
+"""
+
+
+def _placeholders(count: int) -> str:
+    # SQL Server takes at most 2,100 parameters per statement.
+    if not 1 <= count <= 2_000:
+        raise ValueError(f"between 1 and 2000 tables per catalog query, not {count}")
+    return ", ".join("?" * count)
+
+
 # Run before the snapshot SELECT on the same connection: a single SELECT under
 # SNAPSHOT isolation reads one transactionally consistent version of the table.
 SET_SNAPSHOT_ISOLATION = "SET TRANSACTION ISOLATION LEVEL SNAPSHOT"
@@ -197,6 +244,42 @@ def build_cdc_probe(capture_instances: Sequence[str]) -> str:
     if parts:
         statements.append("\nUNION ALL\n".join(parts))
     return ";\n".join(statements) + ";"
+
+
+def build_cdc_lag_probe(capture_instances: Sequence[str]) -> str:
+    """One batch for lag and retention headroom (``dtaas health``, the CDC asset checks).
+
+    First result: the max LSN, the server's UTC time and its offset from UTC (minutes).
+    Then per capture instance (parameters per instance: name, name, the first LSN not
+    yet loaded): its min LSN, the first change at or after that LSN (up to the max
+    LSN) and that change's commit time (``cdc.lsn_time_mapping``, server local time).
+    """
+    parts = [
+        "SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, f.first_lsn, m.tran_end_time "
+        f"FROM (SELECT MIN(c.__$start_lsn) AS first_lsn FROM {change_table(name)} AS c "
+        "WHERE c.__$start_lsn >= ? AND c.__$start_lsn <= @max_lsn) AS f "
+        "LEFT JOIN cdc.lsn_time_mapping AS m ON m.start_lsn = f.first_lsn"
+        for name in capture_instances
+    ]
+    statements = [
+        "SET NOCOUNT ON",
+        "DECLARE @max_lsn binary(10) = sys.fn_cdc_get_max_lsn()",
+        "SELECT @max_lsn AS max_lsn, SYSUTCDATETIME() AS now_utc, "
+        "DATEDIFF(minute, SYSUTCDATETIME(), SYSDATETIME()) AS utc_offset_minutes",
+    ]
+    if parts:
+        statements.append("\nUNION ALL\n".join(parts))
+    return ";\n".join(statements) + ";"
+
+
+# The cleanup job's retention (minutes; a row with job_type cleanup). sys.sp_cdc_help_jobs needs
+# db_owner; msdb.dbo.cdc_jobs is the fallback for a login granted SELECT on it.
+CDC_JOBS = "EXEC sys.sp_cdc_help_jobs"
+CDC_CLEANUP_RETENTION_MSDB = """
+SELECT j.retention
+FROM msdb.dbo.cdc_jobs AS j
+WHERE j.database_id = DB_ID() AND j.job_type = N'cleanup'
+"""
 
 
 CHANGE_META = ("__$start_lsn", "__$seqval", "__$operation")

@@ -5,7 +5,9 @@ arrow-odbc on the same connection string (500k-900k rows/s against 150k-280k
 for pyodbc ``fetchmany``, measured in the project's design notes). All T-SQL
 comes from :mod:`dtaas_dagster.sqlserver.queries`. The resource decides
 nothing about a load: planning is a function of the facts it reads
-(:mod:`dtaas_dagster.sqlserver.snapshot`).
+(:mod:`dtaas_dagster.sqlserver.snapshot`). A step that loads many tables opens
+:meth:`SqlServerResource.facts_session` to read their facts ahead, in bulk
+(:mod:`dtaas_dagster.sqlserver.facts_session`).
 
 The password never enters a string we log or raise: pyodbc gets it inside the
 connection string (``PWD={...}``), arrow-odbc as its ``password`` argument, and
@@ -26,8 +28,17 @@ from pydantic import Field, PrivateAttr
 
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead, read_counted
-from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcNotEnabled, CdcProbe, ChangeWindow, InstanceProbe
+from dtaas_dagster.sqlserver.cdc import (
+    CaptureInstance,
+    CdcNotEnabled,
+    CdcProbe,
+    ChangeWindow,
+    InstanceProbe,
+    database_not_enabled,
+    probe_parameters,
+)
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
+from dtaas_dagster.sqlserver.facts_session import FactsSession
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
     scrub,
@@ -40,10 +51,10 @@ from dtaas_dagster.sqlserver.facts import (
     TableDescription,
     TableFacts,
     TableInfo,
+    columns_from_rows,
 )
 from dtaas_dagster.sqlserver.lsn import Lsn
-from dtaas_dagster.sqlserver.types import SourceColumn
-from dtaas_dagster.stream import TableRef
+from dtaas_dagster.stream import SourceCount, TableRef
 
 if TYPE_CHECKING:
     import pyodbc
@@ -79,19 +90,10 @@ def _capture_instances(cursor: pyodbc.Cursor) -> list[CaptureInstance]:
     return [CaptureInstance(str(r[0]), str(r[1]), str(r[2]), Lsn.from_bytes(bytes(r[3])), r[4]) for r in rows]
 
 
-def _columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
-    return tuple(
-        SourceColumn(
-            name=str(r[0]),
-            data_type=str(r[1]).lower(),
-            char_length=None if r[2] is None else int(r[2]),
-            precision=None if r[3] is None else int(r[3]),
-            scale=None if r[4] is None else int(r[4]),
-            datetime_precision=None if r[5] is None else int(r[5]),
-            nullable=str(r[6]).upper() == "YES",
-        )
-        for r in rows
-    )
+def _profile(
+    cursor: pyodbc.Cursor, schema: str, table: str, wanted: Sequence[queries.ProfileColumn]
+) -> tuple[object, ...]:
+    return tuple(cursor.execute(queries.build_profile_select(schema, table, wanted)).fetchone())
 
 
 class SqlServerResource(ConfigurableResource):
@@ -112,6 +114,7 @@ class SqlServerResource(ConfigurableResource):
     odbc_extra: dict[str, str] = Field(default_factory=dict, description="Extra ODBC connection attributes.")
 
     _driver: OdbcDriver | None = PrivateAttr(default=None)
+    _facts_session: FactsSession | None = PrivateAttr(default=None)
 
     @classmethod
     def from_source(cls, name: str, source: SqlServerSource, *, password: str | None = None) -> SqlServerResource:
@@ -231,12 +234,23 @@ class SqlServerResource(ConfigurableResource):
         key = [str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, schema, table).fetchall()]
         estimate_row = cursor.execute(queries.TABLE_ROW_ESTIMATE, schema, table).fetchone()
         estimate = None if not estimate_row or estimate_row[0] is None else int(estimate_row[0])
-        return TableDescription(ref, _columns_from_rows(rows), tuple(key), estimate)
+        return TableDescription(ref, columns_from_rows(rows), tuple(key), estimate)
 
     def describe_table(self, schema: str, table: str) -> TableDescription:
         """Columns, types, nullability, primary key and row estimate; a clear error when missing."""
         with self.connect() as connection:
             return self._describe(connection.cursor(), schema, table)
+
+    @contextlib.contextmanager
+    def facts_session(self, tables: Sequence[tuple[str, str]]) -> Iterator[FactsSession]:
+        """While the block runs, ``table_facts`` of these ``(schema, table)``s (in load order) reads
+        their descriptions ahead, in bulk (see facts_session.py). One step at a time per resource."""
+        session = FactsSession(database=self.database, tables=tables, read_options=_database_options)
+        self._facts_session = session
+        try:
+            yield session
+        finally:
+            self._facts_session = None
 
     def table_facts(
         self,
@@ -252,11 +266,21 @@ class SqlServerResource(ConfigurableResource):
         names what to profile; the profile query runs only when it names something.
         With ``cdc``, also the table's capture instances and the max LSN, read before
         the caller's bulk read starts (the snapshot-to-CDC handoff, docs/cdc.md).
+        Inside :meth:`facts_session` the description and options may come from its bulk read.
         """
+        session = self._facts_session
+        known = session.take(schema, table) if session is not None else None
+        if known is not None and not cdc:  # read ahead: a connection only when the profile needs one
+            wanted = list(profile_columns(known[0]))
+            if not wanted:
+                return TableFacts(known[0], known[1])
+            with self.connect() as connection:
+                return TableFacts(known[0], known[1], _profile(connection.cursor(), schema, table, wanted))
         with self.connect() as connection:
             cursor = connection.cursor()
-            description = self._describe(cursor, schema, table)
-            options = _database_options(cursor)
+            if known is None:
+                known = session.read_ahead(cursor, schema, table) if session is not None else None
+            description, options = known or (self._describe(cursor, schema, table), _database_options(cursor))
             instances: tuple[CaptureInstance, ...] = ()
             max_lsn = None
             if cdc and options.cdc_enabled:
@@ -264,10 +288,7 @@ class SqlServerResource(ConfigurableResource):
                 row = cursor.execute(queries.CDC_MAX_LSN).fetchone()
                 max_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
             wanted = list(profile_columns(description))
-            profile: tuple[object, ...] = ()
-            if wanted:
-                sql = queries.build_profile_select(schema, table, wanted)
-                profile = tuple(cursor.execute(sql).fetchone())
+            profile = _profile(cursor, schema, table, wanted) if wanted else ()
         return TableFacts(description, options, profile, max_lsn, instances)
 
     # --------------------------------------------------------------------------- CDC
@@ -294,17 +315,12 @@ class SqlServerResource(ConfigurableResource):
     def cdc_probe(self, froms: Mapping[str, Lsn]) -> CdcProbe:
         """One batch for all ``froms`` (capture instance -> first LSN wanted): max LSN, min LSNs,
         and the first change of each instance in ``[from, max]``."""
-        names = sorted(froms)
-        params: list[object] = []
-        for name in names:
-            params += [name, name, froms[name].to_bytes()]
+        names, params = probe_parameters(dict(froms))
         with self.connect() as connection:
             cursor = connection.cursor().execute(queries.build_cdc_probe(names), *params)
             row = cursor.fetchone()
             if row is None or row[0] is None:
-                raise CdcNotEnabled(
-                    f"CDC is not enabled on database {self.database} of source '{self.source_name}': run "
-                    "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+                raise database_not_enabled(self.database, self.source_name)
             max_lsn = Lsn.from_bytes(bytes(row[0]))
             probes: dict[str, InstanceProbe] = {}
             if names and cursor.nextset():
@@ -335,7 +351,7 @@ class SqlServerResource(ConfigurableResource):
                     f"capture instance {window.capture_instance} does not exist in database {self.database} of "
                     f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md")
             rows = cursor.execute(queries.TABLE_COLUMNS, "cdc", window.capture_instance + "_CT").fetchall()
-            by_name = {c.name.lower(): c for c in _columns_from_rows(rows)}
+            by_name = {c.name.lower(): c for c in columns_from_rows(rows)}
             columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
             description = TableDescription(TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key)
             options = _database_options(cursor)
@@ -355,9 +371,11 @@ class SqlServerResource(ConfigurableResource):
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(
-        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None
+        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None,
+        count: SourceCount | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py)."""
+        """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py);
+        ``count`` records the rows received and the rows SQL Server says it sent."""
         try:
             yield from read_counted(
                 read,
@@ -367,6 +385,7 @@ class SqlServerResource(ConfigurableResource):
                 query_timeout_seconds=self.query_timeout_seconds or None,
                 batch_rows=batch_rows,
                 batch_mb=batch_mb,
+                count=count,
             )
         except SqlServerError:
             raise

@@ -83,13 +83,18 @@ class CdcHarness:
         self.cursor = result.cursor
         for request in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        for event in result.asset_events or []:  # as the sensor daemon stores them
+            self.instance.report_runless_asset_event(event)
         return result
 
     def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """The requested run, with exactly the assets and checks it names (as the daemon launches it)."""
         tags = {**request.tags, "dagster/sensor_name": f"{self.task}_cdc"}
-        result = self.job.execute_in_process(
+        job = self.job.get_subset(asset_selection=set(request.asset_selection or []),
+                                  asset_check_selection=set(request.asset_check_keys or []))
+        result = job.execute_in_process(
             instance=self.instance, partition_key=request.partition_key, run_config=request.run_config or {},
-            tags=tags, asset_selection=list(request.asset_selection or []), raise_on_error=False)
+            tags=tags, raise_on_error=False)
         self.results.append(result)
         return result
 

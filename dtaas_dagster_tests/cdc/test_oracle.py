@@ -107,9 +107,11 @@ def _settle(harness: CdcHarness, capture: Capture, timeout: float = 120) -> None
     deadline = time.monotonic() + timeout
     capture.step()
     while True:
+        ticked_at = time.time()
         ran = harness.cycle()
         states = json.loads(harness.cursor or '{"tables": {}}')["tables"].values()
-        busy = any(s["pending"] or s["retry_after"] > time.time() for s in states)
+        # a table whose backoff had not passed when the tick ran still waits for the next tick
+        busy = any(s["pending"] or s["retry_after"] > ticked_at for s in states)
         if not ran and not busy:
             return
         assert time.monotonic() < deadline, f"the sensor did not settle: {harness.cursor}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from dtaas_dagster.cdc.state import (
@@ -152,3 +153,27 @@ def test_the_cursor_round_trips() -> None:
     states = at(20, pending=Pending("k", "p", "cdc", NOW, {"capture_instance": "x", "from_lsn": L(1).hex,
                                                            "to_lsn": L(2).hex}), failures=2)
     assert load_cursor(dump_cursor(states)) == states
+
+
+def test_an_idle_tables_position_is_reported_at_most_every_report_seconds() -> None:
+    def idle(states: dict[str, TableState], max_lsn: int, now: float) -> Any:
+        return tick([T], states, replace(given(max_lsn=max_lsn, probes={"dbo_orders": (1, None)}, now=now),
+                                         report_seconds=600))
+
+    first = idle(at(20), 80, NOW)
+    assert first.positions == {T.name: L(80)}  # never reported: at once (loaded through max)
+    soon = idle(first.states, 90, NOW + 599)
+    assert soon.positions == {} and soon.states[T.name].next_lsn == L(91).hex  # it moves on, unreported
+    later = idle(soon.states, 95, NOW + 600)
+    assert later.positions == {T.name: L(95)}
+    # a loaded window counts as reported (its materialization shows the position)
+    window = ChangeWindow("dbo_orders", L(96), L(99))
+    loaded = tick([T], at(96, pending=Pending("k", "p", "cdc", NOW, window.as_config())),
+                  replace(given(max_lsn=120, probes={"dbo_orders": (1, None)}, status={f"k|{T.name}": SUCCESS},
+                                now=NOW + 5000), report_seconds=600))
+    assert loaded.positions == {} and loaded.states[T.name].next_lsn == L(121).hex
+
+
+def test_cdc_start_reports_the_position_before_it() -> None:
+    out = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, None)}, start="now"))
+    assert out.positions == {T.name: L(80)}  # starts at 81: everything up to 80 is deliberately not loaded

@@ -52,6 +52,15 @@ def test_catalog_queries_bind_values_instead_of_formatting_them() -> None:
         assert "{" not in sql and "%" not in sql
 
 
+def test_the_lag_probe_binds_every_value_and_quotes_the_change_tables() -> None:
+    sql = queries.build_cdc_lag_probe(["dbo_orders", "we]ird"])
+    assert sql.count("?") == 6  # per instance: name, name, the first LSN not yet loaded
+    assert "FROM [cdc].[dbo_orders_CT] AS c" in sql and "FROM [cdc].[we]]ird_CT] AS c" in sql
+    assert sql.count("UNION ALL") == 1 and "cdc.lsn_time_mapping" in sql
+    assert queries.build_cdc_lag_probe([]).count("SELECT") == 1  # the max LSN and the clock only
+    assert "?" not in queries.CDC_JOBS and "DB_ID()" in queries.CDC_CLEANUP_RETENTION_MSDB
+
+
 @pytest.mark.parametrize(
     ("column", "expected"),
     [

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from dtaas_dagster.sqlserver.bulk import MIN_BATCH_ROWS, batch_rows_for
 from dtaas_dagster.sqlserver.errors import SqlServerLoginFailed, SqlServerTableNotFound
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.sqlserver.snapshot import (
@@ -84,3 +85,22 @@ def test_missing_table_and_wrong_password_are_named(sqlserver: Any, sqlserver_db
     with pytest.raises(SqlServerLoginFailed, match="SRC_PW") as raised:
         resource_for(sqlserver, sqlserver_db.name, "freetds", password="wrong-Passw0rd-77").server_info()
     assert "wrong-Passw0rd-77" not in str(raised.value)
+
+
+def test_a_batch_fits_the_row_estimate_and_a_stale_estimate_only_means_more_batches(
+    sqlserver: Any, sqlserver_db: Any
+) -> None:
+    assert batch_rows_for(50_000, 1_000) == MIN_BATCH_ROWS  # small table: small buffers
+    assert batch_rows_for(50_000, 20_000) == 22_000  # the estimate plus 10%
+    assert batch_rows_for(50_000, 900_000) == 50_000  # never more than configured
+    assert batch_rows_for(None, 1_000) == MIN_BATCH_ROWS  # sized by MB: rows still capped
+    assert batch_rows_for(50_000, None) == 50_000 and batch_rows_for(None, None) is None
+    rows = 25_000
+    sqlserver_db.seed_table("dbo", "grown", pa.table({"id": pa.array(range(rows), pa.int32())}),
+                            columns={"id": "int"}, primary_key=["id"])
+    resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
+    plan = plan_for(resource, "grown", SnapshotOptions())
+    # as if the catalog still said 100 rows: 10,000-row batches, every row, the count checked
+    batches = list(resource.read_arrow(snapshot_read(plan), batch_rows=batch_rows_for(50_000, 100)))
+    assert [b.num_rows for b in batches] == [10_000, 10_000, 5_000]
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(rows))

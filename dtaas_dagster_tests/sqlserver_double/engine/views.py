@@ -15,7 +15,7 @@ from ..engine_api import SqlServerError, SqlType
 from . import types as T
 from .catalog import Column, Database, Table
 from .cdc_views import CDC_VIEWS
-from .views_sys import BUILDERS, default_definition, default_object_id
+from .views_sys import BUILDERS, default_definition, default_object_id, row_counts
 from .views_system import BUILDERS as SYSTEM_BUILDERS
 
 _NV = SqlType("nvarchar", 128)
@@ -181,8 +181,9 @@ def _partition_stats(session: Any, db: Database) -> tuple[list, list]:
     spec = [("object_id", _INT), ("index_id", _INT), ("partition_number", _INT), ("row_count", SqlType("bigint")),
             ("rows", SqlType("bigint")), ("in_row_data_page_count", SqlType("bigint"))]
     rows = []
+    counts = row_counts(session, db)
     for t in _tables(db):
-        count = session.cursor.execute(f"SELECT count(*) FROM {t.duck_name}").fetchall()[0][0]
+        count = counts[t.object_id]
         rows.append((t.object_id, 1 if t.primary_key else 0, 1, count, count, max(1, count // 100)))
     return spec, rows
 

@@ -29,6 +29,20 @@ def tables(db: Database) -> list[Table]:
     return sorted(db.tables.values(), key=lambda t: (t.schema.lower(), t.name.lower()))
 
 
+def row_counts(session: Any, db: Database) -> dict[int, int]:
+    """Rows of every table of ``db`` by object_id, in ONE DuckDB statement.
+
+    One ``count(*)`` statement per table made every query on a row-count view
+    cost O(tables) statements: 0.4 s per query at 500 tables, which a client
+    that asks for one table's estimate per table pays 500 times.
+    """
+    listed = tables(db)
+    if not listed:
+        return {}
+    union = " UNION ALL ".join(f"SELECT {t.object_id}, count(*) FROM {t.duck_name}" for t in listed)
+    return {int(object_id): int(count) for object_id, count in session.cursor.execute(union).fetchall()}
+
+
 def schema_id(db: Database, table: Table) -> int:
     return db.schemas[table.schema.lower()][1]
 
@@ -161,8 +175,9 @@ def sys_partitions(session: Any, db: Database) -> tuple[list, list]:
             ("partition_number", _INT), ("hobt_id", SqlType("bigint")), ("rows", SqlType("bigint")),
             ("data_compression", _TINY), ("data_compression_desc", _DESC)]
     rows = []
+    counts = row_counts(session, db)
     for t in tables(db):
-        count = session.cursor.execute(f"SELECT count(*) FROM {t.duck_name}").fetchall()[0][0]
+        count = counts[t.object_id]
         for index_id, _ in indexes_of(t):
             pid = t.object_id * 1000 + index_id
             rows.append((pid, t.object_id, index_id, 1, pid, count, 0, "NONE"))
