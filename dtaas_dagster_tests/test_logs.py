@@ -72,15 +72,16 @@ def test_every_line_of_a_real_run_is_json_with_the_run_context(
     assert partition and "-full-" in partition
     assert all(e["partition"] == partition and e["task"] == "t" for e in run_lines), run_lines[:3]
 
+    # a start line only for a table of more than one batch (a one-batch table logs once, when read)
     starts = {e["table"]: e for e in run_lines if e["event"] == "table_start"}
-    assert set(starts) == {"dbo.events", "dbo.tiny"}
-    assert starts["dbo.events"]["columns"] == 2
+    assert set(starts) == {"dbo.events"}
+    assert starts["dbo.events"]["columns"] == 2 and starts["dbo.events"]["estimated_rows"] == ROWS
 
-    progress = [e for e in run_lines if e["event"] == "progress" and e["table"] == "dbo.events"]
-    assert progress and progress[0]["rows"] == 500  # the first batch is always reported
+    # progress lines come at most every 5 s (a second here reads it all): test_progress_lines_are_json
     reads = {e["table"]: e for e in run_lines if e["event"] == "table_read"}
     assert reads["dbo.events"]["rows"] == ROWS and reads["dbo.tiny"]["rows"] == 2
     assert all(isinstance(e["rows_per_second"], int) and e["rows_per_second"] > 0 for e in reads.values())
+    assert reads["dbo.events"]["message"].startswith(f"dbo.events: read {ROWS:,} / ~{ROWS:,} rows (100%)")
 
     # Dagster's own events of the run, with the asset and its row count.
     materialized = {e["asset"]: e for e in run_lines if e["event"] == "ASSET_MATERIALIZATION"}
@@ -101,7 +102,7 @@ def test_default_stays_dagsters_readable_format(sqlserver: Any, sqlserver_db: An
                        env={"DTAAS_LOG_FORMAT": ""})
     assert outcome.ok, outcome.output[-6000:]
     assert " - STEP_START - " in outcome.output
-    assert f"dbo.events: read {ROWS:,} rows" in outcome.output
+    assert f"dbo.events: read {ROWS:,} / ~{ROWS:,} rows (100%)" in outcome.output
     assert not any(line.startswith("{") for line in outcome.output.splitlines())
 
 
@@ -126,3 +127,28 @@ def test_formatter_keeps_extra_fields_and_errors() -> None:
     assert line["event"] == "table_failed" and line["table"] == "dbo.a" and line["partition"] == "p1"
     assert line["failure"] == "transient" and line["message"] == "boom x" and line["level"] == "ERROR"
     assert line["run_id"] is None and "RuntimeError: driver said no" in line["error"]
+
+
+def test_progress_lines_are_json_with_rows_and_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress lines of a long read (one every PROGRESS_EVERY_SECONDS; 0 here: one per batch)."""
+    import io
+
+    from dtaas_dagster import table_load
+
+    monkeypatch.setattr(table_load, "PROGRESS_EVERY_SECONDS", 0.0)
+    out = io.StringIO()
+    logger = logging.Logger("dtaas_dagster.run", level=logging.INFO)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonLogFormatter())
+    logger.addHandler(handler)
+    batches = [pa.record_batch({"id": list(range(n))}) for n in (500, 500, 200)]
+    read = list(table_load.progress(iter(batches), log=logger, table="dbo.events", estimate=1000,  # type: ignore[arg-type]
+                                    partition="p1", details="2 columns"))
+    assert read == batches  # passed through unchanged
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["event"], e["rows"]) for e in lines] == [("progress", 500), ("progress", 1000), ("progress", 1200),
+                                                         ("table_read", 1200)]
+    assert all(e["table"] == "dbo.events" and e["partition"] == "p1" and e["estimated_rows"] == 1000
+               and isinstance(e["rows_per_second"], int) for e in lines)
+    assert lines[0]["message"].startswith("dbo.events: 500 / ~1,000 rows (50%), ")
+    assert lines[-1]["message"].endswith("rows/s); 2 columns") and lines[-1]["elapsed_seconds"] >= 0
