@@ -28,7 +28,8 @@ import pytest
 from dtaas_dagster_tests.runs import REPO_ROOT, dagster_home
 from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.double_only]
+# dagster dev starting, the sensor, the load and the UI on a busy 2-core machine: more than the suite's 300 s
+pytestmark = [pytest.mark.slow, pytest.mark.double_only, pytest.mark.timeout(600)]
 
 if os.environ.get("DTAAS_SKIP_BROWSER"):
     pytest.skip("DTAAS_SKIP_BROWSER is set", allow_module_level=True)
