@@ -334,3 +334,18 @@ def test_chart_image_and_docs_name_the_same_dagster_version() -> None:
         assert versions == {pinned}, (path, versions)
     dockerfile_env = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
     assert "DTAAS_CONFIG=/opt/dagster/config/dtaas.yaml" in dockerfile_env
+
+
+# ------------------------------------------------------------------ what CI installs for the browser test
+
+
+def test_make_setup_installs_chromium_and_playwright_for_the_browser_test() -> None:
+    """CI runs `make test` on a fresh Debian: setup must bring Chromium (apt) and Playwright (the lock)."""
+    dry = subprocess.run(["make", "-n", "-B", "setup"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "command -v chromium" in dry.stdout and re.search(r"apt-get install [^\n]*\bchromium\b", dry.stdout)
+    assert "pip install -q -r requirements.lock" in dry.stdout
+    assert re.search(r"^playwright==\d", (REPO_ROOT / "requirements.lock").read_text(), re.MULTILINE)
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+    test = subprocess.run(["make", "-n", "test"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert "command -v chromium" in test.stdout  # `make test` sets up first, on every run
