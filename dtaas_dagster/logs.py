@@ -84,7 +84,7 @@ def _materialized_rows(event: Any) -> int | None:
 
 
 def _timestamp(created: float) -> str:
-    return dt.datetime.fromtimestamp(created, tz=dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(created, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -177,7 +177,7 @@ def cli_printer(log_format_value: str, *, task: str) -> Callable[..., None]:
         return lambda message, **_: print(message, flush=True)
 
     def emit(message: str, **values: Any) -> None:
-        line = {"timestamp": _timestamp(dt.datetime.now(dt.timezone.utc).timestamp()), "level": "INFO",
+        line = {"timestamp": _timestamp(dt.datetime.now(dt.UTC).timestamp()), "level": "INFO",
                 "event": values.pop("event", "cli"), "run_id": values.pop("run_id", None), "job": None,
                 "step": None, "task": task, "table": None, "partition": values.pop("partition", None),
                 "asset": None, "rows": None, "rows_per_second": None, "message": message, "logger": "dtaas.cli",

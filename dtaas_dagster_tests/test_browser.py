@@ -14,18 +14,15 @@ set (docs/operations.md#local-development).
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dtaas_dagster_tests.runs import REPO_ROOT, dagster_home
+from dtaas_dagster_tests.runs import REPO_ROOT, dagster_home, free_port, serving
 from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
 
 # dagster dev starting, the sensor, the load and the UI on a busy 2-core machine: more than the suite's 300 s
@@ -56,17 +53,11 @@ ROWS = {"dbo.customers": 500, "dbo.products": 200, "dbo.orders": 1500, "dbo.orde
 LONG = 300_000  # ms: a load on a busy 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture()
 def ui(tmp_path: Path) -> Iterator[str]:
     """`dagster dev` on the demo; yields the UI's base URL."""
     password = "Browser-Test-Passw0rd"
-    port = _free_port()
+    port = free_port()
     with DoubleProcess(port=0, password=password, demo=True) as double:
         home = dagster_home(tmp_path)
         env = dict(os.environ, DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"), DTAAS_SQLSERVER_PORT=str(double.port),
@@ -74,27 +65,10 @@ def ui(tmp_path: Path) -> Iterator[str]:
                    DAGSTER_HOME=str(home))
         env.pop("DTAAS_LOG_FORMAT", None)
         dagster = str(Path(sys.executable).with_name("dagster"))
-        process = subprocess.Popen(
-            ["env", "--default-signal=INT", dagster, "dev", "-m", "dtaas_dagster", "-h", "127.0.0.1", "-p", str(port)],
-            env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while True:
-                assert process.poll() is None, "dagster dev exited early"
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "dagster dev did not answer in time"
-                    time.sleep(1)
+        command = ["env", "--default-signal=INT", dagster, "dev", "-m", "dtaas_dagster", "-h", "127.0.0.1",
+                   "-p", str(port)]
+        with serving(command, port=port, env=env, cwd=home, output=subprocess.DEVNULL):
             yield f"http://127.0.0.1:{port}"
-        finally:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 NAV = {"Jobs": "/jobs", "Catalog": "/assets"}

@@ -77,7 +77,8 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
 
 def test_the_validator_rejects_what_the_compose_schema_forbids(tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
-    broken.write_text(COMPOSE.read_text().replace("    restart: unless-stopped", "    restart_policy: unless-stopped", 1))
+    original = COMPOSE.read_text()
+    broken.write_text(original.replace("    restart: unless-stopped", "    restart_policy: unless-stopped", 1))
     done = _compose("config", "--quiet", compose_file=broken)
     assert done.returncode != 0 and "restart_policy" in done.stderr, done.stderr
 
@@ -195,7 +196,8 @@ def test_the_dtaas_config_points_at_the_compose_services(model: dict[str, Any],
             assert destination.bucket in _buckets_created(model)
             for variable in (destination.access_key_id_env, destination.secret_access_key_env):
                 assert variable in environment, f"{name}: {variable} is not set"
-            assert environment[destination.secret_access_key_env] == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+            minio_password = services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+            assert environment[destination.secret_access_key_env] == minio_password
         # The pools `dtaas pools` sets in the dagster-init service do not depend on ports.
         assert [pool_name(s) for s in config.sources.values()] == ["sqlserver_sales"]
 

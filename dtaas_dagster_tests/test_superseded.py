@@ -6,17 +6,16 @@ definition, materialized or failed per partition; then the product's sensor is
 evaluated against that instance.
 """
 
-
 import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 
-pytestmark = pytest.mark.slow
-
 from dtaas_dagster.partitions import loads_partitions_def, partitions_def_name, snapshot_key
 from dtaas_dagster.superseded import build_superseded_snapshots_sensor
+
+pytestmark = pytest.mark.slow
 
 TASK = "t"
 KEYS = [dg.AssetKey([TASK, "dbo", "a"]), dg.AssetKey([TASK, "dbo", "b"])]
@@ -24,7 +23,7 @@ FAILING: set[tuple[str, str]] = set()  # (partition, table) pairs whose load rai
 
 
 def _key(minute: int) -> str:
-    return snapshot_key(dt.datetime(2026, 12, 2, 2, minute, tzinfo=dt.timezone.utc), f"r{minute:06d}")
+    return snapshot_key(dt.datetime(2026, 12, 2, 2, minute, tzinfo=dt.UTC), f"r{minute:06d}")
 
 
 def _table_asset(table: str) -> dg.AssetsDefinition:
