@@ -5,20 +5,26 @@ database; headless Chromium (Debian's `chromium`, driven by Playwright) opens
 the UI and does what a person does: Jobs -> demo_full_load -> Launchpad ->
 Launch Run; then Jobs -> demo_tables -> Runs -> the run the sensor started,
 waits for Success, filters the run's log for the progress lines; then Catalog
--> demo/dbo/orders for its row count, storage and columns. `make setup`
+-> demo/dbo/orders for its row count, storage and columns; then the
+webserver's GraphQL API (what the page drew from) for the assets' group and
+kinds, and the lake for one snapshot partition of every table. It replaces the
+GraphQL-only UI test (one `dagster dev` and one load instead of two). `make setup`
 installs Chromium (apt) and Playwright (pip, from requirements.lock); without
 them this test fails and says so. It is skipped only when DTAAS_SKIP_BROWSER is
 set (docs/operations.md#local-development).
 """
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +143,23 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
             raise
         finally:
             browser.close()
+
+    # What the page drew comes from these: the demo's assets, in their group, of kinds SQL Server and
+    # file (a file:// lake); and the lake holds one snapshot partition of every table.
+    nodes = _graphql(ui, "{ assetNodes { assetKey { path } groupName kinds } }")["assetNodes"]
+    demo = [n for n in nodes if n["assetKey"]["path"][0] == "demo"]
+    assert sorted("/".join(n["assetKey"]["path"]) for n in demo) == [
+        "demo/dbo/customers", "demo/dbo/order_lines", "demo/dbo/orders", "demo/dbo/products"]
+    assert all(n["groupName"] == "demo" and set(n["kinds"]) == {"sqlserver", "file"} for n in demo), demo
+    manifests = sorted((tmp_path / "lake").rglob("_manifest.json"))
+    assert [m.parent.parent.name for m in manifests] == ["customers", "order_lines", "orders", "products"]
+    assert len({m.parent.name for m in manifests}) == 1 and "-full-r" in manifests[0].parent.name
+
+
+def _graphql(ui: str, query: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{ui}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.loads(response.read())
+    assert "errors" not in payload, payload
+    return dict(payload["data"])
