@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from dtaas_dagster.logs import JsonLogFormatter, LogFormatError, fields, log_format
-from dtaas_dagster_tests.runs import dagster_home, run_load, source_config, write_config
+from dtaas_dagster_tests.runs import REPO_ROOT, dagster_home, run_load, source_config, write_config
 
 ROWS = 1200
 
@@ -94,16 +95,55 @@ def test_every_line_of_a_real_run_is_json_with_the_run_context(
     assert cli and cli[0]["partition"] == partition
 
 
-@pytest.mark.slow
-def test_default_stays_dagsters_readable_format(sqlserver: Any, sqlserver_db: Any, tmp_path: Path) -> None:
-    _seed(sqlserver_db)
-    config_path = write_config(tmp_path, _config(sqlserver, sqlserver_db.name, tmp_path / "lake"))
-    outcome = run_load(task="t", config_path=config_path, home=dagster_home(tmp_path), password=sqlserver.password,
-                       env={"DTAAS_LOG_FORMAT": ""})
-    assert outcome.ok, outcome.output[-6000:]
-    assert " - STEP_START - " in outcome.output
-    assert f"dbo.events: read {ROWS:,} / ~{ROWS:,} rows (100%)" in outcome.output
-    assert not any(line.startswith("{") for line in outcome.output.splitlines())
+@pytest.fixture()
+def process_loggers() -> Iterator[None]:
+    """Put back what loading the definitions with JSON on does to this process's loggers."""
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate,
+                    logging.getLogger(name).level) for name in ("dtaas_dagster", "py.warnings")}
+    yield
+    logging.captureWarnings(False)
+    for name, (handlers, propagate, level) in saved.items():
+        logger_ = logging.getLogger(name)
+        logger_.handlers[:] = handlers
+        logger_.propagate, logger_.level = propagate, level
+
+
+def _runs_log_config(monkeypatch: pytest.MonkeyPatch, value: str) -> dict[str, Any]:
+    """Per job of the example config, the ``loggers`` a run gets without run config of its own."""
+    from dtaas_dagster.definitions import defs
+
+    monkeypatch.setenv("DTAAS_CONFIG", str(REPO_ROOT / "dtaas.yaml"))
+    monkeypatch.setenv("DTAAS_LOG_FORMAT", value)
+    repository = defs().get_repository_def()
+    found = {}
+    for job in repository.get_all_jobs():
+        if job.name.startswith("__"):  # Dagster's implicit asset job: docs/operations.md#logs
+            continue
+        if job.partitioned_config is not None:  # a partitioned job's runs take the partition's config
+            config = job.partitioned_config.get_run_config_for_partition_key("2026-12-02T031025Z-full-rabcdef")
+        else:
+            config = job.run_config or {}
+        found[job.name] = (sorted(job.loggers), dict(config).get("loggers"))
+    return found
+
+
+def test_default_stays_dagsters_readable_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset: no job names a logger, so Dagster's own colored console logger writes every run."""
+    found = _runs_log_config(monkeypatch, "")
+    assert {"demo_tables", "demo_full_load", "demo_cdc_cdc_checks"} <= set(found)
+    assert all(loggers == (["console"], None) for loggers in found.values()), found
+
+
+def test_json_reaches_every_job_of_the_code_location(monkeypatch: pytest.MonkeyPatch, process_loggers: None) -> None:
+    from dtaas_dagster.logs import json_console_logger
+
+    found = _runs_log_config(monkeypatch, "json")
+    assert all(loggers == (["console"], {"console": {}}) for loggers in found.values()), found
+    from dtaas_dagster.definitions import defs
+
+    job = defs().get_repository_def().get_job("demo_cdc_tables")
+    assert job.loggers["console"] is json_console_logger
+    assert any(isinstance(h.formatter, JsonLogFormatter) for h in logging.getLogger("dtaas_dagster").handlers)
 
 
 def test_an_unknown_log_format_is_refused_with_the_fix() -> None:
