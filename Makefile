@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtaas-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test test-fast lint dev bench lock clean
+.PHONY: setup system-packages demo test test-fast lint dev bench bench-snowflake lock clean
 
 setup: system-packages $(STAMP)
 
@@ -50,6 +50,9 @@ dev: setup
 
 bench: setup
 	$(PY) bench/full_load.py
+
+bench-snowflake: setup
+	$(PY) bench/snowflake.py
 
 lock:
 	$(PY) -m pip install -q uv

@@ -161,24 +161,38 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
         resources = {"sqlserver_src": _resource(double, database)}
         cursor = None
 
+        split: dict[str, list[float]] = {"ours_cpu": [], "double_cpu": []}
+
         def one_tick() -> tuple[float, Any]:
             nonlocal cursor
             with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
-                began = time.perf_counter()
+                began, cpu, double_cpu = time.perf_counter(), time.process_time(), _process_cpu(double.pid)
                 result = sensor(context)
                 seconds = time.perf_counter() - began
+                split["ours_cpu"].append(time.process_time() - cpu)
+                split["double_cpu"].append(_process_cpu(double.pid) - double_cpu)
             cursor = result.cursor
             return seconds, result
 
         one_tick()  # the first tick places every table ("now")
+        split["ours_cpu"].clear()
+        split["double_cpu"].clear()
         idle = statistics.median(one_tick()[0] for _ in range(5))
+        idle_ours, idle_double = statistics.median(split["ours_cpu"]), statistics.median(split["double_cpu"])
         with closing(_connect(double, database)) as conn:
             for i in range(0, tables, tables // 10):
                 conn.execute(f"INSERT INTO dbo.t{i:03d} (id, name) VALUES (1, N'x')")
         busy, result = one_tick()
         assert len(result.run_requests) == 1, result
     return {"definitions_load_s": load_s, "tick_idle_s": idle, "tick_changes_s": busy, "tables": tables,
-            "partitions": partitions}
+            "partitions": partitions, "idle_ours_cpu_s": idle_ours, "idle_double_cpu_s": idle_double,
+            "changes_ours_cpu_s": split["ours_cpu"][-1], "changes_double_cpu_s": split["double_cpu"][-1]}
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (the double: what a real SQL Server would spend instead)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def latency(double: Any, seconds: int) -> dict[str, float]:
@@ -250,6 +264,9 @@ def main() -> int:
         k = tick_time(double, tables, partitions)
         print(f"ticks: {k['tables']} tables, {k['partitions']:,} partitions: idle {k['tick_idle_s']:.3f}s, with "
               f"changes {k['tick_changes_s']:.3f}s; definitions load {k['definitions_load_s']:.2f}s", flush=True)
+        print(f"  tick CPU: idle ours {k['idle_ours_cpu_s']:.3f}s + the double's {k['idle_double_cpu_s']:.3f}s; "
+              f"with changes ours {k['changes_ours_cpu_s']:.3f}s + the double's {k['changes_double_cpu_s']:.3f}s",
+              flush=True)
         lat = latency(double, seconds)
         print(f"latency ({lat['changes']} changes, poll_seconds 5, capture lag 1 s): p50 {lat['p50_s']:.1f}s, "
               f"p95 {lat['p95_s']:.1f}s, max {lat['max_s']:.1f}s", flush=True)

@@ -26,8 +26,19 @@ limit. One warm-up run, then every variant ``--repeats`` times in alternating
 order; the table shows medians. The RSS pair is the ``pipeline_file`` load of
 N rows (median of its runs) against one load of 5N rows.
 
+The ``(max)`` case: ``max_<M>`` (M = N/10 rows by default) is the same ten
+columns plus ``notes nvarchar(max)`` and ``attachment varbinary(max)``: most
+values short, 5% of 1,000-6,500 characters, and one ``notes`` value of
+``--longest-chars`` characters (default 1,000,000, i.e. 2 MB as SQL Server
+stores it). ``pipeline_file`` loads it twice: with every column
+(``pipeline_max``) and with only the ten plain columns (``pipeline_max_plain``,
+``columns_include``). The product's memory promise is that the first peaks at
+most 1.5 x (the second + the largest single value); ``rss_max_over_plain`` is
+peak RSS with the (max) columns / (peak RSS without them + the largest value's
+DATALENGTH in MB).
+
 The last line is the machine-readable summary, for ``file://``:
-``full_load rows_per_s=<n> vs_raw=<ratio> vs_pandas=<ratio> rss_5m_over_1m=<ratio>``.
+``full_load rows_per_s=<n> vs_raw=<ratio> vs_pandas=<ratio> rss_5m_over_1m=<ratio> rss_max_over_plain=<ratio>``.
 
 Run: ``.venv/bin/python bench/full_load.py [--rows N] [--quick] [--driver msodbc18|freetds]``.
 """
@@ -112,6 +123,28 @@ def make_rows(rows: int, seed: int = 7) -> pa.Table:
     )  # fmt: skip
 
 
+MAX_COLUMNS = {"notes": "nvarchar(max)", "attachment": "varbinary(max)"}
+
+
+def make_max_rows(rows: int, longest_chars: int, seed: int = 11) -> tuple[pa.Table, int]:
+    """``make_rows`` plus the two (max) columns; returns the table and its largest value in bytes
+    (DATALENGTH: UTF-16 for nvarchar)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 200, rows)
+    medium = rng.random(rows) < 0.05
+    lengths[medium] = rng.integers(1_000, 6_500, int(medium.sum()))
+    lengths[rows // 2] = longest_chars
+    text = "Lorem ipsum dolor sit amet, é ü ß 東京 " * (int(lengths.max()) // 36 + 1)
+    binary = rng.bytes(int(lengths.max()) // 2 + 1)
+    data = make_rows(rows)
+    data = data.append_column("notes", pa.array([text[:n] for n in lengths], pa.string()))
+    data = data.append_column("attachment", pa.array([binary[: n // 2] for n in lengths], pa.binary()))
+    largest = max(2 * int(lengths.max()), int(lengths.max()) // 2)
+    return data, largest
+
+
 def table_name(rows: int) -> str:
     return f"load_{rows}"
 
@@ -132,14 +165,21 @@ def seed_tables(double: Any, rows: int, copies: int) -> None:
             )
 
 
+def seed_max_table(double: Any, rows: int, longest_chars: int) -> int:
+    """Seed ``max_<rows>``; returns the largest value's DATALENGTH in bytes."""
+    data, largest = make_max_rows(rows, longest_chars)
+    double.seed_table(DATABASE, SCHEMA, f"max_{rows}", data, columns={**COLUMNS, **MAX_COLUMNS}, primary_key=["id"])
+    return largest
+
+
 # --------------------------------------------------------------------------- child side
 
 
-def _resource(port: int, driver: str) -> Any:
+def _resource(port: int, driver: str, database: str = DATABASE, user: str = "sa", host: str = "127.0.0.1") -> Any:
     from dtaas_dagster.sqlserver.resource import SqlServerResource
 
     return SqlServerResource(
-        source_name="bench", host="127.0.0.1", port=port, database=DATABASE, user="sa",
+        source_name="bench", host=host, port=port, database=database, user=user,
         password=os.environ[PASSWORD_ENV], password_env=PASSWORD_ENV, driver=driver,
         encrypt="no", trust_server_certificate=True,
     )  # fmt: skip
@@ -173,11 +213,12 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     from dtaas_dagster.destinations.location import open_location, render_partition_dir
     from dtaas_dagster.table_load import TableSpec, open_snapshot
 
-    sqlserver = _resource(args.port, args.driver)
+    sqlserver = _resource(args.port, args.driver, args.database, args.user, args.host)
     location = open_location(args.out, endpoint_url=args.s3_endpoint or None)
     log = logging.getLogger("bench.progress")  # progress lines as in a run (not printed)
+    columns = tuple(args.columns.split(",")) if args.columns else None
     spec = TableSpec(task="bench", source="bench", destination="lake", schema=SCHEMA, table=args.table,
-                     mode="full_load", batch_rows=BATCH_ROWS)
+                     mode="full_load", batch_rows=BATCH_ROWS, columns_include=columns)
     started = time.perf_counter()
     stream = open_snapshot(spec, sqlserver, partition_key="2026-11-23T000000Z-full-bench", run_id="bench",
                            global_variables={}, log=log)  # type: ignore[arg-type]
@@ -284,14 +325,18 @@ class Setup:
     s3_endpoint: str
 
 
-def run_variant(setup: Setup, variant: str, rows: int) -> dict[str, Any]:
+def run_variant(
+    setup: Setup, variant: str, rows: int, *, table: str | None = None, columns: list[str] | None = None
+) -> dict[str, Any]:
     """One variant in a fresh child process; adds the double's CPU seconds during the run."""
     import psutil
 
     child = "pipeline" if variant.startswith("pipeline") else variant
     out = setup.s3_url if variant == "pipeline_s3" else setup.file_url
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", child, "--port", str(setup.port),
-           "--driver", setup.driver, "--table", table_name(rows), "--out", out]  # fmt: skip
+           "--driver", setup.driver, "--table", table or table_name(rows), "--out", out]  # fmt: skip
+    if columns:
+        cmd += ["--columns", ",".join(columns)]
     if variant == "pipeline_s3":
         cmd += ["--s3-endpoint", setup.s3_endpoint]
     double = psutil.Process(setup.double_pid)
@@ -325,30 +370,64 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
-def print_table(rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any], big_rows: int) -> None:
-    header = f"{'variant':16s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} {'child CPU s':>11s} {'double CPU s':>12s}"
-    print(header)
-    print("-" * len(header))
+@dataclass
+class MaxCase:
+    """The (max) table loaded with and without its (max) columns."""
+
+    rows: int
+    largest_bytes: int
+    with_max: dict[str, Any]
+    plain: dict[str, Any]
+
+    @property
+    def ratio(self) -> float:
+        return self.with_max["maxrss_mb"] / (self.plain["maxrss_mb"] + self.largest_bytes / (1024 * 1024))
+
+
+def measure_max(setup: Setup, rows: int, largest_bytes: int) -> MaxCase:
+    table = f"max_{rows}"
+    plain = run_variant(setup, "pipeline_file", rows, table=table, columns=list(COLUMNS))
+    with_max = run_variant(setup, "pipeline_file", rows, table=table)
+    return MaxCase(rows, largest_bytes, with_max, plain)
+
+
+_HEADER = (f"{'variant':18s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} "
+           f"{'child CPU s':>11s} {'double CPU s':>12s}")
+
+
+def _row_line(variant: str, count: int, runs: list[dict[str, Any]]) -> str:
+    seconds = _median(runs, "seconds")
+    return (
+        f"{variant:18s} {count:>9,d} {len(runs):>4d} {seconds:>9.2f} {count / seconds:>10,.0f} "
+        f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} {_median(runs, 'double_cpu_seconds'):>12.2f}"
+    )
+
+
+def print_table(
+    rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any], big_rows: int, max_case: MaxCase
+) -> None:
+    print(_HEADER)
+    print("-" * len(_HEADER))
     entries = [(v, rows, runs) for v, runs in results.items()] + [("pipeline_file", big_rows, [big])]
+    entries += [("pipeline_max", max_case.rows, [max_case.with_max]),
+                ("pipeline_max_plain", max_case.rows, [max_case.plain])]  # fmt: skip
     for variant, count, runs in entries:
-        seconds = _median(runs, "seconds")
-        print(
-            f"{variant:16s} {count:>9,d} {len(runs):>4d} {seconds:>9.2f} {count / seconds:>10,.0f} "
-            f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} {_median(runs, 'double_cpu_seconds'):>12.2f}"
-        )
+        print(_row_line(variant, count, runs))
     pipeline = results["pipeline_file"]
     read_share = _median(pipeline, "read_seconds") / _median(pipeline, "seconds")
     print(f"pipeline_file: {read_share:.0%} of its time is spent waiting for the next batch (driver + double + convert_batch)")
+    print(f"pipeline_max: the largest (max) value is {max_case.largest_bytes / (1024 * 1024):.1f} MB; peak RSS "
+          f"{max_case.with_max['maxrss_mb']:.0f} MB with the (max) columns, {max_case.plain['maxrss_mb']:.0f} MB without")
 
 
-def summary_line(rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any]) -> str:
+def summary_line(rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any], max_case: MaxCase) -> str:
     pipeline = rows / _median(results["pipeline_file"], "seconds")
     raw = rows / _median(results["raw_arrow_odbc"], "seconds")
     pandas = rows / _median(results["pandas"], "seconds")
     rss_ratio = big["maxrss_mb"] / _median(results["pipeline_file"], "maxrss_mb")
     return (
         f"full_load rows_per_s={pipeline:.0f} vs_raw={pipeline / raw:.2f} "
-        f"vs_pandas={pipeline / pandas:.2f} rss_5m_over_1m={rss_ratio:.2f}"
+        f"vs_pandas={pipeline / pandas:.2f} rss_5m_over_1m={rss_ratio:.2f} rss_max_over_plain={max_case.ratio:.2f}"
     )
 
 
@@ -388,17 +467,41 @@ def run_parent(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="dtaas-bench-") as tmp, DoubleProcess(port=0, password=password) as double:
             started = time.perf_counter()
             seed_tables(double, rows, copies=5)
+            max_rows = args.max_rows or max(rows // 10, 10)
+            largest = seed_max_table(double, max_rows, args.longest_chars)
             print(f"seeded {rows:,} and {5 * rows:,} rows in {time.perf_counter() - started:.1f}s (driver {args.driver})", flush=True)
             print(f"load average before: {_load_average()} (other processes share these cores)", flush=True)
             setup = Setup(double.port, args.driver, double.pid, f"file://{tmp}", f"s3://{BUCKET}/out", endpoint)
             results = measure(setup, rows, repeats, warmup=not args.quick)
             big = run_variant(setup, "pipeline_file", 5 * rows)
+            max_case = measure_max(setup, max_rows, largest)
             print(f"load average after: {_load_average()}")
             print()
-            print_table(rows, results, big, 5 * rows)
-            print(summary_line(rows, results, big), flush=True)
+            print_table(rows, results, big, 5 * rows, max_case)
+            print(summary_line(rows, results, big, max_case), flush=True)
     finally:
         moto.stop()
+
+
+def run_max_only(args: argparse.Namespace) -> None:
+    """Only the (max) case (``--max-only``): to try value sizes without the timed variants."""
+    import secrets
+
+    from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
+
+    os.environ[PASSWORD_ENV] = "Bench-" + secrets.token_hex(8) + "!"
+    max_rows = args.max_rows or 100_000
+    with tempfile.TemporaryDirectory(prefix="dtaas-bench-") as tmp, \
+            DoubleProcess(port=0, password=os.environ[PASSWORD_ENV]) as double:  # fmt: skip
+        double.create_database(DATABASE, snapshot_isolation=True)
+        largest = seed_max_table(double, max_rows, args.longest_chars)
+        case = measure_max(Setup(double.port, args.driver, double.pid, f"file://{tmp}", "", ""), max_rows, largest)
+    print(_HEADER)
+    print("-" * len(_HEADER))
+    print(_row_line("pipeline_max", max_rows, [case.with_max]))
+    print(_row_line("pipeline_max_plain", max_rows, [case.plain]))
+    print(f"full_load_max rows={max_rows} longest_chars={args.longest_chars} "
+          f"largest_mb={largest / (1024 * 1024):.1f} rss_max_over_plain={case.ratio:.2f}", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -407,11 +510,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 100k rows, 500k for the RSS pair, one repeat, no warm-up")
     parser.add_argument("--driver", choices=("msodbc18", "freetds"), default="msodbc18")
     parser.add_argument("--repeats", type=int, default=0, help="runs per variant (default 3; 1 with --quick)")
+    parser.add_argument("--max-rows", type=int, default=0,
+                        help="rows of the (max) table (default rows / 10; 100,000 with --max-only)")
+    parser.add_argument("--max-only", action="store_true",
+                        help="only the (max) case: pipeline_max and pipeline_max_plain, one run each")
+    parser.add_argument("--longest-chars", type=int, default=1_000_000,
+                        help="characters of the longest nvarchar(max) value (default 1,000,000)")
     parser.add_argument("--child", choices=("pipeline", "raw_arrow_odbc", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--s3-endpoint", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--columns", default="", help=argparse.SUPPRESS)  # child: columns_include, comma-separated
+    parser.add_argument("--database", default=DATABASE, help=argparse.SUPPRESS)  # child (the memory test)
+    parser.add_argument("--user", default="sa", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -419,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
         run_child(args)
+    elif args.max_only:
+        run_max_only(args)
     else:
         run_parent(args)
 

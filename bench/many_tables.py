@@ -12,6 +12,8 @@ the retry policy, the pool and the IO manager of a real run), each with its own
 
 - ``grouped``: ``many``, ``parallel_tables: 4`` (the tables share at most four
   steps, each loading its tables one after the other in one process);
+- ``grouped_no_checks``: the same as ``grouped`` with ``step_checks: []`` (no
+  asset checks: each check result is a few events Dagster stores per table);
 - ``step_per_table``: ``baseline``, ``parallel_tables: 4`` and
   ``tables_per_step: 1`` (every table its own step process: the old design).
 
@@ -267,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-tables", type=int, default=40,
                         help="tables of the step-per-table load (default 40; 0 skips it)")
     parser.add_argument("--parallel-tables", type=int, default=4, help="parallel_tables of both tasks (default 4)")
+    parser.add_argument("--skip-no-checks", action="store_true",
+                        help="skip the grouped load with step_checks: [] (the same tables without asset checks)")
     args = parser.parse_args(argv)
 
     from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
@@ -291,6 +295,11 @@ def main(argv: list[str] | None = None) -> None:
                            parallel_tables=args.parallel_tables)
         results.append(grouped)
         print(f"  grouped: {grouped.wall_s:.1f}s", flush=True)
+        if not args.skip_no_checks:
+            # the same tables and settings without the step asset checks (docs/configuration.md, step_checks)
+            results.append(run_load("grouped_no_checks", double=double, database="many", tables=args.tables,
+                                    work=Path(tmp), parallel_tables=args.parallel_tables, step_checks=[]))
+            print(f"  grouped_no_checks: {results[-1].wall_s:.1f}s", flush=True)
         print(f"load average after: {_load_average()}")
         print()
         print_table(results)

@@ -9,6 +9,8 @@ Definition metadata (the asset's page, the catalog's search and lineage):
   plus the part of the path template that is the same for every partition
   (``s3://lake/raw/sales/dbo/orders/`` for the default template); each
   materialization's metadata names its partition's own directory;
+- for a Snowflake destination, ``dagster/table_name`` is the target table as
+  its templates name it (left out when a template needs a run-time variable);
 - ``source_table`` and ``mode`` as before.
 
 From the task config: ``owners``, ``tags`` and a ``freshness`` policy
@@ -24,7 +26,14 @@ from typing import Any
 
 import dagster as dg
 
-from dtaas_dagster.config import FreshnessConfig, S3Destination, SqlServerSource, TaskConfig
+from dtaas_dagster.config import (
+    Destination,
+    FreshnessConfig,
+    S3Destination,
+    SnowflakeDestination,
+    SqlServerSource,
+    TaskConfig,
+)
 from dtaas_dagster.destinations.location import render_partition_dir
 from dtaas_dagster.table_load import TableSpec
 from dtaas_dagster.variables import builtin_values, template_values
@@ -54,15 +63,35 @@ def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, var
     return f"{base}/{relative}/" if relative else f"{base}/"
 
 
+def snowflake_table_name(*, destination: SnowflakeDestination, spec: TableSpec, database: str,
+                         variables: dict[str, str]) -> str | None:
+    """``DATABASE.SCHEMA.TABLE`` of a Snowflake target as its templates name it (before the identifier
+    policy's case and quoting), or None when a template uses a variable known only at run time."""
+    builtins = builtin_values(database=database, schema=spec.schema, table=spec.table, partition_key="-",
+                              run_id="-", task=spec.task)
+    values = template_values(builtins, variables)
+    parts = []
+    for template in (destination.database, destination.schema, destination.table):
+        names = set(string.Template(template).get_identifiers())
+        if names & _PER_PARTITION or names - values.keys():
+            return None
+        parts.append(string.Template(template).substitute(values))
+    return ".".join(parts)
+
+
 def table_metadata(
-    *, spec: TableSpec, source: SqlServerSource, destination: S3Destination, mode: str, variables: dict[str, str]
+    *, spec: TableSpec, source: SqlServerSource, destination: Destination, mode: str, variables: dict[str, str]
 ) -> dict[str, Any]:
-    return {
-        "source_table": f"{source.database}.{spec.qualified}",
-        "mode": mode,
-        "dagster/table_name": f"{source.database}.{spec.qualified}",
-        "dagster/uri": table_uri(destination=destination, spec=spec, database=source.database, variables=variables),
-    }
+    metadata: dict[str, Any] = {"source_table": f"{source.database}.{spec.qualified}", "mode": mode}
+    if isinstance(destination, S3Destination):
+        metadata["dagster/table_name"] = f"{source.database}.{spec.qualified}"
+        metadata["dagster/uri"] = table_uri(destination=destination, spec=spec, database=source.database,
+                                            variables=variables)
+        return metadata
+    name = snowflake_table_name(destination=destination, spec=spec, database=source.database, variables=variables)
+    if name is not None:  # the Snowflake table itself: what a person searches the catalog for
+        metadata["dagster/table_name"] = name
+    return metadata
 
 
 def freshness_policy(freshness: FreshnessConfig | None) -> dg.FreshnessPolicy | None:

@@ -213,7 +213,7 @@ def build_table_group_asset(
     @dg.multi_asset(
         name=group.op_name,
         outs=outs,
-        check_specs=step_check_specs(by_key),
+        check_specs=step_check_specs(by_key, specs[0].step_checks),
         partitions_def=partitions_def,
         can_subset=True,
         required_resource_keys={sqlserver_key, io_manager_key, VARIABLES_KEY, *query_source_keys},

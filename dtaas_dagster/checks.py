@@ -52,14 +52,18 @@ _DESCRIPTIONS = {
 }
 
 
-def step_check_specs(asset_keys: Iterable[dg.AssetKey]) -> list[dg.AssetCheckSpec]:
-    """The checks every table asset carries, declared on its step."""
+STEP_CHECKS = (ROW_COUNT, MANIFEST, COLUMN_SCHEMA)
+
+
+def step_check_specs(asset_keys: Iterable[dg.AssetKey], names: Iterable[str] = STEP_CHECKS) -> list[dg.AssetCheckSpec]:
+    """The checks every table asset carries, declared on its step (the task's ``step_checks``)."""
+    wanted = set(names)
     return [dg.AssetCheckSpec(name, asset=key, description=_DESCRIPTIONS[name])
-            for key in asset_keys for name in (ROW_COUNT, MANIFEST, COLUMN_SCHEMA)]
+            for key in asset_keys for name in STEP_CHECKS if name in wanted]
 
 
-def step_check_keys(asset_keys: Iterable[dg.AssetKey]) -> list[dg.AssetCheckKey]:
-    return [spec.key for spec in step_check_specs(asset_keys)]
+def step_check_keys(asset_keys: Iterable[dg.AssetKey], names: Iterable[str] = STEP_CHECKS) -> list[dg.AssetCheckKey]:
+    return [spec.key for spec in step_check_specs(asset_keys, names)]
 
 
 def _result(key: dg.AssetKey, name: str, passed: bool, description: str, metadata: Mapping[str, Any],

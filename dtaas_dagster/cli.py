@@ -140,7 +140,7 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
     asset (:mod:`dtaas_dagster.observe`).
     """
     from dtaas_dagster.config import ConfigError, load_config
-    from dtaas_dagster.destinations.s3 import S3IOManager
+    from dtaas_dagster.factory import build_io_manager
     from dtaas_dagster.errors import PermanentLoadError
     from dtaas_dagster.factory import task_specs
     from dtaas_dagster.sqlserver.errors import SqlServerError
@@ -169,7 +169,7 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
             print(f"source {name}:", file=sys.stderr)
             failed(str(exc))
     for task_name, task in config.tasks.items():
-        manager = S3IOManager.from_destination(config.destinations[task.destination], task, name=task.destination)
+        manager = build_io_manager(config.destinations[task.destination], task, name=task.destination)
         try:
             print(f"destination {task.destination} (task {task_name}): writable at {manager.check_writable()}")
         except (PermanentLoadError, OSError) as exc:

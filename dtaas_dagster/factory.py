@@ -32,13 +32,16 @@ from dtaas_dagster.cdc.checks import build_cdc_checks, build_cdc_checks_job, bui
 from dtaas_dagster.cdc.sensor import build_cdc_sensor
 from dtaas_dagster.config import (
     ConfigError,
+    Destination,
     DtaasConfig,
     RetryConfig,
+    SnowflakeDestination,
     SqlServerSource,
     TableConfig,
     TaskConfig,
 )
 from dtaas_dagster.destinations.s3 import S3IOManager
+from dtaas_dagster.destinations.snowflake import SnowflakeIOManager
 from dtaas_dagster.jobs import build_full_load_job, build_tables_job, full_load_job_name
 from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import loads_partitions_def
@@ -71,6 +74,13 @@ def pool_name(source: SqlServerSource) -> str:
     survives a server that comes back on another port, as the demo's double does.
     """
     return source.pool or "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", source.host).lower()
+
+
+def build_io_manager(destination: Destination, task: TaskConfig, *, name: str = "") -> S3IOManager | SnowflakeIOManager:
+    """The IO manager of a task's destination (the Snowflake one imports its connector only when it connects)."""
+    if isinstance(destination, SnowflakeDestination):
+        return SnowflakeIOManager.from_destination(destination, task)
+    return S3IOManager.from_destination(destination, task, name=name)
 
 
 def build_retry_policy(retry: RetryConfig) -> dg.RetryPolicy | None:
@@ -120,6 +130,7 @@ def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, te
         batch_rows=task.batch.rows,
         batch_mb=task.batch.mb,
         schema_drift=task.schema_drift,
+        step_checks=tuple(task.step_checks),
         update_before_images=task.cdc.update_before_images,
         transformations=tuple(table.transformations),
     )
@@ -152,7 +163,7 @@ def task_specs(
 ) -> list[TableSpec]:
     """The tables a task loads, checked as far as the config alone allows (a ConfigError otherwise)."""
     task = config.tasks[task_name]
-    text_destination = config.destinations[task.destination].format != "parquet"
+    text_destination = config.destinations[task.destination].writes_text
     specs = [
         build_table_spec(task_name=task_name, task=task, table=table, text_destination=text_destination)
         for table in resolve_tables(task_name=task_name, task=task, list_tables=list_tables)
@@ -171,11 +182,11 @@ def build_task(
     partitions_def = loads_partitions_def(task_name)
     per_step = task.tables_per_step or math.ceil(len(specs) / task.parallel_tables)
     groups = group_tables(task_name, specs, groups=math.ceil(len(specs) / max(per_step, 1)))
-    kinds = {"sqlserver", "file" if destination.is_local else "s3"}
+    kinds = {"sqlserver", destination.asset_kind}
     descriptions = {
         spec.asset_key: (
             f"SQL Server table {source.database}.{spec.qualified} (source {spec.source}, {source.host}:{source.port}) "
-            f"copied to {destination.url} by task {task_name}, mode {task.mode}. One partition per load window."
+            f"copied to {destination.display} by task {task_name}, mode {task.mode}. One partition per load window."
         )
         for spec in specs
     }
@@ -199,7 +210,8 @@ def build_task(
         for group in groups
     ]
     tables_job = build_tables_job(
-        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables
+        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables,
+        step_checks=task.step_checks,
     )
     result = TaskDefinitions(assets=assets)
     result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
@@ -282,9 +294,8 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         combined.schedules += built.schedules
         combined.sensors += built.sensors
         combined.asset_checks += built.asset_checks
-        resources[io_manager_key(task_name)] = S3IOManager.from_destination(
-            config.destinations[task.destination], task, name=task.destination
-        )
+        resources[io_manager_key(task_name)] = build_io_manager(config.destinations[task.destination], task,
+                                                                name=task.destination)
     return dg.Definitions(
         assets=combined.assets,
         asset_checks=combined.asset_checks,

@@ -128,15 +128,15 @@ def source_probes(config: DtaasConfig) -> tuple[list[Probe], dict[str, SqlServer
 
 def destination_probes(config: DtaasConfig) -> list[Probe]:
     """Every destination a task writes to: a probe object written and deleted."""
-    from dtaas_dagster.destinations.s3 import S3IOManager
     from dtaas_dagster.errors import PermanentLoadError
+    from dtaas_dagster.factory import build_io_manager
 
     probes, seen = [], set()
     for task in config.tasks.values():
         if task.destination in seen:
             continue
         seen.add(task.destination)
-        manager = S3IOManager.from_destination(config.destinations[task.destination], task, name=task.destination)
+        manager = build_io_manager(config.destinations[task.destination], task, name=task.destination)
         try:
             where = manager.check_writable()
         except (PermanentLoadError, OSError, ValueError) as exc:

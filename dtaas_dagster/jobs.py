@@ -23,12 +23,13 @@ No op starts another run.
 
 import datetime as dt
 import multiprocessing
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from dtaas_dagster.checks import step_check_keys
+from dtaas_dagster.checks import STEP_CHECKS, step_check_keys
 from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
@@ -81,7 +82,8 @@ def tables_executor_config(parallel_tables: int) -> dict[str, Any]:
     return config
 
 
-def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int) -> Any:
+def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int,
+                     step_checks: Sequence[str] = STEP_CHECKS) -> Any:
     """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once.
 
     It selects the tables and the checks their steps evaluate (dtaas_dagster/checks.py),
@@ -90,7 +92,7 @@ def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_table
     return dg.define_asset_job(
         name=tables_job_name(task),
         selection=dg.AssetSelection.assets(*asset_keys).without_checks()
-        | dg.AssetSelection.checks(*step_check_keys(asset_keys)),
+        | dg.AssetSelection.checks(*step_check_keys(asset_keys, step_checks)),
         executor_def=tables_executor(parallel_tables),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},

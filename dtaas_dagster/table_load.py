@@ -71,6 +71,7 @@ class TableSpec:
     batch_rows: int | None = 50_000
     batch_mb: float | None = None
     schema_drift: str = "evolve"
+    step_checks: tuple[str, ...] = ("row_count", "manifest", "column_schema_change")
     update_before_images: bool = False
     transformations: tuple[Any, ...] = ()  # TransformSpec models, from the table's `transformations:`
 

@@ -40,6 +40,10 @@ ALL_TYPES: list[tuple[str, str, str, str, pa.DataType, list[Any]]] = [
     ("c_time", "time(7)", "'00:00:00'", "'23:59:59.9999999'", pa.time64("ns"), [0, 86_399_999_999_900]),
     ("c_datetime", "datetime", "'1753-01-01 00:00:00'", "'2024-02-29 12:34:56.500'", pa.timestamp("ms"),
      [dt.datetime(1753, 1, 1), dt.datetime(2024, 2, 29, 12, 34, 56, 500000)]),
+    ("c_smallmoney", "smallmoney", "-214748.3648", "214748.3647", pa.decimal128(10, 4),
+     [D("-214748.3648"), D("214748.3647")]),
+    ("c_smalldatetime", "smalldatetime", "'1900-01-01 00:00'", "'2079-06-06 23:59'", pa.timestamp("ms"),
+     [dt.datetime(1900, 1, 1), dt.datetime(2079, 6, 6, 23, 59)]),
     ("c_datetime2_3", "datetime2(3)", "'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999'", pa.timestamp("us"),
      [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999000)]),
     # datetime2(7) inside 1677-2262 under "auto": nanoseconds, the 100 ns digit kept

@@ -10,6 +10,8 @@
   ``.connect()``, ``.seed_table(schema, table, arrow_table, ...)``).
 - ``double_only`` (fixture) and ``@pytest.mark.double_only``: skip when the
   tests target a real SQL Server (fault injection, the purge hook).
+- ``snowflake``, ``snowflake_schema``, ``fakesnow``: Snowflake (fakesnow's server
+  as a process, or a real account), see ``snowflake_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from dtaas_dagster_tests.s3_fixtures import moto_s3, s3_bucket, s3_credentials  # noqa: F401 - fixtures
+from dtaas_dagster_tests.snowflake_fixtures import fakesnow, snowflake, snowflake_schema  # noqa: F401 - fixtures
 from dtaas_dagster_tests.sqlserver_fixtures import (
     REAL_SERVER_ENV,
     SqlServerDatabase,

@@ -119,3 +119,15 @@ def test_pool_names_do_not_change_with_the_port_and_can_be_named() -> None:
     assert default.op.pool == "sqlserver_db_01_corp_example"
     with pytest.raises(ConfigError, match="sources.sales.pool"):
         parse_config(_config(source={"pool": "bad pool!"}))
+
+
+def test_a_snowflake_table_is_named_by_its_templates_and_has_no_uri() -> None:
+    snowflake = {"type": "snowflake", "account": "myorg-acct", "user": "LOADER", "password_env": "SF_PW",
+                 "warehouse": "LOAD_WH", "database": "RAW_$Customer", "schema": "$sourceSchemaName"}
+    spec = _asset(_config(destination=snowflake), ["nightly", "sales", "items"])
+    assert spec.metadata["dagster/table_name"] == "RAW_acme.sales.items"
+    assert "dagster/uri" not in spec.metadata
+    assert spec.metadata["source_table"] == "sales.sales.items"
+    config = _config(destination={**snowflake, "database": "RAW_$Batch"})
+    config["variables"]["Batch"] = {"source": "sales", "query": "SELECT MAX(BatchId) FROM dbo.Batches"}
+    assert "dagster/table_name" not in _asset(config, ["nightly", "dbo", "orders"]).metadata  # known per run only

@@ -16,7 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(
-    r"^full_load rows_per_s=\d+ vs_raw=\d+\.\d\d vs_pandas=\d+\.\d\d rss_5m_over_1m=\d+\.\d\d$"
+    r"^full_load rows_per_s=\d+ vs_raw=\d+\.\d\d vs_pandas=\d+\.\d\d rss_5m_over_1m=\d+\.\d\d "
+    r"rss_max_over_plain=\d+\.\d\d$"
 )
 
 
@@ -33,6 +34,8 @@ def test_full_load_benchmark_prints_its_summary_line() -> None:
     for variant in ("pipeline_file", "pipeline_s3", "raw_arrow_odbc", "pandas"):
         assert re.search(rf"^{variant} +20,000 ", table, re.MULTILINE), f"{variant} row missing:\n{table}"
     assert re.search(r"^pipeline_file +100,000 ", table, re.MULTILINE), table
+    for variant in ("pipeline_max", "pipeline_max_plain"):  # the (max) table: 2,000 rows
+        assert re.search(rf"^{variant} +2,000 ", table, re.MULTILINE), f"{variant} row missing:\n{table}"
 
 
 MANY_TABLES_SUMMARY = re.compile(r"^many_tables tables=6 wall_s=\d+\.\d per_table_cpu_s=\d+\.\d\d\d$")
@@ -51,4 +54,5 @@ def test_many_tables_benchmark_prints_its_summary_line() -> None:
     # both loads ran and were verified (the script checks every manifest's row count and exits non-zero otherwise)
     assert re.search(r"^step_per_table +2 ", table, re.MULTILINE), table
     assert re.search(r"^grouped +6 ", table, re.MULTILINE), table
+    assert re.search(r"^grouped_no_checks +6 ", table, re.MULTILINE), table
     assert "CPU per table: step_per_table / grouped = " in table

@@ -200,3 +200,24 @@ def test_the_tables_job_evaluates_only_the_step_checks(sqlserver: Any, sqlserver
     assert set(job.asset_layer.asset_graph.asset_check_keys) == set(step_check_keys([ORDERS]))
     cdc_job = defs.resolve_job_def("t_cdc_checks")
     assert {k.name for k in cdc_job.asset_layer.asset_graph.asset_check_keys} == {"cdc_lag", "cdc_retention_headroom"}
+
+
+def test_step_checks_chooses_the_checks_a_load_evaluates(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    _seed(sqlserver_db, 10)
+    only_rows = _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["row_count"])
+    result = _load(only_rows, instance, KEY1)
+    assert result.success and set(_checks(result)) == {ROW_COUNT}
+    none = _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=[])
+    assert not list(none.resolve_job_def("t_tables").asset_layer.asset_graph.asset_check_keys)
+    result = _load(none, instance, KEY2)
+    assert result.success and not _checks(result)
+    assert len(instance.fetch_materializations(ORDERS, limit=5).records) == 2  # both loads materialized
+
+
+def test_an_unknown_step_check_is_refused_with_the_names_allowed(sqlserver: Any, sqlserver_db: Any,
+                                                                   tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="row_count") as raised:
+        _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["rows"])
+    assert "step_checks" in str(raised.value)

@@ -103,8 +103,10 @@ def test_commented_examples_in_dtaas_yaml_are_valid(tmp_path: Path) -> None:
     uncommented = uncommented.replace("variables: {}\n", "")
     (tmp_path / "all.yaml").write_text(uncommented)
     config = load_config(tmp_path / "all.yaml")
-    assert set(config.tasks) == {"demo", "demo_cdc", "nightly_sales"}
+    assert set(config.tasks) == {"demo", "demo_cdc", "nightly_sales", "sales_to_snowflake"}
     assert config.tasks["demo_cdc"].mode == "full_load_and_cdc"
+    assert config.destinations["warehouse"].asset_kind == "snowflake"
+    assert config.tasks["sales_to_snowflake"].schema_drift == "evolve"
     nightly = config.tasks["nightly_sales"]
     assert nightly.patterns() == ["dbo.*"] and nightly.schedule and nightly.schedule.cron == "0 2 * * *"
     assert config.destinations["minio"].endpoint_url == "http://127.0.0.1:9000"
@@ -305,7 +307,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
      [f"{T}.destination: task sales_to_lake: destination 'laek' is not defined; did you mean 'lake'?",
       "defined destinations: lake"]),
     ("unknown_destination_type", {"destinations.lake.type": "gcs"},
-     ["destinations.lake.type: must be 's3' (got 'gcs'); use type: s3"]),
+     ["destinations.lake.type: must be one of 's3', 'snowflake' (got 'gcs'); use type: s3 or type: snowflake"]),
     ("missing_env_var", {"sources.sales.host": "${DTAAS_TEST_SURELY_UNSET}"},
      ["sources.sales.host: environment variable DTAAS_TEST_SURELY_UNSET is not set; export it or write "
       "${DTAAS_TEST_SURELY_UNSET:-default}"]),

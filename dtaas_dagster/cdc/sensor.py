@@ -171,6 +171,10 @@ def build_cdc_sensor(
     name = cdc_sensor_name(task)
     tables = [TableInfo(s.asset_key.to_user_string(), s.schema, s.table, s.qualified) for s in specs]
     spec_of = {s.asset_key.to_user_string(): s for s in specs}
+    step_checks = specs[0].step_checks if specs else ()
+
+    def checks_of(selection: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+        return step_check_keys(selection, step_checks)
 
     @dg.sensor(
         name=name,
@@ -234,7 +238,7 @@ def build_cdc_sensor(
                 run_config["execution"] = {"config": {"in_process": True}}
             selection = [spec_of[t].asset_key for t in out.windows]
             requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config=run_config, tags=tags,
-                                          asset_selection=selection, asset_check_keys=step_check_keys(selection)))
+                                          asset_selection=selection, asset_check_keys=checks_of(selection)))
         snapshot_tables = [t for t in out.snapshot_tables if out.states[t].pending is None]
         if snapshot_tables:
             key = snapshot_key(dt.datetime.fromtimestamp(now, tz=dt.timezone.utc), "cdc")
@@ -243,7 +247,7 @@ def build_cdc_sensor(
                 out.states[table].pending = Pending(key, key, "snapshot", now)
             selection = [spec_of[t].asset_key for t in snapshot_tables]
             requests.append(dg.RunRequest(
-                run_key=key, partition_key=key, asset_selection=selection, asset_check_keys=step_check_keys(selection),
+                run_key=key, partition_key=key, asset_selection=selection, asset_check_keys=checks_of(selection),
                 tags={**load_run_tags(task, key, trigger="cdc_snapshot"), REQUEST_TAG: key}))
         for line in out.log:
             context.log.info(line)

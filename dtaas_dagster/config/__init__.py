@@ -10,7 +10,7 @@ in :mod:`dtaas_dagster.sqlserver.catalog`.
 """
 
 from dtaas_dagster.config.base import CONFIG_ENV, DEFAULT_CONFIG_PATH, ConfigError
-from dtaas_dagster.config.destinations import Destination, S3Destination
+from dtaas_dagster.config.destinations import Destination, S3Destination, SnowflakeDestination
 from dtaas_dagster.config.loading import load_config, parse_config
 from dtaas_dagster.config.model import DtaasConfig
 from dtaas_dagster.config.sources import SqlServerSource
@@ -38,6 +38,7 @@ __all__ = [
     "S3Destination",
     "ScheduleConfig",
     "SizeLimit",
+    "SnowflakeDestination",
     "SqlServerSource",
     "TableConfig",
     "TaskConfig",

@@ -18,7 +18,10 @@ from typing import Annotated, Any, Union
 from pydantic import BaseModel, Tag, ValidationError
 
 from dtaas_dagster.config.base import DOCS, did_you_mean
+from dtaas_dagster.config.destinations import SnowflakeDestination
 from dtaas_dagster.config.sources import SqlServerSource
+
+_SECRET_KEYS = ("password", "pwd", "private_key", "passphrase", "private_key_passphrase", "token")
 
 
 def join_path(path: str, sub: str) -> str:
@@ -79,7 +82,7 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[str, type[BaseMo
 
 
 def _shown(value: Any, path: str) -> str:
-    if "odbc_extra" in path or not isinstance(value, (str, int, float, bool)) or len(repr(value)) > 60:
+    if "odbc_extra" in path or "connection_args" in path or not isinstance(value, (str, int, float, bool)) or len(repr(value)) > 60:
         return ""
     return f" (got {value!r})"
 
@@ -112,9 +115,16 @@ def _describe(err: Any, path: str, model: type[BaseModel] | None, field: Any) ->
         if model is SqlServerSource and key.lower() in ("password", "pwd"):
             return path, "a password must not be written in the config; put the password in an environment " \
                          "variable and name it in password_env"
+        if model is SnowflakeDestination and key.lower() in _SECRET_KEYS:
+            return path, "a secret must not be written in the config; put it in an environment variable and " \
+                         "name it in password_env, private_key_env or private_key_passphrase_env"
         allowed = list(model.model_fields) if model else []
         return path, f"unknown key {key!r}{did_you_mean(key, allowed)}{' ' if did_you_mean(key, allowed) else '; '}" \
                      f"allowed keys: {', '.join(allowed)}"
+    if kind == "destination_type":
+        value = err["input"].get("type") if isinstance(err.get("input"), dict) else None
+        return join_path(path, "type"), f"must be one of 's3', 'snowflake'{_shown(value, path)}; " \
+                                        "use type: s3 or type: snowflake"
     if kind == "missing":
         description = f" ({field.description})" if field is not None and field.description else ""
         return path, f"is required but missing; add {key}:{description}"

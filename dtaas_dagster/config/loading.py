@@ -4,7 +4,8 @@
 message has one line per problem, each naming the file, the field path
 (``tasks.demo.parallel_tables``), what is wrong and the fix.
 
-``path_template``, query variables' ``query`` and add_column ``value`` are not
+``path_template`` (and a Snowflake destination's ``database``, ``schema`` and
+``table``), query variables' ``query`` and add_column ``value`` are not
 env-interpolated: they have their own ``$name`` variables. Put environment
 values into ``variables:`` and use them there.
 """
@@ -23,11 +24,11 @@ from dtaas_dagster.config.base import CONFIG_ENV, DEFAULT_CONFIG_PATH, DOCS, ENV
 from dtaas_dagster.config.errors import error_lines, join_path
 from dtaas_dagster.config.model import DtaasConfig
 
-
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
-# Fields with their own $name variables (${name} there is a variable, not the environment).
+# Fields with their own $name variables (${name} there is a variable, not the environment):
+# S3 path_template, Snowflake database/schema/table name templates, queries, add_column values.
 _NOT_INTERPOLATED = re.compile(
-    r"^destinations\.[^.]+\.path_template$"
+    r"^destinations\.[^.]+\.(path_template|database|schema|table)$"
     r"|^variables\.[^.]+\.query$"
     r"|^tasks\.[^.]+\.tables\[\d+\]\.transformations\[\d+\]\.config\.value$")
 

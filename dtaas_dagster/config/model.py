@@ -40,7 +40,7 @@ class DtaasConfig(Model):
     sources: dict[str, SqlServerSource] = Field(min_length=1, description="SQL Server sources by name.",
                                                 json_schema_extra=fix("define at least one source"))
     destinations: dict[str, Destination] = Field(min_length=1, description=(
-        "Destinations by name; each has a `type` (only s3 today)."),
+        "Destinations by name; each has a `type`: s3 or snowflake."),
         json_schema_extra=fix("define at least one destination"))
     variables: dict[str, str | QueryVariableSpec] = Field(default_factory=dict, description=(
         "Global variables usable as $name: text (static; may use ${ENV_VAR}) or {source, query} (query)."))
@@ -136,13 +136,14 @@ class DtaasConfig(Model):
         known = (*BUILTIN_VARIABLES, *self.variables)
         problems = []
         for name, destination in self.destinations.items():
-            for ident in string.Template(destination.path_template).get_identifiers():
-                if ident not in known:
-                    hint = did_you_mean(ident, known)
-                    problems.append((f"destinations.{name}.path_template", (
-                        f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
-                        f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables"
-                        + (f" (defined: {', '.join(self.variables)})" if self.variables else ""))))
+            for field_name, template in destination.name_templates.items():
+                for ident in string.Template(template).get_identifiers():
+                    if ident not in known:
+                        hint = did_you_mean(ident, known)
+                        problems.append((f"destinations.{name}.{field_name}", (
+                            f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
+                            f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables"
+                            + (f" (defined: {', '.join(self.variables)})" if self.variables else ""))))
         return problems
 
 

@@ -13,6 +13,8 @@ from dtaas_dagster.config.base import Model, fix, problems_error
 from dtaas_dagster.config.transforms import TransformSpec
 from dtaas_dagster.sqlserver.names import TABLE_NAME_FIX, has_wildcard, parse_table_name
 
+StepCheck = Literal["row_count", "manifest", "column_schema_change"]
+STEP_CHECK_NAMES: tuple[StepCheck, ...] = ("row_count", "manifest", "column_schema_change")
 Datetime2Handling = Literal["auto", "timestamp_ns", "timestamp_us", "string"]
 
 def _check_pattern(value: str) -> str:
@@ -322,8 +324,15 @@ class TaskConfig(Model):
                            "full_load_and_cdc).", json_schema_extra=fix("write e.g. {poll_seconds: 10}"))
     schema_drift: Literal["evolve", "fail", "ignore"] = Field("evolve", description=(
         "When a table's columns change (a new capture instance after DDL, a changed column type): evolve (write "
-        "the new schema from that point), fail (stop the table with the differences) or ignore (keep the old "
-        "columns)."), json_schema_extra=fix("use evolve, fail or ignore"))
+        "the new schema from that point; a Snowflake target gets ADD COLUMN / widened types), fail (stop the "
+        "table with the differences) or ignore (keep the old columns)."),
+        json_schema_extra=fix("use evolve, fail or ignore"))
+    step_checks: list[StepCheck] = Field(
+        default_factory=lambda: list(STEP_CHECK_NAMES), description=(
+            "The asset checks each table's load evaluates (docs/operations.md): row_count, manifest, "
+            "column_schema_change. Each costs Dagster a few events per table and load; [] for a task over "
+            "hundreds of small tables where that matters (bench/RESULTS.md, many tables)."),
+        json_schema_extra=fix("list some of row_count, manifest, column_schema_change, or write []"))
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))

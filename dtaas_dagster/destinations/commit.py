@@ -49,6 +49,7 @@ from dtaas_dagster.destinations.files import (
     WriteOptions,
     check_batch,
     load_id_of,
+    long_value_columns,
     new_splitter,
 )
 from dtaas_dagster.manifest import (
@@ -287,7 +288,10 @@ def write_partition(
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(partition_dir, recursive=True)
     lease = _Lease(fs, partition_dir, load_id, run_id)
-    splitter = new_splitter(fs, partition_dir, stream.schema, options, load_id, on_file_done=lambda: lease.renew(force=True))
+    splitter = new_splitter(
+        fs, partition_dir, stream.schema, options, load_id,
+        no_statistics=long_value_columns(stream.source_types), on_file_done=lambda: lease.renew(force=True),
+    )
     try:
         lease.renew(force=True)
         for batch in _heartbeat(stream.batches, lease):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,9 @@ COMPRESSIONS = ("none", "snappy", "gzip", "zstd")
 _SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 PART_PREFIX = "part-"
 _PART_NAME = re.compile(r"^part-(.+)-\d{5}\.")
+# A Parquet row group is written once this much Arrow data is pending, even before
+# row_group_rows rows: wide rows must not hold a whole row group of them in memory.
+_ROW_GROUP_MAX_BYTES = 16 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- options
@@ -104,16 +107,24 @@ class _PartFile:
     def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions) -> None:
         self.path = path
         self.rows = 0
+        self.arrow_bytes = 0  # Arrow bytes handed to this file
         self._options = options
         self._raw = fs.open_output_stream(path, compression=None)
         self._closed = False
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
+        self.arrow_bytes += batch.nbytes
         self._write(batch)
 
-    def estimated_bytes(self) -> int:
+    def estimated_bytes(self, ratio: float | None) -> float:
+        """Bytes the file will have for what it was given so far (``ratio``: file bytes per Arrow byte)."""
         return self._raw.tell()
+
+    def ratio(self) -> float | None:
+        """File bytes per Arrow byte of the data already in the file (None until some reached it)."""
+        written = self._raw.tell()
+        return written / self.arrow_bytes if written and self.arrow_bytes else None
 
     def close(self) -> None:
         if not self._closed:
@@ -137,14 +148,24 @@ class _PartFile:
 
 
 class _ParquetPart(_PartFile):
-    """Buffers batches into row groups of exactly ``row_group_rows`` (the last one smaller)."""
+    """Buffers batches into row groups of ``row_group_rows`` rows (the last one smaller), or fewer
+    when the pending Arrow data reaches :meth:`_row_group_bytes`.
 
-    def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions) -> None:
+    Columns in ``no_statistics`` (long values: ``(max)``, ``text``, ``image``) get no min/max
+    statistics: Parquet drops statistics over 4 KB from the file anyway, and computing them
+    holds two more copies of the longest value (measured: 117 MB more for one 52 MB value).
+    """
+
+    def __init__(
+        self, fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions,
+        no_statistics: Collection[str] = (),
+    ) -> None:  # fmt: skip
         super().__init__(fs, path, schema, options)
         self._schema = schema
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
+        self._flushed_bytes = 0  # Arrow bytes already encoded into the file
         self._writer = pq.ParquetWriter(
             self._raw,
             schema,
@@ -152,10 +173,11 @@ class _ParquetPart(_PartFile):
             version="2.6",  # keeps timestamp[ns] as ns
             coerce_timestamps=None,  # keep each column's unit exactly
             use_deprecated_int96_timestamps=False,
-            write_statistics=True,
+            write_statistics=[f.name for f in schema if f.name not in no_statistics] if no_statistics else True,
             # Dictionary pages pay off for text (codes, statuses, names) and cost a lot of
             # CPU for numbers, dates and ids (measured: 1.17 s vs 0.77 s per 1M x 10 rows).
-            use_dictionary=[f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)],
+            # Not for long values either: they rarely repeat, and the dictionary would copy them.
+            use_dictionary=[f.name for f in schema if pa.types.is_string(f.type) and f.name not in no_statistics],
         )
 
     def _write(self, batch: pa.RecordBatch) -> None:
@@ -166,19 +188,38 @@ class _ParquetPart(_PartFile):
         if self._pending_rows >= size:
             table = pa.Table.from_batches(self._pending, self._schema)
             full = (table.num_rows // size) * size
-            self._writer.write_table(table.slice(0, full), row_group_size=size)
+            self._flush(table.slice(0, full))
             rest = table.slice(full)
             self._pending = rest.to_batches()
             self._pending_rows = rest.num_rows
             self._pending_bytes = rest.nbytes
+        if self._pending_bytes >= self._row_group_bytes():
+            self._flush(pa.Table.from_batches(self._pending, self._schema))
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
-    def estimated_bytes(self) -> int:
-        return self._raw.tell() + self._pending_bytes
+    def _row_group_bytes(self) -> float:
+        """Pending Arrow bytes that end a row group early: wide rows, and a quarter of a byte-limited
+        file (so the file's compression ratio is known long before it is full)."""
+        limit: float = _ROW_GROUP_MAX_BYTES
+        if self._options.file_max_bytes is not None:
+            limit = min(limit, self._options.file_max_bytes / 4 / (self.ratio() or 1.0))
+        return limit
+
+    def _flush(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table, row_group_size=self._options.row_group_rows)
+            self._flushed_bytes += table.nbytes
+
+    def ratio(self) -> float | None:
+        written = self._raw.tell()
+        return written / self._flushed_bytes if written and self._flushed_bytes else None
+
+    def estimated_bytes(self, ratio: float | None) -> float:
+        # pending data is not encoded yet: count it at the ratio seen so far (1.0 before any)
+        return self._raw.tell() + self._pending_bytes * (self.ratio() or ratio or 1.0)
 
     def _close(self) -> None:
-        if self._pending_rows:
-            table = pa.Table.from_batches(self._pending, self._schema)
-            self._writer.write_table(table, row_group_size=self._options.row_group_rows)
+        self._flush(pa.Table.from_batches(self._pending, self._schema))
         self._pending = []
         self._writer.close()
 
@@ -200,6 +241,10 @@ class _TextPart(_PartFile):
             self._csv.write_batch(csv_encode_batch(batch))
         else:
             self._out.write(jsonl_encode_batch(batch))
+        if self._out is not self._raw and self._options.file_max_bytes is not None:
+            # The compressor holds back up to a few hundred KB; flushing it (a sync point,
+            # not the end of the stream) makes the file's size known for the byte limit.
+            self._out.flush()
 
     def _close(self) -> None:
         if self._csv is not None:
@@ -208,27 +253,47 @@ class _TextPart(_PartFile):
             self._out.close()
 
 
-def _open_part(fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions) -> _PartFile:
-    cls = _ParquetPart if options.format == "parquet" else _TextPart
-    return cls(fs, path, schema, options)
+def _open_part(
+    fs: pafs.FileSystem, path: str, schema: pa.Schema, options: WriteOptions, no_statistics: Collection[str] = ()
+) -> _PartFile:
+    if options.format == "parquet":
+        return _ParquetPart(fs, path, schema, options, no_statistics)
+    return _TextPart(fs, path, schema, options)
+
+
+def long_value_columns(source_types: Mapping[str, str]) -> frozenset[str]:
+    """Columns whose SQL Server type holds long values: ``(max)``, ``text``, ``ntext``, ``image``."""
+    return frozenset(
+        name for name, sql_type in source_types.items()
+        if sql_type.endswith("(max)") or sql_type in ("text", "ntext", "image")
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- one partition load
 
 
 class _Splitter:
-    """Feeds batches into part files, starting a new file at the row or byte limit."""
+    """Feeds batches into part files, starting a new file at the row or byte limit.
+
+    With a byte limit, a batch is cut so that a file ends close to the limit: the rows
+    that still fit are estimated from the file bytes per Arrow byte seen so far in this
+    file (or, for a new file, in this partition's earlier files). Until a ratio is known,
+    slices of an eighth of the limit (in Arrow bytes) are written to learn it, so even the
+    first file cannot overshoot by much, whatever the format and compression.
+    """
 
     def __init__(
         self, fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str,
+        no_statistics: Collection[str] = (),
         on_file_done: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self._fs, self._dir, self._schema = fs, partition_dir, schema
-        self._options, self._load_id = options, load_id
+        self._options, self._load_id, self._no_statistics = options, load_id, no_statistics
         self._on_file_done = on_file_done
         self.current: _PartFile | None = None
         self.opened: list[str] = []  # every path this attempt created, for cleanup
         self.done: list[dict[str, Any]] = []
+        self._file_bytes = self._arrow_bytes = 0  # of the finished files: the partition's ratio
 
     def write(self, batch: pa.RecordBatch) -> None:
         max_rows = self._options.file_max_rows
@@ -237,20 +302,41 @@ class _Splitter:
             if self.current is None:
                 name = self._options.file_name(self._load_id, len(self.done) + 1)
                 self.opened.append(f"{self._dir}/{name}")
-                self.current = _open_part(self._fs, self.opened[-1], self._schema, self._options)
+                self.current = _open_part(self._fs, self.opened[-1], self._schema, self._options, self._no_statistics)
             take = batch.num_rows - offset
             if max_rows is not None:
                 take = min(take, max_rows - self.current.rows)
-            self.current.write(batch.slice(offset, take))
+            piece = batch.slice(offset, take)
+            if self._options.file_max_bytes is not None and piece.nbytes:
+                take = min(take, self._rows_that_fit(self.current, piece.nbytes / piece.num_rows))
+                piece = batch.slice(offset, take)
+            self.current.write(piece)
             offset += take
-            if self._is_full(self.current):
+            if self._is_full(self.current, piece.nbytes / max(piece.num_rows, 1)):
                 self.finish()
 
-    def _is_full(self, part: _PartFile) -> bool:
+    def _ratio(self, part: _PartFile) -> float | None:
+        return part.ratio() or (self._file_bytes / self._arrow_bytes if self._arrow_bytes else None)
+
+    def _rows_that_fit(self, part: _PartFile, arrow_bytes_per_row: float) -> int:
+        limit = self._options.file_max_bytes
+        assert limit is not None
+        ratio = self._ratio(part)
+        if ratio is None:  # learn the ratio on a small slice first
+            room = limit / 8 / arrow_bytes_per_row
+        else:
+            room = (limit - part.estimated_bytes(ratio)) / (arrow_bytes_per_row * ratio)
+        return max(1, int(room))
+
+    def _is_full(self, part: _PartFile, arrow_bytes_per_row: float) -> bool:
+        """At the row limit, or another row would take the file past the byte limit."""
         max_rows, max_bytes = self._options.file_max_rows, self._options.file_max_bytes
-        return (max_rows is not None and part.rows >= max_rows) or (
-            max_bytes is not None and part.estimated_bytes() >= max_bytes
-        )
+        if max_rows is not None and part.rows >= max_rows:
+            return True
+        if max_bytes is None:
+            return False
+        ratio = self._ratio(part)
+        return part.estimated_bytes(ratio) + arrow_bytes_per_row * (ratio or 1.0) > max_bytes
 
     def finish(self) -> None:
         if self.current is None:
@@ -259,6 +345,7 @@ class _Splitter:
         part.close()
         size = self._fs.get_file_info(part.path).size or 0
         self.done.append({"path": part.path.rsplit("/", 1)[-1], "rows": part.rows, "bytes": size})
+        self._file_bytes, self._arrow_bytes = self._file_bytes + size, self._arrow_bytes + part.arrow_bytes
         if self._on_file_done is not None:
             self._on_file_done()
 
@@ -276,10 +363,13 @@ class _Splitter:
 
 def new_splitter(
     fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str,
-    *, on_file_done: Callable[[], None] | None = None,
+    *, no_statistics: Collection[str] = (), on_file_done: Callable[[], None] | None = None,
 ) -> _Splitter:
-    """Part-file writer of one load: ``write(batch)``, ``finish()``, ``discard()``, ``done``."""
-    return _Splitter(fs, partition_dir, schema, options, load_id, on_file_done)
+    """Part-file writer of one load: ``write(batch)``, ``finish()``, ``discard()``, ``done``.
+
+    ``no_statistics``: the long-value columns (:func:`long_value_columns`) whose Parquet
+    statistics and dictionary are off."""
+    return _Splitter(fs, partition_dir, schema, options, load_id, no_statistics, on_file_done)
 
 
 def check_batch(batch: pa.RecordBatch, stream: TableStream) -> None:

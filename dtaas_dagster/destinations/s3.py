@@ -56,6 +56,7 @@ from dtaas_dagster.destinations.commit import (
     write_partition,
 )
 from dtaas_dagster.destinations.files import WriteOptions, iter_partition_batches, new_load_id
+from dtaas_dagster.destinations.frames import to_pandas
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,
@@ -303,7 +304,7 @@ class S3IOManager(ConfigurableIOManager):
         tables = [self._read_one(location, asset_key.path, p, asset_key.to_user_string()) for p in partitions]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         if _wants_pandas(context):
-            return table.to_pandas()
+            return to_pandas(table)  # exact per type: see destinations/frames.py
         return table
 
     def _read_one(self, location: Location, asset_path: Sequence[str], partition: str | None, asset_name: str) -> pa.Table:

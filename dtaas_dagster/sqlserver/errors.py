@@ -43,18 +43,25 @@ class PrimaryKeyRequired(SqlServerError):
     retryable = False
 
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)"),
-)
+# A connection-string password: PWD=... or Password=..., braced ({...} with }} for })
+# or up to the next ';'. The key must start a word, so "SQLPWD=" is not taken for one.
+_PWD_VALUE = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)")
 
 
 def scrub(text: str, *secrets: str) -> str:
-    """Remove PWD=... fragments and any of the given secret values from a message."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}=***", text)
+    """Hide connection-string ``PWD=`` values and every whole-token occurrence of the secrets.
+
+    A secret is replaced only where it stands as a token of its own: not preceded
+    or followed by a letter, digit or ``_``. Replacing it inside other words would
+    mangle the message and, worse, show where a short password's characters occur
+    (a one-letter password "x" turned "Login timeout expired" into "e***pired",
+    which gives the password away). A password that equals a word of the message
+    is still replaced there: nothing else can hide it.
+    """
+    text = _PWD_VALUE.sub(lambda m: f"{m.group(1)}=***", text)
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
     return text
 
 

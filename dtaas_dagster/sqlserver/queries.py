@@ -174,8 +174,13 @@ def _profile_parts(columns: Sequence[ProfileColumn]) -> list[str]:
     for column in columns:
         quoted = quote_identifier(column.name)
         if column.kind == "range":
-            # the third aggregate is non-zero when some value has a 100 ns digit
-            parts += [f"MIN({quoted})", f"MAX({quoted})", f"MAX(DATEPART(nanosecond, {quoted}) % 1000)"]
+            # MIN/MAX come back through pyodbc to the microsecond; DATEPART(nanosecond)
+            # of each gives their full fraction. The third is non-zero when some value
+            # has a 100 ns digit.
+            parts += [
+                f"MIN({quoted})", f"MAX({quoted})", f"MAX(DATEPART(nanosecond, {quoted}) % 1000)",
+                f"DATEPART(nanosecond, MIN({quoted}))", f"DATEPART(nanosecond, MAX({quoted}))",
+            ]
         elif column.kind == "length":
             parts.append(f"MAX(DATALENGTH({quoted}))")
         else:

@@ -27,12 +27,42 @@ import pyarrow.compute as pc
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.bulk import BulkRead
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
-from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type, resolve_datetime2_choice
+from dtaas_dagster.sqlserver.types import (
+    Datetime2PrecisionError,
+    ExactTimestamp,
+    SourceColumn,
+    arrow_type,
+    resolve_datetime2_choice,
+)
 
-# Smallest text/binary buffer per value for (max) columns, and the room for UTF-8
-# expansion: DATALENGTH counts UTF-16 bytes for nvarchar, code-page bytes for varchar.
+# Smallest text/binary buffer per value for (max) columns.
 _MIN_MAX_BUFFER = 1024
-_TEXT_EXPANSION = 3
+_UTF16_TYPES = {"nchar", "nvarchar", "ntext", "sysname"}
+
+
+def _utf8_bound(column: SourceColumn, datalength: int) -> int:
+    """Most UTF-8 bytes a value of ``datalength`` bytes can become (arrow-odbc fetches UTF-8).
+
+    nvarchar counts UTF-16 bytes: 2 become at most 3 in UTF-8 (4 stay 4 for a
+    surrogate pair). varchar counts code-page bytes: one can become 3 (cp1252's 0x80 is €).
+    """
+    return (datalength * 3 + 1) // 2 if column.data_type in _UTF16_TYPES else datalength * 3
+
+
+def _row_bytes(columns: Sequence[SourceColumn], max_text: int | None, max_binary: int | None) -> int:
+    """A generous bound on one row in arrow-odbc's transit buffer (value slots + length indicators)."""
+    total = 0
+    for column in columns:
+        if column.is_max:
+            total += (max_text if column.is_text else max_binary) or _MIN_MAX_BUFFER
+        elif column.is_text:
+            total += 4 * (column.char_length or 1)
+        elif column.is_binary:
+            total += column.char_length or 8
+        else:
+            total += 64  # numbers, dates, and time/datetimeoffset fetched as short text
+        total += 16
+    return total
 
 
 @dataclass(frozen=True)
@@ -46,6 +76,7 @@ class SnapshotPlan:
     select_sql: str
     max_text_size: int | None
     max_binary_size: int | None
+    row_bytes: int
     snapshot_isolation: bool
     datetime2_choices: Mapping[str, str]
 
@@ -79,8 +110,14 @@ def _fetch_type(column: SourceColumn, target: pa.DataType) -> pa.DataType:
 def _column_options(
     selected: Sequence[SourceColumn], datetime2_default: str, datetime2_overrides: Mapping[str, str]
 ) -> dict[str, str]:
+    """Each column's datetime2 option. The task-wide default applies only where a choice is
+    needed (datetime2(7) / datetimeoffset(7)); other temporal columns keep their exact
+    timestamp type unless a per-column entry names them."""
     overrides = {name.lower(): option for name, option in datetime2_overrides.items()}
-    return {c.name: overrides.get(c.name.lower(), datetime2_default) for c in selected}
+    return {
+        c.name: overrides.get(c.name.lower(), datetime2_default if c.needs_datetime2_choice else "auto")
+        for c in selected
+    }
 
 
 @dataclass(frozen=True)
@@ -121,35 +158,15 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
     _check_overrides(description, options.datetime2_overrides)
     selected = _select_columns(description, options.columns)
     per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
-    values = iter(facts.profile)
-    choices: dict[str, str] = {}
-    longest_text = longest_binary = 0
-    for profiled in profile_columns(description, options):
-        column = description.column(profiled.name)
-        assert column is not None
-        if profiled.kind == "range":
-            minimum, maximum, sub_us = (cast(Any, next(values)) for _ in range(3))
-            choices[column.name] = resolve_datetime2_choice(
-                column,
-                per_column[column.name],
-                minimum=minimum,
-                maximum=maximum,
-                max_sub_microsecond=sub_us,
-                table=str(description.table),
-                text_destination=options.text_destination,
-            )
-        else:
-            length = int(cast(Any, next(values)) or 0)
-            if column.is_text:
-                longest_text = max(longest_text, length * _TEXT_EXPANSION)
-            else:
-                longest_binary = max(longest_binary, length)
+    choices, longest_text, longest_binary = _apply_profile(facts, options, per_column)
     for column in selected:
         choices.setdefault(column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us")
     targets = [pa.field(c.name, arrow_type(c, choices[c.name]), nullable=c.nullable) for c in selected]
     fetch = [pa.field(f.name, _fetch_type(c, f.type), nullable=True) for c, f in zip(selected, targets)]
     has_text_max = any(c.is_max and c.is_text for c in selected)
     has_binary_max = any(c.is_max and c.is_binary for c in selected)
+    max_text = max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None
+    max_binary = max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None
     return SnapshotPlan(
         description=description,
         columns=selected,
@@ -158,11 +175,58 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
         select_sql=queries.build_snapshot_select(
             description.table.schema, description.table.name, [c.name for c in selected]
         ),
-        max_text_size=max(longest_text, _MIN_MAX_BUFFER) if has_text_max else None,
-        max_binary_size=max(longest_binary, _MIN_MAX_BUFFER) if has_binary_max else None,
+        max_text_size=max_text,
+        max_binary_size=max_binary,
+        row_bytes=_row_bytes(selected, max_text, max_binary),
         snapshot_isolation=facts.options.snapshot_isolation,
         datetime2_choices=choices,
     )
+
+
+def _apply_profile(
+    facts: TableFacts, options: SnapshotOptions, per_column: Mapping[str, str]
+) -> tuple[dict[str, str], int, int]:
+    """The datetime2 choices of the profiled columns and the longest text (UTF-8) and binary values.
+
+    Every datetime2 column that fits no type is collected first, so one error names them all.
+    """
+    description = facts.description
+    # the profile row's values, in profile_columns order (pyodbc gives them untyped)
+    values = iter(cast(tuple[Any, ...], facts.profile))
+    choices: dict[str, str] = {}
+    problems: list[str] = []
+    longest_text = longest_binary = 0
+    for profiled in profile_columns(description, options):
+        column = description.column(profiled.name)
+        assert column is not None
+        if profiled.kind == "range":
+            minimum, maximum, sub_us, minimum_ns, maximum_ns = [next(values) for _ in range(5)]
+            try:
+                choices[column.name] = resolve_datetime2_choice(
+                    column,
+                    per_column[column.name],
+                    minimum=None if minimum is None else ExactTimestamp.from_parts(minimum, minimum_ns),
+                    maximum=None if maximum is None else ExactTimestamp.from_parts(maximum, maximum_ns),
+                    max_sub_microsecond=sub_us,
+                    table=str(description.table),
+                    text_destination=options.text_destination,
+                )
+            except Datetime2PrecisionError as exc:
+                problems.append(str(exc))
+        elif column.is_text:
+            longest_text = max(longest_text, _utf8_bound(column, int(next(values) or 0)))
+        else:
+            longest_binary = max(longest_binary, int(next(values) or 0))
+    if problems:
+        raise Datetime2PrecisionError(_datetime2_problems(problems, str(description.table)))
+    return choices, longest_text, longest_binary
+
+
+def _datetime2_problems(problems: Sequence[str], table: str) -> str:
+    if len(problems) == 1:
+        return f"{problems[0]} Nothing was written."
+    lines = "\n".join(f"- {problem}" for problem in problems)
+    return f"{len(problems)} columns of {table} fit no timestamp type exactly; nothing was written:\n{lines}"
 
 
 def snapshot_read(plan: SnapshotPlan) -> BulkRead:
@@ -173,6 +237,7 @@ def snapshot_read(plan: SnapshotPlan) -> BulkRead:
         what=str(plan.description.table),
         max_text_size=plan.max_text_size,
         max_binary_size=plan.max_binary_size,
+        row_bytes=plan.row_bytes,
     )
 
 

@@ -73,3 +73,17 @@ def stream_of(
 def numbered_table(rows: int, start: int = 0) -> pa.Table:
     ids = pa.array(range(start, start + rows), pa.int64())
     return pa.table({"id": ids, "name": pa.array([f"row {i}" for i in range(start, start + rows)])})
+
+
+def varied_table(rows: int, seed: int = 5) -> pa.Table:
+    """Rows that compress like real data: ids, random floats and hex codes, a category, timestamps."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "id": pa.array(np.arange(rows)),
+        "x": pa.array(rng.random(rows)),
+        "code": pa.array([f"{v:016x}" for v in rng.integers(0, 2**62, rows)]),
+        "status": pa.array(rng.choice(["open", "closed", "pending"], rows)),
+        "at": pa.array(np.datetime64("2024-01-01", "us") + rng.integers(0, 10**12, rows).astype("timedelta64[us]")),
+    })  # fmt: skip

@@ -23,6 +23,7 @@ from dtaas_dagster_tests.destinations.s3_samples import (
     all_types_table,
     numbered_table,
     stream_of,
+    varied_table,
 )
 from dtaas_dagster_tests.s3_fixtures import MotoS3, S3Credentials
 
@@ -135,17 +136,47 @@ def test_files_split_by_rows(location: Location) -> None:
     assert read_partition(location.fs, result.partition_dir).equals(table)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
-def test_files_split_by_bytes(location: Location, fmt: str) -> None:
-    table = numbered_table(10_000, start=10_000)  # fixed-width rows: every batch has the same CSV size
-    one_batch = _write(location, table.slice(0, 1_000), WriteOptions(format="csv")).bytes
-    result = _write(location, table, WriteOptions(format=fmt, file_max_bytes=int(one_batch * 2.5)), batch_rows=1_000)
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [("parquet", None), ("parquet", "zstd"), ("parquet", "none"), ("csv", None), ("csv", "gzip"), ("jsonl", None),
+     ("jsonl", "zstd")],
+)
+@pytest.mark.parametrize("batch_rows", [20_000, 500])
+def test_files_split_by_bytes_land_within_a_quarter_of_the_setting(
+    tmp_path: Path, fmt: str, compression: str | None, batch_rows: int
+) -> None:
+    # Before: Arrow bytes were counted as file bytes, so Parquet files came out at 0.5-0.9 of
+    # the setting and CSV / JSON lines at up to 2.6 times it (a whole batch went into one file).
+    _check_split_by_bytes(open_location(f"file://{tmp_path}"), fmt, compression, batch_rows)
 
-    counts = [f["rows"] for f in result.manifest["files"]]
-    assert len(counts) >= 2 and sum(counts) == 10_000
-    if fmt == "csv":  # exact bytes: a file rolls after the batch that crosses 2.5 batches
-        assert counts == [3_000, 3_000, 3_000, 1_000]
+
+@pytest.mark.parametrize(("fmt", "compression"), [("parquet", None), ("csv", "gzip")])
+def test_files_split_by_bytes_on_s3_too(location: Location, fmt: str, compression: str | None) -> None:
+    _check_split_by_bytes(location, fmt, compression, 20_000)
+
+
+def _check_split_by_bytes(location: Location, fmt: str, compression: str | None, batch_rows: int) -> None:
+    target = 256 * 1024
+    table = varied_table(40_000)
+    options = WriteOptions(format=fmt, compression=compression, file_max_rows=None, file_max_bytes=target)
+    result = _write(location, table, options, batch_rows=batch_rows)
+
+    sizes = [f["bytes"] / target for f in result.manifest["files"]]
+    assert len(sizes) >= 3, sizes
+    assert all(0.75 <= size <= 1.25 for size in sizes[:-1]) and 0 < sizes[-1] <= 1.25, sizes
+    assert [f["bytes"] for f in result.manifest["files"]] == [
+        location.fs.get_file_info(f"{result.partition_dir}/{f['path']}").size for f in result.manifest["files"]]
     assert read_partition(location.fs, result.partition_dir).equals(table)
+
+
+def test_csv_files_split_by_bytes_exactly_at_the_limit(tmp_path: Path) -> None:
+    location = open_location(f"file://{tmp_path}")
+    table = numbered_table(10_000, start=10_000)  # fixed-width rows: every row has the same CSV size
+    one_batch = _write(location, table.slice(0, 1_000), WriteOptions(format="csv")).bytes
+    result = _write(location, table, WriteOptions(format="csv", file_max_bytes=int(one_batch * 2.5)), batch_rows=1_000)
+
+    # a file ends where the next row would pass the limit, inside a batch if need be
+    assert [f["rows"] for f in result.manifest["files"]] == [2_500, 2_500, 2_500, 2_500]
 
 
 def test_failed_load_leaves_previous_load_intact(location: Location) -> None:
@@ -246,7 +277,9 @@ def test_s3_credentials_come_from_named_env_vars_and_never_leak(
     assert moto_s3.client.list_objects_v2(Bucket=s3_bucket)["KeyCount"] == 2
 
     missing_bucket = open_location("s3://no-such-bucket-dtaas/x", **kwargs)
-    with pytest.raises(Exception) as failure:
+    # the writer's own error (the IO manager turns it into "the bucket does not exist" with the
+    # fix: test_table_steps.py::test_destination_errors_fail_at_once_and_name_the_destination)
+    with pytest.raises(OSError, match="no-such-bucket-dtaas.*NO_SUCH_BUCKET") as failure:
         _write(missing_bucket, numbered_table(10), WriteOptions())
     for secret in (s3_credentials.key_id, s3_credentials.secret):
         assert secret not in str(failure.value) and secret not in repr(failure.value)
@@ -264,3 +297,41 @@ def test_relative_file_url_resolves_against_the_working_directory(tmp_path: Path
     result = _write(location, numbered_table(5), WriteOptions(format="jsonl"))
     assert (tmp_path / "out/lake/sales/dbo/Orders/p1/_manifest.json").exists()
     assert read_partition(location.fs, result.partition_dir).equals(numbered_table(5))
+
+
+def test_parquet_files_hold_the_types_the_manifest_names_for_every_source_type(tmp_path: Path) -> None:
+    """One truth: what the manifest says is what a Parquet reader sees (smalldatetime was [s] vs [ms])."""
+    from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type
+
+    names = ["tinyint", "smallint", "int", "bigint", "bit", "real", "float", "money", "smallmoney", "date",
+             "datetime", "smalldatetime", "uniqueidentifier", "nvarchar", "varbinary", "time"]
+    columns = [SourceColumn(f"c_{n}", n, char_length=10, datetime_precision=7) for n in names]
+    columns += [SourceColumn("c_decimal", "decimal", precision=38, scale=10),
+                SourceColumn("c_dt2_3", "datetime2", datetime_precision=3),
+                SourceColumn("c_dt2_7", "datetime2", datetime_precision=7),
+                SourceColumn("c_dto_7", "datetimeoffset", datetime_precision=7)]
+    schema = pa.schema([pa.field(c.name, arrow_type(c, "timestamp_ns")) for c in columns])
+    table = pa.Table.from_pylist([{}], schema=schema)  # one all-NULL row: the types are the point
+    location = open_location(f"file://{tmp_path}")
+    result = _write(location, table, WriteOptions())
+
+    written = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").schema_arrow
+    assert written.remove_metadata().equals(schema)
+    assert read_partition(location.fs, result.partition_dir).schema.equals(schema)
+
+
+def test_parquet_keeps_no_statistics_or_dictionary_for_long_value_columns(tmp_path: Path) -> None:
+    """(max) / text columns: min/max statistics and dictionaries would copy the longest values
+    (Parquet drops statistics over 4 KB from the file anyway); other columns keep both."""
+    table = pa.table({"code": pa.array(["a", "b"] * 50), "notes": pa.array(["x" * 10_000, "y"] * 50)})
+    location = open_location(f"file://{tmp_path}")
+    stream = stream_of(table, batch_rows=100)
+    stream.source_types = {"code": "nvarchar(20)", "notes": "nvarchar(max)"}
+    result = write_partition(location.fs, location.path("t/p1"), stream, WriteOptions(),
+                             load_id=new_load_id("run1"), run_id="run1")
+
+    meta = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").metadata.row_group(0)
+    code, notes = meta.column(0), meta.column(1)
+    assert code.is_stats_set and code.statistics.min == "a" and "RLE_DICTIONARY" in code.encodings
+    assert not notes.is_stats_set and "RLE_DICTIONARY" not in notes.encodings
+    assert read_partition(location.fs, result.partition_dir).equals(table)

@@ -102,10 +102,12 @@ def test_product_named_statements_through_driver_18(sqlserver_db: Any) -> None:
         types = [d[1] for d in cursor.description]
     assert got[0] == dt.datetime(1, 1, 1) and got[1] == dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
     assert got[2] == 700  # the 100 ns digit of .1234567, as int nanoseconds % 1000
-    assert got[3] == (2000, 1, 1, 0, 0, 0, 0, -8, 0)  # MIN/MAX of datetimeoffset keep the offset
-    assert got[4] == (2024, 1, 2, 3, 4, 5, 123456700, 5, 30)
-    assert got[5] == 700 and (got[6], got[7]) == (8, 2)  # N'ab😀' is 2 + 2 + 4 UTF-16 bytes
-    assert types[2] is int and types[6] is int
+    assert (got[3], got[4]) == (0, 123456700)  # DATEPART(nanosecond) of MIN and MAX: the full fraction
+    assert got[5] == (2000, 1, 1, 0, 0, 0, 0, -8, 0)  # MIN/MAX of datetimeoffset keep the offset
+    assert got[6] == (2024, 1, 2, 3, 4, 5, 123456700, 5, 30)
+    assert got[7] == 700 and (got[8], got[9]) == (0, 123456700)
+    assert (got[10], got[11]) == (8, 2)  # N'ab😀' is 2 + 2 + 4 UTF-16 bytes
+    assert types[2] is int and types[3] is int and types[7] is int
 
 
 # -- 4. catalog views -------------------------------------------------------------------------

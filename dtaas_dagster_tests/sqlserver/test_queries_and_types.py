@@ -42,7 +42,8 @@ def test_profile_select_reads_ranges_and_lengths_in_one_pass() -> None:
         "dbo", "t", [queries.ProfileColumn("d", "range"), queries.ProfileColumn("notes", "length")]
     )
     assert sql == (
-        "SELECT MIN([d]), MAX([d]), MAX(DATEPART(nanosecond, [d]) % 1000), MAX(DATALENGTH([notes])) FROM [dbo].[t]"
+        "SELECT MIN([d]), MAX([d]), MAX(DATEPART(nanosecond, [d]) % 1000), DATEPART(nanosecond, MIN([d])), "
+        "DATEPART(nanosecond, MAX([d])), MAX(DATALENGTH([notes])) FROM [dbo].[t]"
     )
 
 
