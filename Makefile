@@ -1,5 +1,6 @@
 # Each target sets itself up: a venv in .venv, the pip packages pinned in requirements.lock
-# (what CI tested), and unixODBC + FreeTDS from Debian when they are missing (root or sudo).
+# (what CI tested), and unixODBC + FreeTDS (the drivers) and Chromium (the browser test) from
+# Debian when they are missing (root or sudo).
 # `make lock` re-pins after a change to pyproject.toml's dependencies.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,17 +8,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtaas-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast lint dev bench bench-snowflake lock clean
+.PHONY: setup system-packages demo test test-fast lint dev bench bench-snowflake lock clean
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+# Checked at every make (a few file lookups), so a machine that lost one gets it back.
+system-packages:
 	@need=0; ldconfig -p 2>/dev/null | grep -q 'libodbc.so.2' || need=1; \
 	ls /usr/lib/*/odbc/libtdsodbc.so >/dev/null 2>&1 || need=1; \
+	command -v chromium >/dev/null 2>&1 || need=1; \
 	if [ $$need = 1 ]; then \
-		echo "installing unixodbc and tdsodbc (FreeTDS) with apt-get"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unixodbc tdsodbc >/dev/null; \
+		echo "installing unixodbc, tdsodbc (FreeTDS) and chromium with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq unixodbc tdsodbc chromium >/dev/null; \
 	fi
+
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		echo "installing python3-venv with apt-get"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null && \

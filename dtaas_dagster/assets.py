@@ -39,6 +39,7 @@ from pydantic import Field
 
 from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
 from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.logs import fields
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
 from dtaas_dagster.table_load import TableSpec, open_changes, open_snapshot
@@ -189,6 +190,7 @@ def build_table_group_asset(
     kinds: set[str],
     descriptions: Mapping[dg.AssetKey, str],
     metadata: Mapping[dg.AssetKey, Mapping[str, Any]],
+    asset_options: Mapping[str, Any] | None = None,
 ) -> dg.AssetsDefinition:
     """The subsettable multi-asset that loads one group of tables (see the module docstring)."""
     specs = group.specs
@@ -202,6 +204,7 @@ def build_table_group_asset(
             kinds=kinds,
             description=descriptions.get(spec.asset_key),
             metadata=dict(metadata.get(spec.asset_key, {})),
+            **(asset_options or {}),  # owners, tags, freshness_policy (dtaas_dagster.asset_metadata)
         )
         for spec in specs
     }
@@ -237,7 +240,8 @@ def build_table_group_asset(
         with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
             for spec in selected:
                 if attempt and _already_materialized(context, spec.asset_key, partition):
-                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped")
+                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
+                                     extra=fields("table_skipped", table=spec.qualified, partition=partition))
                     continue
                 checks = selected_checks(context, spec.asset_key)
                 stream: TableStream | None = None
@@ -251,7 +255,9 @@ def build_table_group_asset(
                 except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                     failures.append((spec, exc))
                     kind = "permanent" if is_permanent(exc) else "transient"
-                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}")
+                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}",
+                                      extra=fields("table_failed", table=spec.qualified, partition=partition,
+                                                   failure=kind))
                     if not is_permanent(exc):
                         context.log.debug("".join(traceback.format_exception(exc)))
                     yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,

@@ -119,19 +119,25 @@ def run_dev(port: int) -> int:
         command = ["env", "--default-signal=INT", _dagster_bin(), "dev", "-m", "dtaas_dagster",
                    "-h", "127.0.0.1", "-p", str(port)]
         print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the double)")
+        # Dagster 1.13 suggests `dg dev` (dagster-dg-cli, not a dependency: docs/operations.md#local-development)
+        # on every start; that advice is about our command line, so it is not shown.
+        env["PYTHONWARNINGS"] = "ignore:Function `dev_command` is superseded"
         try:
-            return subprocess.call(command, env=env, cwd=REPO_ROOT)
+            # From DAGSTER_HOME: `dagster dev` warns about the repository's dagster.yaml in any other folder.
+            return subprocess.call(command, env=env, cwd=env["DAGSTER_HOME"])
         except KeyboardInterrupt:
             return 0
 
 
-def run_check(config_path: str | None) -> int:
+def run_check(config_path: str | None, *, observe: bool = False) -> int:
     """Preflight: what a load would refuse before moving data, refused here with the same message.
 
     Every source reachable (login, snapshot isolation, CDC), every destination
     writable (credentials resolved, a probe object written and deleted), every
     task's definitions buildable, and every table's options checked against its
     catalog and planned exactly as a load plans it (shared code: plan_table).
+    ``observe`` records each planned table's columns as an observation of its
+    asset (:mod:`dtaas_dagster.observe`).
     """
     from dtaas_dagster.config import ConfigError, load_config
     from dtaas_dagster.factory import build_io_manager
@@ -143,6 +149,7 @@ def run_check(config_path: str | None) -> int:
 
     config = load_config(config_path)
     failures = 0
+    observed = []
 
     def failed(message: str) -> None:
         nonlocal failures
@@ -191,8 +198,17 @@ def run_check(config_path: str | None) -> int:
                 failed(str(exc))
                 continue
             description = planned.facts.description
+            if observe:
+                from dtaas_dagster.observe import catalog_observation
+
+                observed.append(catalog_observation(spec, planned))
             print(f"  ok {spec.qualified}: {len(planned.plan.columns)} columns, ~{description.row_estimate or 0} "
                   f"rows, key {list(planned.primary_key) or 'none'}")
+    if observe and observed:
+        from dtaas_dagster.observe import record_observations
+
+        where = record_observations(observed)
+        print(f"recorded the columns of {len(observed)} table(s) as asset observations in {where}")
     return 1 if failures else 0
 
 
@@ -269,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--timeout", type=float, help="stop waiting after this many seconds (the run goes on)")
     check = commands.add_parser("check", help="preflight: connect to every source and find every table")
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
+    check.add_argument("--observe", action="store_true",
+                       help="record each table's columns, types and key in the Dagster instance ($DAGSTER_HOME)")
     _add_health_parser(commands)
     tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
     tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
@@ -299,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_load(task=args.task, config_path=args.config, partition=args.partition,
                             in_process=args.in_process, timeout=args.timeout)
-        return run_check(args.config)
+        if args.observe and not os.environ.get("DAGSTER_HOME"):
+            raise ConfigError("--observe records into the Dagster instance: set DAGSTER_HOME to the directory of "
+                              "the dagster.yaml your UI uses")
+        return run_check(args.config, observe=args.observe)
     except ConfigError as exc:
         print(f"dtaas {args.command}: {exc}", file=sys.stderr)
         return 2

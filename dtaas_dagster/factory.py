@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from dtaas_dagster.asset_metadata import asset_options, table_metadata
 from dtaas_dagster.assets import build_table_group_asset, group_tables
 from dtaas_dagster.cdc.checks import build_cdc_checks, build_cdc_checks_job, build_cdc_checks_schedule
 from dtaas_dagster.cdc.sensor import build_cdc_sensor
@@ -42,12 +43,14 @@ from dtaas_dagster.config import (
 from dtaas_dagster.destinations.s3 import S3IOManager
 from dtaas_dagster.destinations.snowflake import SnowflakeIOManager
 from dtaas_dagster.jobs import build_full_load_job, build_tables_job, full_load_job_name
+from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import loads_partitions_def
 from dtaas_dagster.schedules import build_full_load_schedule
 from dtaas_dagster.sensors import build_full_load_requests_sensor, full_load_requests_sensor_name
 from dtaas_dagster.sqlserver.catalog import match_tables
 from dtaas_dagster.sqlserver.names import parse_table_name
 from dtaas_dagster.sqlserver.resource import SqlServerResource
+from dtaas_dagster.superseded import build_superseded_snapshots_sensor
 from dtaas_dagster.table_load import TableSpec
 from dtaas_dagster.table_transforms import VARIABLES_KEY
 from dtaas_dagster.variables import QueryVariable, VariablesResource
@@ -65,8 +68,12 @@ def io_manager_key(task: str) -> str:
 
 
 def pool_name(source: SqlServerSource) -> str:
-    """One pool per SQL Server (host and port), shared by every task that reads it."""
-    return "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", f"{source.host}_{source.port}").lower()
+    """The source's ``pool``, else one pool per SQL Server host, shared by every task that reads it.
+
+    The port is left out so that the name (and the limit an operator set on it)
+    survives a server that comes back on another port, as the demo's double does.
+    """
+    return source.pool or "sqlserver_" + re.sub(r"[^A-Za-z0-9_]", "_", source.host).lower()
 
 
 def build_io_manager(destination: Destination, task: TaskConfig, *, name: str = "") -> S3IOManager | SnowflakeIOManager:
@@ -183,7 +190,8 @@ def build_task(
         )
         for spec in specs
     }
-    metadata = {spec.asset_key: {"source_table": f"{source.database}.{spec.qualified}", "mode": task.mode}
+    metadata = {spec.asset_key: table_metadata(spec=spec, source=source, destination=destination, mode=task.mode,
+                                               variables=config.static_variables)
                 for spec in specs}
     assets = [
         build_table_group_asset(
@@ -197,6 +205,7 @@ def build_task(
             kinds=kinds,
             descriptions=descriptions,
             metadata=metadata,
+            asset_options=asset_options(task),
         )
         for group in groups
     ]
@@ -206,7 +215,8 @@ def build_task(
     )
     result = TaskDefinitions(assets=assets)
     result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
-    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job)]
+    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job),
+                      build_superseded_snapshots_sensor(task=task_name, asset_keys=[s.asset_key for s in specs])]
     if task.schedule:
         result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
     if task.mode in ("cdc", "full_load_and_cdc"):
@@ -242,6 +252,7 @@ def build_unavailable_task(*, task_name: str, error: str) -> TaskDefinitions:
         description=f"UNAVAILABLE: task {task_name} could not be loaded: {error}",
         executor_def=dg.in_process_executor,
         tags={"dtaas/task": task_name, "dtaas/unavailable": "true"},
+        config=job_run_config() or {},  # JSON logs when DTAAS_LOG_FORMAT=json
     )
     def unavailable_job() -> None:
         unavailable()

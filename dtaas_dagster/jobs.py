@@ -30,6 +30,7 @@ import dagster as dg
 from pydantic import Field
 
 from dtaas_dagster.checks import STEP_CHECKS, step_check_keys
+from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
 TASK_TAG = "dtaas/task"
@@ -95,6 +96,7 @@ def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_table
         executor_def=tables_executor(parallel_tables),
         description=f"Load one partition (load window) of every table of task {task}.",
         tags={TASK_TAG: task},
+        config=job_run_config(),  # JSON logs when DTAAS_LOG_FORMAT=json (dtaas_dagster.logs)
     )
 
 
@@ -171,6 +173,7 @@ def build_full_load_job(*, task: str, sensor_name: str) -> dg.JobDefinition:
                      f"The load itself runs as {tables_job_name(task)}, started by the sensor {sensor_name}."),
         executor_def=dg.in_process_executor,
         tags={TASK_TAG: task},
+        config=job_run_config() or {},  # @dg.job takes no None
     )
     def full_load() -> None:
         request_full_load()

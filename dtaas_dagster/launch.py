@@ -13,7 +13,6 @@ The run is created by Dagster's own CLI, so it is an ordinary run of
 Either way the exit status is 0 only when every table loaded.
 """
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -21,14 +20,17 @@ import os
 import subprocess
 import sys
 import time
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
 from dtaas_dagster.config import ConfigError, load_config
 from dtaas_dagster.jobs import load_run_tags, tables_job_name
+from dtaas_dagster.logs import LogFormatError, cli_printer, job_run_config, log_format
 from dtaas_dagster.partitions import new_request_origin, partitions_def_name, snapshot_key
 
 EXIT_FAILED = 1
@@ -41,7 +43,7 @@ def _dagster_bin(name: str = "dagster") -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-@contextlib.contextmanager
+@contextmanager
 def _first_use_lock() -> Iterator[None]:
     """Serialize the storage set-up of two ``dtaas load`` started at once on a new DAGSTER_HOME.
 
@@ -86,7 +88,7 @@ def _daemon_alive(instance: dg.DagsterInstance, within_seconds: float = 60) -> b
     return any(now - beat.timestamp < within_seconds for beat in heartbeats.values())
 
 
-def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], None], timeout: float | None) -> int:
+def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[..., None], timeout: float | None) -> int:
     """Print the run's log lines until it ends; the exit status for the script."""
     cursor = None
     started = time.monotonic()
@@ -105,10 +107,11 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], N
             level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
             if isinstance(level, int) and level >= logging.INFO and entry.user_message:
                 step = f"{entry.step_key}: " if entry.step_key else ""
-                out(f"  {step}{entry.user_message}")
+                event = entry.dagster_event.event_type_value if entry.dagster_event else "log"
+                out(f"  {step}{entry.user_message}", run_id=run_id, step=entry.step_key, event=event)
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status in _DONE:
-            out(f"run {run_id}: {run.status.value}")
+            out(f"run {run_id}: {run.status.value}", run_id=run_id, event="run_end", status=run.status.value)
             return 0 if run.status == dg.DagsterRunStatus.SUCCESS else EXIT_FAILED
         waited = time.monotonic() - started
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED and waited > 20 and not warned_queue:
@@ -124,11 +127,37 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[[str], N
         time.sleep(1.0)
 
 
+@contextmanager
+def _run_config_args() -> Iterator[list[str]]:
+    """``-c <file>`` with the jobs' default run config (JSON logs), or nothing.
+
+    Dagster's CLI runs a job with the run config it is given, not the job's
+    default, and takes run config only from files.
+    """
+    config = job_run_config()
+    if not config:
+        yield []
+        return
+    with tempfile.TemporaryDirectory(prefix="dtaas-load-") as directory:
+        path = Path(directory) / "run_config.json"
+        path.write_text(json.dumps(config))
+        yield ["-c", str(path)]
+
+
 def run_load(
     *, task: str, config_path: str | None, partition: str | None = None, in_process: bool = False,
-    timeout: float | None = None, out: Callable[[str], None] = print,
+    timeout: float | None = None, out: Callable[..., None] | None = None,
 ) -> int:
-    """Start (and follow) one full load of ``task``; returns the exit status."""
+    """Start (and follow) one full load of ``task``; returns the exit status.
+
+    ``out`` prints a line (keyword fields are for JSON logs); by default plain
+    text, or JSON lines when ``DTAAS_LOG_FORMAT=json``.
+    """
+    try:
+        format_ = log_format()
+    except LogFormatError as exc:
+        raise ConfigError(str(exc)) from None
+    out = out or cli_printer(format_, task=task)
     config = load_config(config_path)
     if task not in config.tasks:
         raise ConfigError(f"task {task!r} is not defined; tasks: {', '.join(config.tasks)}.")
@@ -142,19 +171,24 @@ def run_load(
         instance = dg.DagsterInstance.get()
         instance.get_run_records(limit=1)
         instance.get_dynamic_partitions(partitions_def_name(task))
-    with instance:
+    with instance, _run_config_args() as run_config:
         key = choose_partition(instance, task, partition)
         tags = {**load_run_tags(task, key, trigger="cli"), "dagster/partition": key}
         job = tables_job_name(task)
         if in_process:
-            out(f"task {task}: loading partition {key} in this process (dagster job execute)")
-            command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags)]
-            completed = subprocess.run(command, env=env, check=False)
+            out(f"task {task}: loading partition {key} in this process (dagster job execute)", partition=key)
+            command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags),
+                       *run_config]
+            # Dagster 1.13 marks `dagster job execute` superseded by `dg launch` (dagster-dg-cli, not a
+            # dependency); the warning is about our command line, not the user's, so it is not shown.
+            quiet = {"PYTHONWARNINGS": "ignore:Function `job_execute_command` is superseded"}
+            completed = subprocess.run(command, env={**env, **quiet}, check=False)
             return 0 if completed.returncode == 0 else EXIT_FAILED
         run_id = str(uuid.uuid4())
-        out(f"task {task}: submitting run {run_id} of {job} for partition {key} (dagster job launch)")
+        out(f"task {task}: submitting run {run_id} of {job} for partition {key} (dagster job launch)",
+            partition=key, run_id=run_id)
         command = [_dagster_bin(), "job", "launch", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags),
-                   "--run-id", run_id]
+                   "--run-id", run_id, *run_config]
         launched = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if launched.returncode != 0 or instance.get_run_by_id(run_id) is None:
             out(f"dagster job launch failed (exit {launched.returncode}):\n{launched.stdout}{launched.stderr}")

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from dtaas_dagster.cdc.changes import ChangePlan, change_batches, changes_read
 from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
 from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow, enable_statement
@@ -195,14 +196,16 @@ def _share(done: int, estimate: int | None) -> str:
 
 def progress(
     batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
-    details: str = "",
+    partition: str | None = None, details: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
     A line at most every PROGRESS_EVERY_SECONDS while the table is read, and one
     when it is done (with ``details``). Every line is an event the Dagster
     instance stores (several ms of CPU each), so a table read in a few seconds
-    logs one line, and a big one does not flood the run's log.
+    logs one line, and a big one does not flood the run's log. Each line also
+    carries its numbers as structured fields (:func:`dtaas_dagster.logs.fields`)
+    for JSON logs.
     """
     started = last = time.monotonic()
     done = 0
@@ -211,11 +214,17 @@ def progress(
         now = time.monotonic()
         if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
-            log.info(f"{table}: {_share(done, estimate)}, {done / max(now - started, 1e-6):,.0f} rows/s")
+            rate = done / max(now - started, 1e-6)
+            log.info(f"{table}: {_share(done, estimate)}, {rate:,.0f} rows/s",
+                     extra=fields("progress", table=table, partition=partition, rows=done,
+                                  rows_per_second=round(rate), estimated_rows=estimate))
         yield batch
     elapsed = time.monotonic() - started
-    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.0f} rows/s)"
-             + (f"; {details}" if details else ""))
+    rate = done / max(elapsed, 1e-6)
+    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({rate:,.0f} rows/s)"
+             + (f"; {details}" if details else ""),
+             extra=fields("table_read", table=table, partition=partition, rows=done, rows_per_second=round(rate),
+                          elapsed_seconds=round(elapsed, 3), estimated_rows=estimate))
 
 
 @dataclass(frozen=True)
@@ -313,7 +322,9 @@ def open_snapshot(
                f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}")
     if description.row_estimate is None or batch_rows is None or description.row_estimate > batch_rows:
         # more than one batch to read: say so now (a table of one batch logs one line, when done)
-        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}")
+        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}",
+                 extra=fields("table_start", table=spec.qualified, partition=partition_key, task=spec.task,
+                              columns=len(plan.columns), estimated_rows=description.row_estimate))
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
         instance = planned.facts.capture_instances[-1]
@@ -345,7 +356,7 @@ def open_snapshot(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
         batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
-                         details=details),
+                         partition=partition_key, details=details),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=variables,
@@ -412,7 +423,9 @@ def open_changes(
             f"{', '.join(missing)}; recreate it with them (@captured_column_list), see docs/cdc.md")
     change = check_drift(spec, previous_types, data.source_types, log)
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
-    log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)")
+    log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)",
+             extra=fields("changes_start", table=spec.qualified, partition=partition_key, task=spec.task,
+                          columns=len(data.columns)))
     builtins = builtin_values(
         database=sqlserver.database, schema=spec.schema, table=spec.table,
         partition_key=partition_key, run_id=run_id, task=spec.task,
@@ -427,7 +440,7 @@ def open_changes(
     return TableStream(
         table=TableRef(sqlserver.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
-        batches=progress(batches, log=log, table=spec.qualified, estimate=None),
+        batches=progress(batches, log=log, table=spec.qualified, estimate=None, partition=partition_key),
         partition_key=partition_key,
         variables=variables,
         source_types=source_types_after(prepared.chain, data.source_types),

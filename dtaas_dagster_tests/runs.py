@@ -8,11 +8,17 @@ server over TCP on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -130,3 +136,37 @@ def pool_limit(home: Path, pool: str) -> int | None:
         if pool not in set(storage.get_concurrency_keys()):
             return None
         return storage.get_concurrency_info(pool).slot_count
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serving(command: Sequence[str], *, port: int, env: dict[str, str], cwd: Path, output: IO[Any] | int | None,
+            describe: Any = lambda: "", start_timeout: float = 240) -> Iterator[subprocess.Popen[Any]]:
+    """Start a `dagster dev`-like command in its own session, wait for its webserver's
+    /server_info on 127.0.0.1:``port``, and stop it (SIGINT, then SIGKILL) afterwards.
+    ``describe()`` adds the process's output to a failure message."""
+    process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            assert process.poll() is None, f"{command[0]} exited early {describe()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"the UI did not answer in time {describe()}"
+                time.sleep(1)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -108,4 +108,4 @@ def test_pools_sets_each_servers_pool_to_its_max_concurrent_reads(tmp_path: Path
     result = _dtaas("pools", "--config", str(write_config(tmp_path, config)), env=env)
     assert result.returncode == 0, result.stderr
     # two sources on one server share one pool: the smaller limit wins
-    assert pool_limit(home, "sqlserver_db1_example_1433") == 2
+    assert pool_limit(home, "sqlserver_db1_example") == 2

@@ -21,6 +21,7 @@ import dagster as dg
 from dtaas_dagster.cdc.lag import FAIL, OK, TableLag, measure
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.jobs import TASK_TAG
+from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.sqlserver.cdc import CdcNotEnabled
 from dtaas_dagster.sqlserver.errors import SqlServerError
 from dtaas_dagster.sqlserver.resource import SqlServerResource
@@ -125,6 +126,7 @@ def build_cdc_checks_job(*, task: str, checks: dg.AssetChecksDefinition) -> Any:
         executor_def=dg.in_process_executor,
         description=f"Evaluate the CDC lag and retention headroom checks of task {task}.",
         tags={TASK_TAG: task},
+        config=job_run_config(),  # JSON logs when DTAAS_LOG_FORMAT=json (dtaas_dagster.logs)
     )
 
 

@@ -44,6 +44,7 @@ from dtaas_dagster.cdc.state import (
 from dtaas_dagster.checks import step_check_keys
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.jobs import TASK_TAG, TRIGGER_TAG, load_run_tags
+from dtaas_dagster.logs import job_run_config
 from dtaas_dagster.partitions import change_key, partitions_def_name, snapshot_key
 from dtaas_dagster.sqlserver.cdc import instances_of
 from dtaas_dagster.sqlserver.lsn import ZERO, Lsn
@@ -231,7 +232,8 @@ def build_cdc_sensor(
                 tags[f"dtaas/cdc.{'.'.join(spec.asset_key.path[1:])}"[:63 + len("dtaas/")]] = (
                     f"{window.capture_instance}:{window.from_lsn.hex}-{window.to_lsn.hex}")
                 out.states[table].pending = Pending(key, key, "cdc", now, window.as_config())
-            run_config: dict[str, Any] = {"ops": ops}
+            # A request's own run config replaces the job's default, so the JSON loggers go in too.
+            run_config: dict[str, Any] = {**(job_run_config() or {}), "ops": ops}
             if len(ops) == 1:  # one step: no need for a second process
                 run_config["execution"] = {"config": {"in_process": True}}
             selection = [spec_of[t].asset_key for t in out.windows]

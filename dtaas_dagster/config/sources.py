@@ -38,6 +38,11 @@ class SqlServerSource(Model):
     odbc_extra: dict[str, str] = Field(default_factory=dict, description=(
         "Extra ODBC connection-string attributes, e.g. {ApplicationIntent: ReadOnly}. Not for the "
         "attributes that have typed fields (DRIVER, SERVER, UID, PWD, DATABASE, Encrypt, TrustServerCertificate)."))
+    pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,100}$", description=(
+        "Name of the Dagster concurrency pool this server's table reads share. Unset: sqlserver_<host> (lower "
+        "case, other characters as _), without the port, so a restart on another port keeps the pool and its "
+        "limit. Give sources on one server the same pool."),
+        json_schema_extra=fix("use letters, digits and _, e.g. sqlserver_erp"))
     max_concurrent_reads: int = Field(4, ge=1, le=64, description=(
         "Dagster concurrency pool limit for this server: table reads running at once across all tasks."),
         json_schema_extra=fix("set it to what the server can take, e.g. 4"))

@@ -113,6 +113,49 @@ class ScheduleConfig(Model):
         return self
 
 
+def _asset_spec_problem(**fields: Any) -> str | None:
+    """Dagster's own verdict on asset owners or tags (public API), or None when it accepts them."""
+    import dagster as dg
+
+    try:
+        dg.AssetSpec("dtaas_check", **fields)
+    except dg.DagsterInvalidDefinitionError as exc:
+        return str(exc).replace(" for asset 'AssetKey(['dtaas_check'])'", "")
+    return None
+
+
+class FreshnessConfig(Model):
+    """When a table counts as stale: a Dagster freshness policy on each table asset of the task."""
+
+    max_lag_minutes: int | None = Field(None, ge=1, le=525_600, description=(
+        "Fail when the newest load of a table is older than this many minutes."),
+        json_schema_extra=fix("use e.g. 1500 for a daily load with an hour of slack"))
+    warn_lag_minutes: int | None = Field(None, ge=1, le=525_600, description=(
+        "Warn when the newest load is older than this many minutes (less than max_lag_minutes)."),
+        json_schema_extra=fix("use a number below max_lag_minutes, or leave it out"))
+    cron: str | None = Field(None, description=(
+        "Instead of a lag: a deadline, a five-field cron expression such as '0 6 * * *' (loaded by 06:00)."))
+    lower_bound_minutes: int = Field(1440, ge=1, le=525_600, description=(
+        "With cron: the load must have happened at most this many minutes before each deadline."),
+        json_schema_extra=fix("use e.g. 1440 for 'within the day before the deadline'"))
+    timezone: str = Field("UTC", description="IANA time zone of cron, e.g. Europe/Berlin.")
+
+    _check_timezone = field_validator("timezone")(ScheduleConfig._check_timezone.__func__)  # type: ignore[attr-defined]
+    _check_cron = field_validator("cron")(ScheduleConfig._check_cron.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _lag_or_deadline(self) -> FreshnessConfig:
+        if (self.max_lag_minutes is None) == (self.cron is None):
+            raise ValueError("give either max_lag_minutes or cron, not both or neither; e.g. {max_lag_minutes: 1500}")
+        if self.warn_lag_minutes is not None:
+            if self.max_lag_minutes is None:
+                raise ValueError("warn_lag_minutes goes with max_lag_minutes; remove it or use max_lag_minutes")
+            if self.warn_lag_minutes >= self.max_lag_minutes:
+                raise ValueError(f"warn_lag_minutes ({self.warn_lag_minutes}) must be below max_lag_minutes "
+                                 f"({self.max_lag_minutes}); lower it or leave it out")
+        return self
+
+
 class TableConfig(Model):
     """One table with options; ``name`` is exact (no pattern)."""
 
@@ -293,6 +336,34 @@ class TaskConfig(Model):
     datetime2: Datetime2Handling = Field("auto", description=(
         "datetime2(7)/datetimeoffset handling: auto, timestamp_ns, timestamp_us or string (see docs)."),
         json_schema_extra=fix("use auto, timestamp_ns, timestamp_us or string"))
+    owners: list[str] = Field(default_factory=list, description=(
+        "Owners of the task's table assets in Dagster: email addresses or team:<name>."),
+        json_schema_extra=fix("write e.g. [data-eng@example.com, team:sales_data]"))
+    tags: dict[str, str] = Field(default_factory=dict, description=(
+        "Dagster tags on the task's table assets, e.g. {domain: sales, tier: gold}."),
+        json_schema_extra=fix("use letters, digits, _ - . in keys and values (at most 63 each)"))
+    freshness: FreshnessConfig | None = Field(None, description=(
+        "When the task's tables count as stale (a Dagster freshness policy); unset = no policy."),
+        json_schema_extra=fix("write {max_lag_minutes: 1500} or {cron: '0 6 * * *'}"))
+
+    @field_validator("owners")
+    @classmethod
+    def _check_owners(cls, value: list[str]) -> list[str]:
+        problem = _asset_spec_problem(owners=value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = [key for key in value if key.startswith(("dtaas/", "dagster/"))]
+        if reserved:
+            raise ValueError(f"tag keys {', '.join(reserved)} are reserved (dtaas/ and dagster/); rename them")
+        problem = _asset_spec_problem(tags=value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("tables")
     @classmethod
