@@ -34,8 +34,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup
 	$(PY) -m dtaas_dagster.cli demo
 
-test: setup
-	$(PY) -m pytest
+# Lint and types first (seconds), then the suite on 3 workers: most tests wait on servers and
+# subprocesses, so 3 workers keep 2 cores busy (`-n 0` runs it in one process).
+PYTEST_WORKERS ?= 3
+
+test: setup lint
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -43,7 +47,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 dev: setup
 	$(PY) -m dtaas_dagster.cli dev

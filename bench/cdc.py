@@ -45,15 +45,27 @@ def _connect(double: Any, database: str) -> Any:
     from dtaas_dagster.sqlserver.drivers import resolve_driver
 
     driver = resolve_driver("msodbc18")
-    return pyodbc.connect(f"DRIVER={{{driver.value}}};SERVER=127.0.0.1,{double.port};DATABASE={database};UID=sa;"
-                          f"PWD={PASSWORD};Encrypt=no;TrustServerCertificate=yes", autocommit=True)
+    return pyodbc.connect(
+        f"DRIVER={{{driver.value}}};SERVER=127.0.0.1,{double.port};DATABASE={database};UID=sa;"
+        f"PWD={PASSWORD};Encrypt=no;TrustServerCertificate=yes",
+        autocommit=True,
+    )
 
 
 def _resource(double: Any, database: str) -> Any:
     from dtaas_dagster.sqlserver.resource import SqlServerResource
 
-    return SqlServerResource(source_name="bench", host="127.0.0.1", port=double.port, database=database, user="sa",
-                             password=PASSWORD, driver="msodbc18", encrypt="no", trust_server_certificate=True)
+    return SqlServerResource(
+        source_name="bench",
+        host="127.0.0.1",
+        port=double.port,
+        database=database,
+        user="sa",
+        password=PASSWORD,
+        driver="msodbc18",
+        encrypt="no",
+        trust_server_certificate=True,
+    )
 
 
 def _create_tables(double: Any, database: str, count: int) -> None:
@@ -61,10 +73,13 @@ def _create_tables(double: Any, database: str, count: int) -> None:
     with closing(_connect(double, database)) as conn:
         conn.execute("EXEC sys.sp_cdc_enable_db")
         for i in range(count):
-            conn.execute(f"CREATE TABLE dbo.t{i:03d} (id int NOT NULL PRIMARY KEY, name nvarchar(40), "
-                         "amount decimal(18,2), at datetime2(3))")
-            conn.execute(f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't{i:03d}', "
-                         "@role_name = NULL")
+            conn.execute(
+                f"CREATE TABLE dbo.t{i:03d} (id int NOT NULL PRIMARY KEY, name nvarchar(40), "
+                "amount decimal(18,2), at datetime2(3))"
+            )
+            conn.execute(
+                f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't{i:03d}', @role_name = NULL"
+            )
 
 
 def throughput(double: Any, changes: int, tables: int = 10) -> dict[str, float]:
@@ -82,16 +97,27 @@ def throughput(double: Any, changes: int, tables: int = 10) -> dict[str, float]:
     _create_tables(double, database, tables)
     per_table = changes // tables
     inserts = per_table * 2 // 3
-    staging = pa.table({"id": pa.array(range(inserts), pa.int32()),
-                        "name": pa.array([f"name {i}" for i in range(inserts)]),
-                        "amount": pa.array([i / 4 for i in range(inserts)], pa.float64()).cast(pa.decimal128(18, 2)),
-                        "at": pa.array([1_700_000_000_000 + i for i in range(inserts)], pa.timestamp("ms"))})
-    double.seed_table(database, "dbo", "staging", staging, columns={"id": "int", "name": "nvarchar(40)",
-                                                                    "amount": "decimal(18,2)", "at": "datetime2(3)"})
+    staging = pa.table(
+        {
+            "id": pa.array(range(inserts), pa.int32()),
+            "name": pa.array([f"name {i}" for i in range(inserts)]),
+            "amount": pa.array([i / 4 for i in range(inserts)], pa.float64()).cast(pa.decimal128(18, 2)),
+            "at": pa.array([1_700_000_000_000 + i for i in range(inserts)], pa.timestamp("ms")),
+        }
+    )
+    double.seed_table(
+        database,
+        "dbo",
+        "staging",
+        staging,
+        columns={"id": "int", "name": "nvarchar(40)", "amount": "decimal(18,2)", "at": "datetime2(3)"},
+    )
     with closing(_connect(double, database)) as conn:
         start = Lsn.from_bytes(bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])).increment()
         for i in range(tables):
-            conn.execute(f"INSERT INTO dbo.t{i:03d} (id, name, amount, at) SELECT id, name, amount, at FROM dbo.staging")
+            conn.execute(
+                f"INSERT INTO dbo.t{i:03d} (id, name, amount, at) SELECT id, name, amount, at FROM dbo.staging"
+            )
             # one update pair per changed row: (per_table - inserts) rows change
             conn.execute(f"UPDATE dbo.t{i:03d} SET name = N'changed' WHERE id < {per_table - inserts}")
         end = Lsn.from_bytes(bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0]))
@@ -105,15 +131,32 @@ def throughput(double: Any, changes: int, tables: int = 10) -> dict[str, float]:
         fs = pafs.LocalFileSystem()
         for i in range(tables):
             with closing(_connect(double, database)) as conn:
-                low = Lsn.from_bytes(bytes(conn.execute("SELECT sys.fn_cdc_get_min_lsn(?)", f"dbo_t{i:03d}").fetchone()[0]))
+                low = Lsn.from_bytes(
+                    bytes(conn.execute("SELECT sys.fn_cdc_get_min_lsn(?)", f"dbo_t{i:03d}").fetchone()[0])
+                )
             window = ChangeWindow(f"dbo_t{i:03d}", max(start, low), end)
-            spec = TableSpec(task="bench", source="bench", destination="lake", schema="dbo", table=f"t{i:03d}",
-                             mode="cdc", batch_rows=50_000)
+            spec = TableSpec(
+                task="bench",
+                source="bench",
+                destination="lake",
+                schema="dbo",
+                table=f"t{i:03d}",
+                mode="cdc",
+                batch_rows=50_000,
+            )
             started = time.perf_counter()
-            stream = open_changes(spec, sqlserver, window, partition_key="2026-01-01T000000Z-cdc-bench",
-                                  run_id="bench", global_variables={}, log=log)  # type: ignore[arg-type]
-            written = write_partition(fs, f"{out}/t{i:03d}", stream, WriteOptions(), load_id=new_load_id("bench"),
-                                      run_id="bench")
+            stream = open_changes(
+                spec,
+                sqlserver,
+                window,
+                partition_key="2026-01-01T000000Z-cdc-bench",
+                run_id="bench",
+                global_variables={},
+                log=log,
+            )  # type: ignore[arg-type]
+            written = write_partition(
+                fs, f"{out}/t{i:03d}", stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"
+            )
             pipeline_s += time.perf_counter() - started
             rows += written.rows
             # the raw fetch of the same batch (plan not timed: only the fetch is)
@@ -125,15 +168,28 @@ def throughput(double: Any, changes: int, tables: int = 10) -> dict[str, float]:
             read = changes_read(ChangePlan(plan_snapshot(facts, options), window, ("id",)))
             started = time.perf_counter()
             reader = read_arrow_batches_from_odbc(
-                query=read.sql, connection_string=sqlserver.connection_string(with_password=False), password=PASSWORD,
-                parameters=list(read.parameters), batch_size=50_000, schema=read.fetch_schema,
-                max_text_size=read.max_text_size, max_binary_size=read.max_binary_size)
+                query=read.sql,
+                connection_string=sqlserver.connection_string(with_password=False),
+                password=PASSWORD,
+                parameters=list(read.parameters),
+                batch_size=50_000,
+                schema=read.fetch_schema,
+                max_text_size=read.max_text_size,
+                max_binary_size=read.max_binary_size,
+            )
             raw_rows += sum(batch.num_rows for batch in reader)
             raw_s += time.perf_counter() - started
     # vs_raw compares times for the same windows: the raw fetch also returns the update
     # before-images that change files leave out, so a rows/s ratio would flatter the raw side
-    return {"changes": rows, "raw_rows": raw_rows, "pipeline_s": pipeline_s, "raw_s": raw_s,
-            "changes_per_s": rows / pipeline_s, "raw_per_s": raw_rows / raw_s, "vs_raw": raw_s / pipeline_s}
+    return {
+        "changes": rows,
+        "raw_rows": raw_rows,
+        "pipeline_s": pipeline_s,
+        "raw_s": raw_s,
+        "changes_per_s": rows / pipeline_s,
+        "raw_per_s": raw_rows / raw_s,
+        "vs_raw": raw_s / pipeline_s,
+    }
 
 
 def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
@@ -146,8 +202,16 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
     database = "cdc_ticks"
     _create_tables(double, database, tables)
     config = {
-        "sources": {"src": {"host": "127.0.0.1", "port": double.port, "database": database, "user": "sa",
-                            "password_env": "BENCH_CDC_PASSWORD", "encrypt": "no"}},
+        "sources": {
+            "src": {
+                "host": "127.0.0.1",
+                "port": double.port,
+                "database": database,
+                "user": "sa",
+                "password_env": "BENCH_CDC_PASSWORD",
+                "encrypt": "no",
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": "file:///tmp/bench-cdc-unused"}},
         "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.*"], "mode": "cdc"}},
     }
@@ -184,9 +248,17 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
                 conn.execute(f"INSERT INTO dbo.t{i:03d} (id, name) VALUES (1, N'x')")
         busy, result = one_tick()
         assert len(result.run_requests) == 1, result
-    return {"definitions_load_s": load_s, "tick_idle_s": idle, "tick_changes_s": busy, "tables": tables,
-            "partitions": partitions, "idle_ours_cpu_s": idle_ours, "idle_double_cpu_s": idle_double,
-            "changes_ours_cpu_s": split["ours_cpu"][-1], "changes_double_cpu_s": split["double_cpu"][-1]}
+    return {
+        "definitions_load_s": load_s,
+        "tick_idle_s": idle,
+        "tick_changes_s": busy,
+        "tables": tables,
+        "partitions": partitions,
+        "idle_ours_cpu_s": idle_ours,
+        "idle_double_cpu_s": idle_double,
+        "changes_ours_cpu_s": split["ours_cpu"][-1],
+        "changes_double_cpu_s": split["double_cpu"][-1],
+    }
 
 
 def _process_cpu(pid: int) -> float:
@@ -206,17 +278,34 @@ def latency(double: Any, seconds: int) -> dict[str, float]:
         tmp_path = Path(tmp)
         lake = tmp_path / "lake"
         config = {
-            "sources": {"src": {"host": "127.0.0.1", "port": double.port, "database": database, "user": "sa",
-                                "password_env": PASSWORD_ENV, "encrypt": "no"}},
+            "sources": {
+                "src": {
+                    "host": "127.0.0.1",
+                    "port": double.port,
+                    "database": database,
+                    "user": "sa",
+                    "password_env": PASSWORD_ENV,
+                    "encrypt": "no",
+                }
+            },
             "destinations": {"lake": {"type": "s3", "url": f"file://{lake}"}},
-            "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.t000"], "mode": "cdc",
-                            "cdc": {"poll_seconds": 5, "start": "earliest"}, "retry": {"max_retries": 0}}},
+            "tasks": {
+                "t": {
+                    "source": "src",
+                    "destination": "lake",
+                    "tables": ["dbo.t000"],
+                    "mode": "cdc",
+                    "cdc": {"poll_seconds": 5, "start": "earliest"},
+                    "retry": {"max_retries": 0},
+                }
+            },
         }
         config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
         committed: dict[int, float] = {}
         landed: dict[int, float] = {}
-        with DaemonProcess(home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: PASSWORD},
-                           cwd=tmp_path) as daemon:
+        with DaemonProcess(
+            home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: PASSWORD}, cwd=tmp_path
+        ) as daemon:
             daemon.start_sensor("t_cdc")
             time.sleep(8)  # the first tick places the table at "now"
             with closing(_connect(double, database)) as conn:
@@ -231,8 +320,12 @@ def latency(double: Any, seconds: int) -> dict[str, float]:
                     assert time.monotonic() < deadline + 120, "changes did not land"
                     time.sleep(1.0)
     delays = sorted(landed[i] - committed[i] for i in committed)
-    return {"changes": len(delays), "p50_s": statistics.median(delays),
-            "p95_s": delays[max(0, int(len(delays) * 0.95) - 1)], "max_s": delays[-1]}
+    return {
+        "changes": len(delays),
+        "p50_s": statistics.median(delays),
+        "p95_s": delays[max(0, int(len(delays) * 0.95) - 1)],
+        "max_s": delays[-1],
+    }
 
 
 def _scan(lake: Path, landed: dict[int, float]) -> None:
@@ -258,21 +351,34 @@ def main() -> int:
     changes, tables, partitions, seconds = (20_000, 20, 2_000, 15) if args.quick else (200_000, 100, 50_000, 70)
     with DoubleProcess(port=0, password=PASSWORD) as double:
         t = throughput(double, changes)
-        print(f"throughput: {t['changes']:,} changes in {t['pipeline_s']:.1f}s = {t['changes_per_s']:,.0f}/s; "
-              f"raw fetch of the same windows {t['raw_s']:.1f}s ({t['raw_rows']:,} rows with before-images); "
-              f"time ratio raw/pipeline {t['vs_raw']:.2f}", flush=True)
+        print(
+            f"throughput: {t['changes']:,} changes in {t['pipeline_s']:.1f}s = {t['changes_per_s']:,.0f}/s; "
+            f"raw fetch of the same windows {t['raw_s']:.1f}s ({t['raw_rows']:,} rows with before-images); "
+            f"time ratio raw/pipeline {t['vs_raw']:.2f}",
+            flush=True,
+        )
         k = tick_time(double, tables, partitions)
-        print(f"ticks: {k['tables']} tables, {k['partitions']:,} partitions: idle {k['tick_idle_s']:.3f}s, with "
-              f"changes {k['tick_changes_s']:.3f}s; definitions load {k['definitions_load_s']:.2f}s", flush=True)
-        print(f"  tick CPU: idle ours {k['idle_ours_cpu_s']:.3f}s + the double's {k['idle_double_cpu_s']:.3f}s; "
-              f"with changes ours {k['changes_ours_cpu_s']:.3f}s + the double's {k['changes_double_cpu_s']:.3f}s",
-              flush=True)
+        print(
+            f"ticks: {k['tables']} tables, {k['partitions']:,} partitions: idle {k['tick_idle_s']:.3f}s, with "
+            f"changes {k['tick_changes_s']:.3f}s; definitions load {k['definitions_load_s']:.2f}s",
+            flush=True,
+        )
+        print(
+            f"  tick CPU: idle ours {k['idle_ours_cpu_s']:.3f}s + the double's {k['idle_double_cpu_s']:.3f}s; "
+            f"with changes ours {k['changes_ours_cpu_s']:.3f}s + the double's {k['changes_double_cpu_s']:.3f}s",
+            flush=True,
+        )
         lat = latency(double, seconds)
-        print(f"latency ({lat['changes']} changes, poll_seconds 5, capture lag 1 s): p50 {lat['p50_s']:.1f}s, "
-              f"p95 {lat['p95_s']:.1f}s, max {lat['max_s']:.1f}s", flush=True)
-    print(f"cdc changes_per_s={t['changes_per_s']:.0f} vs_raw={t['vs_raw']:.2f} "
-          f"tick_100_tables_s={max(k['tick_idle_s'], k['tick_changes_s']):.3f} latency_p50_s={lat['p50_s']:.1f} "
-          f"latency_p95_s={lat['p95_s']:.1f}")
+        print(
+            f"latency ({lat['changes']} changes, poll_seconds 5, capture lag 1 s): p50 {lat['p50_s']:.1f}s, "
+            f"p95 {lat['p95_s']:.1f}s, max {lat['max_s']:.1f}s",
+            flush=True,
+        )
+    print(
+        f"cdc changes_per_s={t['changes_per_s']:.0f} vs_raw={t['vs_raw']:.2f} "
+        f"tick_100_tables_s={max(k['tick_idle_s'], k['tick_changes_s']):.3f} latency_p50_s={lat['p50_s']:.1f} "
+        f"latency_p95_s={lat['p95_s']:.1f}"
+    )
     return 0
 
 

@@ -112,12 +112,16 @@ def make_rows(rows: int, seed: int = 7) -> pa.Table:
             "id": ids,
             "big": pa.array(rng.integers(-(2**62), 2**62, rows), pa.int64()),
             "name": pc.binary_join_element_wise("Kundé ", id_text, ""),
-            "code": pc.binary_join_element_wise("ORD-", id_text, "-", pc.cast(pa.array(rng.integers(0, 10**6, rows)), pa.string()), ""),
+            "code": pc.binary_join_element_wise(
+                "ORD-", id_text, "-", pc.cast(pa.array(rng.integers(0, 10**6, rows)), pa.string()), ""
+            ),
             "amount": pc.cast(pc.binary_join_element_wise(whole, cents, "."), pa.decimal128(18, 2)),
             "ratio": pa.array(rng.random(rows)),
             "flag": pa.array(rng.random(rows) < 0.5),
             "day": pa.array(np.datetime64("2000-01-01") + rng.integers(0, 9000, rows).astype("timedelta64[D]")),
-            "ts": pa.array(np.datetime64("2020-01-01T00:00:00", "ms") + rng.integers(0, 10**11, rows).astype("timedelta64[ms]")),
+            "ts": pa.array(
+                np.datetime64("2020-01-01T00:00:00", "ms") + rng.integers(0, 10**11, rows).astype("timedelta64[ms]")
+            ),
             "guid": pc.utf8_upper(guids),
         }
     )  # fmt: skip
@@ -217,15 +221,25 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     location = open_location(args.out, endpoint_url=args.s3_endpoint or None)
     log = logging.getLogger("bench.progress")  # progress lines as in a run (not printed)
     columns = tuple(args.columns.split(",")) if args.columns else None
-    spec = TableSpec(task="bench", source="bench", destination="lake", schema=SCHEMA, table=args.table,
-                     mode="full_load", batch_rows=BATCH_ROWS, columns_include=columns)
+    spec = TableSpec(
+        task="bench",
+        source="bench",
+        destination="lake",
+        schema=SCHEMA,
+        table=args.table,
+        mode="full_load",
+        batch_rows=BATCH_ROWS,
+        columns_include=columns,
+    )
     started = time.perf_counter()
-    stream = open_snapshot(spec, sqlserver, partition_key="2026-11-23T000000Z-full-bench", run_id="bench",
-                           global_variables={}, log=log)  # type: ignore[arg-type]
+    stream = open_snapshot(
+        spec, sqlserver, partition_key="2026-11-23T000000Z-full-bench", run_id="bench", global_variables={}, log=log
+    )  # type: ignore[arg-type]
     clock = _ReadClock(stream.batches)
     stream = dataclasses.replace(stream, batches=iter(clock))
-    relative = render_partition_dir("$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
-                                    stream.variables)
+    relative = render_partition_dir(
+        "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey", stream.variables
+    )
     written = write_partition(
         location.fs, location.path(relative), stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"
     )
@@ -391,15 +405,18 @@ def measure_max(setup: Setup, rows: int, largest_bytes: int) -> MaxCase:
     return MaxCase(rows, largest_bytes, with_max, plain)
 
 
-_HEADER = (f"{'variant':18s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} "
-           f"{'child CPU s':>11s} {'double CPU s':>12s}")
+_HEADER = (
+    f"{'variant':18s} {'rows':>9s} {'runs':>4s} {'median s':>9s} {'rows/s':>10s} {'peak RSS MB':>11s} "
+    f"{'child CPU s':>11s} {'double CPU s':>12s}"
+)
 
 
 def _row_line(variant: str, count: int, runs: list[dict[str, Any]]) -> str:
     seconds = _median(runs, "seconds")
     return (
         f"{variant:18s} {count:>9,d} {len(runs):>4d} {seconds:>9.2f} {count / seconds:>10,.0f} "
-        f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} {_median(runs, 'double_cpu_seconds'):>12.2f}"
+        f"{_median(runs, 'maxrss_mb'):>11.0f} {_median(runs, 'cpu_seconds'):>11.2f} "
+        f"{_median(runs, 'double_cpu_seconds'):>12.2f}"
     )
 
 
@@ -415,9 +432,14 @@ def print_table(
         print(_row_line(variant, count, runs))
     pipeline = results["pipeline_file"]
     read_share = _median(pipeline, "read_seconds") / _median(pipeline, "seconds")
-    print(f"pipeline_file: {read_share:.0%} of its time is spent waiting for the next batch (driver + double + convert_batch)")
-    print(f"pipeline_max: the largest (max) value is {max_case.largest_bytes / (1024 * 1024):.1f} MB; peak RSS "
-          f"{max_case.with_max['maxrss_mb']:.0f} MB with the (max) columns, {max_case.plain['maxrss_mb']:.0f} MB without")
+    print(
+        f"pipeline_file: {read_share:.0%} of its time is spent waiting for the next batch "
+        "(driver + double + convert_batch)"
+    )
+    print(
+        f"pipeline_max: the largest (max) value is {max_case.largest_bytes / (1024 * 1024):.1f} MB; peak RSS "
+        f"{max_case.with_max['maxrss_mb']:.0f} MB with the (max) columns, {max_case.plain['maxrss_mb']:.0f} MB without"
+    )
 
 
 def summary_line(rows: int, results: dict[str, list[dict[str, Any]]], big: dict[str, Any], max_case: MaxCase) -> str:
@@ -464,12 +486,18 @@ def run_parent(args: argparse.Namespace) -> None:
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        with tempfile.TemporaryDirectory(prefix="dtaas-bench-") as tmp, DoubleProcess(port=0, password=password) as double:
+        with (
+            tempfile.TemporaryDirectory(prefix="dtaas-bench-") as tmp,
+            DoubleProcess(port=0, password=password) as double,
+        ):
             started = time.perf_counter()
             seed_tables(double, rows, copies=5)
             max_rows = args.max_rows or max(rows // 10, 10)
             largest = seed_max_table(double, max_rows, args.longest_chars)
-            print(f"seeded {rows:,} and {5 * rows:,} rows in {time.perf_counter() - started:.1f}s (driver {args.driver})", flush=True)
+            print(
+                f"seeded {rows:,} and {5 * rows:,} rows in {time.perf_counter() - started:.1f}s (driver {args.driver})",
+                flush=True,
+            )
             print(f"load average before: {_load_average()} (other processes share these cores)", flush=True)
             setup = Setup(double.port, args.driver, double.pid, f"file://{tmp}", f"s3://{BUCKET}/out", endpoint)
             results = measure(setup, rows, repeats, warmup=not args.quick)
@@ -500,22 +528,35 @@ def run_max_only(args: argparse.Namespace) -> None:
     print("-" * len(_HEADER))
     print(_row_line("pipeline_max", max_rows, [case.with_max]))
     print(_row_line("pipeline_max_plain", max_rows, [case.plain]))
-    print(f"full_load_max rows={max_rows} longest_chars={args.longest_chars} "
-          f"largest_mb={largest / (1024 * 1024):.1f} rss_max_over_plain={case.ratio:.2f}", flush=True)
+    print(
+        f"full_load_max rows={max_rows} longest_chars={args.longest_chars} "
+        f"largest_mb={largest / (1024 * 1024):.1f} rss_max_over_plain={case.ratio:.2f}",
+        flush=True,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rows", type=int, default=0, help="rows in the timed table (default 1,000,000; 100,000 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100k rows, 500k for the RSS pair, one repeat, no warm-up")
+    parser.add_argument(
+        "--rows", type=int, default=0, help="rows in the timed table (default 1,000,000; 100,000 with --quick)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100k rows, 500k for the RSS pair, one repeat, no warm-up"
+    )
     parser.add_argument("--driver", choices=("msodbc18", "freetds"), default="msodbc18")
     parser.add_argument("--repeats", type=int, default=0, help="runs per variant (default 3; 1 with --quick)")
-    parser.add_argument("--max-rows", type=int, default=0,
-                        help="rows of the (max) table (default rows / 10; 100,000 with --max-only)")
-    parser.add_argument("--max-only", action="store_true",
-                        help="only the (max) case: pipeline_max and pipeline_max_plain, one run each")
-    parser.add_argument("--longest-chars", type=int, default=1_000_000,
-                        help="characters of the longest nvarchar(max) value (default 1,000,000)")
+    parser.add_argument(
+        "--max-rows", type=int, default=0, help="rows of the (max) table (default rows / 10; 100,000 with --max-only)"
+    )
+    parser.add_argument(
+        "--max-only", action="store_true", help="only the (max) case: pipeline_max and pipeline_max_plain, one run each"
+    )
+    parser.add_argument(
+        "--longest-chars",
+        type=int,
+        default=1_000_000,
+        help="characters of the longest nvarchar(max) value (default 1,000,000)",
+    )
     parser.add_argument("--child", choices=("pipeline", "raw_arrow_odbc", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)

@@ -84,13 +84,15 @@ def make_rows(rows: int = ROWS) -> pa.Table:
     import decimal
 
     start = dt.datetime(2026, 1, 1)
-    return pa.table({
-        "id": pa.array(range(1, rows + 1), pa.int32()),
-        "name": pa.array([f"Kundé {i}" for i in range(rows)]),
-        "amount": pa.array([decimal.Decimal(i * 7 % 100_000) / 100 for i in range(rows)], pa.decimal128(18, 2)),
-        "ts": pa.array([start + dt.timedelta(seconds=97 * i) for i in range(rows)], pa.timestamp("ms")),
-        "flag": pa.array([i % 3 == 0 for i in range(rows)]),
-    })
+    return pa.table(
+        {
+            "id": pa.array(range(1, rows + 1), pa.int32()),
+            "name": pa.array([f"Kundé {i}" for i in range(rows)]),
+            "amount": pa.array([decimal.Decimal(i * 7 % 100_000) / 100 for i in range(rows)], pa.decimal128(18, 2)),
+            "ts": pa.array([start + dt.timedelta(seconds=97 * i) for i in range(rows)], pa.timestamp("ms")),
+            "flag": pa.array([i % 3 == 0 for i in range(rows)]),
+        }
+    )
 
 
 def seed_database(double: Any, database: str, tables: int) -> None:
@@ -169,8 +171,17 @@ def write_config(directory: Path, *, double: Any, database: str, lake: Path, **t
     import yaml
 
     config = {
-        "sources": {"src": {"host": double.host, "port": double.port, "database": database, "user": double.user,
-                            "password_env": PASSWORD_ENV, "encrypt": "no", "trust_server_certificate": True}},
+        "sources": {
+            "src": {
+                "host": double.host,
+                "port": double.port,
+                "database": database,
+                "user": double.user,
+                "password_env": PASSWORD_ENV,
+                "encrypt": "no",
+                "trust_server_certificate": True,
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": f"file://{lake}"}},
         "tasks": {TASK: {"source": "src", "destination": "lake", "tables": ["dbo.*"], **task}},
     }
@@ -206,8 +217,12 @@ def run_load(name: str, *, double: Any, database: str, tables: int, work: Path, 
     wall = time.perf_counter() - started
     double_cpu = process_cpu(double.pid) - double_before
     measured = Measured(
-        name=name, tables=tables, wall_s=wall, tree_cpu_s=children_cpu() - cpu_before + double_cpu,
-        double_cpu_s=double_cpu, machine_cpu_s=machine_busy_cpu() - machine_before,
+        name=name,
+        tables=tables,
+        wall_s=wall,
+        tree_cpu_s=children_cpu() - cpu_before + double_cpu,
+        double_cpu_s=double_cpu,
+        machine_cpu_s=machine_busy_cpu() - machine_before,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{name}: dtaas load exited {done.returncode}:\n{(done.stdout + done.stderr)[-5000:]}")
@@ -250,13 +265,17 @@ def verify(name: str, *, home: Path, lake: Path, tables: int, output: str) -> No
 
 
 def print_table(results: list[Measured]) -> None:
-    header = (f"{'variant':15s} {'tables':>6s} {'wall s':>7s} {'s/table':>7s} {'tree CPU s':>10s} "
-              f"{'double CPU s':>12s} {'machine CPU s':>13s} {'CPU s/table':>11s}")
+    header = (
+        f"{'variant':15s} {'tables':>6s} {'wall s':>7s} {'s/table':>7s} {'tree CPU s':>10s} "
+        f"{'double CPU s':>12s} {'machine CPU s':>13s} {'CPU s/table':>11s}"
+    )
     print(header)
     print("-" * len(header))
     for m in results:
-        print(f"{m.name:15s} {m.tables:>6d} {m.wall_s:>7.1f} {m.wall_s / m.tables:>7.3f} {m.tree_cpu_s:>10.1f} "
-              f"{m.double_cpu_s:>12.1f} {m.machine_cpu_s:>13.1f} {m.per_table_cpu_s:>11.3f}")
+        print(
+            f"{m.name:15s} {m.tables:>6d} {m.wall_s:>7.1f} {m.wall_s / m.tables:>7.3f} {m.tree_cpu_s:>10.1f} "
+            f"{m.double_cpu_s:>12.1f} {m.machine_cpu_s:>13.1f} {m.per_table_cpu_s:>11.3f}"
+        )
 
 
 def _load_average() -> str:
@@ -266,11 +285,15 @@ def _load_average() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tables", type=int, default=500, help="tables of the grouped load (default 500)")
-    parser.add_argument("--baseline-tables", type=int, default=40,
-                        help="tables of the step-per-table load (default 40; 0 skips it)")
+    parser.add_argument(
+        "--baseline-tables", type=int, default=40, help="tables of the step-per-table load (default 40; 0 skips it)"
+    )
     parser.add_argument("--parallel-tables", type=int, default=4, help="parallel_tables of both tasks (default 4)")
-    parser.add_argument("--skip-no-checks", action="store_true",
-                        help="skip the grouped load with step_checks: [] (the same tables without asset checks)")
+    parser.add_argument(
+        "--skip-no-checks",
+        action="store_true",
+        help="skip the grouped load with step_checks: [] (the same tables without asset checks)",
+    )
     args = parser.parse_args(argv)
 
     from dtaas_dagster_tests.sqlserver_double.process import DoubleProcess
@@ -283,22 +306,49 @@ def main(argv: list[str] | None = None) -> None:
         seed_database(double, "many", args.tables)
         if args.baseline_tables:
             seed_database(double, "baseline", args.baseline_tables)
-        print(f"seeded {args.tables} + {args.baseline_tables} tables of {ROWS:,} rows "
-              f"in {time.perf_counter() - started:.1f}s", flush=True)
+        print(
+            f"seeded {args.tables} + {args.baseline_tables} tables of {ROWS:,} rows "
+            f"in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
         print(f"load average before: {_load_average()} (other processes share these cores)", flush=True)
         results = []
         if args.baseline_tables:
-            results.append(run_load("step_per_table", double=double, database="baseline", tables=args.baseline_tables,
-                                    work=Path(tmp), parallel_tables=args.parallel_tables, tables_per_step=1))
+            results.append(
+                run_load(
+                    "step_per_table",
+                    double=double,
+                    database="baseline",
+                    tables=args.baseline_tables,
+                    work=Path(tmp),
+                    parallel_tables=args.parallel_tables,
+                    tables_per_step=1,
+                )
+            )
             print(f"  step_per_table: {results[-1].wall_s:.1f}s", flush=True)
-        grouped = run_load("grouped", double=double, database="many", tables=args.tables, work=Path(tmp),
-                           parallel_tables=args.parallel_tables)
+        grouped = run_load(
+            "grouped",
+            double=double,
+            database="many",
+            tables=args.tables,
+            work=Path(tmp),
+            parallel_tables=args.parallel_tables,
+        )
         results.append(grouped)
         print(f"  grouped: {grouped.wall_s:.1f}s", flush=True)
         if not args.skip_no_checks:
             # the same tables and settings without the step asset checks (docs/configuration.md, step_checks)
-            results.append(run_load("grouped_no_checks", double=double, database="many", tables=args.tables,
-                                    work=Path(tmp), parallel_tables=args.parallel_tables, step_checks=[]))
+            results.append(
+                run_load(
+                    "grouped_no_checks",
+                    double=double,
+                    database="many",
+                    tables=args.tables,
+                    work=Path(tmp),
+                    parallel_tables=args.parallel_tables,
+                    step_checks=[],
+                )
+            )
             print(f"  grouped_no_checks: {results[-1].wall_s:.1f}s", flush=True)
         print(f"load average after: {_load_average()}")
         print()
@@ -306,8 +356,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.baseline_tables:
             ratio = results[0].per_table_cpu_s / grouped.per_table_cpu_s
             print(f"CPU per table: step_per_table / grouped = {ratio:.1f}x")
-        print(f"many_tables tables={args.tables} wall_s={grouped.wall_s:.1f} "
-              f"per_table_cpu_s={grouped.per_table_cpu_s:.3f}", flush=True)
+        print(
+            f"many_tables tables={args.tables} wall_s={grouped.wall_s:.1f} "
+            f"per_table_cpu_s={grouped.per_table_cpu_s:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

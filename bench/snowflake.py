@@ -57,9 +57,18 @@ BATCH = 50_000
 START = dt.datetime(2024, 1, 1)
 
 
-SCHEMA = pa.schema([("id", pa.int64()), ("customer", pa.string()), ("amount", pa.decimal128(18, 2)),
-                    ("qty", pa.int32()), ("price", pa.float64()), ("active", pa.bool_()),
-                    ("created", pa.timestamp("us")), ("code", pa.string())])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("customer", pa.string()),
+        ("amount", pa.decimal128(18, 2)),
+        ("qty", pa.int32()),
+        ("price", pa.float64()),
+        ("active", pa.bool_()),
+        ("created", pa.timestamp("us")),
+        ("code", pa.string()),
+    ]
+)
 
 
 def columns_for(keys: list[int], version: int) -> dict[str, pa.Array]:
@@ -83,26 +92,37 @@ def batches(first: int, count: int, *, version: int = 0) -> Iterator[pa.RecordBa
         yield pa.record_batch(columns_for(keys, version), schema=SCHEMA)
 
 
-SOURCE_TYPES = {"id": "bigint", "customer": "nvarchar(60)", "amount": "decimal(18,2)", "qty": "int",
-                "price": "float", "active": "bit", "created": "datetime2(6)", "code": "varchar(8)"}
+SOURCE_TYPES = {
+    "id": "bigint",
+    "customer": "nvarchar(60)",
+    "amount": "decimal(18,2)",
+    "qty": "int",
+    "price": "float",
+    "active": "bit",
+    "created": "datetime2(6)",
+    "code": "varchar(8)",
+}
 
 
 def change_batches(rows: int, changes: int) -> Iterator[pa.RecordBatch]:
     """``changes`` changes in LSN order: 70% updates, 20% inserts of new keys, 10% deletes."""
     updates, inserts = changes * 7 // 10, changes * 2 // 10
     deletes = changes - updates - inserts
-    plan = ([("update", 1 + (i * 7919) % rows) for i in range(updates)]
-            + [("insert", rows + 1 + i) for i in range(inserts)]
-            + [("delete", 1 + (i * 104729 + 13) % rows) for i in range(deletes)])
+    plan = (
+        [("update", 1 + (i * 7919) % rows) for i in range(updates)]
+        + [("insert", rows + 1 + i) for i in range(inserts)]
+        + [("delete", 1 + (i * 104729 + 13) % rows) for i in range(deletes)]
+    )
     for start in range(0, len(plan), BATCH):
-        chunk = plan[start:start + BATCH]
+        chunk = plan[start : start + BATCH]
         table = columns_for([key for _, key in chunk], version=1)
         seq = range(start, start + len(chunk))
         table["_dtaas_op"] = pa.array([op for op, _ in chunk])
         table["_dtaas_lsn"] = pa.array([format(0x1000 + i, "020x") for i in seq])
         table["_dtaas_seqval"] = pa.array([format(1, "020x")] * len(chunk))
-        table["_dtaas_commit_time"] = pa.array([dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)] * len(chunk),
-                                               pa.timestamp("us", tz="UTC"))
+        table["_dtaas_commit_time"] = pa.array(
+            [dt.datetime(2025, 1, 1, tzinfo=dt.UTC)] * len(chunk), pa.timestamp("us", tz="UTC")
+        )
         yield pa.record_batch(table)
 
 
@@ -142,11 +162,20 @@ def run(args: argparse.Namespace) -> int:
         with target.connect() as connection:
             connection.cursor().execute('CREATE SCHEMA IF NOT EXISTS "DTAAS_TEST"."BENCH"')
         destination = SnowflakeDestination(
-            type="snowflake", account=target.account, user=target.user, password_env=PASSWORD_ENV,
-            host=target.host, port=target.port, protocol="http", database="DTAAS_TEST", schema="BENCH",
-            cdc_apply="delete_insert")
+            type="snowflake",
+            account=target.account,
+            user=target.user,
+            password_env=PASSWORD_ENV,
+            host=target.host,
+            port=target.port,
+            protocol="http",
+            database="DTAAS_TEST",
+            schema="BENCH",
+            cdc_apply="delete_insert",
+        )
         io = SnowflakeIOManager.from_destination(
-            destination, TaskConfig(source="s", destination="d", tables=["dbo.bench"], file_size={"rows": 250_000}))
+            destination, TaskConfig(source="s", destination="d", tables=["dbo.bench"], file_size={"rows": 250_000})
+        )
         key = dg.AssetKey(["bench", "dbo", "bench"])
         schema = SCHEMA
         results: dict[str, dict[str, Any]] = {}
@@ -175,20 +204,42 @@ def run(args: argparse.Namespace) -> int:
         rows_in = list(batches(1, args.rows))
         changes_in = list(change_batches(args.rows, args.changes))
         say(f"loading {args.rows:,} rows")
-        load = timed("load", TableStream(table, schema, iter(rows_in), "2025-01-01T000000Z-full-bench",
-                                         source_types=SOURCE_TYPES, primary_key=("id",), cdc={"start_lsn": format(0xfff, "020x")}),
-                     args.rows)
-        check(target, "SELECT COUNT(*) FROM \"DTAAS_TEST\".\"BENCH\".\"BENCH\"", args.rows, "loaded rows")
+        load = timed(
+            "load",
+            TableStream(
+                table,
+                schema,
+                iter(rows_in),
+                "2025-01-01T000000Z-full-bench",
+                source_types=SOURCE_TYPES,
+                primary_key=("id",),
+                cdc={"start_lsn": format(0xFFF, "020x")},
+            ),
+            args.rows,
+        )
+        check(target, 'SELECT COUNT(*) FROM "DTAAS_TEST"."BENCH"."BENCH"', args.rows, "loaded rows")
         change_schema = next(change_batches(args.rows, 10)).schema
         say(f"merging {args.changes:,} changes")
-        merge = timed("merge", TableStream(table, change_schema, iter(changes_in),
-                                           "2025-01-02T000000Z-cdc-bench", source_types=SOURCE_TYPES,
-                                           primary_key=("id",),
-                                           kind="cdc", cdc={"from_lsn": format(0x1000, "020x"),
-                                                            "to_lsn": format(0x1000 + args.changes, "020x")}),
-                      args.changes)
-        check(target, "SELECT COUNT(*) FROM \"DTAAS_TEST\".\"BENCH\".\"BENCH\"", expected_after_merge(args.rows, args.changes),
-              "rows after the merge")
+        merge = timed(
+            "merge",
+            TableStream(
+                table,
+                change_schema,
+                iter(changes_in),
+                "2025-01-02T000000Z-cdc-bench",
+                source_types=SOURCE_TYPES,
+                primary_key=("id",),
+                kind="cdc",
+                cdc={"from_lsn": format(0x1000, "020x"), "to_lsn": format(0x1000 + args.changes, "020x")},
+            ),
+            args.changes,
+        )
+        check(
+            target,
+            'SELECT COUNT(*) FROM "DTAAS_TEST"."BENCH"."BENCH"',
+            expected_after_merge(args.rows, args.changes),
+            "rows after the merge",
+        )
         say("the MERGE statement alone")
         statement_s = merge_statement_alone(target, args)
         say("row inserts")
@@ -219,9 +270,11 @@ def merge_statement_alone(target: Any, args: argparse.Namespace) -> float:
         cursor.execute('USE SCHEMA "DTAAS_TEST"."BENCH"')
         cursor.execute(f"CREATE TABLE {copy.sql} AS SELECT * FROM {bench.sql}")
         # the changes: every 10th row updated, as a staged change table would hold them
-        cursor.execute(f"CREATE TABLE {changes.sql} AS SELECT {', '.join(columns)}, 'update' AS \"_DTAAS_OP\", "
-                       f"'{format(0x9000, '020x')}' AS \"_DTAAS_LSN\", '{format(1, '020x')}' AS \"_DTAAS_SEQVAL\", "
-                       f"CURRENT_TIMESTAMP() AS \"_DTAAS_COMMIT_TIME\" FROM {bench.sql} WHERE \"ID\" % 10 = 0")
+        cursor.execute(
+            f"CREATE TABLE {changes.sql} AS SELECT {', '.join(columns)}, 'update' AS \"_DTAAS_OP\", "
+            f"'{format(0x9000, '020x')}' AS \"_DTAAS_LSN\", '{format(1, '020x')}' AS \"_DTAAS_SEQVAL\", "
+            f'CURRENT_TIMESTAMP() AS "_DTAAS_COMMIT_TIME" FROM {bench.sql} WHERE "ID" % 10 = 0'
+        )
         merge = sql.merge_changes(copy, changes, columns, ["ID"], soft_delete=False)
         started = time.monotonic()
         cursor.execute(merge.sql, (format(0x9000, "020x"),))
@@ -232,16 +285,23 @@ def rows_insert_baseline(target: Any, rows: int) -> dict[str, Any]:
     """Row-by-row loading: executemany of a qmark INSERT; and whether write_pandas runs here."""
     with target.connect() as connection:
         cursor = connection.cursor()
-        cursor.execute('CREATE TABLE "DTAAS_TEST"."BENCH"."ROWS_INSERT" ("ID" NUMBER(19,0), "CUSTOMER" VARCHAR(60), '
-                       '"AMOUNT" NUMBER(18,2), "QTY" NUMBER(10,0), "PRICE" FLOAT, "ACTIVE" BOOLEAN, '
-                       '"CREATED" TIMESTAMP_NTZ(9), "CODE" VARCHAR(8))')
+        cursor.execute(
+            'CREATE TABLE "DTAAS_TEST"."BENCH"."ROWS_INSERT" ("ID" NUMBER(19,0), "CUSTOMER" VARCHAR(60), '
+            '"AMOUNT" NUMBER(18,2), "QTY" NUMBER(10,0), "PRICE" FLOAT, "ACTIVE" BOOLEAN, '
+            '"CREATED" TIMESTAMP_NTZ(9), "CODE" VARCHAR(8))'
+        )
         # decimals bound as text: fakesnow's server fails on a bound Decimal (Snowflake casts the text to NUMBER)
-        data = [tuple(str(v) if isinstance(v, decimal.Decimal) else v for v in r.values())
-                for b in batches(1, rows) for r in b.to_pylist()]
+        data = [
+            tuple(str(v) if isinstance(v, decimal.Decimal) else v for v in r.values())
+            for b in batches(1, rows)
+            for r in b.to_pylist()
+        ]
         started = time.monotonic()
         for offset in range(0, len(data), 10_000):
-            cursor.executemany('INSERT INTO "DTAAS_TEST"."BENCH"."ROWS_INSERT" VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-                               data[offset:offset + 10_000])
+            cursor.executemany(
+                'INSERT INTO "DTAAS_TEST"."BENCH"."ROWS_INSERT" VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                data[offset : offset + 10_000],
+            )
         seconds = time.monotonic() - started
         cursor.execute('SELECT COUNT(*) FROM "DTAAS_TEST"."BENCH"."ROWS_INSERT"')
         if cursor.fetchone()[0] != rows:
@@ -264,23 +324,33 @@ def report(load: dict[str, Any], merge: dict[str, Any], statement_s: float, base
         return rows / seconds if seconds > 0 else 0.0
 
     print(f"{'phase':<28}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    for name, values, phases in (("load", load, ("put_s", "copy_s", "replace_s")),
-                                 ("merge", merge, ("put_s", "copy_s", "merge_s"))):
+    for name, values, phases in (
+        ("load", load, ("put_s", "copy_s", "replace_s")),
+        ("merge", merge, ("put_s", "copy_s", "merge_s")),
+    ):
         for phase in phases:
             print(f"{name + ' ' + phase:<28}{'':>12}{values.get(phase, 0):>10.2f}")
         total = values["total_s"]
-        print(f"{name + ' total (pipeline)':<28}{values['rows']:>12,}{total:>10.2f}{rate(values['rows'], total):>12,.0f}")
+        print(
+            f"{name + ' total (pipeline)':<28}{values['rows']:>12,}{total:>10.2f}{rate(values['rows'], total):>12,.0f}"
+        )
         spool = total - sum(values.get(p, 0) for p in phases)
         print(f"{name + ' other (spool, DDL)':<28}{'':>12}{spool:>10.2f}")
         print(f"{name + ' server CPU':<28}{'':>12}{values.get('server_cpu_s', 0):>10.2f}")
     print(f"{'MERGE statement alone':<28}{'':>12}{statement_s:>10.2f}   (10% of the rows updated, no transaction)")
-    print(f"{'rows_insert (executemany)':<28}{baseline['rows']:>12,}{baseline['seconds']:>10.2f}"
-          f"{rate(baseline['rows'], baseline['seconds']):>12,.0f}")
+    print(
+        f"{'rows_insert (executemany)':<28}{baseline['rows']:>12,}{baseline['seconds']:>10.2f}"
+        f"{rate(baseline['rows'], baseline['seconds']):>12,.0f}"
+    )
     print(f"write_pandas: {baseline['write_pandas']}")
-    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB (the pre-built input included); "
-          f"files staged: {load['files']}, {load['bytes']:,} bytes")
-    print(f"snowflake load_rows_per_s={rate(load['rows'], load['total_s']):.0f} "
-          f"merge_rows_per_s={rate(merge['rows'], merge['total_s']):.0f}")
+    print(
+        f"peak RSS of this process: {peak_rss_mb():.0f} MB (the pre-built input included); "
+        f"files staged: {load['files']}, {load['bytes']:,} bytes"
+    )
+    print(
+        f"snowflake load_rows_per_s={rate(load['rows'], load['total_s']):.0f} "
+        f"merge_rows_per_s={rate(merge['rows'], merge['total_s']):.0f}"
+    )
 
 
 def main() -> int:

@@ -46,8 +46,10 @@ from bench.full_load import (  # noqa: E402 - after the sys.path set-up
 )
 
 CHAIN = [
-    {"type": "add_column",
-     "config": {"column_name": "ETLCustomerId", "value": "$ETLCustomerId", "data_type": "bigint"}},
+    {
+        "type": "add_column",
+        "config": {"column_name": "ETLCustomerId", "value": "$ETLCustomerId", "data_type": "bigint"},
+    },
     {"type": "rename_column", "config": {"old_name": "code", "new_name": "order_code"}},
     {"type": "cast_type", "config": {"column_name": "amount", "target_type": "float"}},
     {"type": "apply_function", "config": {"column_name": "name", "function": "upper"}},
@@ -69,28 +71,57 @@ def run_child(args: argparse.Namespace) -> None:
     transforms = TypeAdapter(list[TransformSpec]).validate_python(CHAIN) if args.child == "transforms" else []
     sqlserver = _resource(args.port, "msodbc18")
     location = open_location(args.out)
-    spec = TableSpec(task="bench", source="bench", destination="lake", schema=SCHEMA, table=args.table,
-                     mode="full_load", batch_rows=BATCH_ROWS)
+    spec = TableSpec(
+        task="bench",
+        source="bench",
+        destination="lake",
+        schema=SCHEMA,
+        table=args.table,
+        mode="full_load",
+        batch_rows=BATCH_ROWS,
+    )
     cpu_started, started = time.process_time(), time.perf_counter()
-    stream = open_snapshot(spec, sqlserver, partition_key="2026-11-23T000000Z-full-bench", run_id="bench",
-                           global_variables={"ETLCustomerId": "12345"}, log=logging.getLogger("bench"),  # type: ignore[arg-type]
-                           transforms=transforms)
+    stream = open_snapshot(
+        spec,
+        sqlserver,
+        partition_key="2026-11-23T000000Z-full-bench",
+        run_id="bench",
+        global_variables={"ETLCustomerId": "12345"},
+        log=logging.getLogger("bench"),  # type: ignore[arg-type]
+        transforms=transforms,
+    )
     relative = render_partition_dir(f"{args.child}/$partitionKey", stream.variables)
-    written = write_partition(location.fs, location.path(relative), stream, WriteOptions(),
-                              load_id=new_load_id("bench"), run_id="bench")
-    result = {"rows": written.rows, "columns": len(stream.schema), "seconds": time.perf_counter() - started,
-              "cpu_seconds": time.process_time() - cpu_started, "maxrss_mb": peak_rss_mb()}
+    written = write_partition(
+        location.fs, location.path(relative), stream, WriteOptions(), load_id=new_load_id("bench"), run_id="bench"
+    )
+    result = {
+        "rows": written.rows,
+        "columns": len(stream.schema),
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "maxrss_mb": peak_rss_mb(),
+    }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 def run_variant(port: int, variant: str, rows: int, out: str) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--port", str(port),
-           "--table", table_name(rows), "--out", out]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        variant,
+        "--port",
+        str(port),
+        "--table",
+        table_name(rows),
+        "--out",
+        out,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{variant} child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result = json.loads(lines[-1][len(RESULT_PREFIX) :])
     if result["rows"] != rows:
         raise RuntimeError(f"{variant} wrote {result['rows']} rows, expected {rows}")
     return result
@@ -111,17 +142,24 @@ def run_parent(args: argparse.Namespace) -> None:
             for variant in order:
                 result = run_variant(double.port, variant, args.rows, f"file://{tmp}")
                 results[variant].append(result)
-                print(f"  round {round_number + 1} {variant:10s} {result['seconds']:6.2f}s "
-                      f"{args.rows / result['seconds']:>10,.0f} rows/s cpu {result['cpu_seconds']:.2f}s "
-                      f"rss {result['maxrss_mb']:.0f} MB columns {result['columns']}", flush=True)
+                print(
+                    f"  round {round_number + 1} {variant:10s} {result['seconds']:6.2f}s "
+                    f"{args.rows / result['seconds']:>10,.0f} rows/s cpu {result['cpu_seconds']:.2f}s "
+                    f"rss {result['maxrss_mb']:.0f} MB columns {result['columns']}",
+                    flush=True,
+                )
     plain = statistics.median(r["seconds"] for r in results["plain"])
     with_chain = statistics.median(r["seconds"] for r in results["transforms"])
     cpu_plain = statistics.median(r["cpu_seconds"] for r in results["plain"])
     cpu_chain = statistics.median(r["cpu_seconds"] for r in results["transforms"])
-    print(f"median plain {plain:.2f}s, with 5 transforms {with_chain:.2f}s; load average now "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"CPU seconds of the loading process: plain {cpu_plain:.2f}, with transforms {cpu_chain:.2f} "
-          f"(ratio {cpu_chain / cpu_plain:.3f})")
+    print(
+        f"median plain {plain:.2f}s, with 5 transforms {with_chain:.2f}s; load average now "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    print(
+        f"CPU seconds of the loading process: plain {cpu_plain:.2f}, with transforms {cpu_chain:.2f} "
+        f"(ratio {cpu_chain / cpu_plain:.3f})"
+    )
     print(f"transforms overhead={with_chain / plain:.3f}", flush=True)
 
 

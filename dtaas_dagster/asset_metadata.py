@@ -49,8 +49,9 @@ def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, var
     variable (resolved per run) ends the stable part like a per-partition one.
     """
     # The per-partition values are placeholders here: the path is cut before the first of them.
-    builtins = builtin_values(database=database, schema=spec.schema, table=spec.table, partition_key="-",
-                              run_id="-", task=spec.task)
+    builtins = builtin_values(
+        database=database, schema=spec.schema, table=spec.table, partition_key="-", run_id="-", task=spec.task
+    )
     values = template_values(builtins, variables)
     stable = []
     for segment in destination.path_template.split("/"):
@@ -63,12 +64,14 @@ def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, var
     return f"{base}/{relative}/" if relative else f"{base}/"
 
 
-def snowflake_table_name(*, destination: SnowflakeDestination, spec: TableSpec, database: str,
-                         variables: dict[str, str]) -> str | None:
+def snowflake_table_name(
+    *, destination: SnowflakeDestination, spec: TableSpec, database: str, variables: dict[str, str]
+) -> str | None:
     """``DATABASE.SCHEMA.TABLE`` of a Snowflake target as its templates name it (before the identifier
     policy's case and quoting), or None when a template uses a variable known only at run time."""
-    builtins = builtin_values(database=database, schema=spec.schema, table=spec.table, partition_key="-",
-                              run_id="-", task=spec.task)
+    builtins = builtin_values(
+        database=database, schema=spec.schema, table=spec.table, partition_key="-", run_id="-", task=spec.task
+    )
     values = template_values(builtins, variables)
     parts = []
     for template in (destination.database, destination.schema, destination.table):
@@ -85,8 +88,9 @@ def table_metadata(
     metadata: dict[str, Any] = {"source_table": f"{source.database}.{spec.qualified}", "mode": mode}
     if isinstance(destination, S3Destination):
         metadata["dagster/table_name"] = f"{source.database}.{spec.qualified}"
-        metadata["dagster/uri"] = table_uri(destination=destination, spec=spec, database=source.database,
-                                            variables=variables)
+        metadata["dagster/uri"] = table_uri(
+            destination=destination, spec=spec, database=source.database, variables=variables
+        )
         return metadata
     name = snowflake_table_name(destination=destination, spec=spec, database=source.database, variables=variables)
     if name is not None:  # the Snowflake table itself: what a person searches the catalog for
@@ -98,12 +102,14 @@ def freshness_policy(freshness: FreshnessConfig | None) -> dg.FreshnessPolicy | 
     if freshness is None:
         return None
     if freshness.cron is not None:
-        return dg.FreshnessPolicy.cron(deadline_cron=freshness.cron, timezone=freshness.timezone,
-                                       lower_bound_delta=dt.timedelta(minutes=freshness.lower_bound_minutes))
+        return dg.FreshnessPolicy.cron(
+            deadline_cron=freshness.cron,
+            timezone=freshness.timezone,
+            lower_bound_delta=dt.timedelta(minutes=freshness.lower_bound_minutes),
+        )
     assert freshness.max_lag_minutes is not None  # the model requires one of the two
     warn = dt.timedelta(minutes=freshness.warn_lag_minutes) if freshness.warn_lag_minutes else None
-    return dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=freshness.max_lag_minutes),
-                                          warn_window=warn)
+    return dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=freshness.max_lag_minutes), warn_window=warn)
 
 
 def asset_options(task: TaskConfig) -> dict[str, Any]:

@@ -24,17 +24,12 @@ yields a ``MaterializeResult`` per table, the pattern of Dagster's own ELT
 integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
-
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dagster as dg
-
-from dtaas_dagster.sqlserver.errors import SqlServerError
-from dtaas_dagster.sqlserver.resource import SqlServerResource
-from dtaas_dagster.stream import TableStream
 from pydantic import Field
 
 from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
@@ -42,6 +37,9 @@ from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.logs import fields
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
+from dtaas_dagster.sqlserver.errors import SqlServerError
+from dtaas_dagster.sqlserver.resource import SqlServerResource
+from dtaas_dagster.stream import TableStream
 from dtaas_dagster.table_load import TableSpec, open_changes, open_snapshot
 from dtaas_dagster.table_transforms import VARIABLES_KEY, op_config_field, step_transforms, table_variables
 
@@ -50,7 +48,13 @@ class TableWriter(Protocol):
     """What a destination IO manager offers a table step."""
 
     def write_stream(
-        self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str, run_id: str, attempt: int,
+        self,
+        stream: TableStream,
+        *,
+        asset_key: dg.AssetKey,
+        partition_key: str,
+        run_id: str,
+        attempt: int,
         run_finished: Callable[[str], bool] | None = None,
     ) -> Mapping[str, Any]: ...
 
@@ -70,8 +74,10 @@ class TableStepConfig(dg.Config):
 
     cdc_windows: dict[str, CdcWindowConfig] = Field(
         default_factory=dict,
-        description=("Change window per table (schema.table) of a CDC partition; the <task>_cdc sensor sets it, "
-                     "and re-executing the run reads exactly the same windows."),
+        description=(
+            "Change window per table (schema.table) of a CDC partition; the <task>_cdc sensor sets it, "
+            "and re-executing the run reads exactly the same windows."
+        ),
     )
 
 
@@ -146,21 +152,35 @@ def previous_source_types(context: dg.AssetExecutionContext, key: dg.AssetKey, p
 
 def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> ChangeWindow:
     found = config.cdc_windows.get(spec.qualified) or next(
-        (w for name, w in config.cdc_windows.items() if name.lower() == spec.qualified.lower()), None)
+        (w for name, w in config.cdc_windows.items() if name.lower() == spec.qualified.lower()), None
+    )
     if found is None:
         raise PermanentLoadError(
             f"partition {partition} is a CDC window, but the run config names no window for {spec.qualified}. "
             f"CDC partitions are created by the sensor {spec.task}_cdc; to load one again, re-execute its run "
-            "(its config holds the windows) rather than launching the partition by hand.")
+            "(its config holds the windows) rather than launching the partition by hand."
+        )
     return ChangeWindow.from_config(found.model_dump())
 
 
-def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepConfig, sqlserver: SqlServerResource,
-          global_variables: Mapping[str, str], transforms: Sequence[Any],
-          previous: Mapping[str, str] | None) -> TableStream:
+def _open(
+    context: dg.AssetExecutionContext,
+    spec: TableSpec,
+    config: TableStepConfig,
+    sqlserver: SqlServerResource,
+    global_variables: Mapping[str, str],
+    transforms: Sequence[Any],
+    previous: Mapping[str, str] | None,
+) -> TableStream:
     partition = context.partition_key
-    common = {"partition_key": partition, "run_id": context.run.run_id, "global_variables": global_variables,
-              "log": context.log, "previous_types": previous, "transforms": transforms}
+    common = {
+        "partition_key": partition,
+        "run_id": context.run.run_id,
+        "global_variables": global_variables,
+        "log": context.log,
+        "previous_types": previous,
+        "transforms": transforms,
+    }
     if is_change_key(partition):
         return open_changes(spec, sqlserver, _window_for(config, spec, partition), **common)  # type: ignore[arg-type]
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
@@ -169,8 +189,9 @@ def _open(context: dg.AssetExecutionContext, spec: TableSpec, config: TableStepC
 def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
     permanent = all(is_permanent(exc) for _, exc in failures)
-    summary = (f"{len(failures)} table(s) of partition {partition} failed"
-               + ("; a retry cannot fix these" if permanent else "; a retry of the step loads only these"))
+    summary = f"{len(failures)} table(s) of partition {partition} failed" + (
+        "; a retry cannot fix these" if permanent else "; a retry of the step loads only these"
+    )
     return dg.Failure(
         description=summary + ":\n" + "\n".join(lines),
         metadata={"failed_tables": dg.MetadataValue.json([spec.qualified for spec, _ in failures])},
@@ -240,8 +261,10 @@ def build_table_group_asset(
         with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
             for spec in selected:
                 if attempt and _already_materialized(context, spec.asset_key, partition):
-                    context.log.info(f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
-                                     extra=fields("table_skipped", table=spec.qualified, partition=partition))
+                    context.log.info(
+                        f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
+                        extra=fields("table_skipped", table=spec.qualified, partition=partition),
+                    )
                     continue
                 checks = selected_checks(context, spec.asset_key)
                 stream: TableStream | None = None
@@ -249,27 +272,47 @@ def build_table_group_asset(
                     variables = table_variables(context, spec, database=sqlserver.database, partition_key=partition)
                     previous = previous_source_types(context, spec.asset_key, partition)
                     stream = _open(context, spec, config, sqlserver, variables, transforms[spec.qualified], previous)
-                    result = writer.write_stream(stream, asset_key=spec.asset_key, partition_key=partition,
-                                                 run_id=context.run.run_id, attempt=attempt,
-                                                 run_finished=lambda run_id: _run_finished(context.instance, run_id))
+                    result = writer.write_stream(
+                        stream,
+                        asset_key=spec.asset_key,
+                        partition_key=partition,
+                        run_id=context.run.run_id,
+                        attempt=attempt,
+                        run_finished=lambda run_id: _run_finished(context.instance, run_id),
+                    )
                 except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
                     failures.append((spec, exc))
                     kind = "permanent" if is_permanent(exc) else "transient"
-                    context.log.error(f"{spec.qualified}: load failed ({kind}): {exc}",
-                                      extra=fields("table_failed", table=spec.qualified, partition=partition,
-                                                   failure=kind))
+                    context.log.error(
+                        f"{spec.qualified}: load failed ({kind}): {exc}",
+                        extra=fields("table_failed", table=spec.qualified, partition=partition, failure=kind),
+                    )
                     if not is_permanent(exc):
                         context.log.debug("".join(traceback.format_exception(exc)))
-                    yield from failed_load_results(spec.asset_key, partition=partition, error=exc, selected=checks,
-                                                   count=stream.source_count if stream is not None else None)
+                    yield from failed_load_results(
+                        spec.asset_key,
+                        partition=partition,
+                        error=exc,
+                        selected=checks,
+                        count=stream.source_count if stream is not None else None,
+                    )
                     continue
-                results = load_check_results(spec.asset_key, checks, partition=partition, stream=stream, written=result,
-                                             previous=previous, verify=writer.verify_partition)
-                yield dg.MaterializeResult(asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)},
-                                           check_results=results)
+                results = load_check_results(
+                    spec.asset_key,
+                    checks,
+                    partition=partition,
+                    stream=stream,
+                    written=result,
+                    previous=previous,
+                    verify=writer.verify_partition,
+                )
+                yield dg.MaterializeResult(
+                    asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)}, check_results=results
+                )
             # checks selected without their table (a person picked both): evaluated as when run alone
-            yield from recheck(context, [s for s in specs if s not in selected], writer.verify_partition,
-                               previous_source_types)
+            yield from recheck(
+                context, [s for s in specs if s not in selected], writer.verify_partition, previous_source_types
+            )
         if failures:
             raise _failure(failures, partition)
 

@@ -54,8 +54,10 @@ def demo_environment(lake: Path) -> Iterator[dict[str, str]]:
             DTAAS_LAKE_URL=os.environ.get("DTAAS_LAKE_URL") or f"file://{lake}",
             DAGSTER_HOME=str(home),
         )
-        print(f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port} "
-              f"(login sa, password {password}; config {env['DTAAS_CONFIG']})")
+        print(
+            f"SQL Server double with demo database 'sales' on 127.0.0.1:{double.port} "
+            f"(login sa, password {password}; config {env['DTAAS_CONFIG']})"
+        )
         yield env
 
 
@@ -65,8 +67,7 @@ def summarize_lake(lake: Path) -> list[dict]:
     for manifest_path in lake.rglob("_manifest.json"):
         manifest = json.loads(manifest_path.read_text())
         raw_table = manifest.get("table")
-        table = (f"{raw_table.get('schema')}.{raw_table.get('name')}" if isinstance(raw_table, dict)
-                 else str(raw_table))
+        table = f"{raw_table.get('schema')}.{raw_table.get('name')}" if isinstance(raw_table, dict) else str(raw_table)
         entry = {
             "table": table,
             "partition": manifest.get("partition_key"),
@@ -91,8 +92,9 @@ def run_demo() -> int:
         command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", DEMO_TASK, "--in-process"]
         print("running: dtaas load --task demo --in-process")
         with log_path.open("w") as log:
-            process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
+            process = subprocess.Popen(
+                command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
@@ -107,8 +109,10 @@ def run_demo() -> int:
     total = 0
     for entry in summarize_lake(lake):
         total += int(entry["rows"] or 0)
-        print(f"  {entry['table']:<28}{entry['rows']:>8}{entry['files']:>7}{entry['bytes']:>10}  "
-              f"{entry['partition']}\n  {'':<28}{entry['where']}")
+        print(
+            f"  {entry['table']:<28}{entry['rows']:>8}{entry['files']:>7}{entry['bytes']:>10}  "
+            f"{entry['partition']}\n  {'':<28}{entry['where']}"
+        )
     print(f"  total rows: {total}")
     return 0
 
@@ -116,8 +120,18 @@ def run_demo() -> int:
 def run_dev(port: int) -> int:
     lake = STATE_DIR / "lake"
     with demo_environment(lake) as env:
-        command = ["env", "--default-signal=INT", _dagster_bin(), "dev", "-m", "dtaas_dagster",
-                   "-h", "127.0.0.1", "-p", str(port)]
+        command = [
+            "env",
+            "--default-signal=INT",
+            _dagster_bin(),
+            "dev",
+            "-m",
+            "dtaas_dagster",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
         print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it and the double)")
         # Dagster 1.13 suggests `dg dev` (dagster-dg-cli, not a dependency: docs/operations.md#local-development)
         # on every start; that advice is about our command line, so it is not shown.
@@ -140,9 +154,8 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
     asset (:mod:`dtaas_dagster.observe`).
     """
     from dtaas_dagster.config import ConfigError, load_config
-    from dtaas_dagster.factory import build_io_manager
     from dtaas_dagster.errors import PermanentLoadError
-    from dtaas_dagster.factory import task_specs
+    from dtaas_dagster.factory import build_io_manager, task_specs
     from dtaas_dagster.sqlserver.errors import SqlServerError
     from dtaas_dagster.sqlserver.resource import SqlServerResource
     from dtaas_dagster.table_load import plan_table
@@ -162,9 +175,11 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
             resource = SqlServerResource.from_source(name, source, password=source.password())
             info = resource.server_info()
             resources[name] = resource
-            print(f"source {name}: SQL Server {info.product_version} ({info.edition}), database {info.database}, "
-                  f"snapshot isolation {'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
-                  f"{'enabled' if info.cdc_enabled else 'disabled'}")
+            print(
+                f"source {name}: SQL Server {info.product_version} ({info.edition}), database {info.database}, "
+                f"snapshot isolation {'allowed' if info.snapshot_isolation else 'NOT allowed'}, CDC "
+                f"{'enabled' if info.cdc_enabled else 'disabled'}"
+            )
         except (SqlServerError, ConfigError) as exc:
             print(f"source {name}:", file=sys.stderr)
             failed(str(exc))
@@ -202,8 +217,10 @@ def run_check(config_path: str | None, *, observe: bool = False) -> int:
                 from dtaas_dagster.observe import catalog_observation
 
                 observed.append(catalog_observation(spec, planned))
-            print(f"  ok {spec.qualified}: {len(planned.plan.columns)} columns, ~{description.row_estimate or 0} "
-                  f"rows, key {list(planned.primary_key) or 'none'}")
+            print(
+                f"  ok {spec.qualified}: {len(planned.plan.columns)} columns, ~{description.row_estimate or 0} "
+                f"rows, key {list(planned.primary_key) or 'none'}"
+            )
     if observe and observed:
         from dtaas_dagster.observe import record_observations
 
@@ -264,13 +281,20 @@ def _add_health_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     from dtaas_dagster.health import DEFAULT_DAEMON_MAX_AGE, KINDS
 
     health = commands.add_parser(
-        "health", help="is the running system healthy: daemon, sources, destinations, CDC lag (exit 0 = healthy)")
+        "health", help="is the running system healthy: daemon, sources, destinations, CDC lag (exit 0 = healthy)"
+    )
     health.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     health.add_argument("--json", action="store_true", help="print one JSON object for machines")
-    health.add_argument("--daemon-max-age", type=float, default=DEFAULT_DAEMON_MAX_AGE, metavar="SECONDS",
-                        help=f"a daemon heartbeat older than this fails (default {DEFAULT_DAEMON_MAX_AGE:g})")
-    health.add_argument("--skip", action="append", choices=KINDS, default=[],
-                        help="leave out a kind of probe (repeatable)")
+    health.add_argument(
+        "--daemon-max-age",
+        type=float,
+        default=DEFAULT_DAEMON_MAX_AGE,
+        metavar="SECONDS",
+        help=f"a daemon heartbeat older than this fails (default {DEFAULT_DAEMON_MAX_AGE:g})",
+    )
+    health.add_argument(
+        "--skip", action="append", choices=KINDS, default=[], help="leave out a kind of probe (repeatable)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,13 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--task", required=True, help="the task to load")
     load.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
     load.add_argument("--partition", help="reload this existing partition instead of starting a new snapshot")
-    load.add_argument("--in-process", action="store_true",
-                      help="run it here (dagster job execute) instead of through the run queue and launcher")
+    load.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run it here (dagster job execute) instead of through the run queue and launcher",
+    )
     load.add_argument("--timeout", type=float, help="stop waiting after this many seconds (the run goes on)")
     check = commands.add_parser("check", help="preflight: connect to every source and find every table")
     check.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
-    check.add_argument("--observe", action="store_true",
-                       help="record each table's columns, types and key in the Dagster instance ($DAGSTER_HOME)")
+    check.add_argument(
+        "--observe",
+        action="store_true",
+        help="record each table's columns, types and key in the Dagster instance ($DAGSTER_HOME)",
+    )
     _add_health_parser(commands)
     tables = commands.add_parser("tables", help="list the tables of each source with row estimates")
     tables.add_argument("--config", help="dtaas.yaml (default: $DTAAS_CONFIG or the example)")
@@ -315,11 +345,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "load":
             from dtaas_dagster.launch import run_load
 
-            return run_load(task=args.task, config_path=args.config, partition=args.partition,
-                            in_process=args.in_process, timeout=args.timeout)
+            return run_load(
+                task=args.task,
+                config_path=args.config,
+                partition=args.partition,
+                in_process=args.in_process,
+                timeout=args.timeout,
+            )
         if args.observe and not os.environ.get("DAGSTER_HOME"):
-            raise ConfigError("--observe records into the Dagster instance: set DAGSTER_HOME to the directory of "
-                              "the dagster.yaml your UI uses")
+            raise ConfigError(
+                "--observe records into the Dagster instance: set DAGSTER_HOME to the directory of "
+                "the dagster.yaml your UI uses"
+            )
         return run_check(args.config, observe=args.observe)
     except ConfigError as exc:
         print(f"dtaas {args.command}: {exc}", file=sys.stderr)

@@ -17,7 +17,6 @@ not. A task whose tables cannot be resolved (its server is down) does not take
 the others with it: it is replaced by a job that fails with the reason.
 """
 
-
 import logging
 import math
 import re
@@ -56,7 +55,6 @@ from dtaas_dagster.table_transforms import VARIABLES_KEY
 from dtaas_dagster.variables import QueryVariable, VariablesResource
 
 log = logging.getLogger("dtaas_dagster")
-
 
 
 def sqlserver_resource_key(source: str) -> str:
@@ -112,7 +110,9 @@ def resolve_tables(
     return selection.tables
 
 
-def build_table_spec(*, task_name: str, task: TaskConfig, table: TableConfig, text_destination: bool = False) -> TableSpec:
+def build_table_spec(
+    *, task_name: str, task: TaskConfig, table: TableConfig, text_destination: bool = False
+) -> TableSpec:
     ref = parse_table_name(table.name)
     return TableSpec(
         task=task_name,
@@ -190,9 +190,12 @@ def build_task(
         )
         for spec in specs
     }
-    metadata = {spec.asset_key: table_metadata(spec=spec, source=source, destination=destination, mode=task.mode,
-                                               variables=config.static_variables)
-                for spec in specs}
+    metadata = {
+        spec.asset_key: table_metadata(
+            spec=spec, source=source, destination=destination, mode=task.mode, variables=config.static_variables
+        )
+        for spec in specs
+    }
     assets = [
         build_table_group_asset(
             group=group,
@@ -210,29 +213,44 @@ def build_task(
         for group in groups
     ]
     tables_job = build_tables_job(
-        task=task_name, asset_keys=[s.asset_key for s in specs], parallel_tables=task.parallel_tables,
+        task=task_name,
+        asset_keys=[s.asset_key for s in specs],
+        parallel_tables=task.parallel_tables,
         step_checks=task.step_checks,
     )
     result = TaskDefinitions(assets=assets)
-    result.jobs = [tables_job, build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name))]
-    result.sensors = [build_full_load_requests_sensor(task=task_name, tables_job=tables_job),
-                      build_superseded_snapshots_sensor(task=task_name, asset_keys=[s.asset_key for s in specs])]
+    result.jobs = [
+        tables_job,
+        build_full_load_job(task=task_name, sensor_name=full_load_requests_sensor_name(task_name)),
+    ]
+    result.sensors = [
+        build_full_load_requests_sensor(task=task_name, tables_job=tables_job),
+        build_superseded_snapshots_sensor(task=task_name, asset_keys=[s.asset_key for s in specs]),
+    ]
     if task.schedule:
         result.schedules = [build_full_load_schedule(task=task_name, schedule=task.schedule, tables_job=tables_job)]
     if task.mode in ("cdc", "full_load_and_cdc"):
         op_names = {spec.asset_key: group.op_name for group in groups for spec in group.specs}
-        result.sensors.append(build_cdc_sensor(
-            task=task_name, mode=task.mode, cdc=task.cdc, specs=specs, op_names=op_names,
-            sqlserver_key=sqlserver_resource_key(task.source), tables_job=tables_job,
-        ))
+        result.sensors.append(
+            build_cdc_sensor(
+                task=task_name,
+                mode=task.mode,
+                cdc=task.cdc,
+                specs=specs,
+                op_names=op_names,
+                sqlserver_key=sqlserver_resource_key(task.source),
+                tables_job=tables_job,
+            )
+        )
         _add_cdc_checks(result, task_name=task_name, task=task, specs=specs)
     return result
 
 
 def _add_cdc_checks(result: TaskDefinitions, *, task_name: str, task: TaskConfig, specs: Sequence[TableSpec]) -> None:
     """The CDC lag and headroom checks of a task, their job and (with cdc.checks_cron) schedule."""
-    checks = build_cdc_checks(task=task_name, mode=task.mode, cdc=task.cdc, specs=specs,
-                              sqlserver_key=sqlserver_resource_key(task.source))
+    checks = build_cdc_checks(
+        task=task_name, mode=task.mode, cdc=task.cdc, specs=specs, sqlserver_key=sqlserver_resource_key(task.source)
+    )
     job = build_cdc_checks_job(task=task_name, checks=checks)
     result.asset_checks.append(checks)
     result.jobs.append(job)
@@ -277,8 +295,9 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
     }
     resources[VARIABLES_KEY] = VariablesResource(
         static=config.static_variables,
-        queries=[QueryVariable(name=name, source=q.source, query=q.query)
-                 for name, q in config.query_variables.items()],
+        queries=[
+            QueryVariable(name=name, source=q.source, query=q.query) for name, q in config.query_variables.items()
+        ],
     )
     combined = TaskDefinitions()
     for task_name, task in config.tasks.items():
@@ -294,8 +313,9 @@ def build_definitions(config: DtaasConfig) -> dg.Definitions:
         combined.schedules += built.schedules
         combined.sensors += built.sensors
         combined.asset_checks += built.asset_checks
-        resources[io_manager_key(task_name)] = build_io_manager(config.destinations[task.destination], task,
-                                                                name=task.destination)
+        resources[io_manager_key(task_name)] = build_io_manager(
+            config.destinations[task.destination], task, name=task.destination
+        )
     return dg.Definitions(
         assets=combined.assets,
         asset_checks=combined.asset_checks,

@@ -68,9 +68,13 @@ class HealthReport:
         return self.status != FAIL
 
     def as_json(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "status": self.status, "checked_at": self.checked_at,
-                "problems": [f"{p.kind} {p.name}: {p.reason}" for p in self.probes if p.status == FAIL],
-                "probes": [asdict(p) for p in self.probes]}
+        return {
+            "healthy": self.healthy,
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "problems": [f"{p.kind} {p.name}: {p.reason}" for p in self.probes if p.status == FAIL],
+            "probes": [asdict(p) for p in self.probes],
+        }
 
     def text(self) -> str:
         lines = [f"{p.status.upper():<5} {p.kind} {p.name}: {p.reason}" for p in self.probes]
@@ -86,18 +90,39 @@ def daemon_probes(instance: dg.DagsterInstance, *, max_age: float, now: float | 
     for daemon in instance.get_required_daemon_types():
         beat = heartbeats.get(daemon)
         if beat is None:
-            probes.append(Probe("daemon", daemon, FAIL, "no heartbeat: is dagster-daemon running against this "
-                                "instance (the same DAGSTER_HOME and storage)?"))
+            probes.append(
+                Probe(
+                    "daemon",
+                    daemon,
+                    FAIL,
+                    "no heartbeat: is dagster-daemon running against this "
+                    "instance (the same DAGSTER_HOME and storage)?",
+                )
+            )
             continue
         age = max(0.0, now - beat.timestamp)
         details = {"last_heartbeat_age_seconds": round(age, 1)}
         if age > max_age:
-            probes.append(Probe("daemon", daemon, FAIL, f"last heartbeat {age:,.0f}s ago (more than {max_age:g}s): "
-                                "the daemon is stopped or stuck", details))
+            probes.append(
+                Probe(
+                    "daemon",
+                    daemon,
+                    FAIL,
+                    f"last heartbeat {age:,.0f}s ago (more than {max_age:g}s): the daemon is stopped or stuck",
+                    details,
+                )
+            )
         elif beat.errors:
             message = (beat.errors[0].message or "").strip().splitlines()[0] if beat.errors[0].message else "?"
-            probes.append(Probe("daemon", daemon, WARN, f"alive ({age:,.0f}s ago) but reports "
-                                f"{len(beat.errors)} error(s): {message}", details))
+            probes.append(
+                Probe(
+                    "daemon",
+                    daemon,
+                    WARN,
+                    f"alive ({age:,.0f}s ago) but reports {len(beat.errors)} error(s): {message}",
+                    details,
+                )
+            )
         else:
             probes.append(Probe("daemon", daemon, OK, f"heartbeat {age:,.0f}s ago", details))
     if not probes:
@@ -121,8 +146,15 @@ def source_probes(config: DtaasConfig) -> tuple[list[Probe], dict[str, SqlServer
             reachable[name] = str(exc)
             continue
         reachable[name] = resource
-        probes.append(Probe("source", name, OK, f"SQL Server {info.product_version} ({info.edition}), database "
-                            f"{info.database}", {"address": resource.address, "database": info.database}))
+        probes.append(
+            Probe(
+                "source",
+                name,
+                OK,
+                f"SQL Server {info.product_version} ({info.edition}), database {info.database}",
+                {"address": resource.address, "database": info.database},
+            )
+        )
     return probes, reachable
 
 
@@ -146,8 +178,9 @@ def destination_probes(config: DtaasConfig) -> list[Probe]:
     return probes
 
 
-def cdc_probes(config: DtaasConfig, instance: dg.DagsterInstance | None,
-               sources: dict[str, SqlServerResource | str]) -> list[Probe]:
+def cdc_probes(
+    config: DtaasConfig, instance: dg.DagsterInstance | None, sources: dict[str, SqlServerResource | str]
+) -> list[Probe]:
     """Per table of every CDC task: lag and retention headroom (cdc/lag.py)."""
     from dtaas_dagster.factory import task_specs
     from dtaas_dagster.sqlserver.cdc import CdcNotEnabled
@@ -159,8 +192,11 @@ def cdc_probes(config: DtaasConfig, instance: dg.DagsterInstance | None,
             continue
         resource = sources.get(task.source)
         if instance is None or not isinstance(resource, SqlServerResource):
-            why = ("there is no Dagster instance (above)" if instance is None
-                   else f"source {task.source} is not reachable: {resource}")
+            why = (
+                "there is no Dagster instance (above)"
+                if instance is None
+                else f"source {task.source} is not reachable: {resource}"
+            )
             probes.append(Probe("cdc", task_name, FAIL, f"not measured: {why}"))
             continue
 
@@ -185,13 +221,21 @@ def _instance(probes: list[Probe]) -> dg.DagsterInstance | None:
         return dg.DagsterInstance.get()
     except dg.DagsterError as exc:  # DAGSTER_HOME unset, not absolute, not a directory, bad dagster.yaml
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        probes.append(Probe("instance", "DAGSTER_HOME", FAIL, f"no Dagster instance ({first}); set DAGSTER_HOME "
-                            "to the directory holding the deployment's dagster.yaml"))
+        probes.append(
+            Probe(
+                "instance",
+                "DAGSTER_HOME",
+                FAIL,
+                f"no Dagster instance ({first}); set DAGSTER_HOME "
+                "to the directory holding the deployment's dagster.yaml",
+            )
+        )
         return None
 
 
-def health(config: DtaasConfig, *, daemon_max_age: float = DEFAULT_DAEMON_MAX_AGE,
-           skip: Iterable[str] = ()) -> HealthReport:
+def health(
+    config: DtaasConfig, *, daemon_max_age: float = DEFAULT_DAEMON_MAX_AGE, skip: Iterable[str] = ()
+) -> HealthReport:
     """Every probe that is not skipped, in order: daemon, sources, destinations, CDC tables."""
     skipped = set(skip)
     probes: list[Probe] = []

@@ -20,7 +20,6 @@ queue and run launcher (Docker, Kubernetes, ECS...) like any other run:
 No op starts another run.
 """
 
-
 import datetime as dt
 import multiprocessing
 from collections.abc import Sequence
@@ -82,8 +81,9 @@ def tables_executor_config(parallel_tables: int) -> dict[str, Any]:
     return config
 
 
-def build_tables_job(*, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int,
-                     step_checks: Sequence[str] = STEP_CHECKS) -> Any:
+def build_tables_job(
+    *, task: str, asset_keys: list[dg.AssetKey], parallel_tables: int, step_checks: Sequence[str] = STEP_CHECKS
+) -> Any:
     """The partitioned asset job of a task: up to ``parallel_tables`` table steps at once.
 
     It selects the tables and the checks their steps evaluate (dtaas_dagster/checks.py),
@@ -112,9 +112,16 @@ def tables_executor(parallel_tables: int) -> dg.ExecutorDefinition:
 
     return dg.multi_or_in_process_executor.configured(
         choose,
-        config_schema={"in_process": dg.Field(bool, default_value=False, description=(
-            "Run every step in the run's own process (one table step at a time) instead of up to "
-            f"{parallel_tables} step processes at once."))},
+        config_schema={
+            "in_process": dg.Field(
+                bool,
+                default_value=False,
+                description=(
+                    "Run every step in the run's own process (one table step at a time) instead of up to "
+                    f"{parallel_tables} step processes at once."
+                ),
+            )
+        },
         name="dtaas_tables_executor",
     )
 
@@ -127,7 +134,7 @@ def request_key(instance: dg.DagsterInstance, run_id: str) -> str:
         raise ValueError(f"run {run_id} not found in this instance")
     created = record.create_timestamp
     if created.tzinfo is None:  # SQLite storage returns naive UTC
-        created = created.replace(tzinfo=dt.timezone.utc)
+        created = created.replace(tzinfo=dt.UTC)
     return snapshot_key(created, "r" + run_id.replace("-", "")[:6])
 
 
@@ -169,8 +176,10 @@ def build_full_load_job(*, task: str, sensor_name: str) -> dg.JobDefinition:
 
     @dg.job(
         name=full_load_job_name(task),
-        description=(f"Start a full load (a new snapshot) of every table of task {task}; no partition key needed. "
-                     f"The load itself runs as {tables_job_name(task)}, started by the sensor {sensor_name}."),
+        description=(
+            f"Start a full load (a new snapshot) of every table of task {task}; no partition key needed. "
+            f"The load itself runs as {tables_job_name(task)}, started by the sensor {sensor_name}."
+        ),
         executor_def=dg.in_process_executor,
         tags={TASK_TAG: task},
         config=job_run_config() or {},  # @dg.job takes no None

@@ -19,8 +19,8 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,7 +77,7 @@ def choose_partition(instance: dg.DagsterInstance, task: str, partition: str | N
                 + (f", or use one of the newest: {', '.join(newest)}." if newest else ".")
             )
         return partition
-    key = snapshot_key(dt.datetime.now(dt.timezone.utc), new_request_origin())
+    key = snapshot_key(dt.datetime.now(dt.UTC), new_request_origin())
     instance.add_dynamic_partitions(name, [key])
     return key
 
@@ -99,10 +99,12 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[..., Non
         for record in connection.records:
             entry = record.event_log_entry
             if "blocked by limit for pool" in (entry.user_message or ""):
-                out(f"  {entry.step_key}: {entry.user_message}: every slot of that pool is held by other steps. "
+                out(
+                    f"  {entry.step_key}: {entry.user_message}: every slot of that pool is held by other steps. "
                     "It frees when they end; a killed run's slots come back after run monitoring marks it "
                     "failed (free_slots_after_run_end_seconds). See `dagster instance concurrency get --all`, "
-                    "or raise the limit with `dtaas pools` / `dagster instance concurrency set <pool> <n>`.")
+                    "or raise the limit with `dtaas pools` / `dagster instance concurrency set <pool> <n>`."
+                )
                 continue
             level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
             if isinstance(level, int) and level >= logging.INFO and entry.user_message:
@@ -117,9 +119,11 @@ def _follow(instance: dg.DagsterInstance, run_id: str, *, out: Callable[..., Non
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED and waited > 20 and not warned_queue:
             warned_queue = True
             if not _daemon_alive(instance):
-                out(f"run {run_id} is queued, but no dagster-daemon is running for this instance "
+                out(
+                    f"run {run_id} is queued, but no dagster-daemon is running for this instance "
                     f"({os.environ.get('DAGSTER_HOME', 'DAGSTER_HOME unset')}): start one with "
-                    "`dagster-daemon run -w workspace.yaml`, or use `dtaas load --in-process`.")
+                    "`dagster-daemon run -w workspace.yaml`, or use `dtaas load --in-process`."
+                )
                 return EXIT_STUCK
         if timeout is not None and waited > timeout:
             out(f"run {run_id} has not finished after {timeout:.0f}s; it goes on (see the UI). Giving up waiting.")
@@ -145,8 +149,13 @@ def _run_config_args() -> Iterator[list[str]]:
 
 
 def run_load(
-    *, task: str, config_path: str | None, partition: str | None = None, in_process: bool = False,
-    timeout: float | None = None, out: Callable[..., None] | None = None,
+    *,
+    task: str,
+    config_path: str | None,
+    partition: str | None = None,
+    in_process: bool = False,
+    timeout: float | None = None,
+    out: Callable[..., None] | None = None,
 ) -> int:
     """Start (and follow) one full load of ``task``; returns the exit status.
 
@@ -162,8 +171,10 @@ def run_load(
     if task not in config.tasks:
         raise ConfigError(f"task {task!r} is not defined; tasks: {', '.join(config.tasks)}.")
     if not os.environ.get("DAGSTER_HOME"):
-        raise ConfigError("DAGSTER_HOME is not set: runs would vanish into a temporary instance. Set it to the "
-                          "directory of your dagster.yaml (the one the UI and the daemon use).")
+        raise ConfigError(
+            "DAGSTER_HOME is not set: runs would vanish into a temporary instance. Set it to the "
+            "directory of your dagster.yaml (the one the UI and the daemon use)."
+        )
     env = dict(os.environ)
     if config_path:
         env["DTAAS_CONFIG"] = str(Path(config_path).absolute())
@@ -177,18 +188,43 @@ def run_load(
         job = tables_job_name(task)
         if in_process:
             out(f"task {task}: loading partition {key} in this process (dagster job execute)", partition=key)
-            command = [_dagster_bin(), "job", "execute", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags),
-                       *run_config]
+            command = [
+                _dagster_bin(),
+                "job",
+                "execute",
+                "-m",
+                "dtaas_dagster",
+                "-j",
+                job,
+                "--tags",
+                json.dumps(tags),
+                *run_config,
+            ]
             # Dagster 1.13 marks `dagster job execute` superseded by `dg launch` (dagster-dg-cli, not a
             # dependency); the warning is about our command line, not the user's, so it is not shown.
             quiet = {"PYTHONWARNINGS": "ignore:Function `job_execute_command` is superseded"}
             completed = subprocess.run(command, env={**env, **quiet}, check=False)
             return 0 if completed.returncode == 0 else EXIT_FAILED
         run_id = str(uuid.uuid4())
-        out(f"task {task}: submitting run {run_id} of {job} for partition {key} (dagster job launch)",
-            partition=key, run_id=run_id)
-        command = [_dagster_bin(), "job", "launch", "-m", "dtaas_dagster", "-j", job, "--tags", json.dumps(tags),
-                   "--run-id", run_id, *run_config]
+        out(
+            f"task {task}: submitting run {run_id} of {job} for partition {key} (dagster job launch)",
+            partition=key,
+            run_id=run_id,
+        )
+        command = [
+            _dagster_bin(),
+            "job",
+            "launch",
+            "-m",
+            "dtaas_dagster",
+            "-j",
+            job,
+            "--tags",
+            json.dumps(tags),
+            "--run-id",
+            run_id,
+            *run_config,
+        ]
         launched = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if launched.returncode != 0 or instance.get_run_by_id(run_id) is None:
             out(f"dagster job launch failed (exit {launched.returncode}):\n{launched.stdout}{launched.stderr}")

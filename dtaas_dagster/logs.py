@@ -56,7 +56,8 @@ def log_format(environ: Mapping[str, str] | None = None) -> str:
     if value not in FORMATS:
         raise LogFormatError(
             f"environment variable {LOG_FORMAT_ENV} is {value!r}; set it to json for one JSON object per log "
-            "line, or to colored (or leave it unset) for Dagster's readable format")
+            "line, or to colored (or leave it unset) for Dagster's readable format"
+        )
     return value
 
 
@@ -97,7 +98,7 @@ class JsonLogFormatter(logging.Formatter):
         event = meta.get("dagster_event")
         event_type = event.event_type_value if event is not None else None
         if event_type and event_type.startswith("PIPELINE_"):  # Dagster's stored names for RUN_* events
-            event_type = "RUN_" + event_type[len("PIPELINE_"):]
+            event_type = "RUN_" + event_type[len("PIPELINE_") :]
         asset, event_partition = _event_asset(event) if event is not None else (None, None)
         line: dict[str, Any] = {
             "timestamp": _timestamp(record.created),
@@ -128,8 +129,14 @@ def json_handler(stream: Any = None) -> logging.Handler:
 
 
 @dg.logger(
-    config_schema={"log_level": dg.Field(str, is_required=False, default_value="DEBUG",
-                                         description="Lowest level written (Dagster's console default is DEBUG).")},
+    config_schema={
+        "log_level": dg.Field(
+            str,
+            is_required=False,
+            default_value="DEBUG",
+            description="Lowest level written (Dagster's console default is DEBUG).",
+        )
+    },
     description="One JSON object per line on stderr (DTAAS_LOG_FORMAT=json).",
 )
 def json_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
@@ -177,11 +184,23 @@ def cli_printer(log_format_value: str, *, task: str) -> Callable[..., None]:
         return lambda message, **_: print(message, flush=True)
 
     def emit(message: str, **values: Any) -> None:
-        line = {"timestamp": _timestamp(dt.datetime.now(dt.UTC).timestamp()), "level": "INFO",
-                "event": values.pop("event", "cli"), "run_id": values.pop("run_id", None), "job": None,
-                "step": None, "task": task, "table": None, "partition": values.pop("partition", None),
-                "asset": None, "rows": None, "rows_per_second": None, "message": message, "logger": "dtaas.cli",
-                **values}
+        line = {
+            "timestamp": _timestamp(dt.datetime.now(dt.UTC).timestamp()),
+            "level": "INFO",
+            "event": values.pop("event", "cli"),
+            "run_id": values.pop("run_id", None),
+            "job": None,
+            "step": None,
+            "task": task,
+            "table": None,
+            "partition": values.pop("partition", None),
+            "asset": None,
+            "rows": None,
+            "rows_per_second": None,
+            "message": message,
+            "logger": "dtaas.cli",
+            **values,
+        }
         print(json.dumps(line, default=str, ensure_ascii=False), flush=True)
 
     return emit

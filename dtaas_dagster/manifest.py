@@ -50,8 +50,19 @@ MANIFEST_NAME = "_manifest.json"
 MANIFEST_VERSION = 1
 KNOWN_VERSIONS = (1,)
 _REQUIRED = (
-    "manifest_version", "table", "partition_key", "load_id", "run_id", "created_at", "format",
-    "compression", "files", "total_rows", "total_bytes", "columns", "arrow_schema",
+    "manifest_version",
+    "table",
+    "partition_key",
+    "load_id",
+    "run_id",
+    "created_at",
+    "format",
+    "compression",
+    "files",
+    "total_rows",
+    "total_bytes",
+    "columns",
+    "arrow_schema",
 )
 
 
@@ -87,7 +98,7 @@ def build_manifest(
         "partition_key": partition_key,
         "load_id": load_id,
         "run_id": run_id,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "format": file_format,
         "compression": compression,
         "files": [dict(f) for f in files],

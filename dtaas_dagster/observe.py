@@ -27,14 +27,17 @@ def catalog_observation(spec: TableSpec, planned: TablePlan) -> dg.AssetObservat
     columns = []
     for field in planned.plan.target_schema:
         column = source.get(field.name)
-        columns.append(dg.TableColumn(
-            name=field.name,
-            type=str(field.type),
-            description=f"SQL Server type: {column.type_text}" if column else None,
-            constraints=dg.TableColumnConstraints(
-                nullable=column.nullable if column else True,
-                unique=field.name in key_columns and len(key_columns) == 1),
-        ))
+        columns.append(
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=f"SQL Server type: {column.type_text}" if column else None,
+                constraints=dg.TableColumnConstraints(
+                    nullable=column.nullable if column else True,
+                    unique=field.name in key_columns and len(key_columns) == 1,
+                ),
+            )
+        )
     description = planned.facts.description
     return dg.AssetObservation(
         asset_key=spec.asset_key,

@@ -38,7 +38,7 @@ def snapshot_key(when: dt.datetime, origin: str) -> str:
         raise ValueError(f"origin {origin!r} must be 1-12 lower-case letters or digits")
     if when.tzinfo is None:
         raise ValueError("a snapshot time must be timezone-aware")
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + f"-full-{origin}"
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ") + f"-full-{origin}"
 
 
 def new_request_origin() -> str:
@@ -59,7 +59,7 @@ def change_key(when: dt.datetime) -> str:
     """The key of a CDC window partition made by a sensor tick at ``when``."""
     if when.tzinfo is None:
         raise ValueError("a tick time must be timezone-aware")
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ") + f"-cdc-{secrets.token_hex(3)}"
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ") + f"-cdc-{secrets.token_hex(3)}"
 
 
 def is_change_key(key: str) -> bool:

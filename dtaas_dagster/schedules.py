@@ -5,7 +5,6 @@ registers the partition and requests the ``<task>_tables`` run; the run key is
 the partition key, so a tick evaluated twice starts one run.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -40,7 +39,7 @@ def build_full_load_schedule(*, task: str, schedule: ScheduleConfig, tables_job:
         description=f"Full load of task {task} on {cron} ({schedule.timezone}).",
     )
     def full_load_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        when = context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)
+        when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         key = snapshot_key(when, "sched")
         # Schedules cannot return dynamic-partition requests; adding the key first is Dagster's
         # documented way (add_dynamic_partitions ignores a key that exists).

@@ -8,7 +8,6 @@ request is loaded once even if a tick is evaluated twice; the cursor is the
 newest request-run update time already handled.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -43,11 +42,13 @@ def build_full_load_requests_sensor(*, task: str, tables_job: object) -> dg.Sens
         job=tables_job,  # type: ignore[arg-type]
         minimum_interval_seconds=REQUEST_POLL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"Starts the {task}_tables run for each successful {request_job} run "
-                     "(a full load requested from the launchpad)."),
+        description=(
+            f"Starts the {task}_tables run for each successful {request_job} run "
+            "(a full load requested from the launchpad)."
+        ),
     )
     def full_load_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        after = dt.datetime.fromtimestamp(float(context.cursor), tz=dt.timezone.utc) if context.cursor else None
+        after = dt.datetime.fromtimestamp(float(context.cursor), tz=dt.UTC) if context.cursor else None
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(job_name=request_job, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=after),
             limit=_BATCH,
@@ -61,16 +62,21 @@ def build_full_load_requests_sensor(*, task: str, tables_job: object) -> dg.Sens
             run = record.dagster_run
             key = requested_partition(context.instance, run, task)
             keys.append(key)
-            requests.append(dg.RunRequest(
-                run_key=run.run_id,
-                partition_key=key,
-                tags={**_copied_user_tags(run), **load_run_tags(task, key, trigger="request"),
-                      REQUESTED_BY_TAG: run.run_id},
-            ))
+            requests.append(
+                dg.RunRequest(
+                    run_key=run.run_id,
+                    partition_key=key,
+                    tags={
+                        **_copied_user_tags(run),
+                        **load_run_tags(task, key, trigger="request"),
+                        REQUESTED_BY_TAG: run.run_id,
+                    },
+                )
+            )
             context.log.info(f"request run {run.run_id}: loading partition {key}")
         newest = max(r.update_timestamp for r in records)
         if newest.tzinfo is None:
-            newest = newest.replace(tzinfo=dt.timezone.utc)
+            newest = newest.replace(tzinfo=dt.UTC)
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(partitions_def_name(task), keys)],

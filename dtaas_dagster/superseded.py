@@ -42,7 +42,8 @@ def _failed_snapshots(instance: dg.DagsterInstance, task: str) -> list[str]:
     """Snapshot partitions (still present) whose newest ``<task>_tables`` run failed."""
     job = tables_job_name(task)
     failed_runs = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=SCAN_FAILED_RUNS)
+        filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.FAILURE]), limit=SCAN_FAILED_RUNS
+    )
     found: list[str] = []
     for record in failed_runs:
         partition = record.dagster_run.tags.get("dagster/partition")
@@ -51,7 +52,8 @@ def _failed_snapshots(instance: dg.DagsterInstance, task: str) -> list[str]:
         if not instance.has_dynamic_partition(partitions_def_name(task), partition):
             continue  # cleared already
         latest = instance.get_run_records(
-            filters=dg.RunsFilter(job_name=job, tags={"dagster/partition": partition}), limit=1)
+            filters=dg.RunsFilter(job_name=job, tags={"dagster/partition": partition}), limit=1
+        )
         if latest and latest[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
             continue  # re-run since (succeeded, queued or running)
         found.append(partition)
@@ -80,8 +82,10 @@ def build_superseded_snapshots_sensor(*, task: str, asset_keys: Sequence[dg.Asse
         name=superseded_snapshots_sensor_name(task),
         minimum_interval_seconds=SUPERSEDED_POLL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"Removes failed snapshot partitions of task {task} once a newer snapshot has loaded every "
-                     "table, so they do not stay red. Runs, logs and committed files stay."),
+        description=(
+            f"Removes failed snapshot partitions of task {task} once a newer snapshot has loaded every "
+            "table, so they do not stay red. Runs, logs and committed files stay."
+        ),
     )
     def superseded_snapshots(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         keys = superseded_partitions(context.instance, task=task, asset_keys=asset_keys)
@@ -90,6 +94,7 @@ def build_superseded_snapshots_sensor(*, task: str, asset_keys: Sequence[dg.Asse
         for key in keys:
             context.log.info(f"snapshot {key} failed and newer snapshots loaded every table: clearing it")
         return dg.SensorResult(
-            dynamic_partitions_requests=[dg.DeleteDynamicPartitionsRequest(partitions_def_name(task), keys)])
+            dynamic_partitions_requests=[dg.DeleteDynamicPartitionsRequest(partitions_def_name(task), keys)]
+        )
 
     return superseded_snapshots

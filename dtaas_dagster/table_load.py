@@ -28,11 +28,11 @@ from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
-from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow, enable_statement
 from dtaas_dagster.sqlserver.bulk import batch_rows_for
+from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow, enable_statement
 from dtaas_dagster.sqlserver.errors import PrimaryKeyRequired, SqlServerError
-from dtaas_dagster.sqlserver.lsn import ZERO
 from dtaas_dagster.sqlserver.facts import TableDescription, TableFacts
+from dtaas_dagster.sqlserver.lsn import ZERO
 from dtaas_dagster.sqlserver.names import asset_name_part
 from dtaas_dagster.sqlserver.resource import SqlServerResource
 from dtaas_dagster.sqlserver.snapshot import (
@@ -92,15 +92,23 @@ class TableSpec:
 def _column_problems(spec: TableSpec, description: TableDescription) -> list[str]:
     names = {c.name.lower() for c in description.columns}
     problems = []
-    for field_name, wanted in (("columns_include", spec.columns_include or ()), ("columns_exclude", spec.columns_exclude),
-                               ("primary_key", spec.primary_key or ()),
-                               ("datetime2", tuple(name for name, _ in spec.datetime2_overrides))):
+    for field_name, wanted in (
+        ("columns_include", spec.columns_include or ()),
+        ("columns_exclude", spec.columns_exclude),
+        ("primary_key", spec.primary_key or ()),
+        ("datetime2", tuple(name for name, _ in spec.datetime2_overrides)),
+    ):
         unknown = [name for name in wanted if name.lower() not in names]
         if unknown:
-            problems.append(f"{field_name} names {', '.join(unknown)}, "
-                            f"{'not a column' if len(unknown) == 1 else 'not columns'} of the table")
-    if spec.columns_exclude and not problems and all(c.name.lower() in {n.lower() for n in spec.columns_exclude}
-                                                     for c in description.columns):
+            problems.append(
+                f"{field_name} names {', '.join(unknown)}, "
+                f"{'not a column' if len(unknown) == 1 else 'not columns'} of the table"
+            )
+    if (
+        spec.columns_exclude
+        and not problems
+        and all(c.name.lower() in {n.lower() for n in spec.columns_exclude} for c in description.columns)
+    ):
         problems.append("columns_exclude excludes every column; keep at least one")
     return problems
 
@@ -111,16 +119,20 @@ def check_table_config(spec: TableSpec, description: TableDescription) -> None:
     if spec.needs_primary_key and not spec.primary_key and not description.primary_key:
         problems.append(
             f"the table has no primary key, and mode {spec.mode} needs one to apply changes per row: declare one "
-            "in SQL Server, or set primary_key: [...] for this table, or use mode full_load")
+            "in SQL Server, or set primary_key: [...] for this table, or use mode full_load"
+        )
     elif spec.needs_primary_key and not problems:
         kept = {name.lower() for name in (selected_columns(spec, description) or [c.name for c in description.columns])}
         dropped = [name for name in (spec.primary_key or description.primary_key) if name.lower() not in kept]
         if dropped:
-            problems.append(f"the columns selection drops the key column(s) {', '.join(dropped)}, which mode "
-                            f"{spec.mode} needs to apply changes per row; keep them")
+            problems.append(
+                f"the columns selection drops the key column(s) {', '.join(dropped)}, which mode "
+                f"{spec.mode} needs to apply changes per row; keep them"
+            )
     if problems:
         raise PermanentLoadError(
-            f"table {spec.qualified} in source '{spec.source}' (task {spec.task}): " + "; ".join(problems)
+            f"table {spec.qualified} in source '{spec.source}' (task {spec.task}): "
+            + "; ".join(problems)
             + f". Columns there: {', '.join(c.name for c in description.columns)}. Fix the table's entry in dtaas.yaml."
         )
 
@@ -167,6 +179,7 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
     data, the preflight refuses with the same message.
     """
     try:
+
         def wanted(description: TableDescription) -> list[queries.ProfileColumn]:
             check_table_config(spec, description)
             return profile_columns(description, snapshot_options(spec, description))
@@ -178,7 +191,8 @@ def plan_table(spec: TableSpec, sqlserver: SqlServerResource) -> TablePlan:
                 f"table {spec.qualified} in source '{spec.source}' is not captured by CDC, and mode "
                 f"full_load_and_cdc continues from its snapshot with its changes: run "
                 f"{enable_statement(spec.schema, spec.table)} (and EXEC sys.sp_cdc_enable_db first if the "
-                "database is not enabled), then load again; see docs/cdc.md")
+                "database is not enabled), then load again; see docs/cdc.md"
+            )
     except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:
         raise PermanentLoadError(str(exc)) from None
     except SqlServerError as exc:
@@ -195,8 +209,13 @@ def _share(done: int, estimate: int | None) -> str:
 
 
 def progress(
-    batches: Iterator[pa.RecordBatch], *, log: dg.DagsterLogManager, table: str, estimate: int | None,
-    partition: str | None = None, details: str = "",
+    batches: Iterator[pa.RecordBatch],
+    *,
+    log: dg.DagsterLogManager,
+    table: str,
+    estimate: int | None,
+    partition: str | None = None,
+    details: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """Yield batches unchanged, logging rows done / estimated total / percent / rows per second.
 
@@ -215,16 +234,33 @@ def progress(
         if now - last >= PROGRESS_EVERY_SECONDS:
             last = now
             rate = done / max(now - started, 1e-6)
-            log.info(f"{table}: {_share(done, estimate)}, {rate:,.0f} rows/s",
-                     extra=fields("progress", table=table, partition=partition, rows=done,
-                                  rows_per_second=round(rate), estimated_rows=estimate))
+            log.info(
+                f"{table}: {_share(done, estimate)}, {rate:,.0f} rows/s",
+                extra=fields(
+                    "progress",
+                    table=table,
+                    partition=partition,
+                    rows=done,
+                    rows_per_second=round(rate),
+                    estimated_rows=estimate,
+                ),
+            )
         yield batch
     elapsed = time.monotonic() - started
     rate = done / max(elapsed, 1e-6)
-    log.info(f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({rate:,.0f} rows/s)"
-             + (f"; {details}" if details else ""),
-             extra=fields("table_read", table=table, partition=partition, rows=done, rows_per_second=round(rate),
-                          elapsed_seconds=round(elapsed, 3), estimated_rows=estimate))
+    log.info(
+        f"{table}: read {_share(done, estimate)} in {elapsed:.1f}s ({rate:,.0f} rows/s)"
+        + (f"; {details}" if details else ""),
+        extra=fields(
+            "table_read",
+            table=table,
+            partition=partition,
+            rows=done,
+            rows_per_second=round(rate),
+            elapsed_seconds=round(elapsed, 3),
+            estimated_rows=estimate,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -239,10 +275,13 @@ class SchemaChange:
         return bool(self.added or self.removed or self.retyped)
 
     def describe(self, previous: Mapping[str, str], current: Mapping[str, str]) -> str:
-        parts = [f"added {', '.join(f'{n} ({current[n]})' for n in self.added)}" if self.added else "",
-                 f"removed {', '.join(self.removed)}" if self.removed else "",
-                 "retyped " + ", ".join(f"{n} ({previous[n]} -> {current[n]})" for n in self.retyped)
-                 if self.retyped else ""]
+        parts = [
+            f"added {', '.join(f'{n} ({current[n]})' for n in self.added)}" if self.added else "",
+            f"removed {', '.join(self.removed)}" if self.removed else "",
+            "retyped " + ", ".join(f"{n} ({previous[n]} -> {current[n]})" for n in self.retyped)
+            if self.retyped
+            else "",
+        ]
         return "; ".join(p for p in parts if p)
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -263,14 +302,16 @@ def schema_change(previous: Mapping[str, str] | None, current: Mapping[str, str]
 class SchemaDriftError(PermanentLoadError):
     """A table's columns changed and its task has ``schema_drift: fail``; ``change`` says how."""
 
-    def __init__(self, message: str, change: SchemaChange, previous: Mapping[str, str],
-                 current: Mapping[str, str]) -> None:
+    def __init__(
+        self, message: str, change: SchemaChange, previous: Mapping[str, str], current: Mapping[str, str]
+    ) -> None:
         super().__init__(message)
         self.change, self.previous, self.current = change, dict(previous), dict(current)
 
 
-def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Mapping[str, str],
-                log: dg.DagsterLogManager) -> SchemaChange:
+def check_drift(
+    spec: TableSpec, previous: Mapping[str, str] | None, current: Mapping[str, str], log: dg.DagsterLogManager
+) -> SchemaChange:
     """Apply the task's schema_drift policy; returns the change (empty: none, or ignored)."""
     change = schema_change(previous, current)
     if not change:
@@ -280,13 +321,20 @@ def check_drift(spec: TableSpec, previous: Mapping[str, str] | None, current: Ma
         raise SchemaDriftError(
             f"table {spec.qualified} in source '{spec.source}': its columns changed since the previous load ({text}) "
             f"and task {spec.task} has schema_drift: fail. Adapt the consumers, then set schema_drift: evolve (or "
-            "ignore) for one load; see docs/cdc.md", change, previous or {}, current)
-    log.warning(f"{spec.qualified}: columns changed since the previous load: {text} (schema_drift: {spec.schema_drift})")
+            "ignore) for one load; see docs/cdc.md",
+            change,
+            previous or {},
+            current,
+        )
+    log.warning(
+        f"{spec.qualified}: columns changed since the previous load: {text} (schema_drift: {spec.schema_drift})"
+    )
     return change if spec.schema_drift == "evolve" else SchemaChange()
 
 
-def _ignore_drift_columns(spec: TableSpec, previous: Mapping[str, str] | None,
-                          description: TableDescription) -> TableSpec:
+def _ignore_drift_columns(
+    spec: TableSpec, previous: Mapping[str, str] | None, description: TableDescription
+) -> TableSpec:
     """schema_drift: ignore keeps the previous load's columns (those that still exist)."""
     if spec.schema_drift != "ignore" or not previous:
         return spec
@@ -318,13 +366,23 @@ def open_snapshot(
     plan, description = planned.plan, planned.facts.description
     change = check_drift(spec, previous_types, plan.source_types, log)
     batch_rows = batch_rows_for(spec.batch_rows, description.row_estimate)
-    details = (f"{len(plan.columns)} columns, snapshot isolation "
-               f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}")
+    details = (
+        f"{len(plan.columns)} columns, snapshot isolation "
+        f"{'on' if plan.snapshot_isolation else 'off (database does not allow it)'}"
+    )
     if description.row_estimate is None or batch_rows is None or description.row_estimate > batch_rows:
         # more than one batch to read: say so now (a table of one batch logs one line, when done)
-        log.info(f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}",
-                 extra=fields("table_start", table=spec.qualified, partition=partition_key, task=spec.task,
-                              columns=len(plan.columns), estimated_rows=description.row_estimate))
+        log.info(
+            f"{spec.qualified}: reading ~{description.row_estimate or 0:,} rows; {details}",
+            extra=fields(
+                "table_start",
+                table=spec.qualified,
+                partition=partition_key,
+                task=spec.task,
+                columns=len(plan.columns),
+                estimated_rows=description.row_estimate,
+            ),
+        )
     cdc: dict[str, str] = {}
     if spec.mode == "full_load_and_cdc":
         instance = planned.facts.capture_instances[-1]
@@ -339,15 +397,29 @@ def open_snapshot(
                 f"{spec.qualified}: the database does not allow snapshot isolation, so the snapshot is read under "
                 "READ COMMITTED: it is not one point in time (a row changed during the read may appear twice or "
                 "in a mixed state). Replaying it with the changes after its start LSN still gives the source "
-                "table exactly (docs/cdc.md). ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON to get both.")
+                "table exactly (docs/cdc.md). ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON to get both."
+            )
     builtins = builtin_values(
-        database=description.table.database, schema=spec.schema, table=spec.table,
-        partition_key=partition_key, run_id=run_id, task=spec.task,
+        database=description.table.database,
+        schema=spec.schema,
+        table=spec.table,
+        partition_key=partition_key,
+        run_id=run_id,
+        task=spec.task,
     )
     variables = template_values(builtins, global_variables)
     # Transforms are checked against the planned schema before any row is read (table_transforms.py).
-    prepared = prepare_transforms(spec, plan.target_schema, plan.source_types, snapshot_read(plan), snapshot=plan,
-                                  transforms=transforms, primary_key=planned.primary_key, variables=variables, log=log)
+    prepared = prepare_transforms(
+        spec,
+        plan.target_schema,
+        plan.source_types,
+        snapshot_read(plan),
+        snapshot=plan,
+        transforms=transforms,
+        primary_key=planned.primary_key,
+        variables=variables,
+        log=log,
+    )
     count = SourceCount()
     fetched = sqlserver.read_arrow(prepared.read, batch_rows=batch_rows, batch_mb=spec.batch_mb, count=count)
     # Read ahead on a thread so the ODBC fetch, the transforms and the writer run at once (bench/RESULTS.md).
@@ -355,8 +427,14 @@ def open_snapshot(
     return TableStream(
         table=TableRef(description.table.database, spec.schema, spec.table),
         schema=prepared.chain.output_schema,
-        batches=progress(converted, log=log, table=spec.qualified, estimate=description.row_estimate,
-                         partition=partition_key, details=details),
+        batches=progress(
+            converted,
+            log=log,
+            table=spec.qualified,
+            estimate=description.row_estimate,
+            partition=partition_key,
+            details=details,
+        ),
         partition_key=partition_key,
         estimated_rows=description.row_estimate,
         variables=variables,
@@ -387,6 +465,7 @@ def open_changes(
         effective = spec
         facts = None
         for _ in range(2):  # the second pass applies schema_drift: ignore to the columns
+
             def wanted(description: TableDescription, s: TableSpec = effective) -> list[queries.ProfileColumn]:
                 check_table_config(replace(s, mode="full_load"), description)
                 return profile_columns(description, snapshot_options(s, description))
@@ -398,7 +477,8 @@ def open_changes(
                     f"{window.from_lsn.hex}, but capture instance {window.capture_instance} now starts at "
                     f"{facts.cdc_min_lsn.hex} (SQL Server's cleanup job purged them). Nothing was written. Remedy: "
                     f"take a new snapshot of the table (launch {spec.task}_full_load); CDC continues from it. "
-                    "See docs/cdc.md, 'Retention gap'.")
+                    "See docs/cdc.md, 'Retention gap'."
+                )
             ignored = _ignore_drift_columns(spec, previous_types, facts.description)
             if ignored == effective:
                 break
@@ -409,7 +489,8 @@ def open_changes(
         if not key:
             raise PermanentLoadError(
                 f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
-                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml")
+                "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml"
+            )
     except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError, CdcNotEnabled) as exc:
         raise PermanentLoadError(str(exc)) from None
     except SqlServerError as exc:
@@ -420,20 +501,37 @@ def open_changes(
     if missing:
         raise PermanentLoadError(
             f"capture instance {window.capture_instance} of {spec.qualified} does not capture the key column(s) "
-            f"{', '.join(missing)}; recreate it with them (@captured_column_list), see docs/cdc.md")
+            f"{', '.join(missing)}; recreate it with them (@captured_column_list), see docs/cdc.md"
+        )
     change = check_drift(spec, previous_types, data.source_types, log)
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
-    log.info(f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)",
-             extra=fields("changes_start", table=spec.qualified, partition=partition_key, task=spec.task,
-                          columns=len(data.columns)))
+    log.info(
+        f"{spec.qualified}: reading changes {window} ({len(data.columns)} columns)",
+        extra=fields(
+            "changes_start", table=spec.qualified, partition=partition_key, task=spec.task, columns=len(data.columns)
+        ),
+    )
     builtins = builtin_values(
-        database=sqlserver.database, schema=spec.schema, table=spec.table,
-        partition_key=partition_key, run_id=run_id, task=spec.task,
+        database=sqlserver.database,
+        schema=spec.schema,
+        table=spec.table,
+        partition_key=partition_key,
+        run_id=run_id,
+        task=spec.task,
     )
     variables = template_values(builtins, global_variables)
     # The same chain as the snapshot's, on before- and after-images alike; never pushed down (docs/transforms.md).
-    prepared = prepare_transforms(spec, plan.target_schema, data.source_types, changes_read(plan), snapshot=None,
-                                  transforms=transforms, primary_key=tuple(key), variables=variables, log=log)
+    prepared = prepare_transforms(
+        spec,
+        plan.target_schema,
+        data.source_types,
+        changes_read(plan),
+        snapshot=None,
+        transforms=transforms,
+        primary_key=tuple(key),
+        variables=variables,
+        log=log,
+    )
     count = SourceCount()
     fetched = sqlserver.read_arrow(prepared.read, batch_rows=spec.batch_rows, batch_mb=spec.batch_mb, count=count)
     batches = prefetch(transformed_changes(prepared.chain, change_batches(fetched, plan, count), count))

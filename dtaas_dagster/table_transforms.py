@@ -50,8 +50,10 @@ class StepTransforms(Model):
 
 
 def _as_config(specs: Sequence[BaseModel]) -> list[dict[str, Any]]:
-    return [spec.model_dump(mode="json", exclude_defaults=True) | {"type": spec.type}  # type: ignore[attr-defined]
-            for spec in specs]
+    return [
+        spec.model_dump(mode="json", exclude_defaults=True) | {"type": spec.type}  # type: ignore[attr-defined]
+        for spec in specs
+    ]
 
 
 def op_config_field(specs: Sequence[TableSpec]) -> dict[str, dg.Field]:
@@ -59,16 +61,30 @@ def op_config_field(specs: Sequence[TableSpec]) -> dict[str, dg.Field]:
     defaults = {spec.qualified: {"transformations": _as_config(spec.transformations)} for spec in specs}
     tables = {
         name: dg.Field(
-            dg.Shape({"transformations": dg.Field(dg.Array(dg.Permissive()), default_value=value["transformations"],
-                                                  is_required=False,
-                                                  description="Transforms of this table, in order "
-                                                              "({type: ..., config: {...}}; docs/transforms.md).")}),
-            is_required=False, default_value=value)
+            dg.Shape(
+                {
+                    "transformations": dg.Field(
+                        dg.Array(dg.Permissive()),
+                        default_value=value["transformations"],
+                        is_required=False,
+                        description="Transforms of this table, in order "
+                        "({type: ..., config: {...}}; docs/transforms.md).",
+                    )
+                }
+            ),
+            is_required=False,
+            default_value=value,
+        )
         for name, value in defaults.items()
     }
-    return {"tables": dg.Field(dg.Shape(tables), is_required=False, default_value=defaults,
-                               description="Transforms per table (schema.table); the default is dtaas.yaml's. "
-                                           "Edit them here for one run.")}
+    return {
+        "tables": dg.Field(
+            dg.Shape(tables),
+            is_required=False,
+            default_value=defaults,
+            description="Transforms per table (schema.table); the default is dtaas.yaml's. Edit them here for one run.",
+        )
+    }
 
 
 def step_transforms(op_config: Mapping[str, Any] | None, specs: Sequence[TableSpec]) -> dict[str, tuple[Any, ...]]:
@@ -88,22 +104,36 @@ def step_transforms(op_config: Mapping[str, Any] | None, specs: Sequence[TableSp
     if problems:
         raise dg.Failure(
             description="the transforms in this run's config are invalid; nothing was loaded:\n" + "\n".join(problems),
-            allow_retries=False)
+            allow_retries=False,
+        )
     return parsed
 
 
 def table_variables(
-    context: dg.AssetExecutionContext, spec: TableSpec, *, database: str, partition_key: str,
+    context: dg.AssetExecutionContext,
+    spec: TableSpec,
+    *,
+    database: str,
+    partition_key: str,
 ) -> dict[str, str]:
     """Built-ins, static and query variables of one table in this run (query values cached per run)."""
     from dtaas_dagster.factory import sqlserver_resource_key
 
     resource: VariablesResource = getattr(context.resources, VARIABLES_KEY)
-    builtins = builtin_values(database=database, schema=spec.schema, table=spec.table,
-                              partition_key=partition_key, run_id=context.run.run_id, task=spec.task)
+    builtins = builtin_values(
+        database=database,
+        schema=spec.schema,
+        table=spec.table,
+        partition_key=partition_key,
+        run_id=context.run.run_id,
+        task=spec.task,
+    )
     try:
-        return resource.resolve(builtins=builtins, run_id=context.run.run_id,
-                                source=lambda name: getattr(context.resources, sqlserver_resource_key(name)))
+        return resource.resolve(
+            builtins=builtins,
+            run_id=context.run.run_id,
+            source=lambda name: getattr(context.resources, sqlserver_resource_key(name)),
+        )
     except VariableError as exc:
         raise PermanentLoadError(str(exc)) from None
 
@@ -116,9 +146,16 @@ class PreparedTransforms:
 
 
 def prepare_transforms(
-    spec: TableSpec, schema: pa.Schema, source_types: Mapping[str, str], read: BulkRead, *,
-    snapshot: SnapshotPlan | None, transforms: Sequence[Any], primary_key: Sequence[str],
-    variables: Mapping[str, str], log: Any,
+    spec: TableSpec,
+    schema: pa.Schema,
+    source_types: Mapping[str, str],
+    read: BulkRead,
+    *,
+    snapshot: SnapshotPlan | None,
+    transforms: Sequence[Any],
+    primary_key: Sequence[str],
+    variables: Mapping[str, str],
+    log: Any,
 ) -> PreparedTransforms:
     """Check and compile the chain against the read's Arrow ``schema`` before any row moves.
 
@@ -129,8 +166,12 @@ def prepare_transforms(
     (:func:`transformed_changes` runs the chain).
     """
     context = TableContext(
-        table=spec.qualified, primary_key=tuple(primary_key), key_required=spec.needs_primary_key,
-        variables=variables, source_types=source_types, allow_pushdown=snapshot is not None,
+        table=spec.qualified,
+        primary_key=tuple(primary_key),
+        key_required=spec.needs_primary_key,
+        variables=variables,
+        source_types=source_types,
+        allow_pushdown=snapshot is not None,
     )
     try:
         chain = compile_chain(transforms, schema, context)
@@ -142,19 +183,26 @@ def prepare_transforms(
     }
     if chain.pushdown is not None and snapshot is not None:
         where, parameters = build_where(chain.pushdown.predicate)
-        read = filtered_read(read, select_sql=snapshot.select_sql, snapshot_isolation=snapshot.snapshot_isolation,
-                             predicate=chain.pushdown.predicate)
+        read = filtered_read(
+            read,
+            select_sql=snapshot.select_sql,
+            snapshot_isolation=snapshot.snapshot_isolation,
+            predicate=chain.pushdown.predicate,
+        )
         metadata["dtaas/filter_pushdown"] = dg.MetadataValue.json(
-            {"where": where, "parameters": list(parameters), "conditions": list(chain.pushdown.conditions)})
+            {"where": where, "parameters": list(parameters), "conditions": list(chain.pushdown.conditions)}
+        )
         log.info(f"{spec.qualified}: filter pushed down to SQL Server: WHERE {where} {list(parameters)}")
     if transforms:
-        log.info(f"{spec.qualified}: {len(transforms)} transform(s); output columns: "
-                 f"{', '.join(chain.output_schema.names)}")
+        log.info(
+            f"{spec.qualified}: {len(transforms)} transform(s); output columns: {', '.join(chain.output_schema.names)}"
+        )
     return PreparedTransforms(chain=chain, read=read, metadata=metadata)
 
 
-def transformed(chain: Chain, batches: Iterator[pa.RecordBatch],
-                count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
+def transformed(
+    chain: Chain, batches: Iterator[pa.RecordBatch], count: SourceCount | None = None
+) -> Iterator[pa.RecordBatch]:
     """Run the chain per batch; a value a transform cannot handle fails the table for good.
 
     Rows a filter leaves out are added to ``count.dropped`` (the row_count check).
@@ -173,8 +221,9 @@ def transformed(chain: Chain, batches: Iterator[pa.RecordBatch],
         count.dropped += seen[0]
 
 
-def transformed_changes(chain: Chain, batches: Iterator[pa.RecordBatch],
-                        count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
+def transformed_changes(
+    chain: Chain, batches: Iterator[pa.RecordBatch], count: SourceCount | None = None
+) -> Iterator[pa.RecordBatch]:
     """Run the chain on CDC change batches (:meth:`Chain.apply_changes`: filter_rows acts per operation)."""
     if chain.is_identity:
         yield from batches

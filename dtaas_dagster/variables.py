@@ -56,7 +56,13 @@ BUILTIN_VARIABLES = (
 
 
 def builtin_values(
-    *, database: str, schema: str, table: str, partition_key: str, run_id: str, task: str,
+    *,
+    database: str,
+    schema: str,
+    table: str,
+    partition_key: str,
+    run_id: str,
+    task: str,
     now: dt.datetime | None = None,
 ) -> dict[str, str]:
     """The built-in variables of one table (``table`` is its bare name) in one run."""
@@ -113,8 +119,10 @@ def check_variable_value(name: str, value: str) -> str:
         problem = "contains a control character"
     if problem:
         shown = repr(text[:40]) if not any(ord(ch) < 32 for ch in text) else "(not shown)"
-        raise VariableError(f"variable ${name} {problem} ({shown}); a variable's value must stay inside one "
-                            "path segment or name. Fix the value (or the query that returns it)")
+        raise VariableError(
+            f"variable ${name} {problem} ({shown}); a variable's value must stay inside one "
+            "path segment or name. Fix the value (or the query that returns it)"
+        )
     return text
 
 
@@ -143,7 +151,11 @@ class VariablesResource(ConfigurableResource):
         return [*self.static, *(q.name for q in self.queries)]
 
     def resolve(
-        self, *, builtins: Mapping[str, str], run_id: str, source: Callable[[str], Any],
+        self,
+        *,
+        builtins: Mapping[str, str],
+        run_id: str,
+        source: Callable[[str], Any],
     ) -> dict[str, str]:
         """Every variable of one table in one run: static, query (cached per run) and built-in values.
 
@@ -173,23 +185,30 @@ def _run_query(query: QueryVariable, sql: str, parameters: tuple[str, ...], sqls
             cursor = connection.cursor()
             cursor.execute(sql, *parameters)
             if cursor.description is None:
-                raise VariableError(f"query variable ${query.name} (source {query.source}) returned no result set; "
-                                    "its query must be a SELECT returning one row with one column")
+                raise VariableError(
+                    f"query variable ${query.name} (source {query.source}) returned no result set; "
+                    "its query must be a SELECT returning one row with one column"
+                )
             columns = len(cursor.description)
             rows = cursor.fetchmany(2)
     except SqlServerError as exc:
         if exc.retryable:  # like a failed read: the same kind of error, so the step's RetryPolicy retries it
             raise type(exc)(f"query variable ${query.name} (source {query.source}): {exc}") from None
-        raise VariableError(f"query variable ${query.name} (source {query.source}) failed: {exc}; "
-                            "fix its query in dtaas.yaml") from None
+        raise VariableError(
+            f"query variable ${query.name} (source {query.source}) failed: {exc}; fix its query in dtaas.yaml"
+        ) from None
     if columns != 1 or len(rows) != 1:
         got = f"{len(rows) if len(rows) < 2 else 'more than one'} row(s) and {columns} column(s)"
-        raise VariableError(f"query variable ${query.name} (source {query.source}) returned {got}; it must return "
-                            "exactly one row with one column. Fix its query in dtaas.yaml (e.g. SELECT TOP (1) ...)")
+        raise VariableError(
+            f"query variable ${query.name} (source {query.source}) returned {got}; it must return "
+            "exactly one row with one column. Fix its query in dtaas.yaml (e.g. SELECT TOP (1) ...)"
+        )
     value = rows[0][0]
     if value is None:
-        raise VariableError(f"query variable ${query.name} (source {query.source}) returned NULL; it must return a "
-                            "value. Fix its query (e.g. COALESCE(..., 'default'))")
+        raise VariableError(
+            f"query variable ${query.name} (source {query.source}) returned NULL; it must return a "
+            "value. Fix its query (e.g. COALESCE(..., 'default'))"
+        )
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     return str(value)

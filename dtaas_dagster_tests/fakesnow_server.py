@@ -53,8 +53,12 @@ class Faults:
         """The first rule matching ``subject``, its count taken down (and removed at 0)."""
         rules = self._rules()
         for index, rule in enumerate(rules):
-            if rule["match"] == "UPLOAD" and subject != "UPLOAD" or \
-                    rule["match"] != "UPLOAD" and not re.search(rule["match"], subject, re.IGNORECASE):
+            if (
+                rule["match"] == "UPLOAD"
+                and subject != "UPLOAD"
+                or rule["match"] != "UPLOAD"
+                and not re.search(rule["match"], subject, re.IGNORECASE)
+            ):
                 continue
             rule = dict(rule)
             if int(rule.get("skip", 0)) > 0:  # let the first `skip` matches through
@@ -81,8 +85,9 @@ class Faults:
 def error_body(rule: dict[str, Any]) -> bytes:
     code = str(rule.get("code", "000630"))
     message = rule.get("message", "Statement reached its statement or warehouse timeout (injected by the test)")
-    return json.dumps({"data": {"errorCode": code, "sqlState": "57014"}, "code": code, "message": message,
-                       "success": False}).encode()
+    return json.dumps(
+        {"data": {"errorCode": code, "sqlState": "57014"}, "code": code, "message": message, "success": False}
+    ).encode()
 
 
 class FaultMiddleware:
@@ -111,8 +116,9 @@ class FaultMiddleware:
                 while self.faults.still_present(rule) and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
             else:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/json")]})
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+                )
                 await send({"type": "http.response.body", "body": error_body(rule)})
                 return
         replayed = False
@@ -144,9 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     args.control.mkdir(parents=True, exist_ok=True)
 
-    import uvicorn
-
     import fakesnow.server
+    import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -79,8 +79,14 @@ def dagster_home(directory: Path) -> Path:
 
 
 def run_job(
-    *, job: str, config_path: Path, home: Path, password: str, extra_args: list[str] | None = None,
-    timeout: float = 600, env: dict[str, str] | None = None,
+    *,
+    job: str,
+    config_path: Path,
+    home: Path,
+    password: str,
+    extra_args: list[str] | None = None,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> RunOutcome:
     """`dagster job execute -m dtaas_dagster -j <job>`, as a user's script would run it."""
     environment = dict(os.environ)
@@ -103,8 +109,15 @@ def run_job(
 
 
 def run_load(
-    *, task: str, config_path: Path, home: Path, password: str, partition: str | None = None,
-    in_process: bool = True, timeout: float = 600, env: dict[str, str] | None = None,
+    *,
+    task: str,
+    config_path: Path,
+    home: Path,
+    password: str,
+    partition: str | None = None,
+    in_process: bool = True,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> RunOutcome:
     """`dtaas load --task <task>` as a user's script runs it (in-process unless asked otherwise)."""
     environment = dict(os.environ)
@@ -113,8 +126,9 @@ def run_load(
     command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", task]
     command += ["--partition", partition] if partition else []
     command += ["--in-process"] if in_process else []
-    completed = subprocess.run(command, env=environment, cwd=config_path.parent, capture_output=True, text=True,
-                               timeout=timeout)
+    completed = subprocess.run(
+        command, env=environment, cwd=config_path.parent, capture_output=True, text=True, timeout=timeout
+    )
     return RunOutcome(completed.returncode, completed.stdout + completed.stderr, home)
 
 
@@ -145,13 +159,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(command: Sequence[str], *, port: int, env: dict[str, str], cwd: Path, output: IO[Any] | int | None,
-            describe: Any = lambda: "", start_timeout: float = 240) -> Iterator[subprocess.Popen[Any]]:
+def serving(
+    command: Sequence[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    cwd: Path,
+    output: IO[Any] | int | None,
+    describe: Any = lambda: "",
+    start_timeout: float = 240,
+) -> Iterator[subprocess.Popen[Any]]:
     """Start a `dagster dev`-like command in its own session, wait for its webserver's
     /server_info on 127.0.0.1:``port``, and stop it (SIGINT, then SIGKILL) afterwards.
     ``describe()`` adds the process's output to a failure message."""
-    process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        list(command), env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + start_timeout
         while True:

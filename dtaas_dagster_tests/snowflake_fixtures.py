@@ -61,8 +61,12 @@ class SnowflakeTarget:
         return self.control is not None
 
     def connect_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"account": self.account, "user": self.user, "paramstyle": "qmark",
-                                "session_parameters": {"TIMEZONE": "UTC"}}
+        args: dict[str, Any] = {
+            "account": self.account,
+            "user": self.user,
+            "paramstyle": "qmark",
+            "session_parameters": {"TIMEZONE": "UTC"},
+        }
         for name in ("host", "port", "protocol", "role", "warehouse"):
             if getattr(self, name) is not None:
                 args[name] = getattr(self, name)
@@ -110,15 +114,26 @@ class SnowflakeTarget:
 def start_fakesnow(control: Path) -> SnowflakeTarget:
     process = subprocess.Popen(
         [sys.executable, "-m", "dtaas_dagster_tests.fakesnow_server", "--port", "0", "--control", str(control)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("PORT "):
         process.kill()
         raise RuntimeError(f"fakesnow server did not start (said {line!r})")
     port = int(line.split()[1])
-    target = SnowflakeTarget(account="fakesnow", user="fake", database=TEST_DATABASE, host="127.0.0.1", port=port,
-                             protocol="http", control=control, process=process)
+    target = SnowflakeTarget(
+        account="fakesnow",
+        user="fake",
+        database=TEST_DATABASE,
+        host="127.0.0.1",
+        port=port,
+        protocol="http",
+        control=control,
+        process=process,
+    )
     os.environ.setdefault(PASSWORD_ENV, "snow")
     deadline = time.monotonic() + 60
     while True:  # the port is bound before uvicorn serves; wait for a login to work
@@ -136,18 +151,23 @@ def start_fakesnow(control: Path) -> SnowflakeTarget:
 def real_account() -> SnowflakeTarget:
     env = os.environ
     return SnowflakeTarget(
-        account=env[REAL_ACCOUNT_ENV], user=env["DTAAS_TEST_SNOWFLAKE_USER"],
+        account=env[REAL_ACCOUNT_ENV],
+        user=env["DTAAS_TEST_SNOWFLAKE_USER"],
         database=env.get("DTAAS_TEST_SNOWFLAKE_DATABASE", TEST_DATABASE),
-        role=env.get("DTAAS_TEST_SNOWFLAKE_ROLE"), warehouse=env.get("DTAAS_TEST_SNOWFLAKE_WAREHOUSE"),
-        private_key_file=env.get("DTAAS_TEST_SNOWFLAKE_PRIVATE_KEY_FILE"))
+        role=env.get("DTAAS_TEST_SNOWFLAKE_ROLE"),
+        warehouse=env.get("DTAAS_TEST_SNOWFLAKE_WAREHOUSE"),
+        private_key_file=env.get("DTAAS_TEST_SNOWFLAKE_PRIVATE_KEY_FILE"),
+    )
 
 
 @pytest.fixture(scope="session", params=["fakesnow", "account"])
 def snowflake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeTarget]:
     if request.param == "account":
         if not targets_real_account():
-            pytest.skip(f"no real Snowflake account: set {REAL_ACCOUNT_ENV}, DTAAS_TEST_SNOWFLAKE_USER and "
-                        f"{PASSWORD_ENV} (or DTAAS_TEST_SNOWFLAKE_PRIVATE_KEY_FILE) to run this against one")
+            pytest.skip(
+                f"no real Snowflake account: set {REAL_ACCOUNT_ENV}, DTAAS_TEST_SNOWFLAKE_USER and "
+                f"{PASSWORD_ENV} (or DTAAS_TEST_SNOWFLAKE_PRIVATE_KEY_FILE) to run this against one"
+            )
         target = real_account()
     else:
         target = start_fakesnow(tmp_path_factory.mktemp("fakesnow"))
@@ -175,8 +195,13 @@ class SnowflakeSchema:
     def destination(self, **overrides: Any) -> dict[str, Any]:
         """The dtaas.yaml destination block that loads into this schema."""
         t = self.target
-        block: dict[str, Any] = {"type": "snowflake", "account": t.account, "user": t.user,
-                                 "database": self.database, "schema": self.schema}
+        block: dict[str, Any] = {
+            "type": "snowflake",
+            "account": t.account,
+            "user": t.user,
+            "database": self.database,
+            "schema": self.schema,
+        }
         if t.private_key_file:
             block["private_key_file"] = t.private_key_file
         else:
@@ -197,12 +222,17 @@ class SnowflakeSchema:
             return list(cursor.fetchall())
 
     def tables(self) -> list[str]:
-        rows = self.query(f'SELECT TABLE_NAME FROM "{self.database}".INFORMATION_SCHEMA.TABLES '
-                          "WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", (self.schema,))
+        rows = self.query(
+            f'SELECT TABLE_NAME FROM "{self.database}".INFORMATION_SCHEMA.TABLES '
+            "WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+            (self.schema,),
+        )
         return [r[0] for r in rows]
 
     def stage_files(self, stage: str = "_DTAAS_STAGE") -> list[str]:
-        return sorted(str(r[0]).split("/", 1)[-1] for r in self.query(f'LIST @"{self.database}"."{self.schema}"."{stage}"'))
+        return sorted(
+            str(r[0]).split("/", 1)[-1] for r in self.query(f'LIST @"{self.database}"."{self.schema}"."{stage}"')
+        )
 
 
 @pytest.fixture()

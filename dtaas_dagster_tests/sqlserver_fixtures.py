@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from contextlib import closing
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,9 @@ class SqlServerTarget:
         parts += [f"UID={self.user}", f"PWD={_odbc_value(self.password)}"]
         return ";".join(parts) + ";"
 
-    def connect(self, database: str | None = None, driver: str = "msodbc18", autocommit: bool = True) -> pyodbc.Connection:
+    def connect(
+        self, database: str | None = None, driver: str = "msodbc18", autocommit: bool = True
+    ) -> pyodbc.Connection:
         """A pyodbc connection (note: ``with conn:`` commits but does not close; use contextlib.closing)."""
         return pyodbc.connect(self.connection_string(database, driver), autocommit=autocommit, timeout=15)
 
@@ -187,10 +189,15 @@ def start_target() -> SqlServerTarget:
         server = keys.get("SERVER", "127.0.0.1").removeprefix("tcp:")
         host, _, port = server.partition(",")
         return SqlServerTarget(
-            host=host, port=int(port or keys.get("PORT", "1433")), user=keys.get("UID", "sa"), password=keys.get("PWD", "")
+            host=host,
+            port=int(port or keys.get("PORT", "1433")),
+            user=keys.get("UID", "sa"),
+            password=keys.get("PWD", ""),
         )
     double = DoubleProcess(port=0)
-    return SqlServerTarget(host=double.host, port=double.port, user=double.user, password=double.password, double=double)
+    return SqlServerTarget(
+        host=double.host, port=double.port, user=double.user, password=double.password, double=double
+    )
 
 
 def unique_database_name(prefix: str = "t") -> str:

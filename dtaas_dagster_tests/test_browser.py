@@ -47,11 +47,15 @@ except ImportError:  # pragma: no cover - depends on the machine
 def chromium() -> str:
     """Debian's Chromium and Playwright, or a failure that says how to get them (never a silent skip)."""
     if playwright_api is None:
-        pytest.fail("the Python package playwright is missing: run `make setup` (it installs requirements.lock), "
-                    "or set DTAAS_SKIP_BROWSER=1 to skip the browser test")
+        pytest.fail(
+            "the Python package playwright is missing: run `make setup` (it installs requirements.lock), "
+            "or set DTAAS_SKIP_BROWSER=1 to skip the browser test"
+        )
     if CHROMIUM is None:
-        pytest.fail("Debian's chromium is missing: run `make setup` (apt-get install chromium), "
-                    "or set DTAAS_SKIP_BROWSER=1 to skip the browser test")
+        pytest.fail(
+            "Debian's chromium is missing: run `make setup` (apt-get install chromium), "
+            "or set DTAAS_SKIP_BROWSER=1 to skip the browser test"
+        )
     return CHROMIUM
 
 
@@ -66,13 +70,28 @@ def ui(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     with DoubleProcess(port=0, password=password, demo=True) as double:
         home = dagster_home(tmp_path)
-        env = dict(os.environ, DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"), DTAAS_SQLSERVER_PORT=str(double.port),
-                   DTAAS_SALES_PASSWORD=password, DTAAS_LAKE_URL=f"file://{tmp_path / 'lake'}",
-                   DAGSTER_HOME=str(home))
+        env = dict(
+            os.environ,
+            DTAAS_CONFIG=str(REPO_ROOT / "dtaas.yaml"),
+            DTAAS_SQLSERVER_PORT=str(double.port),
+            DTAAS_SALES_PASSWORD=password,
+            DTAAS_LAKE_URL=f"file://{tmp_path / 'lake'}",
+            DAGSTER_HOME=str(home),
+        )
         env.pop("DTAAS_LOG_FORMAT", None)
         dagster = str(Path(sys.executable).with_name("dagster"))
-        command = ["env", "--default-signal=INT", dagster, "dev", "-m", "dtaas_dagster", "-h", "127.0.0.1",
-                   "-p", str(port)]
+        command = [
+            "env",
+            "--default-signal=INT",
+            dagster,
+            "dev",
+            "-m",
+            "dtaas_dagster",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
         with serving(command, port=port, env=env, cwd=home, output=subprocess.DEVNULL):
             yield f"http://127.0.0.1:{port}"
 
@@ -85,8 +104,7 @@ def _click_nav(page: object, name: str) -> None:
     page.locator(f"a[href='{NAV[name]}']", has_text=name).first.click()  # type: ignore[attr-defined]
 
 
-def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium: str, ui: str,
-                                                                      tmp_path: Path) -> None:
+def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium: str, ui: str, tmp_path: Path) -> None:
     assert playwright_api is not None
     expect = playwright_api.expect
     with playwright_api.sync_playwright() as playwright:
@@ -94,8 +112,9 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         # A fresh instance greets the first visitor with a newsletter dialog: a person skips it.
-        page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                                 lambda: page.get_by_role("button", name="Skip").click())
+        page.add_locator_handler(
+            page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click()
+        )
         try:
             page.goto(ui + "/")
             # Start a full load: Jobs -> demo_full_load -> Launchpad -> Launch Run (no partition to type).
@@ -113,8 +132,9 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
             run_link = page.locator("a[href^='/runs/']").filter(has_not_text="View").first
             deadline = time.monotonic() + 300  # the daemon's sensor ticks every 5 s; a busy machine is slower
             while not run_link.count():
-                assert time.monotonic() < deadline, f"no demo_tables run appeared on {page.url}: " + page.inner_text(
-                    "body")[:2000]
+                assert time.monotonic() < deadline, (
+                    f"no demo_tables run appeared on {page.url}: " + page.inner_text("body")[:2000]
+                )
                 page.wait_for_timeout(5000)
                 page.reload()
                 page.get_by_role("tab", name="Runs").click()
@@ -123,9 +143,13 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
             expect(page.get_by_text(re.compile(r"partition: \d{4}-\d\d-\d\dT\d{6}Z-full-r")).first).to_be_visible()
             page.get_by_placeholder(re.compile("Filter")).first.fill("rows/s")
             for table, rows in ROWS.items():  # one line per table of one batch: rows read / estimate, rows/s
-                expect(page.get_by_text(re.compile(
-                    rf"{re.escape(table)}: read {rows:,} / ~{rows:,} rows \(100%\) in [\d.]+s \([\d,]+ rows/s\)"
-                ))).to_be_visible()
+                expect(
+                    page.get_by_text(
+                        re.compile(
+                            rf"{re.escape(table)}: read {rows:,} / ~{rows:,} rows \(100%\) in [\d.]+s \([\d,]+ rows/s\)"
+                        )
+                    )
+                ).to_be_visible()
             page.screenshot(path=str(tmp_path / "run.png"))
 
             # The tables in the catalog, and one table's page.
@@ -149,7 +173,11 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
     nodes = _graphql(ui, "{ assetNodes { assetKey { path } groupName kinds } }")["assetNodes"]
     demo = [n for n in nodes if n["assetKey"]["path"][0] == "demo"]
     assert sorted("/".join(n["assetKey"]["path"]) for n in demo) == [
-        "demo/dbo/customers", "demo/dbo/order_lines", "demo/dbo/orders", "demo/dbo/products"]
+        "demo/dbo/customers",
+        "demo/dbo/order_lines",
+        "demo/dbo/orders",
+        "demo/dbo/products",
+    ]
     assert all(n["groupName"] == "demo" and set(n["kinds"]) == {"sqlserver", "file"} for n in demo), demo
     manifests = sorted((tmp_path / "lake").rglob("_manifest.json"))
     assert [m.parent.parent.name for m in manifests] == ["customers", "order_lines", "orders", "products"]
@@ -157,8 +185,9 @@ def test_a_person_starts_a_full_load_and_sees_tables_rows_and_progress(chromium:
 
 
 def _graphql(ui: str, query: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"{ui}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{ui}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         payload = json.loads(response.read())
     assert "errors" not in payload, payload

@@ -37,21 +37,24 @@ def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, sqlserver.password)
 
 
-def _defs(sqlserver: Any, db: Any, lake: Path, destination: dict[str, Any] | None = None,
-          **task: Any) -> dg.Definitions:
+def _defs(
+    sqlserver: Any, db: Any, lake: Path, destination: dict[str, Any] | None = None, **task: Any
+) -> dg.Definitions:
     config = {
         "sources": {"src": source_config(sqlserver, db.name)},
         "destinations": {"lake": destination or {"type": "s3", "url": f"file://{lake}"}},
-        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"],
-                        "retry": {"max_retries": 0}, **task}},
+        "tasks": {
+            "t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"], "retry": {"max_retries": 0}, **task}
+        },
     }
     return build_definitions(parse_config(config))
 
 
 def _load(defs: dg.Definitions, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions("t_loads", [key])
-    return defs.resolve_job_def("t_tables").execute_in_process(instance=instance, partition_key=key,
-                                                                raise_on_error=False)
+    return defs.resolve_job_def("t_tables").execute_in_process(
+        instance=instance, partition_key=key, raise_on_error=False
+    )
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -78,11 +81,14 @@ def test_a_load_records_passing_checks_with_the_counts(
     assert checks[MANIFEST].metadata["manifest"].value.endswith(MANIFEST_NAME)
     assert "no previous partition" in (checks[COLUMN_SCHEMA].description or "")
     # the checks are recorded against this partition's materialization
-    record = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(ORDERS, ROW_COUNT), limit=1)[0]
+    record = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(ORDERS, ROW_COUNT), limit=1)[
+        0
+    ]
     materialization = instance.fetch_materializations(ORDERS, limit=1).records[0]
-    assert record.event.dagster_event.event_specific_data.target_materialization_data.storage_id == \
-        materialization.storage_id
+    assert (
+        record.event.dagster_event.event_specific_data.target_materialization_data.storage_id
+        == materialization.storage_id
+    )
 
 
 def test_a_deleted_file_fails_the_manifest_check_when_the_checks_run_again(
@@ -91,8 +97,9 @@ def test_a_deleted_file_fails_the_manifest_check_when_the_checks_run_again(
     _seed(sqlserver_db, 50)
     defs = _defs(sqlserver, sqlserver_db, tmp_path / "lake")
     assert _load(defs, instance, KEY1).success
-    recheck = defs.resolve_job_def("t_tables").get_subset(asset_selection=set(),
-                                                           asset_check_selection=set(step_check_keys([ORDERS])))
+    recheck = defs.resolve_job_def("t_tables").get_subset(
+        asset_selection=set(), asset_check_selection=set(step_check_keys([ORDERS]))
+    )
     again = _checks(recheck.execute_in_process(instance=instance))
     assert again[MANIFEST].passed and again[ROW_COUNT].passed and again[COLUMN_SCHEMA].passed
     assert again[ROW_COUNT].metadata["rows_written"].value == 50
@@ -106,7 +113,12 @@ def test_a_deleted_file_fails_the_manifest_check_when_the_checks_run_again(
 
 
 def test_on_s3_the_manifest_check_links_the_manifest_and_fails_on_a_deleted_object(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, moto_s3: Any, s3_bucket: str,
+    sqlserver: Any,
+    sqlserver_db: Any,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    moto_s3: Any,
+    s3_bucket: str,
     s3_credentials: Any,
 ) -> None:
     _seed(sqlserver_db, 30)
@@ -114,11 +126,15 @@ def test_on_s3_the_manifest_check_links_the_manifest_and_fails_on_a_deleted_obje
     checks = _checks(_load(defs, instance, KEY1))
     assert checks[MANIFEST].passed
     assert checks[MANIFEST].metadata["manifest"].value.startswith(f"s3://{s3_bucket}/")
-    [part] = [o["Key"] for o in moto_s3.client.list_objects_v2(Bucket=s3_bucket)["Contents"]
-              if o["Key"].rsplit("/", 1)[-1].startswith("part-")]
+    [part] = [
+        o["Key"]
+        for o in moto_s3.client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+        if o["Key"].rsplit("/", 1)[-1].startswith("part-")
+    ]
     moto_s3.client.delete_object(Bucket=s3_bucket, Key=part)
-    recheck = defs.resolve_job_def("t_tables").get_subset(asset_selection=set(),
-                                                           asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)})
+    recheck = defs.resolve_job_def("t_tables").get_subset(
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)}
+    )
     [evaluation] = recheck.execute_in_process(instance=instance).get_asset_check_evaluations()
     assert not evaluation.passed and part.rsplit("/", 1)[-1] in (evaluation.description or "")
 
@@ -132,8 +148,9 @@ def test_a_truncated_parquet_file_fails_the_manifest_check(
     [part] = list((tmp_path / "lake").rglob("part-*"))
     body = part.read_bytes()
     part.write_bytes(body[:10] + b"\0" * (len(body) - 10))  # same size, footer gone
-    recheck = defs.resolve_job_def("t_tables").get_subset(asset_selection=set(),
-                                                           asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)})
+    recheck = defs.resolve_job_def("t_tables").get_subset(
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)}
+    )
     [evaluation] = recheck.execute_in_process(instance=instance).get_asset_check_evaluations()
     assert not evaluation.passed and "not a readable Parquet file" in (evaluation.description or "")
 
@@ -216,8 +233,9 @@ def test_step_checks_chooses_the_checks_a_load_evaluates(
     assert len(instance.fetch_materializations(ORDERS, limit=5).records) == 2  # both loads materialized
 
 
-def test_an_unknown_step_check_is_refused_with_the_names_allowed(sqlserver: Any, sqlserver_db: Any,
-                                                                   tmp_path: Path) -> None:
+def test_an_unknown_step_check_is_refused_with_the_names_allowed(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path
+) -> None:
     with pytest.raises(Exception, match="row_count") as raised:
         _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["rows"])
     assert "step_checks" in str(raised.value)

@@ -12,8 +12,9 @@ from dtaas_dagster_tests.runs import PASSWORD_ENV, source_config, write_config
 
 
 def _dtaas(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dtaas_dagster.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dtaas_dagster.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _setup(sqlserver: Any, sqlserver_db: Any, tmp_path: Path, tables: list[str]) -> tuple[Path, dict[str, str]]:
@@ -52,18 +53,25 @@ def test_check_refuses_what_a_load_would_refuse_and_reports_every_problem(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
     sqlserver_db.seed_table("dbo", "orders", pa.table({"id": pa.array([1, 2, 3], pa.int32())}), primary_key=["id"])
-    sqlserver_db.seed_table("dbo", "lines", pa.table({"id": pa.array([1], pa.int32()), "v": pa.array(["x"])}),
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "lines", pa.table({"id": pa.array([1], pa.int32()), "v": pa.array(["x"])}), primary_key=["id"]
+    )
     config = {
         "sources": {"src": source_config(sqlserver, sqlserver_db.name)},
-        "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"},
-                         "broken": {"type": "s3", "url": f"file://{tmp_path}/a_file/lake"}},
+        "destinations": {
+            "lake": {"type": "s3", "url": f"file://{tmp_path}/lake"},
+            "broken": {"type": "s3", "url": f"file://{tmp_path}/a_file/lake"},
+        },
         "tasks": {
-            "t": {"source": "src", "destination": "lake", "tables": [
-                {"name": "dbo.orders", "columns_include": ["id", "nope"], "primary_key": ["bad_key"]},
-                {"name": "dbo.lines", "columns_exclude": ["ID", "V"]},
-                {"name": "dbo.orders_x", "columns_exclude": ["gone"]},
-            ]},
+            "t": {
+                "source": "src",
+                "destination": "lake",
+                "tables": [
+                    {"name": "dbo.orders", "columns_include": ["id", "nope"], "primary_key": ["bad_key"]},
+                    {"name": "dbo.lines", "columns_exclude": ["ID", "V"]},
+                    {"name": "dbo.orders_x", "columns_exclude": ["gone"]},
+                ],
+            },
             "u": {"source": "src", "destination": "broken", "tables": ["dbo.lines"]},
         },
     }
@@ -71,18 +79,29 @@ def test_check_refuses_what_a_load_would_refuse_and_reports_every_problem(
     env = dict(os.environ, **{PASSWORD_ENV: sqlserver.password})
     result = _dtaas("check", "--config", str(write_config(tmp_path, config)), env=env)
     assert result.returncode == 1
-    for part in ("columns_include names nope", "primary_key names bad_key",  # both, for one table
-                 "columns_exclude excludes every column",
-                 "table dbo.orders_x not found in source 'src'",
-                 "destination broken (destinations.broken.url", "is a file, not a directory"):
+    for part in (
+        "columns_include names nope",
+        "primary_key names bad_key",  # both, for one table
+        "columns_exclude excludes every column",
+        "table dbo.orders_x not found in source 'src'",
+        "destination broken (destinations.broken.url",
+        "is a file, not a directory",
+    ):
         assert part in result.stderr, part
     assert "Traceback" not in result.stderr
 
 
 def test_check_says_which_password_variable_is_missing_without_a_traceback(tmp_path: Path) -> None:
     config = {
-        "sources": {"src": {"host": "127.0.0.1", "port": 1, "database": "d", "user": "u",
-                            "password_env": "DTAAS_SURELY_UNSET_PASSWORD"}},
+        "sources": {
+            "src": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "database": "d",
+                "user": "u",
+                "password_env": "DTAAS_SURELY_UNSET_PASSWORD",
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
         "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.x"]}},
     }
@@ -96,10 +115,10 @@ def test_pools_sets_each_servers_pool_to_its_max_concurrent_reads(tmp_path: Path
     from dtaas_dagster_tests.runs import dagster_home, pool_limit
 
     config = {
-        "sources": {"a": {"host": "db1.example", "database": "d", "user": "u", "password_env": "X",
-                          "max_concurrent_reads": 3},
-                    "b": {"host": "db1.example", "database": "e", "user": "u", "password_env": "X",
-                          "max_concurrent_reads": 2}},
+        "sources": {
+            "a": {"host": "db1.example", "database": "d", "user": "u", "password_env": "X", "max_concurrent_reads": 3},
+            "b": {"host": "db1.example", "database": "e", "user": "u", "password_env": "X", "max_concurrent_reads": 2},
+        },
         "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
         "tasks": {"t": {"source": "a", "destination": "lake", "tables": ["dbo.x"]}},
     }

@@ -12,7 +12,6 @@ import pytest
 from pydantic import BaseModel
 
 from dtaas_dagster import config as cfg
-from dtaas_dagster.variables import BUILTIN_VARIABLES
 from dtaas_dagster.config import (
     ConfigError,
     DtaasConfig,
@@ -23,10 +22,12 @@ from dtaas_dagster.config import (
     parse_config,
 )
 from dtaas_dagster.sqlserver.catalog import match_tables as _match_tables
+from dtaas_dagster.variables import BUILTIN_VARIABLES
 
 
 def match_tables(task: TaskConfig, catalog: list[tuple[str, str]]) -> list[TableConfig]:
     return _match_tables(task, catalog).tables
+
 
 DELETE = object()
 
@@ -40,10 +41,16 @@ def _config_models() -> list[type[BaseModel]]:
     for module_info in pkgutil.iter_modules(cfg.__path__):
         module = importlib.import_module(f"{cfg.__name__}.{module_info.name}")
         for m in vars(module).values():
-            if (isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__
-                    and not m.__name__.startswith("_") and m.__name__ != "Model"):
+            if (
+                isinstance(m, type)
+                and issubclass(m, BaseModel)
+                and m.__module__ == module.__name__
+                and not m.__name__.startswith("_")
+                and m.__name__ != "Model"
+            ):
                 found[m.__name__] = m
     return list(found.values())
+
 
 BASE: dict[str, Any] = {
     "sources": {"sales": {"host": "db", "database": "sales", "user": "etl", "password_env": "SALES_PW"}},
@@ -88,7 +95,12 @@ def test_example_config_loads_with_demo_task(monkeypatch: pytest.MonkeyPatch) ->
     assert lake.is_local and lake.local_path == Path.cwd() / ".dtaas" / "lake"
     assert (lake.format, lake.effective_compression) == ("parquet", "snappy")
     demo = config.tasks["demo"]
-    assert [t.name for t in demo.explicit_tables()] == ["dbo.customers", "dbo.products", "dbo.orders", "dbo.order_lines"]
+    assert [t.name for t in demo.explicit_tables()] == [
+        "dbo.customers",
+        "dbo.products",
+        "dbo.orders",
+        "dbo.order_lines",
+    ]
     assert (demo.mode, demo.parallel_tables, demo.schedule, demo.patterns()) == ("full_load", 4, None, [])
     assert demo.retry == cfg.RetryConfig()
     assert (demo.batch.rows, demo.file_size.rows) == (50_000, 1_000_000)
@@ -113,7 +125,12 @@ def test_commented_examples_in_dtaas_yaml_are_valid(tmp_path: Path) -> None:
     assert config.static_variables == {"ETLCustomerId": "42"} and set(config.query_variables) == {"CustomerId"}
     lines = next(t for t in nightly.explicit_tables() if t.name == "dbo.order_lines")
     assert [t.type for t in lines.transformations] == [
-        "add_column", "filter_rows", "add_column", "cast_type", "rename_column"]
+        "add_column",
+        "filter_rows",
+        "add_column",
+        "cast_type",
+        "rename_column",
+    ]
 
 
 def test_path_argument_beats_env_and_env_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,13 +149,17 @@ def test_env_interpolation_with_defaults_and_escape(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("T_HOST", "sql.example.com")
     monkeypatch.setenv("T_PORT", "1533")
     monkeypatch.delenv("T_UNSET", raising=False)
-    config = parse_config(_config({
-        "sources.sales.host": "${T_HOST}",
-        "sources.sales.port": "${T_PORT:-1433}",
-        "sources.sales.database": "db_${T_UNSET:-dev}",
-        "variables": {"Customer": "${T_UNSET:-42}", "Literal": "$${NOT_A_VAR}"},
-        "destinations.lake.path_template": "${Customer}/$sourceTableName/$partitionKey",
-    }))
+    config = parse_config(
+        _config(
+            {
+                "sources.sales.host": "${T_HOST}",
+                "sources.sales.port": "${T_PORT:-1433}",
+                "sources.sales.database": "db_${T_UNSET:-dev}",
+                "variables": {"Customer": "${T_UNSET:-42}", "Literal": "$${NOT_A_VAR}"},
+                "destinations.lake.path_template": "${Customer}/$sourceTableName/$partitionKey",
+            }
+        )
+    )
     assert config.sources["sales"].host == "sql.example.com"
     assert config.sources["sales"].port == 1533
     assert config.sources["sales"].database == "db_dev"
@@ -156,7 +177,8 @@ def test_password_is_read_from_env_at_call_time(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ConfigError) as info:
         source.password()
     assert str(info.value) == (
-        "environment variable SALES_PW (sources.sales.password_env) is not set; export it before running")
+        "environment variable SALES_PW (sources.sales.password_env) is not set; export it before running"
+    )
 
 
 def test_password_in_yaml_is_rejected_without_echoing_it() -> None:
@@ -170,8 +192,10 @@ def test_all_problems_are_listed_one_line_each() -> None:
     message = _error(_config({"sources.sales.port": 0, "tasks.sales_to_lake.parallel_tables": 12}))
     lines = message.splitlines()
     assert len(lines) == 2 and all(line.startswith("t.yaml: ") for line in lines)
-    assert lines[1] == ("t.yaml: tasks.sales_to_lake.parallel_tables: must be between 1 and 10 (got 12); "
-                        "set it to the number of tables to load at once")
+    assert lines[1] == (
+        "t.yaml: tasks.sales_to_lake.parallel_tables: must be between 1 and 10 (got 12); "
+        "set it to the number of tables to load at once"
+    )
 
 
 def test_yaml_booleans_and_numbers_become_the_words_odbc_expects(tmp_path: Path) -> None:
@@ -180,7 +204,8 @@ def test_yaml_booleans_and_numbers_become_the_words_odbc_expects(tmp_path: Path)
         "sources:\n  sales: {host: db, database: d, user: u, password_env: PW, encrypt: no,\n"
         "          odbc_extra: {MultiSubnetFailover: yes, ConnectRetryCount: 3}}\n"
         "destinations:\n  lake: {url: 'file:///tmp/x'}\n"
-        "tasks:\n  t: {source: sales, destination: lake, tables: [dbo.a]}\n")
+        "tasks:\n  t: {source: sales, destination: lake, tables: [dbo.a]}\n"
+    )
     source = load_config(path).sources["sales"]
     assert source.encrypt == "no"
     assert source.odbc_extra == {"MultiSubnetFailover": "Yes", "ConnectRetryCount": "3"}
@@ -188,7 +213,12 @@ def test_yaml_booleans_and_numbers_become_the_words_odbc_expects(tmp_path: Path)
 
 def test_s3_url_parts_and_compression_defaults() -> None:
     dest = S3Destination(url="s3://my-lake/raw/sql/", format="csv")
-    assert (dest.bucket, dest.prefix, dest.is_local, dest.effective_compression) == ("my-lake", "raw/sql", False, "none")
+    assert (dest.bucket, dest.prefix, dest.is_local, dest.effective_compression) == (
+        "my-lake",
+        "raw/sql",
+        False,
+        "none",
+    )
     assert S3Destination(url="s3://my-lake").prefix == ""
     assert S3Destination(url="file:///tmp/lake").local_path == Path("/tmp/lake")
 
@@ -216,115 +246,267 @@ def test_duplicate_yaml_keys_are_rejected(tmp_path: Path) -> None:
 
 T = "tasks.sales_to_lake"
 BAD_CONFIGS: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("missing_source", {f"{T}.source": "slaes"},
-     [f"{T}.source: task sales_to_lake: source 'slaes' is not defined; did you mean 'sales'? defined sources: sales"]),
+    (
+        "missing_source",
+        {f"{T}.source": "slaes"},
+        [
+            f"{T}.source: task sales_to_lake: source 'slaes' is not defined; did you mean 'sales'? "
+            "defined sources: sales"
+        ],
+    ),
     ("missing_required_field", {"sources.sales.host": DELETE}, ["sources.sales.host: is required", "add host:"]),
-    ("unknown_key_suggestion", {f"{T}.parralel_tables": 3},
-     [f"{T}.parralel_tables: unknown key 'parralel_tables'; did you mean 'parallel_tables'?", "allowed keys:"]),
+    (
+        "unknown_key_suggestion",
+        {f"{T}.parralel_tables": 3},
+        [f"{T}.parralel_tables: unknown key 'parralel_tables'; did you mean 'parallel_tables'?", "allowed keys:"],
+    ),
     ("unknown_top_level_key", {"task": {}}, ["task: unknown key 'task'; did you mean 'tasks'?"]),
-    ("bad_port", {"sources.sales.port": 70000},
-     ["sources.sales.port: must be between 1 and 65535 (got 70000)", "usually 1433"]),
-    ("port_not_a_number", {"sources.sales.port": "fourteen"},
-     ["sources.sales.port: must be a whole number (got 'fourteen')", "usually 1433"]),
-    ("parallel_tables_0", {f"{T}.parallel_tables": 0},
-     [f"{T}.parallel_tables: must be between 1 and 10 (got 0); set it to the number of tables to load at once"]),
+    (
+        "bad_port",
+        {"sources.sales.port": 70000},
+        ["sources.sales.port: must be between 1 and 65535 (got 70000)", "usually 1433"],
+    ),
+    (
+        "port_not_a_number",
+        {"sources.sales.port": "fourteen"},
+        ["sources.sales.port: must be a whole number (got 'fourteen')", "usually 1433"],
+    ),
+    (
+        "parallel_tables_0",
+        {f"{T}.parallel_tables": 0},
+        [f"{T}.parallel_tables: must be between 1 and 10 (got 0); set it to the number of tables to load at once"],
+    ),
     ("parallel_tables_11", {f"{T}.parallel_tables": 11}, [f"{T}.parallel_tables: must be between 1 and 10 (got 11)"]),
-    ("batch_rows_and_mb", {f"{T}.batch": {"rows": 10, "mb": 5}},
-     [f"{T}.batch: give either rows or mb, not both; remove one of them"]),
+    (
+        "batch_rows_and_mb",
+        {f"{T}.batch": {"rows": 10, "mb": 5}},
+        [f"{T}.batch: give either rows or mb, not both; remove one of them"],
+    ),
     ("file_size_neither", {f"{T}.file_size": {}}, [f"{T}.file_size: give either rows or mb; e.g. rows: 50000"]),
     ("batch_mb_zero", {f"{T}.batch": {"mb": 0}}, [f"{T}.batch.mb: must be greater than 0 and at most 4096", "mb: 64"]),
-    ("bad_format", {"destinations.lake.format": "xml"},
-     ["destinations.lake.format: must be one of 'parquet', 'csv' or 'jsonl' (got 'xml'); use parquet, csv or jsonl"]),
-    ("snappy_with_csv", {"destinations.lake.format": "csv", "destinations.lake.compression": "snappy"},
-     ["destinations.lake.compression: snappy is only valid for parquet", "use gzip, zstd or none"]),
-    ("bad_url_scheme", {"destinations.lake.url": "gs://bucket/x"},
-     ["destinations.lake.url: unsupported URL 'gs://bucket/x'", "s3://bucket[/prefix]", "file:///absolute/path"]),
-    ("bad_bucket_name", {"destinations.lake.url": "s3://My_Bucket"},
-     ["destinations.lake.url: bucket name 'My_Bucket' is not a valid S3 bucket name", "s3://bucket[/prefix]"]),
-    ("bad_template_variable", {"destinations.lake.path_template": "$sourceTabelName/$partitionKey"},
-     ["destinations.lake.path_template: unknown variable $sourceTabelName; did you mean 'sourceTableName'?",
-      "define it under variables"]),
-    ("dotdot_in_template", {"destinations.lake.path_template": "../$sourceTableName"},
-     ["destinations.lake.path_template: must not contain '..' segments", "write it like"]),
-    ("leading_slash_template", {"destinations.lake.path_template": "/$sourceTableName"},
-     ["destinations.lake.path_template: must be relative to url (no leading '/')"]),
-    ("template_without_partition_key", {"destinations.lake.path_template": "$sourceTableName/$loadDate"},
-     ["destinations.lake.path_template: must contain $partitionKey", "directory of its own"]),
-    ("template_with_run_id", {"destinations.lake.path_template": "$sourceTableName/$partitionKey/${runId}"},
-     ["destinations.lake.path_template: must not use $runId", "second copy"]),
-    ("empty_template", {"destinations.lake.path_template": "/"},
-     ["destinations.lake.path_template: must be relative to url"]),
-    ("blank_template", {"destinations.lake.path_template": " "},
-     ["destinations.lake.path_template: must not be empty"]),
-    ("password_in_yaml", {"sources.sales.password": "x"},
-     ["sources.sales.password: ", "put the password in an environment variable and name it in password_env"]),
-    ("bad_env_name", {"sources.sales.password_env": "my-password"},
-     ["sources.sales.password_env: must be the NAME of an environment variable", "name it here"]),
-    ("bad_credential_env_name", {"destinations.lake.access_key_id_env": "AKIA/abc"},
-     ["destinations.lake.access_key_id_env: must be the NAME of an environment variable"]),
-    ("bad_cron", {f"{T}.schedule": {"cron": "0 25 * * *"}},
-     [f"{T}.schedule.cron: '0 25 * * *' is not a valid five-field cron expression", "e.g. '0 2 * * *'"]),
+    (
+        "bad_format",
+        {"destinations.lake.format": "xml"},
+        ["destinations.lake.format: must be one of 'parquet', 'csv' or 'jsonl' (got 'xml'); use parquet, csv or jsonl"],
+    ),
+    (
+        "snappy_with_csv",
+        {"destinations.lake.format": "csv", "destinations.lake.compression": "snappy"},
+        ["destinations.lake.compression: snappy is only valid for parquet", "use gzip, zstd or none"],
+    ),
+    (
+        "bad_url_scheme",
+        {"destinations.lake.url": "gs://bucket/x"},
+        ["destinations.lake.url: unsupported URL 'gs://bucket/x'", "s3://bucket[/prefix]", "file:///absolute/path"],
+    ),
+    (
+        "bad_bucket_name",
+        {"destinations.lake.url": "s3://My_Bucket"},
+        ["destinations.lake.url: bucket name 'My_Bucket' is not a valid S3 bucket name", "s3://bucket[/prefix]"],
+    ),
+    (
+        "bad_template_variable",
+        {"destinations.lake.path_template": "$sourceTabelName/$partitionKey"},
+        [
+            "destinations.lake.path_template: unknown variable $sourceTabelName; did you mean 'sourceTableName'?",
+            "define it under variables",
+        ],
+    ),
+    (
+        "dotdot_in_template",
+        {"destinations.lake.path_template": "../$sourceTableName"},
+        ["destinations.lake.path_template: must not contain '..' segments", "write it like"],
+    ),
+    (
+        "leading_slash_template",
+        {"destinations.lake.path_template": "/$sourceTableName"},
+        ["destinations.lake.path_template: must be relative to url (no leading '/')"],
+    ),
+    (
+        "template_without_partition_key",
+        {"destinations.lake.path_template": "$sourceTableName/$loadDate"},
+        ["destinations.lake.path_template: must contain $partitionKey", "directory of its own"],
+    ),
+    (
+        "template_with_run_id",
+        {"destinations.lake.path_template": "$sourceTableName/$partitionKey/${runId}"},
+        ["destinations.lake.path_template: must not use $runId", "second copy"],
+    ),
+    (
+        "empty_template",
+        {"destinations.lake.path_template": "/"},
+        ["destinations.lake.path_template: must be relative to url"],
+    ),
+    (
+        "blank_template",
+        {"destinations.lake.path_template": " "},
+        ["destinations.lake.path_template: must not be empty"],
+    ),
+    (
+        "password_in_yaml",
+        {"sources.sales.password": "x"},
+        ["sources.sales.password: ", "put the password in an environment variable and name it in password_env"],
+    ),
+    (
+        "bad_env_name",
+        {"sources.sales.password_env": "my-password"},
+        ["sources.sales.password_env: must be the NAME of an environment variable", "name it here"],
+    ),
+    (
+        "bad_credential_env_name",
+        {"destinations.lake.access_key_id_env": "AKIA/abc"},
+        ["destinations.lake.access_key_id_env: must be the NAME of an environment variable"],
+    ),
+    (
+        "bad_cron",
+        {f"{T}.schedule": {"cron": "0 25 * * *"}},
+        [f"{T}.schedule.cron: '0 25 * * *' is not a valid five-field cron expression", "e.g. '0 2 * * *'"],
+    ),
     ("cron_with_six_fields", {f"{T}.schedule": {"cron": "0 0 2 * * *"}}, [f"{T}.schedule.cron: ", "five-field"]),
-    ("cron_and_interval", {f"{T}.schedule": {"cron": "0 2 * * *", "interval_minutes": 60}},
-     [f"{T}.schedule: give either cron or interval_minutes, not both or neither", "drop schedule"]),
-    ("interval_too_long", {f"{T}.schedule": {"interval_minutes": 20000}},
-     [f"{T}.schedule.interval_minutes: must be between 1 and 10080 (got 20000)"]),
-    ("bad_timezone", {f"{T}.schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}},
-     [f"{T}.schedule.timezone: unknown time zone 'Mars/Olympus'; use an IANA name like UTC or Europe/Berlin"]),
-    ("bad_mode", {f"{T}.mode": "cdc_only"},
-     [f"{T}.mode: must be one of", "(got 'cdc_only'); use full_load, cdc or full_load_and_cdc"]),
+    (
+        "cron_and_interval",
+        {f"{T}.schedule": {"cron": "0 2 * * *", "interval_minutes": 60}},
+        [f"{T}.schedule: give either cron or interval_minutes, not both or neither", "drop schedule"],
+    ),
+    (
+        "interval_too_long",
+        {f"{T}.schedule": {"interval_minutes": 20000}},
+        [f"{T}.schedule.interval_minutes: must be between 1 and 10080 (got 20000)"],
+    ),
+    (
+        "bad_timezone",
+        {f"{T}.schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}},
+        [f"{T}.schedule.timezone: unknown time zone 'Mars/Olympus'; use an IANA name like UTC or Europe/Berlin"],
+    ),
+    (
+        "bad_mode",
+        {f"{T}.mode": "cdc_only"},
+        [f"{T}.mode: must be one of", "(got 'cdc_only'); use full_load, cdc or full_load_and_cdc"],
+    ),
     ("empty_tables", {f"{T}.tables": []}, [f"{T}.tables: must not be empty; list at least one table"]),
-    ("table_without_schema", {f"{T}.tables": ["orders"]},
-     [f"{T}.tables[0]: 'orders' must be schema.table (the schema is required)", "dbo.orders"]),
-    ("pattern_with_options", {f"{T}.tables": [{"name": "dbo.*", "primary_key": ["id"]}]},
-     [f"{T}.tables[0].name: 'dbo.*' is a pattern; a table entry with options needs an exact name"]),
-    ("table_listed_twice", {f"{T}.tables": ["dbo.orders", {"name": "DBO.Orders"}]},
-     [f"{T}.tables[1]: dbo.orders is listed twice; remove one entry"]),
-    ("unknown_table_option", {f"{T}.tables": [{"name": "dbo.orders", "primary_keys": ["id"]}]},
-     [f"{T}.tables[0].primary_keys: unknown key 'primary_keys'; did you mean 'primary_key'?"]),
-    ("include_and_exclude", {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["a"],
-                                              "columns_exclude": ["b"]}]},
-     [f"{T}.tables[0].columns_exclude: give columns_include or columns_exclude, not both; remove one"]),
-    ("include_twice_any_case", {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["id", "ID", "v"]}]},
-     [f"{T}.tables[0].columns_include: names the column id twice (ID; names compare case-insensitively"]),
-    ("key_twice", {f"{T}.tables": [{"name": "dbo.orders", "primary_key": ["a", "b", "A"]}]},
-     [f"{T}.tables[0].primary_key: names the column a twice"]),
-    ("dotted_table_unbracketed", {f"{T}.tables": ["stg.dot.table"]},
-     [f"{T}.tables[0]: 'stg.dot.table' has more than two parts", "stg.[dot.table]"]),
-    ("unclosed_bracket", {f"{T}.tables": ["stg.[dot.table"]},
-     [f"{T}.tables[0]: 'stg.[dot.table' has a '[' without its closing ']'"]),
-    ("task_name_capitals", {"tasks": {"SalesToLake": BASE["tasks"]["sales_to_lake"]}},
-     ["tasks.SalesToLake: task name 'SalesToLake' must match ^[a-z][a-z0-9_]{0,62}$", "Dagster job/asset name",
-      "rename it, e.g. sales_to_lake"]),
-    ("source_name_dash", {"sources": {"sales-db": BASE["sources"]["sales"]}, f"{T}.source": "sales-db"},
-     ["sources.sales-db: source name 'sales-db' must match", "e.g. sales_db"]),
+    (
+        "table_without_schema",
+        {f"{T}.tables": ["orders"]},
+        [f"{T}.tables[0]: 'orders' must be schema.table (the schema is required)", "dbo.orders"],
+    ),
+    (
+        "pattern_with_options",
+        {f"{T}.tables": [{"name": "dbo.*", "primary_key": ["id"]}]},
+        [f"{T}.tables[0].name: 'dbo.*' is a pattern; a table entry with options needs an exact name"],
+    ),
+    (
+        "table_listed_twice",
+        {f"{T}.tables": ["dbo.orders", {"name": "DBO.Orders"}]},
+        [f"{T}.tables[1]: dbo.orders is listed twice; remove one entry"],
+    ),
+    (
+        "unknown_table_option",
+        {f"{T}.tables": [{"name": "dbo.orders", "primary_keys": ["id"]}]},
+        [f"{T}.tables[0].primary_keys: unknown key 'primary_keys'; did you mean 'primary_key'?"],
+    ),
+    (
+        "include_and_exclude",
+        {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["a"], "columns_exclude": ["b"]}]},
+        [f"{T}.tables[0].columns_exclude: give columns_include or columns_exclude, not both; remove one"],
+    ),
+    (
+        "include_twice_any_case",
+        {f"{T}.tables": [{"name": "dbo.orders", "columns_include": ["id", "ID", "v"]}]},
+        [f"{T}.tables[0].columns_include: names the column id twice (ID; names compare case-insensitively"],
+    ),
+    (
+        "key_twice",
+        {f"{T}.tables": [{"name": "dbo.orders", "primary_key": ["a", "b", "A"]}]},
+        [f"{T}.tables[0].primary_key: names the column a twice"],
+    ),
+    (
+        "dotted_table_unbracketed",
+        {f"{T}.tables": ["stg.dot.table"]},
+        [f"{T}.tables[0]: 'stg.dot.table' has more than two parts", "stg.[dot.table]"],
+    ),
+    (
+        "unclosed_bracket",
+        {f"{T}.tables": ["stg.[dot.table"]},
+        [f"{T}.tables[0]: 'stg.[dot.table' has a '[' without its closing ']'"],
+    ),
+    (
+        "task_name_capitals",
+        {"tasks": {"SalesToLake": BASE["tasks"]["sales_to_lake"]}},
+        [
+            "tasks.SalesToLake: task name 'SalesToLake' must match ^[a-z][a-z0-9_]{0,62}$",
+            "Dagster job/asset name",
+            "rename it, e.g. sales_to_lake",
+        ],
+    ),
+    (
+        "source_name_dash",
+        {"sources": {"sales-db": BASE["sources"]["sales"]}, f"{T}.source": "sales-db"},
+        ["sources.sales-db: source name 'sales-db' must match", "e.g. sales_db"],
+    ),
     ("no_tasks", {"tasks": {}}, ["tasks: must not be empty; define at least one task"]),
-    ("odbc_extra_pwd", {"sources.sales.odbc_extra": {"pwd": "x"}},
-     ["sources.sales.odbc_extra.pwd: is set by the typed source fields", "remove it from odbc_extra"]),
-    ("odbc_extra_semicolon", {"sources.sales.odbc_extra": {"App": "x;PWD=leak"}},
-     ["sources.sales.odbc_extra.App: key and value must not contain ; { } or =; remove those characters"]),
-    ("unknown_destination", {f"{T}.destination": "laek"},
-     [f"{T}.destination: task sales_to_lake: destination 'laek' is not defined; did you mean 'lake'?",
-      "defined destinations: lake"]),
-    ("unknown_destination_type", {"destinations.lake.type": "gcs"},
-     ["destinations.lake.type: must be one of 's3', 'snowflake' (got 'gcs'); use type: s3 or type: snowflake"]),
-    ("missing_env_var", {"sources.sales.host": "${DTAAS_TEST_SURELY_UNSET}"},
-     ["sources.sales.host: environment variable DTAAS_TEST_SURELY_UNSET is not set; export it or write "
-      "${DTAAS_TEST_SURELY_UNSET:-default}"]),
-    ("negative_retry_delay", {f"{T}.retry": {"delay_seconds": -1}},
-     [f"{T}.retry.delay_seconds: must be between 0 and 3600 (got -1)"]),
+    (
+        "odbc_extra_pwd",
+        {"sources.sales.odbc_extra": {"pwd": "x"}},
+        ["sources.sales.odbc_extra.pwd: is set by the typed source fields", "remove it from odbc_extra"],
+    ),
+    (
+        "odbc_extra_semicolon",
+        {"sources.sales.odbc_extra": {"App": "x;PWD=leak"}},
+        ["sources.sales.odbc_extra.App: key and value must not contain ; { } or =; remove those characters"],
+    ),
+    (
+        "unknown_destination",
+        {f"{T}.destination": "laek"},
+        [
+            f"{T}.destination: task sales_to_lake: destination 'laek' is not defined; did you mean 'lake'?",
+            "defined destinations: lake",
+        ],
+    ),
+    (
+        "unknown_destination_type",
+        {"destinations.lake.type": "gcs"},
+        ["destinations.lake.type: must be one of 's3', 'snowflake' (got 'gcs'); use type: s3 or type: snowflake"],
+    ),
+    (
+        "missing_env_var",
+        {"sources.sales.host": "${DTAAS_TEST_SURELY_UNSET}"},
+        [
+            "sources.sales.host: environment variable DTAAS_TEST_SURELY_UNSET is not set; export it or write "
+            "${DTAAS_TEST_SURELY_UNSET:-default}"
+        ],
+    ),
+    (
+        "negative_retry_delay",
+        {f"{T}.retry": {"delay_seconds": -1}},
+        [f"{T}.retry.delay_seconds: must be between 0 and 3600 (got -1)"],
+    ),
     ("bad_backoff", {f"{T}.retry": {"backoff": "fibonacci"}}, [f"{T}.retry.backoff: ", "exponential, linear"]),
-    ("bad_datetime2", {f"{T}.datetime2": "nanoseconds"},
-     [f"{T}.datetime2: must be one of", "use auto, timestamp_ns, timestamp_us or string"]),
-    ("bad_column_datetime2", {f"{T}.tables": [{"name": "dbo.orders", "datetime2": {"created": "ns"}}]},
-     [f"{T}.tables[0].datetime2.created: must be one of", "use auto, timestamp_ns"]),
-    ("bad_endpoint_url", {"destinations.lake.endpoint_url": "127.0.0.1:9000"},
-     ["destinations.lake.endpoint_url: must be an http:// or https:// URL", "http://127.0.0.1:9000"]),
+    (
+        "bad_datetime2",
+        {f"{T}.datetime2": "nanoseconds"},
+        [f"{T}.datetime2: must be one of", "use auto, timestamp_ns, timestamp_us or string"],
+    ),
+    (
+        "bad_column_datetime2",
+        {f"{T}.tables": [{"name": "dbo.orders", "datetime2": {"created": "ns"}}]},
+        [f"{T}.tables[0].datetime2.created: must be one of", "use auto, timestamp_ns"],
+    ),
+    (
+        "bad_endpoint_url",
+        {"destinations.lake.endpoint_url": "127.0.0.1:9000"},
+        ["destinations.lake.endpoint_url: must be an http:// or https:// URL", "http://127.0.0.1:9000"],
+    ),
     ("builtin_variable_name", {"variables": {"runId": "x"}}, ["variables.runId: is a built-in variable"]),
-    ("max_concurrent_reads", {"sources.sales.max_concurrent_reads": 65},
-     ["sources.sales.max_concurrent_reads: must be between 1 and 64 (got 65)"]),
-    ("bad_encrypt", {"sources.sales.encrypt": "maybe"},
-     ["sources.sales.encrypt: must be one of", "use yes, no, optional or strict"]),
+    (
+        "max_concurrent_reads",
+        {"sources.sales.max_concurrent_reads": 65},
+        ["sources.sales.max_concurrent_reads: must be between 1 and 64 (got 65)"],
+    ),
+    (
+        "bad_encrypt",
+        {"sources.sales.encrypt": "maybe"},
+        ["sources.sales.encrypt: must be one of", "use yes, no, optional or strict"],
+    ),
 ]
 
 
@@ -376,8 +558,15 @@ def test_config_error_is_a_value_error() -> None:
 
 # --------------------------------------------------------------- match_tables
 
-CATALOG = [("dbo", "Orders"), ("dbo", "order_lines"), ("dbo", "Customers"), ("dbo", "tmp_import"),
-           ("sales_eu", "invoices"), ("sales_us", "invoices"), ("audit", "log")]
+CATALOG = [
+    ("dbo", "Orders"),
+    ("dbo", "order_lines"),
+    ("dbo", "Customers"),
+    ("dbo", "tmp_import"),
+    ("sales_eu", "invoices"),
+    ("sales_us", "invoices"),
+    ("audit", "log"),
+]
 
 
 def _task(tables: list[Any], exclude: list[str] | None = None) -> TaskConfig:
@@ -388,7 +577,9 @@ def test_match_tables_patterns_are_case_insensitive_and_sorted() -> None:
     names = [t.name for t in match_tables(_task(["DBO.*"]), CATALOG)]
     assert names == ["dbo.Customers", "dbo.order_lines", "dbo.Orders", "dbo.tmp_import"]
     assert [t.name for t in match_tables(_task(["sales_*.INVOICES"]), CATALOG)] == [
-        "sales_eu.invoices", "sales_us.invoices"]
+        "sales_eu.invoices",
+        "sales_us.invoices",
+    ]
     assert [t.name for t in match_tables(_task(["dbo.order?"]), CATALOG)] == ["dbo.Orders"]
 
 

@@ -35,8 +35,14 @@ def describe(defs: dg.Definitions) -> dict[str, Any]:
                 "partitions": assets_def.partitions_def.name,  # type: ignore[union-attr]
                 "io_manager_key": assets_def.get_io_manager_key_for_asset_key(key),
                 "pool": assets_def.op.pool,
-                "retry": {"max_retries": retry.max_retries, "delay": retry.delay,
-                          "backoff": str(retry.backoff), "jitter": str(retry.jitter)} if retry else None,
+                "retry": {
+                    "max_retries": retry.max_retries,
+                    "delay": retry.delay,
+                    "backoff": str(retry.backoff),
+                    "jitter": str(retry.jitter),
+                }
+                if retry
+                else None,
             }
     jobs = {}
     for job in repo.get_all_jobs():
@@ -76,18 +82,27 @@ def test_example_definitions_match_the_reviewed_snapshot() -> None:
 
 def _config(**task: Any) -> dict[str, Any]:
     return {
-        "sources": {"sales": {"host": "db.example", "port": 1433, "database": "sales", "user": "etl",
-                              "password_env": "SALES_PW"}},
+        "sources": {
+            "sales": {
+                "host": "db.example",
+                "port": 1433,
+                "database": "sales",
+                "user": "etl",
+                "password_env": "SALES_PW",
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": "s3://bucket/raw"}},
-        "tasks": {"nightly": {"source": "sales", "destination": "lake", "tables": ["dbo.orders", "sales.items"],
-                              **task}},
+        "tasks": {
+            "nightly": {"source": "sales", "destination": "lake", "tables": ["dbo.orders", "sales.items"], **task}
+        },
     }
 
 
 def test_parallel_tables_retry_and_pool_come_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SALES_PW", "not-used")
-    config = parse_config(_config(parallel_tables=7, retry={"max_retries": 5, "delay_seconds": 2,
-                                                            "backoff": "linear", "jitter": "full"}))
+    config = parse_config(
+        _config(parallel_tables=7, retry={"max_retries": 5, "delay_seconds": 2, "backoff": "linear", "jitter": "full"})
+    )
     repo = build_definitions(config).get_repository_def()
     job = repo.get_job("nightly_tables")
     assert job.executor_def.name == "dtaas_tables_executor"
@@ -96,14 +111,23 @@ def test_parallel_tables_retry_and_pool_come_from_config(monkeypatch: pytest.Mon
     asset = repo.assets_defs_by_key[dg.AssetKey(["nightly", "sales", "items"])]
     assert asset.op.pool == "sqlserver_db_example" == pool_name(config.sources["sales"])
     policy = asset.op.retry_policy
-    assert (policy.max_retries, policy.delay, policy.backoff, policy.jitter) == (5, 2, dg.Backoff.LINEAR, dg.Jitter.FULL)
+    assert (policy.max_retries, policy.delay, policy.backoff, policy.jitter) == (
+        5,
+        2,
+        dg.Backoff.LINEAR,
+        dg.Jitter.FULL,
+    )
 
 
 def test_schedules_from_cron_and_interval() -> None:
     cron = build_definitions(parse_config(_config(schedule={"cron": "15 2 * * *", "timezone": "Europe/Paris"})))
     schedule = cron.get_repository_def().schedule_defs[0]
     assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
-        "nightly_schedule", "15 2 * * *", "Europe/Paris", "nightly_tables")
+        "nightly_schedule",
+        "15 2 * * *",
+        "Europe/Paris",
+        "nightly_tables",
+    )
     assert interval_to_cron(15) == "*/15 * * * *"
     assert interval_to_cron(60) == "0 * * * *"
     assert interval_to_cron(360) == "0 */6 * * *"
@@ -118,8 +142,10 @@ def test_cdc_modes_get_a_cdc_sensor_polling_at_poll_seconds() -> None:
         assert sensor.minimum_interval_seconds == 7 and sensor.job_name == "nightly_tables"
         assert sensor.required_resource_keys == {"sqlserver_sales"}
     plain = build_definitions(parse_config(_config())).get_repository_def()
-    assert sorted(s.name for s in plain.sensor_defs) == ["nightly_full_load_requests",
-                                                         "nightly_superseded_snapshots"]  # no CDC sensor
+    assert sorted(s.name for s in plain.sensor_defs) == [
+        "nightly_full_load_requests",
+        "nightly_superseded_snapshots",
+    ]  # no CDC sensor
 
 
 def test_password_stays_an_env_var_reference_in_resource_config() -> None:
@@ -136,10 +162,20 @@ def test_patterns_resolve_against_the_catalog(sqlserver: Any, sqlserver_db: Any,
         sqlserver_db.seed_table("dbo", name, pa.table({"id": pa.array([1, 2], pa.int32())}), primary_key=["id"])
     monkeypatch.setenv("PATTERN_TEST_PW", sqlserver.password)
     config = {
-        "sources": {"src": {"host": sqlserver.host, "port": sqlserver.port, "database": sqlserver_db.name,
-                            "user": sqlserver.user, "password_env": "PATTERN_TEST_PW", "encrypt": "no"}},
+        "sources": {
+            "src": {
+                "host": sqlserver.host,
+                "port": sqlserver.port,
+                "database": sqlserver_db.name,
+                "user": sqlserver.user,
+                "password_env": "PATTERN_TEST_PW",
+                "encrypt": "no",
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": "file:///tmp/unused"}},
-        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.*"], "exclude_tables": ["dbo.audit_*"]}},
+        "tasks": {
+            "t": {"source": "src", "destination": "lake", "tables": ["dbo.*"], "exclude_tables": ["dbo.audit_*"]}
+        },
     }
     repo = build_definitions(parse_config(config)).get_repository_def()
     keys = sorted(k.to_user_string() for k in repo.assets_defs_by_key)

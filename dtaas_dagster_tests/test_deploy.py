@@ -41,8 +41,12 @@ def _compose_bin() -> str:
     return str(found)
 
 
-def _compose(*args: str, env_file: Path | None = ENV_EXAMPLE, compose_file: Path = COMPOSE,
-             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _compose(
+    *args: str,
+    env_file: Path | None = ENV_EXAMPLE,
+    compose_file: Path = COMPOSE,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     command = [_compose_bin(), "-f", str(compose_file), "--project-directory", str(REPO_ROOT)]
     command += ["--env-file", str(env_file)] if env_file else []
     # Only what we pass: the caller's shell must not fill in variables for the test.
@@ -143,15 +147,19 @@ def test_mounts_exist_and_named_volumes_are_declared(model: dict[str, Any]) -> N
 
 
 def test_host_ports_are_distinct(model: dict[str, Any]) -> None:
-    published = [(port["published"], name) for name, service in model["services"].items()
-                 for port in service.get("ports", [])]
+    published = [
+        (port["published"], name) for name, service in model["services"].items() for port in service.get("ports", [])
+    ]
     assert len({p for p, _ in published}) == len(published), published
     assert {p for p, _ in published} == {"1433", "9000", "9001", "3000"}
 
 
 def test_dockerignore_keeps_the_venv_state_and_config_out_of_the_image() -> None:
-    ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".venv", ".dtaas", ".git", "dtaas.yaml", "dagster.yaml"} <= ignored
     dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
     copied = [part for line in re.findall(r"^COPY (.+)$", dockerfile, re.M) for part in line.split()[:-1]]
@@ -177,8 +185,9 @@ def _buckets_created(model: dict[str, Any]) -> set[str]:
     return set(re.findall(r"mc mb --ignore-existing dtaas/([a-z0-9.-]+)", script))
 
 
-def test_the_dtaas_config_points_at_the_compose_services(model: dict[str, Any],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_dtaas_config_points_at_the_compose_services(
+    model: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = model["services"]
     for name in DAGSTER_SERVICES:
         environment = services[name]["environment"]

@@ -16,9 +16,17 @@ def test_dev_starts_without_warnings(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "dev.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "DTAAS_"))}
-    with log.open("w") as out, serving([sys.executable, "-m", "dtaas_dagster.cli", "dev", "--port", str(port)],
-                                       port=port, env=env, cwd=REPO_ROOT, output=out,
-                                       describe=lambda: "\n" + log.read_text()[-3000:]):
+    with (
+        log.open("w") as out,
+        serving(
+            [sys.executable, "-m", "dtaas_dagster.cli", "dev", "--port", str(port)],
+            port=port,
+            env=env,
+            cwd=REPO_ROOT,
+            output=out,
+            describe=lambda: "\n" + log.read_text()[-3000:],
+        ),
+    ):
         time.sleep(10)  # the daemon's first sensor ticks
     output = log.read_text()
     assert f"Serving dagster-webserver on http://127.0.0.1:{port}" in output

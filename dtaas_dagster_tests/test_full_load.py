@@ -34,8 +34,16 @@ from dtaas_dagster_tests.runs import (
 
 pytestmark = pytest.mark.slow
 
-def config_for(sqlserver: Any, database: str, destination: dict[str, Any], *, task: str = "t",
-               tables: list[Any] | None = None, **task_options: Any) -> dict[str, Any]:
+
+def config_for(
+    sqlserver: Any,
+    database: str,
+    destination: dict[str, Any],
+    *,
+    task: str = "t",
+    tables: list[Any] | None = None,
+    **task_options: Any,
+) -> dict[str, Any]:
     return {
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"dst": destination},
@@ -53,12 +61,17 @@ def config_for(sqlserver: Any, database: str, destination: dict[str, Any], *, ta
 
 def read_back(destination: dict[str, Any], table_dir: str) -> tuple[pa.Table, dict[str, Any]]:
     location = open_location(
-        destination["url"], endpoint_url=destination.get("endpoint_url"), region="us-east-1",
+        destination["url"],
+        endpoint_url=destination.get("endpoint_url"),
+        region="us-east-1",
         access_key_id_env=destination.get("access_key_id_env"),
         secret_access_key_env=destination.get("secret_access_key_env"),
     )
-    partitions = sorted(info.path for info in location.fs.get_file_info(
-        __import__("pyarrow.fs").fs.FileSelector(location.path(table_dir))) if info.type.name == "Directory")
+    partitions = sorted(
+        info.path
+        for info in location.fs.get_file_info(__import__("pyarrow.fs").fs.FileSelector(location.path(table_dir)))
+        if info.type.name == "Directory"
+    )
     assert len(partitions) == 1, partitions
     with location.fs.open_input_stream(f"{partitions[0]}/_manifest.json") as handle:
         manifest = json.loads(handle.read())
@@ -81,8 +94,7 @@ def test_every_type_round_trips_through_each_format(
     # CSV / JSON lines hold the exact text, so "auto" alone must give the same result.
     tables = None if file_format == "parquet" else ["dbo.all_types"]
     config_path = write_config(tmp_path, config_for(sqlserver, sqlserver_db.name, destination, tables=tables))
-    outcome = run_load(task="t", config_path=config_path, home=dagster_home(tmp_path),
-                       password=sqlserver.password)
+    outcome = run_load(task="t", config_path=config_path, home=dagster_home(tmp_path), password=sqlserver.password)
     assert outcome.ok, outcome.output[-6000:]
 
     table, manifest = read_back(destination, f"{sqlserver_db.name}/dbo/all_types")
@@ -109,12 +121,23 @@ def s3_listing(moto_s3: Any, bucket: str) -> dict[str, str]:
     return {obj["Key"]: obj["ETag"] for obj in listed}
 
 
-def expect_failure(sqlserver: Any, tmp_path: Path, config: dict[str, Any], moto_s3: Any, bucket: str,
-                   *messages: str, password: str | None = None) -> str:
+def expect_failure(
+    sqlserver: Any,
+    tmp_path: Path,
+    config: dict[str, Any],
+    moto_s3: Any,
+    bucket: str,
+    *messages: str,
+    password: str | None = None,
+) -> str:
     """Run the task's full load, expect it to fail with every message, and the bucket unchanged."""
     before = s3_listing(moto_s3, bucket)
-    outcome = run_load(task="t", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
-                       password=sqlserver.password if password is None else password)
+    outcome = run_load(
+        task="t",
+        config_path=write_config(tmp_path, config),
+        home=dagster_home(tmp_path),
+        password=sqlserver.password if password is None else password,
+    )
     assert not outcome.ok
     for message in messages:
         assert message in outcome.output, message
@@ -128,8 +151,16 @@ def test_wrong_password_fails_clearly_and_writes_nothing(
     seed_all_types(sqlserver_db)
     config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url))
     wrong = "Not-The-Password-8812"
-    output = expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
-                            "login failed for user", "DTAAS_TEST_SOURCE_PASSWORD", password=wrong)
+    output = expect_failure(
+        sqlserver,
+        tmp_path,
+        config,
+        moto_s3,
+        bucket,
+        "login failed for user",
+        "DTAAS_TEST_SOURCE_PASSWORD",
+        password=wrong,
+    )
     assert wrong not in output
 
 
@@ -143,18 +174,32 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(
         closed_port = probe.getsockname()[1]
     config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url))
     config["sources"]["src"]["port"] = closed_port
-    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
-                   f"cannot reach SQL Server source 'src' at {sqlserver.host}:{closed_port}")
+    expect_failure(
+        sqlserver,
+        tmp_path,
+        config,
+        moto_s3,
+        bucket,
+        f"cannot reach SQL Server source 'src' at {sqlserver.host}:{closed_port}",
+    )
 
 
 def test_missing_table_names_it_and_suggests_the_right_one(
     sqlserver: Any, sqlserver_db: Any, moto_s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     seed_all_types(sqlserver_db)
-    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
-                        tables=["dbo.all_typez"])
-    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
-                   "table dbo.all_typez not found in source 'src'", "did you mean dbo.all_types?")
+    config = config_for(
+        sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url), tables=["dbo.all_typez"]
+    )
+    expect_failure(
+        sqlserver,
+        tmp_path,
+        config,
+        moto_s3,
+        bucket,
+        "table dbo.all_typez not found in source 'src'",
+        "did you mean dbo.all_types?",
+    )
 
 
 def test_table_without_primary_key_fails_when_mode_needs_one(
@@ -163,10 +208,23 @@ def test_table_without_primary_key_fails_when_mode_needs_one(
     with sqlserver_db.connect() as connection:
         connection.execute("CREATE TABLE dbo.heap (a int, b nvarchar(10))")
         connection.execute("INSERT INTO dbo.heap VALUES (1, N'x'), (2, N'y')")
-    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
-                        tables=["dbo.heap"], mode="full_load_and_cdc")
-    expect_failure(sqlserver, tmp_path, config, moto_s3, bucket,
-                   "table dbo.heap in source 'src'", "the table has no primary key", "primary_key")
+    config = config_for(
+        sqlserver,
+        sqlserver_db.name,
+        s3_destination(bucket, moto_s3.endpoint_url),
+        tables=["dbo.heap"],
+        mode="full_load_and_cdc",
+    )
+    expect_failure(
+        sqlserver,
+        tmp_path,
+        config,
+        moto_s3,
+        bucket,
+        "table dbo.heap in source 'src'",
+        "the table has no primary key",
+        "primary_key",
+    )
 
 
 @pytest.mark.double_only
@@ -175,10 +233,17 @@ def test_a_failed_reload_leaves_the_previous_load_as_it_was(
 ) -> None:
     rows = 5_000
     sqlserver_db.seed_table("dbo", "big", pa.table({"id": pa.array(range(rows), pa.int32())}), primary_key=["id"])
-    config = config_for(sqlserver, sqlserver_db.name, s3_destination(bucket, moto_s3.endpoint_url),
-                        tables=["dbo.big"], batch={"rows": 500}, file_size={"rows": 1_000})
-    first = run_load(task="t", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
-                     password=sqlserver.password)
+    config = config_for(
+        sqlserver,
+        sqlserver_db.name,
+        s3_destination(bucket, moto_s3.endpoint_url),
+        tables=["dbo.big"],
+        batch={"rows": 500},
+        file_size={"rows": 1_000},
+    )
+    first = run_load(
+        task="t", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path), password=sqlserver.password
+    )
     assert first.ok, first.output[-4000:]
     key = materializations(first.dagster_home, ["t", "dbo", "big"])[0].partition
     # Re-run the same partition through <task>_tables, as a script would; its read dies after
@@ -186,8 +251,13 @@ def test_a_failed_reload_leaves_the_previous_load_as_it_was(
     sqlserver.control.drop_after_rows(3_000, matching=r"FROM \[dbo\]\.\[big\]", times=1)
     before = s3_listing(moto_s3, bucket)
     try:
-        second = run_job(job="t_tables", config_path=write_config(tmp_path, config), home=first.dagster_home,
-                         password=sqlserver.password, extra_args=["--tags", json.dumps({"dagster/partition": key})])
+        second = run_job(
+            job="t_tables",
+            config_path=write_config(tmp_path, config),
+            home=first.dagster_home,
+            password=sqlserver.password,
+            extra_args=["--tags", json.dumps({"dagster/partition": key})],
+        )
     finally:
         sqlserver.control.clear_faults()
     assert not second.ok and "stopped after 3,000 rows" in second.output
@@ -202,20 +272,32 @@ def test_connection_dropped_mid_table_is_retried_and_the_retry_starts_clean(
 ) -> None:
     rows = 10_000
     sqlserver_db.seed_table(
-        "dbo", "big",
+        "dbo",
+        "big",
         pa.table({"id": pa.array(range(rows), pa.int32()), "label": pa.array([f"row {i}" for i in range(rows)])}),
-        columns={"id": "int", "label": "nvarchar(20)"}, primary_key=["id"],
+        columns={"id": "int", "label": "nvarchar(20)"},
+        primary_key=["id"],
     )
     # The first full read of dbo.big loses its connection after 6,000 rows, when
     # three 2,000-row files have already been written; the retry must not keep them.
     sqlserver.control.drop_after_rows(6_000, matching=r"FROM \[dbo\]\.\[big\]", times=1)
     destination = s3_destination(bucket, moto_s3.endpoint_url)
-    config = config_for(sqlserver, sqlserver_db.name, destination, tables=["dbo.big"],
-                        batch={"rows": 1_000}, file_size={"rows": 2_000},
-                        retry={"max_retries": 2, "delay_seconds": 0.5, "backoff": "exponential", "jitter": "none"})
+    config = config_for(
+        sqlserver,
+        sqlserver_db.name,
+        destination,
+        tables=["dbo.big"],
+        batch={"rows": 1_000},
+        file_size={"rows": 2_000},
+        retry={"max_retries": 2, "delay_seconds": 0.5, "backoff": "exponential", "jitter": "none"},
+    )
     try:
-        outcome = run_load(task="t", config_path=write_config(tmp_path, config),
-                           home=dagster_home(tmp_path), password=sqlserver.password)
+        outcome = run_load(
+            task="t",
+            config_path=write_config(tmp_path, config),
+            home=dagster_home(tmp_path),
+            password=sqlserver.password,
+        )
     finally:
         sqlserver.control.clear_faults()
     assert outcome.ok, outcome.output[-6000:]
@@ -227,7 +309,9 @@ def test_connection_dropped_mid_table_is_retried_and_the_retry_starts_clean(
     assert table.num_rows == rows == manifest["total_rows"]
     assert sorted(table.column("id").to_pylist()) == list(range(rows))
     listed = {entry["path"].rsplit("/", 1)[-1] for entry in manifest["files"]}
-    stored = {obj["Key"].rsplit("/", 1)[-1]
-              for obj in moto_s3.client.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
-              if "/part-" in obj["Key"]}
+    stored = {
+        obj["Key"].rsplit("/", 1)[-1]
+        for obj in moto_s3.client.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+        if "/part-" in obj["Key"]
+    }
     assert stored == listed and len(listed) == 5

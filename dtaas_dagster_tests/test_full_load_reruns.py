@@ -38,8 +38,9 @@ def _config(sqlserver: Any, database: str, destination: dict[str, Any], **task: 
     return {
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"dst": destination},
-        "tasks": {"t": {"source": "src", "destination": "dst", "tables": ["dbo.big"], "retry": {"max_retries": 0},
-                        **task}},
+        "tasks": {
+            "t": {"source": "src", "destination": "dst", "tables": ["dbo.big"], "retry": {"max_retries": 0}, **task}
+        },
     }
 
 
@@ -50,20 +51,29 @@ def _table(ids: range, label: str = "v") -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int32()), "label": pa.array([f"{label}{i}" for i in ids], pa.string())})
 
 
-def test_kill_9_mid_load_then_the_reader_and_the_next_run(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path
-) -> None:
+def test_kill_9_mid_load_then_the_reader_and_the_next_run(sqlserver: Any, sqlserver_db: Any, tmp_path: Path) -> None:
     rows = 1_500_000
-    sqlserver_db.seed_table("dbo", "big", _table(range(rows)), columns={"id": "int", "label": "nvarchar(20)"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "big", _table(range(rows)), columns={"id": "int", "label": "nvarchar(20)"}, primary_key=["id"]
+    )
     lake = tmp_path / "lake"
-    config = _config(sqlserver, sqlserver_db.name, {"type": "s3", "url": f"file://{lake}"},
-                     batch={"rows": 20_000}, file_size={"rows": 50_000})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        {"type": "s3", "url": f"file://{lake}"},
+        batch={"rows": 20_000},
+        file_size={"rows": 50_000},
+    )
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
     env = dict(os.environ, DTAAS_CONFIG=str(config_path), DAGSTER_HOME=str(home), **{PASSWORD_ENV: sqlserver.password})
-    process = subprocess.Popen([sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not list(lake.rglob("part-*")):
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
@@ -87,14 +97,16 @@ def test_kill_9_mid_load_then_the_reader_and_the_next_run(
     manager = S3IOManager(url=f"file://{lake}")
     key = partition_dir.name
     with pytest.raises(ManifestNotFoundError, match="never loaded or its load did not finish"):
-        manager.load_input(build_input_context(asset_key=AssetKey(["t", "dbo", "big"]), partition_key=key,
-                                               dagster_type=any_type))
+        manager.load_input(
+            build_input_context(asset_key=AssetKey(["t", "dbo", "big"]), partition_key=key, dagster_type=any_type)
+        )
 
     # the next run of the same partition loads it whole and removes the killed load's files
     again = run_load(task="t", config_path=config_path, home=home, password=sqlserver.password, partition=key)
     assert again.ok, again.output[-4000:]
-    table = manager.load_input(build_input_context(asset_key=AssetKey(["t", "dbo", "big"]), partition_key=key,
-                                               dagster_type=any_type))
+    table = manager.load_input(
+        build_input_context(asset_key=AssetKey(["t", "dbo", "big"]), partition_key=key, dagster_type=any_type)
+    )
     assert table.num_rows == rows and table.column("id").to_pylist() == list(range(rows))
     manifest = json.loads((partition_dir / MANIFEST_NAME).read_text())
     assert {p.name for p in partition_dir.iterdir()} == {f["path"] for f in manifest["files"]} | {MANIFEST_NAME}
@@ -109,10 +121,14 @@ def _bucket_objects(moto_s3: Any, bucket: str) -> dict[str, bytes]:
 def test_rerun_after_the_source_changed_replaces_the_partition_and_no_secret_leaks(
     sqlserver: Any, sqlserver_db: Any, moto_s3: Any, s3_bucket: str, s3_credentials: Any, tmp_path: Path
 ) -> None:
-    sqlserver_db.seed_table("dbo", "big", _table(range(1_000)), columns={"id": "int", "label": "nvarchar(20)"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "big", _table(range(1_000)), columns={"id": "int", "label": "nvarchar(20)"}, primary_key=["id"]
+    )
     destination = s3_destination(s3_bucket, moto_s3.endpoint_url)
-    config_path, home = write_config(tmp_path, _config(sqlserver, sqlserver_db.name, destination)), dagster_home(tmp_path)
+    config_path, home = (
+        write_config(tmp_path, _config(sqlserver, sqlserver_db.name, destination)),
+        dagster_home(tmp_path),
+    )
     outputs = []
     first = run_load(task="t", config_path=config_path, home=home, password=sqlserver.password)
     outputs.append(first.output)
@@ -121,9 +137,12 @@ def test_rerun_after_the_source_changed_replaces_the_partition_and_no_secret_lea
     key = event.partition
 
     def expect(expected: pa.Table) -> None:
-        location = open_location(destination["url"], endpoint_url=moto_s3.endpoint_url,
-                                 access_key_id_env=s3_credentials.key_id_env,
-                                 secret_access_key_env=s3_credentials.secret_env)
+        location = open_location(
+            destination["url"],
+            endpoint_url=moto_s3.endpoint_url,
+            access_key_id_env=s3_credentials.key_id_env,
+            secret_access_key_env=s3_credentials.secret_env,
+        )
         objects = _bucket_objects(moto_s3, s3_bucket)
         manifests = [k for k in objects if k.endswith(MANIFEST_NAME)]
         assert len(manifests) == 1, manifests
@@ -150,8 +169,13 @@ def test_rerun_after_the_source_changed_replaces_the_partition_and_no_secret_lea
     # 2) dagster job execute with the partition tag, as the launchpad would name it
     with sqlserver_db.connect() as connection:
         connection.execute("DELETE FROM dbo.big WHERE id = 5000")
-    third = run_job(job="t_tables", config_path=config_path, home=home, password=sqlserver.password,
-                    extra_args=["--tags", json.dumps({"dagster/partition": key})])
+    third = run_job(
+        job="t_tables",
+        config_path=config_path,
+        home=home,
+        password=sqlserver.password,
+        extra_args=["--tags", json.dumps({"dagster/partition": key})],
+    )
     outputs.append(third.output)
     assert third.ok, third.output[-4000:]
     expect(pa.Table.from_pylist(changed, schema=SCHEMA))
@@ -175,11 +199,17 @@ def test_two_loads_started_at_once_get_two_partitions_both_complete(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
     rows = 20_000
-    sqlserver_db.seed_table("dbo", "big", _table(range(rows)), columns={"id": "int", "label": "nvarchar(20)"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "big", _table(range(rows)), columns={"id": "int", "label": "nvarchar(20)"}, primary_key=["id"]
+    )
     lake = tmp_path / "lake"
-    config = _config(sqlserver, sqlserver_db.name, {"type": "s3", "url": f"file://{lake}"},
-                     batch={"rows": 2_000}, file_size={"rows": 5_000})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        {"type": "s3", "url": f"file://{lake}"},
+        batch={"rows": 2_000},
+        file_size={"rows": 5_000},
+    )
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
     env = dict(os.environ, DTAAS_CONFIG=str(config_path), DAGSTER_HOME=str(home), **{PASSWORD_ENV: sqlserver.password})
     command = [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"]

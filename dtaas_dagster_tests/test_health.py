@@ -24,8 +24,13 @@ from dtaas_dagster_tests.runs import PASSWORD_ENV, dagster_home, source_config, 
 
 
 def _health(*args: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    result = subprocess.run([sys.executable, "-m", "dtaas_dagster.cli", "health", "--json", *args], env=env,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "dtaas_dagster.cli", "health", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.stdout, result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -46,12 +51,18 @@ def test_every_failing_probe_is_named_with_its_reason_and_the_exit_status_is_one
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
     config = {
-        "sources": {"src": source_config(sqlserver, sqlserver_db.name),
-                    "wrong": source_config(sqlserver, sqlserver_db.name, password_env="DTAAS_WRONG_PASSWORD")},
-        "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"},
-                         "sys": {"type": "s3", "url": "file:///sys/dtaas-lake"}},
-        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]},
-                  "u": {"source": "wrong", "destination": "sys", "tables": ["dbo.orders"]}},
+        "sources": {
+            "src": source_config(sqlserver, sqlserver_db.name),
+            "wrong": source_config(sqlserver, sqlserver_db.name, password_env="DTAAS_WRONG_PASSWORD"),
+        },
+        "destinations": {
+            "lake": {"type": "s3", "url": f"file://{tmp_path}/lake"},
+            "sys": {"type": "s3", "url": "file:///sys/dtaas-lake"},
+        },
+        "tasks": {
+            "t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]},
+            "u": {"source": "wrong", "destination": "sys", "tables": ["dbo.orders"]},
+        },
     }
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
     env = _env(sqlserver, config_path, home, DTAAS_WRONG_PASSWORD="not-the-password")
@@ -69,16 +80,22 @@ def test_every_failing_probe_is_named_with_its_reason_and_the_exit_status_is_one
     assert any(problem.startswith("source wrong:") for problem in report["problems"])
     assert "not-the-password" not in json.dumps(report)
     # without the daemon and the broken ones: healthy, exit 0
-    healthy_config = {**config, "sources": {"src": config["sources"]["src"]},
-                      "destinations": {"lake": config["destinations"]["lake"]}, "tasks": {"t": config["tasks"]["t"]}}
+    healthy_config = {
+        **config,
+        "sources": {"src": config["sources"]["src"]},
+        "destinations": {"lake": config["destinations"]["lake"]},
+        "tasks": {"t": config["tasks"]["t"]},
+    }
     code, report = _health("--skip", "daemon", env=_env(sqlserver, write_config(tmp_path, healthy_config), None))
     assert code == 0 and report["healthy"] and {p["kind"] for p in report["probes"]} == {"source", "destination"}
 
 
 def test_without_dagster_home_the_instance_probe_fails(sqlserver: Any, sqlserver_db: Any, tmp_path: Path) -> None:
-    config = {"sources": {"src": source_config(sqlserver, sqlserver_db.name)},
-              "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
-              "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]}}}
+    config = {
+        "sources": {"src": source_config(sqlserver, sqlserver_db.name)},
+        "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
+        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]}},
+    }
     code, report = _health(env=_env(sqlserver, write_config(tmp_path, config), None))
     assert code == 1
     [instance] = _probes(report, "instance").values()
@@ -91,12 +108,14 @@ def test_a_cdc_table_lagging_past_its_threshold_fails_health_until_it_is_loaded(
     with closing(sqlserver_db.connect()) as conn:
         conn.execute("EXEC sys.sp_cdc_enable_db")
         conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, v int)")
-        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
-                     "@role_name = NULL")
+        conn.execute(
+            "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL"
+        )
     capture = Capture(sqlserver_db)
     lake = tmp_path / "lake"
-    config = cdc_config(sqlserver, sqlserver_db.name, lake, ["dbo.orders"],
-                        cdc={"lag_warn_seconds": 1, "lag_fail_seconds": 1})
+    config = cdc_config(
+        sqlserver, sqlserver_db.name, lake, ["dbo.orders"], cdc={"lag_warn_seconds": 1, "lag_fail_seconds": 1}
+    )
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
     env = _env(sqlserver, config_path, home)
     with dg.DagsterInstance.from_config(str(home)) as instance:  # the instance health reads
@@ -129,13 +148,16 @@ def test_a_cdc_table_lagging_past_its_threshold_fails_health_until_it_is_loaded(
 def test_the_daemon_heartbeat_is_healthy_while_it_runs_and_fails_once_it_stops(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
-    config = {"sources": {"src": source_config(sqlserver, sqlserver_db.name)},
-              "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
-              "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]}}}
+    config = {
+        "sources": {"src": source_config(sqlserver, sqlserver_db.name)},
+        "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
+        "tasks": {"t": {"source": "src", "destination": "lake", "tables": ["dbo.orders"]}},
+    }
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
     env = _env(sqlserver, config_path, home)
-    with DaemonProcess(home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: sqlserver.password},
-                       cwd=tmp_path):
+    with DaemonProcess(
+        home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: sqlserver.password}, cwd=tmp_path
+    ):
         deadline = time.monotonic() + 120
         while True:  # every required daemon beats within its first loop
             code, report = _health("--skip", "sources", "--skip", "destinations", env=env)

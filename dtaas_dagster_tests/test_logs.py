@@ -26,17 +26,28 @@ def _config(sqlserver: Any, database: str, lake: Path) -> dict[str, Any]:
     return {
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"dst": {"type": "s3", "url": f"file://{lake}"}},
-        "tasks": {"t": {"source": "src", "destination": "dst", "tables": ["dbo.events", "dbo.tiny"],
-                        "batch": {"rows": 500}, "retry": {"max_retries": 0}}},
+        "tasks": {
+            "t": {
+                "source": "src",
+                "destination": "dst",
+                "tables": ["dbo.events", "dbo.tiny"],
+                "batch": {"rows": 500},
+                "retry": {"max_retries": 0},
+            }
+        },
     }
 
 
 def _seed(sqlserver_db: Any) -> None:
     ids = list(range(1, ROWS + 1))
-    sqlserver_db.seed_table("dbo", "events", pa.table({"id": ids, "name": [f"event {i}" for i in ids]}),
-                            columns={"id": "int", "name": "nvarchar(50)"}, primary_key=["id"])
-    sqlserver_db.seed_table("dbo", "tiny", pa.table({"id": [1, 2]}), columns={"id": "int"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo",
+        "events",
+        pa.table({"id": ids, "name": [f"event {i}" for i in ids]}),
+        columns={"id": "int", "name": "nvarchar(50)"},
+        primary_key=["id"],
+    )
+    sqlserver_db.seed_table("dbo", "tiny", pa.table({"id": [1, 2]}), columns={"id": "int"}, primary_key=["id"])
 
 
 def _split_output(output: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -69,8 +80,13 @@ def test_every_line_of_a_real_run_is_json_with_the_run_context(
 ) -> None:
     _seed(sqlserver_db)
     config_path = write_config(tmp_path, _config(sqlserver, sqlserver_db.name, tmp_path / "lake"))
-    outcome = run_load(task="t", config_path=config_path, home=dagster_home(tmp_path), password=sqlserver.password,
-                       env={"DTAAS_LOG_FORMAT": "json"})
+    outcome = run_load(
+        task="t",
+        config_path=config_path,
+        home=dagster_home(tmp_path),
+        password=sqlserver.password,
+        env={"DTAAS_LOG_FORMAT": "json"},
+    )
     assert outcome.ok, outcome.output[-6000:]
 
     parsed, dagster_format = _split_output(outcome.output)
@@ -78,8 +94,18 @@ def test_every_line_of_a_real_run_is_json_with_the_run_context(
     # Dagster's built-in console logger before the job, and so its loggers, is loaded.
     assert all(" - STEP_WORKER_STARTED - " in line for line in dagster_format), dagster_format
     assert len(dagster_format) <= 2, dagster_format
-    expected_fields = {"timestamp", "level", "event", "run_id", "task", "table", "partition", "rows",
-                       "rows_per_second", "message"}
+    expected_fields = {
+        "timestamp",
+        "level",
+        "event",
+        "run_id",
+        "task",
+        "table",
+        "partition",
+        "rows",
+        "rows_per_second",
+        "message",
+    }
     for entry in parsed:
         assert expected_fields <= set(entry), entry
 
@@ -117,8 +143,10 @@ def test_every_line_of_a_real_run_is_json_with_the_run_context(
 @pytest.fixture()
 def process_loggers() -> Iterator[None]:
     """Put back what loading the definitions with JSON on does to this process's loggers."""
-    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate,
-                    logging.getLogger(name).level) for name in ("dtaas_dagster", "py.warnings")}
+    saved = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate, logging.getLogger(name).level)
+        for name in ("dtaas_dagster", "py.warnings")
+    }
     yield
     logging.captureWarnings(False)
     for name, (handlers, propagate, level) in saved.items():
@@ -174,8 +202,16 @@ def test_an_unknown_log_format_is_refused_with_the_fix() -> None:
 
 def test_formatter_keeps_extra_fields_and_errors() -> None:
     logger = logging.Logger("t")
-    record = logger.makeRecord("t", logging.ERROR, __file__, 1, "boom %s", ("x",), None,
-                               extra=fields("table_failed", table="dbo.a", partition="p1", failure="transient"))
+    record = logger.makeRecord(
+        "t",
+        logging.ERROR,
+        __file__,
+        1,
+        "boom %s",
+        ("x",),
+        None,
+        extra=fields("table_failed", table="dbo.a", partition="p1", failure="transient"),
+    )
     try:
         raise RuntimeError("driver said no")
     except RuntimeError:
@@ -201,13 +237,30 @@ def test_progress_lines_are_json_with_rows_and_rate(monkeypatch: pytest.MonkeyPa
     handler.setFormatter(JsonLogFormatter())
     logger.addHandler(handler)
     batches = [pa.record_batch({"id": list(range(n))}) for n in (500, 500, 200)]
-    read = list(table_load.progress(iter(batches), log=logger, table="dbo.events", estimate=1000,  # type: ignore[arg-type]
-                                    partition="p1", details="2 columns"))
+    read = list(
+        table_load.progress(
+            iter(batches),
+            log=logger,
+            table="dbo.events",
+            estimate=1000,  # type: ignore[arg-type]
+            partition="p1",
+            details="2 columns",
+        )
+    )
     assert read == batches  # passed through unchanged
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [(e["event"], e["rows"]) for e in lines] == [("progress", 500), ("progress", 1000), ("progress", 1200),
-                                                         ("table_read", 1200)]
-    assert all(e["table"] == "dbo.events" and e["partition"] == "p1" and e["estimated_rows"] == 1000
-               and isinstance(e["rows_per_second"], int) for e in lines)
+    assert [(e["event"], e["rows"]) for e in lines] == [
+        ("progress", 500),
+        ("progress", 1000),
+        ("progress", 1200),
+        ("table_read", 1200),
+    ]
+    assert all(
+        e["table"] == "dbo.events"
+        and e["partition"] == "p1"
+        and e["estimated_rows"] == 1000
+        and isinstance(e["rows_per_second"], int)
+        for e in lines
+    )
     assert lines[0]["message"].startswith("dbo.events: 500 / ~1,000 rows (50%), ")
     assert lines[-1]["message"].endswith("rows/s); 2 columns") and lines[-1]["elapsed_seconds"] >= 0

@@ -37,16 +37,37 @@ def _seed(sqlserver_db: Any, rows: int, longest: int) -> int:
         "notes": pa.array([text[:n] for n in lengths]),
         "attachment": pa.array([bytes(n // 4) for n in lengths], pa.binary()),
     })  # fmt: skip
-    sqlserver_db.seed_table("dbo", "with_max", data, primary_key=["id"],
-                            columns={"id": "int", "code": "nvarchar(50)", "notes": "nvarchar(max)",
-                                     "attachment": "varbinary(max)"})
+    sqlserver_db.seed_table(
+        "dbo",
+        "with_max",
+        data,
+        primary_key=["id"],
+        columns={"id": "int", "code": "nvarchar(50)", "notes": "nvarchar(max)", "attachment": "varbinary(max)"},
+    )
     return 2 * longest  # nvarchar stores UTF-16: 2 bytes a character here
 
 
 def _peak_rss_mb(sqlserver: Any, database: str, tmp_path: Path, columns: str = "") -> float:
-    command = [sys.executable, str(BENCH), "--child", "pipeline", "--host", sqlserver.host, "--port",
-               str(sqlserver.port), "--user", sqlserver.user, "--database", database, "--driver", "msodbc18",
-               "--table", "with_max", "--out", f"file://{tmp_path}/{columns or 'all'}"]
+    command = [
+        sys.executable,
+        str(BENCH),
+        "--child",
+        "pipeline",
+        "--host",
+        sqlserver.host,
+        "--port",
+        str(sqlserver.port),
+        "--user",
+        sqlserver.user,
+        "--database",
+        database,
+        "--driver",
+        "msodbc18",
+        "--table",
+        "with_max",
+        "--out",
+        f"file://{tmp_path}/{columns or 'all'}",
+    ]
     if columns:
         command += ["--columns", columns]
     env = {**os.environ, PASSWORD_ENV: sqlserver.password}
@@ -65,4 +86,6 @@ def test_max_columns_cost_about_their_largest_value_not_rows_times_it(
     plain = _peak_rss_mb(sqlserver, sqlserver_db.name, tmp_path, columns="id,code")
     with_max = _peak_rss_mb(sqlserver, sqlserver_db.name, tmp_path)
     bound = 1.5 * (plain + largest / (1024 * 1024))
-    assert with_max <= bound, f"peak RSS {with_max:.0f} MB with (max) columns, {plain:.0f} MB without (bound {bound:.0f})"
+    assert with_max <= bound, (
+        f"peak RSS {with_max:.0f} MB with (max) columns, {plain:.0f} MB without (bound {bound:.0f})"
+    )

@@ -18,20 +18,30 @@ pytestmark = pytest.mark.slow
 
 
 def _check(config_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dtaas_dagster.cli", "check", "--config", str(config_path),
-                           "--observe"], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dtaas_dagster.cli", "check", "--config", str(config_path), "--observe"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_check_records_the_catalog_as_observations_before_the_first_load(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path
 ) -> None:
-    sqlserver_db.seed_table("dbo", "orders", pa.table({"order_id": [1, 2], "note": ["a", None],
-                                                      "total": [pa.scalar(1, pa.decimal128(18, 2))] * 2}),
-                            columns={"order_id": "int", "note": "nvarchar(40)", "total": "decimal(18,2)"},
-                            primary_key=["order_id"])
-    config = {"sources": {"src": source_config(sqlserver, sqlserver_db.name)},
-              "destinations": {"dst": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
-              "tasks": {"t": {"source": "src", "destination": "dst", "tables": ["dbo.orders"]}}}
+    sqlserver_db.seed_table(
+        "dbo",
+        "orders",
+        pa.table({"order_id": [1, 2], "note": ["a", None], "total": [pa.scalar(1, pa.decimal128(18, 2))] * 2}),
+        columns={"order_id": "int", "note": "nvarchar(40)", "total": "decimal(18,2)"},
+        primary_key=["order_id"],
+    )
+    config = {
+        "sources": {"src": source_config(sqlserver, sqlserver_db.name)},
+        "destinations": {"dst": {"type": "s3", "url": f"file://{tmp_path}/lake"}},
+        "tasks": {"t": {"source": "src", "destination": "dst", "tables": ["dbo.orders"]}},
+    }
     config_path = write_config(tmp_path, config)
     home = dagster_home(tmp_path)
     done = _check(config_path, {"DAGSTER_HOME": str(home), PASSWORD_ENV: sqlserver.password})
@@ -54,7 +64,12 @@ def test_check_records_the_catalog_as_observations_before_the_first_load(
 
 def test_observe_needs_the_instance(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    done = subprocess.run([sys.executable, "-m", "dtaas_dagster.cli", "check", "--observe"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "dtaas_dagster.cli", "check", "--observe"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "--observe records into the Dagster instance: set DAGSTER_HOME" in done.stderr

@@ -54,5 +54,9 @@ def test_many_tiny_batches_give_one_line_per_interval_not_one_per_batch(monkeypa
 def test_slow_batches_each_get_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[Any] = _run(monkeypatch, batches=4, seconds_per_batch=table_load.PROGRESS_EVERY_SECONDS * 2)
     assert [line.split(",")[0] for line in lines[:4]] == [
-        "dbo.t: 1 / ~4 rows (25%)", "dbo.t: 2 / ~4 rows (50%)", "dbo.t: 3 / ~4 rows (75%)", "dbo.t: 4 / ~4 rows (100%)"]
+        "dbo.t: 1 / ~4 rows (25%)",
+        "dbo.t: 2 / ~4 rows (50%)",
+        "dbo.t: 3 / ~4 rows (75%)",
+        "dbo.t: 4 / ~4 rows (100%)",
+    ]
     assert len(lines) == 5 and lines[-1].startswith("dbo.t: read 4 / ~4 rows (100%) in ")

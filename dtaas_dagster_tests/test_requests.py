@@ -6,8 +6,8 @@ instance, as the daemon would.
 """
 
 import ast
-import importlib
 import datetime as dt
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ def _repo(**task: Any) -> Any:
 
 
 def test_snapshot_keys_sort_in_load_order_and_carry_their_date() -> None:
-    early = snapshot_key(dt.datetime(2026, 12, 1, 23, 59, 59, tzinfo=dt.timezone.utc), "rabc123")
+    early = snapshot_key(dt.datetime(2026, 12, 1, 23, 59, 59, tzinfo=dt.UTC), "rabc123")
     late = snapshot_key(dt.datetime(2026, 12, 2, 0, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))), "sched")
     assert early == "2026-12-01T235959Z-full-rabc123"
     assert late == "2026-12-02T050000Z-full-sched"  # converted to UTC
@@ -118,7 +118,10 @@ def test_tables_share_steps_up_to_parallel_tables_or_tables_per_step() -> None:
     assert keys == {f"nightly/dbo/t{i:02d}" for i in range(10)}
     one_each = _repo(tables=tables[:3], parallel_tables=3, tables_per_step=1)
     assert sorted(n.name for n in one_each.get_job("nightly_tables").nodes) == [
-        "nightly__dbo__t00", "nightly__dbo__t01", "nightly__dbo__t02"]
+        "nightly__dbo__t00",
+        "nightly__dbo__t01",
+        "nightly__dbo__t02",
+    ]
     pairs = _repo(tables=tables[:5], tables_per_step=2)
     assert len(list(pairs.get_job("nightly_tables").nodes)) == 3
 
@@ -142,8 +145,11 @@ def _private_dagster_imports(path: Path) -> list[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module]
-        found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {n}" for n in names
-                  if n.split(".")[0].startswith("dagster") and any(p.startswith("_") for p in n.split(".")[1:])]
+        found += [
+            f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {n}"
+            for n in names
+            if n.split(".")[0].startswith("dagster") and any(p.startswith("_") for p in n.split(".")[1:])
+        ]
     return found
 
 

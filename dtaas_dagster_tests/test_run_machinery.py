@@ -47,16 +47,20 @@ class Dagster:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.loads(response.read())
         assert "errors" not in payload, payload
         return payload["data"]
 
     def launch(self, job: str, tags: dict[str, str] | None = None) -> str:
-        params = {"selector": {**LOCATION, "jobName": job}, "runConfigData": {},
-                  "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}}
+        params = {
+            "selector": {**LOCATION, "jobName": job},
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+        }
         result = self.graphql(LAUNCH, {"params": params})["launchRun"]
         assert result["__typename"] == "LaunchRunSuccess", result
         return str(result["run"]["runId"])
@@ -67,8 +71,9 @@ class Dagster:
     def runs(self, **run_filter: Any) -> list[dict[str, Any]]:
         return self.graphql(RUNS, {"filter": run_filter})["runsOrError"]["results"]
 
-    def wait(self, run_id: str, statuses: tuple[str, ...] = ("SUCCESS", "FAILURE", "CANCELED"),
-             timeout: float = 300) -> dict[str, Any]:
+    def wait(
+        self, run_id: str, statuses: tuple[str, ...] = ("SUCCESS", "FAILURE", "CANCELED"), timeout: float = 300
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.run(run_id)
@@ -111,11 +116,27 @@ def _tags(run: dict[str, Any]) -> dict[str, str]:
 
 def _write_setup(tmp: Path, double_port: int, lake: Path) -> tuple[Path, Path]:
     config = {
-        "sources": {"sales": {"host": "127.0.0.1", "port": double_port, "database": "sales", "user": "sa",
-                              "password_env": "DTAAS_SALES_PASSWORD", "encrypt": "no", "login_timeout_seconds": 5}},
+        "sources": {
+            "sales": {
+                "host": "127.0.0.1",
+                "port": double_port,
+                "database": "sales",
+                "user": "sa",
+                "password_env": "DTAAS_SALES_PASSWORD",
+                "encrypt": "no",
+                "login_timeout_seconds": 5,
+            }
+        },
         "destinations": {"lake": {"type": "s3", "url": f"file://{lake}"}},
-        "tasks": {"demo": {"source": "sales", "destination": "lake", "tables": TABLES, "parallel_tables": 2,
-                           "retry": {"max_retries": 0}}},
+        "tasks": {
+            "demo": {
+                "source": "sales",
+                "destination": "lake",
+                "tables": TABLES,
+                "parallel_tables": 2,
+                "retry": {"max_retries": 0},
+            }
+        },
     }
     config_path = tmp / "dtaas.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -139,9 +160,23 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
         env = dict(os.environ, DTAAS_CONFIG=str(config_path), DTAAS_SALES_PASSWORD=PASSWORD, DAGSTER_HOME=str(home))
         dagster_bin = str(Path(sys.executable).with_name("dagster"))
         process = subprocess.Popen(
-            ["env", "--default-signal=INT", dagster_bin, "dev", "-m", "dtaas_dagster", "-h", "127.0.0.1",
-             "-p", str(port)],
-            env=env, cwd=tmp, stdout=(tmp / "dev.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "env",
+                "--default-signal=INT",
+                dagster_bin,
+                "dev",
+                "-m",
+                "dtaas_dagster",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            env=env,
+            cwd=tmp,
+            stdout=(tmp / "dev.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 240
@@ -233,7 +268,8 @@ def test_reexecution_from_asset_failure_loads_only_the_failed_table(dagster: Dag
     retry = dagster.wait(result["run"]["runId"])
     assert retry["status"] == "SUCCESS"
     assert [("/".join(m["assetKey"]["path"]), m["partition"]) for m in retry["assetMaterializations"]] == [
-        ("demo/dbo/orders", _tags(load)["dagster/partition"])]
+        ("demo/dbo/orders", _tags(load)["dagster/partition"])
+    ]
     # and "from failure" re-runs the failed step for the same partition
     params = {"parentRunId": load["runId"], "strategy": "FROM_FAILURE"}
     result = dagster.graphql(REEXECUTE, {"params": params})["launchRunReexecution"]

@@ -40,27 +40,38 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROWS = 40
 
 
-def config_for(sqlserver: Any, database: str, destination: dict[str, Any], *, tables: list[Any] | None = None,
-               **task_options: Any) -> dict[str, Any]:
+def config_for(
+    sqlserver: Any, database: str, destination: dict[str, Any], *, tables: list[Any] | None = None, **task_options: Any
+) -> dict[str, Any]:
     return {
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"wh": destination},
-        "tasks": {"t": {"source": "src", "destination": "wh", "tables": tables or ["dbo.orders"],
-                        "retry": {"max_retries": 0}, **task_options}},
+        "tasks": {
+            "t": {
+                "source": "src",
+                "destination": "wh",
+                "tables": tables or ["dbo.orders"],
+                "retry": {"max_retries": 0},
+                **task_options,
+            }
+        },
     }
 
 
 def orders(rows: int = ROWS, *, version: int = 1) -> pa.Table:
-    return pa.table({
-        "id": pa.array(range(1, rows + 1), pa.int32()),
-        "customer": pa.array([f"customer {i} v{version}" for i in range(1, rows + 1)]),
-        "amount": pa.array([i * 100 + version for i in range(1, rows + 1)], pa.int64()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(range(1, rows + 1), pa.int32()),
+            "customer": pa.array([f"customer {i} v{version}" for i in range(1, rows + 1)]),
+            "amount": pa.array([i * 100 + version for i in range(1, rows + 1)], pa.int64()),
+        }
+    )
 
 
 def seed_orders(sqlserver_db: Any, table: pa.Table) -> None:
-    sqlserver_db.seed_table("dbo", "orders", table, columns={"id": "int", "customer": "nvarchar(60)"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "orders", table, columns={"id": "int", "customer": "nvarchar(60)"}, primary_key=["id"]
+    )
 
 
 def replace_orders(sqlserver_db: Any, table: pa.Table) -> None:
@@ -69,8 +80,12 @@ def replace_orders(sqlserver_db: Any, table: pa.Table) -> None:
         cursor = connection.cursor()
         cursor.execute("DELETE FROM dbo.orders")
         for row in table.to_pylist():
-            cursor.execute("INSERT INTO dbo.orders (id, customer, amount) VALUES (?, ?, ?)",
-                           row["id"], row["customer"], row["amount"])
+            cursor.execute(
+                "INSERT INTO dbo.orders (id, customer, amount) VALUES (?, ?, ?)",
+                row["id"],
+                row["customer"],
+                row["amount"],
+            )
         connection.commit()
 
 
@@ -82,10 +97,22 @@ def expected_rows(table: pa.Table) -> list[tuple[Any, ...]]:
     return [(r["id"], r["customer"], r["amount"]) for r in table.to_pylist()]
 
 
-def load(tmp_path: Path, sqlserver: Any, config: dict[str, Any], *, partition: str | None = None,
-         env: dict[str, str] | None = None) -> Any:
-    return run_load(task="t", config_path=write_config(tmp_path, config), home=dagster_home(tmp_path),
-                    password=sqlserver.password, partition=partition, env=env)
+def load(
+    tmp_path: Path,
+    sqlserver: Any,
+    config: dict[str, Any],
+    *,
+    partition: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
+    return run_load(
+        task="t",
+        config_path=write_config(tmp_path, config),
+        home=dagster_home(tmp_path),
+        password=sqlserver.password,
+        partition=partition,
+        env=env,
+    )
 
 
 def leftovers(schema: SnowflakeSchema) -> list[str]:
@@ -124,28 +151,38 @@ def test_every_type_round_trips_into_snowflake(
 ) -> None:
     seed_all_types(sqlserver_db)
     tables = [{"name": "dbo.all_types", "datetime2": {"c_sentinel_text": "string"}}]
-    outcome = load(tmp_path, sqlserver, config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination(),
-                                                  tables=tables))
+    outcome = load(
+        tmp_path, sqlserver, config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination(), tables=tables)
+    )
     assert outcome.ok, outcome.output[-6000:]
 
     # the column types Snowflake got (docs/snowflake.md#types)
-    types = dict(snowflake_schema.query(
-        f'SELECT COLUMN_NAME, DATA_TYPE FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
-        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ALL_TYPES'", (snowflake_schema.schema,)))
+    types = dict(
+        snowflake_schema.query(
+            f'SELECT COLUMN_NAME, DATA_TYPE FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
+            "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ALL_TYPES'",
+            (snowflake_schema.schema,),
+        )
+    )
     assert types["C_DECIMAL"] == "NUMBER" and types["C_BIT"] == "BOOLEAN" and types["C_VARBINARY_MAX"] == "BINARY"
     assert types["C_DATETIME2_7"] == "TIMESTAMP_NTZ" and types["C_DTO"] == "TIMESTAMP_TZ"
     assert types["C_NVARCHAR_MAX"] == "TEXT" and types["C_GUID"] == "TEXT" and types["C_TIME"] == "TIME"
-    precision = dict((r[0], (r[1], r[2])) for r in snowflake_schema.query(
-        f'SELECT COLUMN_NAME, NUMERIC_PRECISION, NUMERIC_SCALE FROM "{snowflake_schema.database}".'
-        "INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ALL_TYPES'", (snowflake_schema.schema,)))
+    precision = dict(
+        (r[0], (r[1], r[2]))
+        for r in snowflake_schema.query(
+            f'SELECT COLUMN_NAME, NUMERIC_PRECISION, NUMERIC_SCALE FROM "{snowflake_schema.database}".'
+            "INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ALL_TYPES'",
+            (snowflake_schema.schema,),
+        )
+    )
     assert precision["C_DECIMAL"] == (38, 10) and precision["C_MONEY"] == (19, 4) and precision["C_TINYINT"] == (3, 0)
 
     # value by value, through the IO manager's reader (what a downstream asset gets)
     from dtaas_dagster.destinations.snowflake.connection import open_connection
+    from dtaas_dagster.destinations.snowflake.io_manager import SnowflakeIOManager
     from dtaas_dagster.destinations.snowflake.names import TableName
     from dtaas_dagster.destinations.snowflake.reader import read_table
     from dtaas_dagster.destinations.snowflake.session import Session
-    from dtaas_dagster.destinations.snowflake.io_manager import SnowflakeIOManager
 
     manager = SnowflakeIOManager(**_io_fields(snowflake_schema))
     target = TableName(snowflake_schema.database, snowflake_schema.schema, "ALL_TYPES")
@@ -154,18 +191,29 @@ def test_every_type_round_trips_into_snowflake(
     expected = expected_all_types()
     assert_same(table.sort_by("id"), fakesnow_storage(expected) if snowflake.is_fake else expected)
     # the 100 ns digit and the NULLs, checked in SQL where fakesnow can hold them: exact on a real account
-    nulls = snowflake_schema.query('SELECT COUNT(*) FROM "ALL_TYPES" WHERE "ID" = 3 AND "C_DATETIME2_7" IS NULL '
-                                   'AND "C_DTO" IS NULL AND "C_TIME" IS NULL AND "C_DATETIME" IS NULL')
+    nulls = snowflake_schema.query(
+        'SELECT COUNT(*) FROM "ALL_TYPES" WHERE "ID" = 3 AND "C_DATETIME2_7" IS NULL '
+        'AND "C_DTO" IS NULL AND "C_TIME" IS NULL AND "C_DATETIME" IS NULL'
+    )
     assert nulls == [(1,)]
     assert len(ALL_TYPES) + 1 == len(table.column_names)
 
 
 def _io_fields(schema: SnowflakeSchema) -> dict[str, Any]:
     block = schema.destination()
-    return {"account": block["account"], "user": block["user"], "password_env": block.get("password_env"),
-            "private_key_file": block.get("private_key_file"), "host": block.get("host"), "port": block.get("port"),
-            "protocol": block.get("protocol"), "role": block.get("role"), "warehouse": block.get("warehouse"),
-            "database_template": schema.database, "schema_template": schema.schema}
+    return {
+        "account": block["account"],
+        "user": block["user"],
+        "password_env": block.get("password_env"),
+        "private_key_file": block.get("private_key_file"),
+        "host": block.get("host"),
+        "port": block.get("port"),
+        "protocol": block.get("protocol"),
+        "role": block.get("role"),
+        "warehouse": block.get("warehouse"),
+        "database_template": schema.database,
+        "schema_template": schema.schema,
+    }
 
 
 # --------------------------------------------------------------------------- exactly once (full load)
@@ -227,16 +275,22 @@ def downstream_frame(tmp_path: Path, home: Path, partition: str) -> Any:
 
     received: list[pd.DataFrame] = []
 
-    @dg.asset(ins={"orders": dg.AssetIn(key=dg.AssetKey(["t", "dbo", "orders"]))},
-              partitions_def=loads_partitions_def("t"))
+    @dg.asset(
+        ins={"orders": dg.AssetIn(key=dg.AssetKey(["t", "dbo", "orders"]))}, partitions_def=loads_partitions_def("t")
+    )
     def orders_report(orders: pd.DataFrame) -> None:
         received.append(orders)
 
     definitions = build_definitions(load_config(tmp_path / "dtaas.yaml"))
     assets = [a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.materialize([*assets, orders_report], selection=[orders_report.key], partition_key=partition,
-                                resources=dict(definitions.resources or {}), instance=instance)
+        result = dg.materialize(
+            [*assets, orders_report],
+            selection=[orders_report.key],
+            partition_key=partition,
+            resources=dict(definitions.resources or {}),
+            instance=instance,
+        )
     assert result.success
     return received[0]
 
@@ -252,8 +306,14 @@ def test_a_failure_after_copy_and_before_the_replace_leaves_the_previous_load(
     before = control(snowflake_schema)
 
     replace_orders(sqlserver_db, orders(version=2))
-    fakesnow.set_faults({"match": r'^DELETE FROM ".*"\."ORDERS"$', "action": "error", "times": 1,
-                         "message": "Warehouse LOAD_WH was suspended (injected)"})
+    fakesnow.set_faults(
+        {
+            "match": r'^DELETE FROM ".*"\."ORDERS"$',
+            "action": "error",
+            "times": 1,
+            "message": "Warehouse LOAD_WH was suspended (injected)",
+        }
+    )
     failed = load(tmp_path, sqlserver, config)
     assert not failed.ok
     assert "DELETE_TARGET" in failed.output and "Warehouse LOAD_WH was suspended" in failed.output
@@ -269,8 +329,12 @@ def test_a_step_retry_loads_every_row_once(
 ) -> None:
     v1 = orders(version=1)
     seed_orders(sqlserver_db, v1)
-    config = config_for(sqlserver, sqlserver_db.name, snowflake_schema.destination(),
-                        retry={"max_retries": 2, "delay_seconds": 0, "backoff": "constant", "jitter": "none"})
+    config = config_for(
+        sqlserver,
+        sqlserver_db.name,
+        snowflake_schema.destination(),
+        retry={"max_retries": 2, "delay_seconds": 0, "backoff": "constant", "jitter": "none"},
+    )
     # the first attempt fails at the replace's INSERT (a timeout: retryable); the retry must load once
     fakesnow.set_faults({"match": r'^INSERT INTO ".*"\."ORDERS" \(', "action": "error", "times": 1})
     outcome = load(tmp_path, sqlserver, config)
@@ -293,11 +357,20 @@ def test_a_run_killed_mid_put_leaves_the_previous_load_and_the_next_run_cleans_u
     # the second file's upload hangs; the whole run (dtaas load, dagster, the step) is killed with SIGKILL
     replace_orders(sqlserver_db, v2)
     fakesnow.set_faults({"match": "UPLOAD", "action": "hang", "skip": 1})
-    environment = {**os.environ, "DTAAS_CONFIG": str(tmp_path / "dtaas.yaml"),
-                   "DAGSTER_HOME": str(tmp_path / "dagster_home"), PASSWORD_ENV: sqlserver.password}
-    run = subprocess.Popen([sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"],
-                           env=environment, cwd=tmp_path, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environment = {
+        **os.environ,
+        "DTAAS_CONFIG": str(tmp_path / "dtaas.yaml"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        PASSWORD_ENV: sqlserver.password,
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dtaas_dagster.cli", "load", "--task", "t", "--in-process"],
+        env=environment,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 400
         while not any(h["match"] == "UPLOAD" for h in fakesnow.hits()):
@@ -321,7 +394,7 @@ def test_a_run_killed_mid_put_leaves_the_previous_load_and_the_next_run_cleans_u
     assert f'DROP TABLE IF EXISTS "{snowflake_schema.database}"."{snowflake_schema.schema}"."{killed[0]}"' in sent
     # its stage files: REMOVE @stage/<table>_<hash>/<load>/ (fakesnow has no REMOVE: dtaas warns, docs/snowflake.md)
     slug = object_slug(TableName(snowflake_schema.database, snowflake_schema.schema, "ORDERS"))
-    token = killed[0].lower()[len(f"_dtaas_stg_{slug}_"):]
+    token = killed[0].lower()[len(f"_dtaas_stg_{slug}_") :]
     stage = f'"{snowflake_schema.database}"."{snowflake_schema.schema}"."_DTAAS_STAGE"'
     assert [s for s in sent if s.startswith("REMOVE")] == [f"REMOVE @{stage}/{slug}/{token}/"]
     assert "could not remove left-over stage files" in after.output

@@ -37,8 +37,9 @@ def _table_asset(table: str) -> dg.AssetsDefinition:
 
 
 ASSETS = [_table_asset("a"), _table_asset("b")]
-JOB = dg.Definitions(assets=ASSETS, jobs=[dg.define_asset_job(f"{TASK}_tables", selection=KEYS)]) \
-    .resolve_job_def(f"{TASK}_tables")
+JOB = dg.Definitions(assets=ASSETS, jobs=[dg.define_asset_job(f"{TASK}_tables", selection=KEYS)]).resolve_job_def(
+    f"{TASK}_tables"
+)
 
 
 @pytest.fixture()

@@ -46,8 +46,7 @@ def _config(sqlserver: Any, database: str, lake: str, tables: list[Any], **task:
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"dst": destination},
         "variables": task.pop("variables", {}),
-        "tasks": {"t": {"source": "src", "destination": "dst", "tables": tables,
-                        "retry": {"max_retries": 0}, **task}},
+        "tasks": {"t": {"source": "src", "destination": "dst", "tables": tables, "retry": {"max_retries": 0}, **task}},
     }
 
 
@@ -73,10 +72,20 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _seed(db: Any, name: str, rows: int = 5, key: bool = True) -> pa.Table:
-    table = pa.table({"id": pa.array(range(rows), pa.int32()), "Name": pa.array([f"n{i}" for i in range(rows)]),
-                      "secret": pa.array([f"s{i}" for i in range(rows)])})
-    db.seed_table("dbo", name, table, columns={"id": "int", "Name": "nvarchar(20)", "secret": "nvarchar(20)"},
-                  primary_key=["id"] if key else None)
+    table = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int32()),
+            "Name": pa.array([f"n{i}" for i in range(rows)]),
+            "secret": pa.array([f"s{i}" for i in range(rows)]),
+        }
+    )
+    db.seed_table(
+        "dbo",
+        name,
+        table,
+        columns={"id": "int", "Name": "nvarchar(20)", "secret": "nvarchar(20)"},
+        primary_key=["id"] if key else None,
+    )
     return table
 
 
@@ -86,18 +95,26 @@ def test_columns_key_override_and_template_variables(
     _seed(sqlserver_db, "orders")
     _seed(sqlserver_db, "heap", key=False)
     config = _config(
-        sqlserver, sqlserver_db.name, "", [
+        sqlserver,
+        sqlserver_db.name,
+        "",
+        [
             {"name": "dbo.orders", "columns_include": ["ID", "name"]},
             {"name": "dbo.heap", "primary_key": ["ID"], "columns_exclude": ["SECRET"]},
         ],
         variables={"customer": "acme 7"},
-        destination={"type": "s3", "url": f"file://{tmp_path}/lake",
-                     "path_template": "c=$customer/$taskName/$sourceTableShortName/$loadDate/$partitionKey"},
+        destination={
+            "type": "s3",
+            "url": f"file://{tmp_path}/lake",
+            "path_template": "c=$customer/$taskName/$sourceTableShortName/$loadDate/$partitionKey",
+        },
     )
     result = _run(config, instance)
     assert result.success, _failure_text(result)
     base = tmp_path / "lake" / "c=acme%207" / "t"
-    orders = read_partition(open_location(f"file://{base}").fs, str(base / "orders" / "2026-03-04" / KEY.replace(":", "%3A")))
+    orders = read_partition(
+        open_location(f"file://{base}").fs, str(base / "orders" / "2026-03-04" / KEY.replace(":", "%3A"))
+    )
     assert orders.column_names == ["id", "Name"]  # the table's spelling, in the order asked
     heap_dir = base / "heap" / "2026-03-04" / KEY
     heap = read_partition(open_location(f"file://{base}").fs, str(heap_dir))
@@ -113,15 +130,29 @@ def test_config_errors_against_the_catalog_are_reported_together_and_not_retried
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     _seed(sqlserver_db, "orders")
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", [
-        {"name": "dbo.orders", "columns_include": ["id", "nope"], "primary_key": ["missing_key"],
-         "datetime2": {"No_Such_Col": "string"}}],
-        retry={"max_retries": 3, "delay_seconds": 0})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        [
+            {
+                "name": "dbo.orders",
+                "columns_include": ["id", "nope"],
+                "primary_key": ["missing_key"],
+                "datetime2": {"No_Such_Col": "string"},
+            }
+        ],
+        retry={"max_retries": 3, "delay_seconds": 0},
+    )
     result = _run(config, instance)
     assert not result.success
     text = _failure_text(result)
-    for part in ("columns_include names nope", "primary_key names missing_key", "datetime2 names No_Such_Col",
-                 "Columns there: id, Name, secret"):
+    for part in (
+        "columns_include names nope",
+        "primary_key names missing_key",
+        "datetime2 names No_Such_Col",
+        "Columns there: id, Name, secret",
+    ):
         assert part in text, text
     assert _events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
     assert not list(tmp_path.rglob(MANIFEST_NAME))
@@ -133,8 +164,14 @@ def test_transient_faults_are_retried_exactly_as_often_as_they_happen(
     fault: str, retries: int, sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     expected = _seed(sqlserver_db, "orders", rows=3_000)
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", ["dbo.orders"], batch={"rows": 500},
-                     retry={"max_retries": 4, "delay_seconds": 0.1, "backoff": "exponential", "jitter": "none"})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        ["dbo.orders"],
+        batch={"rows": 500},
+        retry={"max_retries": 4, "delay_seconds": 0.1, "backoff": "exponential", "jitter": "none"},
+    )
     if fault == "deadlock":
         sqlserver.control.fail_statement(r"FROM \[dbo\]\.\[orders\]", times=retries)
     else:
@@ -155,11 +192,20 @@ def test_permission_denied_fails_at_once_naming_the_grant(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     _seed(sqlserver_db, "orders")
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", ["dbo.orders"],
-                     retry={"max_retries": 3, "delay_seconds": 0})
-    sqlserver.control.fail_statement(r"FROM \[dbo\]\.\[orders\]", times=10, number=229, severity=14,
-                                     message="The SELECT permission was denied on the object 'orders', "
-                                             "database 'x', schema 'dbo'.")
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        ["dbo.orders"],
+        retry={"max_retries": 3, "delay_seconds": 0},
+    )
+    sqlserver.control.fail_statement(
+        r"FROM \[dbo\]\.\[orders\]",
+        times=10,
+        number=229,
+        severity=14,
+        message="The SELECT permission was denied on the object 'orders', database 'x', schema 'dbo'.",
+    )
     try:
         result = _run(config, instance)
     finally:
@@ -175,8 +221,14 @@ def test_one_failing_table_does_not_stop_its_step_and_the_retry_loads_only_it(
 ) -> None:
     for name in ("a", "b", "c"):
         _seed(sqlserver_db, name)
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", ["dbo.a", "dbo.b", "dbo.c"],
-                     parallel_tables=1, retry={"max_retries": 2, "delay_seconds": 0.1, "jitter": "none"})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        ["dbo.a", "dbo.b", "dbo.c"],
+        parallel_tables=1,
+        retry={"max_retries": 2, "delay_seconds": 0.1, "jitter": "none"},
+    )
     sqlserver.control.fail_statement(r"FROM \[dbo\]\.\[b\]", times=1)
     try:
         result = _run(config, instance)
@@ -195,8 +247,14 @@ def test_a_step_describes_its_tables_in_bulk_and_a_failed_bulk_read_costs_one_ta
     names = ["a", "b", "c", "d"]
     for name in names:
         _seed(sqlserver_db, name)
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", [f"dbo.{n}" for n in names],
-                     parallel_tables=1, retry={"max_retries": 2, "delay_seconds": 0.1, "jitter": "none"})
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        [f"dbo.{n}" for n in names],
+        parallel_tables=1,
+        retry={"max_retries": 2, "delay_seconds": 0.1, "jitter": "none"},
+    )
     # every one-table describe fails (the driver sends ? as @P<n>): only the bulk read can describe them
     sqlserver.control.fail_statement(r"c\.TABLE_NAME = @P\d+", times=100)
     sqlserver.control.fail_statement(r"c\.TABLE_NAME IN \(", times=1)  # the first bulk read: a deadlock
@@ -216,12 +274,21 @@ def test_a_small_table_logs_one_line_and_a_big_one_says_when_it_starts(
 ) -> None:
     _seed(sqlserver_db, "small", rows=5)
     _seed(sqlserver_db, "big", rows=3_000)
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake", ["dbo.small", "dbo.big"],
-                     batch={"rows": 1_000}, parallel_tables=1)
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        ["dbo.small", "dbo.big"],
+        batch={"rows": 1_000},
+        parallel_tables=1,
+    )
     result = _run(config, instance)
     assert result.success, _failure_text(result)
-    lines = [entry.user_message for entry in instance.all_logs(result.run_id)
-             if entry.user_message.startswith(("dbo.small", "dbo.big"))]
+    lines = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.user_message.startswith(("dbo.small", "dbo.big"))
+    ]
     assert [line.split(":")[0] for line in lines] == ["dbo.small", "dbo.big", "dbo.big"], lines
     assert lines[0].startswith("dbo.small: read 5 / ~5 rows (100%) in ")
     assert lines[0].endswith("; 3 columns, snapshot isolation on")
@@ -230,7 +297,11 @@ def test_a_small_table_logs_one_line_and_a_big_one_says_when_it_starts(
 
 
 def test_destination_errors_fail_at_once_and_name_the_destination(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, moto_s3: Any,
+    sqlserver: Any,
+    sqlserver_db: Any,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    moto_s3: Any,
     s3_credentials: Any,
 ) -> None:
     _seed(sqlserver_db, "orders")
@@ -238,16 +309,36 @@ def test_destination_errors_fail_at_once_and_name_the_destination(
     cases = {
         "parent is a file": ({"type": "s3", "url": f"file://{tmp_path}/a_file/lake"}, "is a file, not a directory"),
         "unwritable": ({"type": "s3", "url": "file:///sys/dtaas-lake"}, "not writable by this process"),
-        "missing bucket": ({"type": "s3", "url": "s3://no-such-bucket-dtaas/x", "endpoint_url": moto_s3.endpoint_url,
-                            "access_key_id_env": s3_credentials.key_id_env,
-                            "secret_access_key_env": s3_credentials.secret_env}, "the bucket does not exist"),
-        "unset credentials": ({"type": "s3", "url": "s3://some-bucket/x", "endpoint_url": moto_s3.endpoint_url,
-                               "access_key_id_env": "DTAAS_UNSET_KEY_VAR",
-                               "secret_access_key_env": s3_credentials.secret_env}, "DTAAS_UNSET_KEY_VAR"),
+        "missing bucket": (
+            {
+                "type": "s3",
+                "url": "s3://no-such-bucket-dtaas/x",
+                "endpoint_url": moto_s3.endpoint_url,
+                "access_key_id_env": s3_credentials.key_id_env,
+                "secret_access_key_env": s3_credentials.secret_env,
+            },
+            "the bucket does not exist",
+        ),
+        "unset credentials": (
+            {
+                "type": "s3",
+                "url": "s3://some-bucket/x",
+                "endpoint_url": moto_s3.endpoint_url,
+                "access_key_id_env": "DTAAS_UNSET_KEY_VAR",
+                "secret_access_key_env": s3_credentials.secret_env,
+            },
+            "DTAAS_UNSET_KEY_VAR",
+        ),
     }
     for case, (destination, message) in cases.items():
-        config = _config(sqlserver, sqlserver_db.name, "", ["dbo.orders"], destination=destination,
-                         retry={"max_retries": 3, "delay_seconds": 0})
+        config = _config(
+            sqlserver,
+            sqlserver_db.name,
+            "",
+            ["dbo.orders"],
+            destination=destination,
+            retry={"max_retries": 3, "delay_seconds": 0},
+        )
         result = _run(config, instance, key=f"{KEY}{len(message)}")
         text = _failure_text(result)
         assert not result.success, case
@@ -304,8 +395,12 @@ def test_datetime2_overrides_match_column_names_case_insensitively(
     from dtaas_dagster_tests.all_types import seed_all_types
 
     seed_all_types(sqlserver_db)
-    config = _config(sqlserver, sqlserver_db.name, f"file://{tmp_path}/lake",
-                     [{"name": "DBO.ALL_TYPES", "datetime2": {"C_SENTINEL_TEXT": "string", "c_DATETIME2_7": "string"}}])
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        [{"name": "DBO.ALL_TYPES", "datetime2": {"C_SENTINEL_TEXT": "string", "c_DATETIME2_7": "string"}}],
+    )
     result = _run(config, instance)
     assert result.success, _failure_text(result)
     [manifest] = list(tmp_path.rglob(MANIFEST_NAME))

@@ -60,8 +60,15 @@ def _repeated_unit(text: str) -> tuple[str, int] | None:
 
 
 def schema_script(tables: list[DemoTable]) -> str:
-    lines = [HEADER, f"IF DB_ID(N'{DEMO_DATABASE}') IS NULL CREATE DATABASE [{DEMO_DATABASE}];", "GO",
-             f"ALTER DATABASE [{DEMO_DATABASE}] SET ALLOW_SNAPSHOT_ISOLATION ON;", "GO", f"USE [{DEMO_DATABASE}];", "GO"]
+    lines = [
+        HEADER,
+        f"IF DB_ID(N'{DEMO_DATABASE}') IS NULL CREATE DATABASE [{DEMO_DATABASE}];",
+        "GO",
+        f"ALTER DATABASE [{DEMO_DATABASE}] SET ALLOW_SNAPSHOT_ISOLATION ON;",
+        "GO",
+        f"USE [{DEMO_DATABASE}];",
+        "GO",
+    ]
     for table in tables:
         lines += [f"IF OBJECT_ID(N'dbo.{table.name}', N'U') IS NULL", f"    {table.create_sql};", "GO"]
     return "\n".join(lines) + "\n"
@@ -81,7 +88,7 @@ def data_script(tables: list[DemoTable]) -> str:
         column_list = ", ".join(f"[{name}]" for name in names)
         for start in range(0, len(rows), ROWS_PER_INSERT):
             lines.append(f"    INSERT INTO [dbo].[{table.name}] ({column_list}) VALUES")
-            chunk = rows[start:start + ROWS_PER_INSERT]
+            chunk = rows[start : start + ROWS_PER_INSERT]
             values = ["    (" + ", ".join(literal(row[name], types[name]) for name in names) + ")" for row in chunk]
             lines.append(",\n".join(values) + ";")
         if identity:
@@ -91,9 +98,14 @@ def data_script(tables: list[DemoTable]) -> str:
 
 
 def cdc_script(tables: list[DemoTable]) -> str:
-    lines = [HEADER, f"USE [{DEMO_DATABASE}];", "GO",
-             f"IF (SELECT is_cdc_enabled FROM sys.databases WHERE name = N'{DEMO_DATABASE}') = 0",
-             "    EXEC sys.sp_cdc_enable_db;", "GO"]
+    lines = [
+        HEADER,
+        f"USE [{DEMO_DATABASE}];",
+        "GO",
+        f"IF (SELECT is_cdc_enabled FROM sys.databases WHERE name = N'{DEMO_DATABASE}') = 0",
+        "    EXEC sys.sp_cdc_enable_db;",
+        "GO",
+    ]
     for table in tables:
         lines += [
             f"IF (SELECT is_tracked_by_cdc FROM sys.tables WHERE object_id = OBJECT_ID(N'dbo.{table.name}')) = 0",
@@ -107,8 +119,11 @@ def cdc_script(tables: list[DemoTable]) -> str:
 def scripts() -> dict[str, str]:
     """File name -> text, in the order sqlcmd runs them."""
     tables = demo_tables()
-    return {"01-sales-schema.sql": schema_script(tables), "02-sales-data.sql": data_script(tables),
-            "03-sales-cdc.sql": cdc_script(tables)}
+    return {
+        "01-sales-schema.sql": schema_script(tables),
+        "02-sales-data.sql": data_script(tables),
+        "03-sales-cdc.sql": cdc_script(tables),
+    }
 
 
 def main() -> None:

@@ -83,8 +83,9 @@ def _convert(batch: pa.RecordBatch, plan: ChangePlan) -> tuple[pa.RecordBatch, n
     data = pa.RecordBatch.from_arrays(batch.columns[meta:], schema=plan.data.fetch_schema)
     converted = convert_batch(data, plan.data)
     operations = batch.column(2).to_numpy(zero_copy_only=False).astype(np.int8)
-    names = pa.array(np.array([_OP_NAMES.get(int(o), "unknown") for o in range(5)], dtype=object)[operations],
-                     pa.string())
+    names = pa.array(
+        np.array([_OP_NAMES.get(int(o), "unknown") for o in range(5)], dtype=object)[operations], pa.string()
+    )
     commit = pc.assume_timezone(batch.column(3).cast(pa.timestamp("us")), "UTC")
     arrays = [*converted.columns, names, hex_column(batch.column(0)), hex_column(batch.column(1)), commit]
     return pa.RecordBatch.from_arrays(arrays, schema=plan.target_schema), operations
@@ -120,8 +121,9 @@ def _resolve_pairs(batch: pa.RecordBatch, operations: np.ndarray, plan: ChangePl
     return resolved.filter(pa.array(keep))
 
 
-def change_batches(fetched: Iterator[pa.RecordBatch], plan: ChangePlan,
-                   count: SourceCount | None = None) -> Iterator[pa.RecordBatch]:
+def change_batches(
+    fetched: Iterator[pa.RecordBatch], plan: ChangePlan, count: SourceCount | None = None
+) -> Iterator[pa.RecordBatch]:
     """Fetched window batches -> change-file batches (see the module docstring).
 
     A before-image is always followed by its after-image (same LSN and seqval);
@@ -145,5 +147,6 @@ def change_batches(fetched: Iterator[pa.RecordBatch], plan: ChangePlan,
                 count.dropped += batch.num_rows - resolved.num_rows
             yield resolved
     if carry is not None:  # a before-image without its after-image: not expected from SQL Server
-        raise RuntimeError(f"changes {plan.window}: an update before-image ended the window without its "
-                           "after-image; re-run the window")
+        raise RuntimeError(
+            f"changes {plan.window}: an update before-image ended the window without its after-image; re-run the window"
+        )

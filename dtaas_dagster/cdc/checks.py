@@ -57,35 +57,63 @@ def lag_results(lag: TableLag, key: dg.AssetKey, cdc: CdcConfig, names: set[str]
         metadata = {**common, "lag_warn_seconds": cdc.lag_warn_seconds, "lag_fail_seconds": cdc.lag_fail_seconds}
         if lag.lag_seconds is not None:
             metadata["lag_seconds"] = dg.MetadataValue.float(lag.lag_seconds)
-        results.append(dg.AssetCheckResult(
-            asset_key=key, check_name=CDC_LAG, passed=lag.lag_status == OK, severity=_severity(lag.lag_status),
-            description=f"{lag.table}: {lag.reason}", metadata=metadata))
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=CDC_LAG,
+                passed=lag.lag_status == OK,
+                severity=_severity(lag.lag_status),
+                description=f"{lag.table}: {lag.reason}",
+                metadata=metadata,
+            )
+        )
     if CDC_HEADROOM in names:
-        metadata = {**common, "headroom_warn_percent": cdc.headroom_warn_percent,
-                    "headroom_fail_percent": cdc.headroom_fail_percent}
+        metadata = {
+            **common,
+            "headroom_warn_percent": cdc.headroom_warn_percent,
+            "headroom_fail_percent": cdc.headroom_fail_percent,
+        }
         for name in ("retention_minutes", "headroom_seconds", "headroom_percent"):
             value = getattr(lag, name)
             if value is not None:
                 metadata[name] = dg.MetadataValue.float(float(value))
-        results.append(dg.AssetCheckResult(
-            asset_key=key, check_name=CDC_HEADROOM, passed=lag.headroom_status == OK,
-            severity=_severity(lag.headroom_status), description=f"{lag.table}: {lag.reason}", metadata=metadata))
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=CDC_HEADROOM,
+                passed=lag.headroom_status == OK,
+                severity=_severity(lag.headroom_status),
+                description=f"{lag.table}: {lag.reason}",
+                metadata=metadata,
+            )
+        )
     return results
 
 
-def build_cdc_checks(*, task: str, mode: str, cdc: CdcConfig, specs: Sequence[TableSpec],
-                     sqlserver_key: str) -> dg.AssetChecksDefinition:
+def build_cdc_checks(
+    *, task: str, mode: str, cdc: CdcConfig, specs: Sequence[TableSpec], sqlserver_key: str
+) -> dg.AssetChecksDefinition:
     """``<task>_cdc_checks``: lag and retention headroom of each table (see the module docstring)."""
     check_specs = [
         spec
         for table in specs
         for spec in (
-            dg.AssetCheckSpec(CDC_LAG, asset=table.asset_key, description=(
-                f"The oldest change of {table.qualified} not yet loaded was committed less than "
-                f"{cdc.lag_warn_seconds}s ago (warn), {cdc.lag_fail_seconds}s (fail); 0 when none waits.")),
-            dg.AssetCheckSpec(CDC_HEADROOM, asset=table.asset_key, description=(
-                f"More than {cdc.headroom_warn_percent:g}% (warn) / {cdc.headroom_fail_percent:g}% (fail) of the "
-                f"cleanup job's retention is left before a change of {table.qualified} not yet loaded is purged.")),
+            dg.AssetCheckSpec(
+                CDC_LAG,
+                asset=table.asset_key,
+                description=(
+                    f"The oldest change of {table.qualified} not yet loaded was committed less than "
+                    f"{cdc.lag_warn_seconds}s ago (warn), {cdc.lag_fail_seconds}s (fail); 0 when none waits."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                CDC_HEADROOM,
+                asset=table.asset_key,
+                description=(
+                    f"More than {cdc.headroom_warn_percent:g}% (warn) / {cdc.headroom_fail_percent:g}% (fail) of the "
+                    f"cleanup job's retention is left before a change of {table.qualified} not yet loaded is purged."
+                ),
+            ),
         )
     ]
     by_key = {table.asset_key: table for table in specs}
@@ -107,8 +135,10 @@ def build_cdc_checks(*, task: str, mode: str, cdc: CdcConfig, specs: Sequence[Ta
         try:
             lags = measure(instance=context.instance, sqlserver=sqlserver, specs=chosen, task_mode=mode, cdc=cdc)
         except (SqlServerError, CdcNotEnabled) as exc:  # the source's state is the finding: report it on each table
-            lags = [TableLag(table.qualified, table.asset_key.to_user_string(), FAIL, FAIL,
-                             f"cannot be measured: {exc}") for table in chosen]
+            lags = [
+                TableLag(table.qualified, table.asset_key.to_user_string(), FAIL, FAIL, f"cannot be measured: {exc}")
+                for table in chosen
+            ]
         for table, lag in zip(chosen, lags, strict=True):
             if lag.status != OK:
                 log = context.log.error if lag.status == FAIL else context.log.warning
@@ -140,5 +170,13 @@ def build_cdc_checks_schedule(*, task: str, cron: str, job: Any) -> dg.ScheduleD
     )
 
 
-__all__ = ["CDC_HEADROOM", "CDC_LAG", "build_cdc_checks", "build_cdc_checks_job", "build_cdc_checks_schedule",
-           "cdc_checks_name", "cdc_checks_op_name", "lag_results"]
+__all__ = [
+    "CDC_HEADROOM",
+    "CDC_LAG",
+    "build_cdc_checks",
+    "build_cdc_checks_job",
+    "build_cdc_checks_schedule",
+    "cdc_checks_name",
+    "cdc_checks_op_name",
+    "lag_results",
+]

@@ -135,54 +135,96 @@ def _reading_instance(instances: Sequence[CaptureInstance], next_lsn: Lsn) -> Ca
     return started[-1] if started else instances[0]
 
 
-def assess(spec: TableSpec, *, task_mode: str, position: Lsn | None, instances: Sequence[CaptureInstance],
-           probe: LagProbe, retention: Retention, cdc: CdcConfig) -> TableLag:
+def assess(
+    spec: TableSpec,
+    *,
+    task_mode: str,
+    position: Lsn | None,
+    instances: Sequence[CaptureInstance],
+    probe: LagProbe,
+    retention: Retention,
+    cdc: CdcConfig,
+) -> TableLag:
     """One table's lag and headroom from its position and the probe (pure; see the module docstring)."""
     base: dict[str, Any] = {"table": spec.qualified, "asset_key": spec.asset_key.to_user_string()}
     if not instances:
-        return TableLag(**base, lag_status=FAIL, headroom_status=FAIL,
-                        reason="not captured by CDC (no capture instance); see docs/cdc.md to enable it")
+        return TableLag(
+            **base,
+            lag_status=FAIL,
+            headroom_status=FAIL,
+            reason="not captured by CDC (no capture instance); see docs/cdc.md to enable it",
+        )
     if position is None:
-        why = ("no snapshot loaded yet; the sensor requests one" if task_mode == "full_load_and_cdc"
-               else "CDC has not started for this table yet")
-        return TableLag(**base, lag_status=WARN, headroom_status=WARN,
-                        reason=f"{why}: is the sensor {spec.task}_cdc running?")
+        why = (
+            "no snapshot loaded yet; the sensor requests one"
+            if task_mode == "full_load_and_cdc"
+            else "CDC has not started for this table yet"
+        )
+        return TableLag(
+            **base, lag_status=WARN, headroom_status=WARN, reason=f"{why}: is the sensor {spec.task}_cdc running?"
+        )
     base.update(loaded_through=position.hex, retention_minutes=retention.minutes)
     next_lsn = position.increment()
     reading = _reading_instance(instances, next_lsn)
     probed = probe.instances.get(reading.name)
     if next_lsn <= probe.max_lsn and probed is not None and next_lsn < probed.min_lsn:
-        return TableLag(**base, lag_status=FAIL, headroom_status=FAIL, reason=(
-            f"retention gap: loaded through {position.hex}, but capture instance {reading.name} now starts at "
-            f"{probed.min_lsn.hex}; changes in between may have been purged. Take a new snapshot "
-            f"({spec.task}_full_load) or set cdc.on_retention_gap: resnapshot (docs/cdc.md)"))
-    waiting = [w for i in instances if (w := probe.instances.get(i.name)) is not None and w.first_lsn is not None
-               and w.first_lsn >= next_lsn]
+        return TableLag(
+            **base,
+            lag_status=FAIL,
+            headroom_status=FAIL,
+            reason=(
+                f"retention gap: loaded through {position.hex}, but capture instance {reading.name} now starts at "
+                f"{probed.min_lsn.hex}; changes in between may have been purged. Take a new snapshot "
+                f"({spec.task}_full_load) or set cdc.on_retention_gap: resnapshot (docs/cdc.md)"
+            ),
+        )
+    waiting = [
+        w
+        for i in instances
+        if (w := probe.instances.get(i.name)) is not None and w.first_lsn is not None and w.first_lsn >= next_lsn
+    ]
     oldest = min(waiting, key=lambda w: w.first_lsn or ZERO) if waiting else None
     if oldest is None:
         lag = 0.0
         text = "no change waiting"
     elif oldest.committed_at is None:
-        return TableLag(**base, lag_status=WARN, headroom_status=WARN, oldest_waiting_lsn=oldest.first_lsn.hex
-                        if oldest.first_lsn else None,
-                        reason="a change is waiting but its commit time is not in cdc.lsn_time_mapping")
+        return TableLag(
+            **base,
+            lag_status=WARN,
+            headroom_status=WARN,
+            oldest_waiting_lsn=oldest.first_lsn.hex if oldest.first_lsn else None,
+            reason="a change is waiting but its commit time is not in cdc.lsn_time_mapping",
+        )
     else:
         lag = max(0.0, (probe.now - oldest.committed_at).total_seconds())
         text = f"oldest change not loaded committed {lag:,.0f}s ago"
-        base.update(oldest_waiting_lsn=oldest.first_lsn.hex if oldest.first_lsn else None,
-                    oldest_waiting_committed_at=oldest.committed_at.isoformat())
+        base.update(
+            oldest_waiting_lsn=oldest.first_lsn.hex if oldest.first_lsn else None,
+            oldest_waiting_committed_at=oldest.committed_at.isoformat(),
+        )
     lag_status = _level(lag, cdc.lag_warn_seconds, cdc.lag_fail_seconds, above=True)
     if retention.minutes is None:
         headroom_status = WARN if retention.problem else OK
-        return TableLag(**base, lag_status=lag_status, headroom_status=headroom_status, lag_seconds=round(lag, 3),
-                        reason=f"{text}; {retention.problem or 'no cleanup job: changes are not purged'}")
+        return TableLag(
+            **base,
+            lag_status=lag_status,
+            headroom_status=headroom_status,
+            lag_seconds=round(lag, 3),
+            reason=f"{text}; {retention.problem or 'no cleanup job: changes are not purged'}",
+        )
     headroom = retention.minutes * 60 - lag
     percent = 100.0 * headroom / (retention.minutes * 60) if retention.minutes else 0.0
     headroom_status = _level(percent, cdc.headroom_warn_percent, cdc.headroom_fail_percent, above=False)
-    return TableLag(**base, lag_status=lag_status, headroom_status=headroom_status, lag_seconds=round(lag, 3),
-                    headroom_seconds=round(headroom, 3), headroom_percent=round(percent, 2),
-                    reason=f"{text}; {headroom:,.0f}s ({percent:.0f}%) of the {retention.minutes}-minute retention "
-                           "left before the cleanup job may purge it")
+    return TableLag(
+        **base,
+        lag_status=lag_status,
+        headroom_status=headroom_status,
+        lag_seconds=round(lag, 3),
+        headroom_seconds=round(headroom, 3),
+        headroom_percent=round(percent, 2),
+        reason=f"{text}; {headroom:,.0f}s ({percent:.0f}%) of the {retention.minutes}-minute retention "
+        "left before the cleanup job may purge it",
+    )
 
 
 def read_retention(sqlserver: SqlServerResource) -> Retention:
@@ -192,8 +234,14 @@ def read_retention(sqlserver: SqlServerResource) -> Retention:
         return Retention(None, f"retention unknown: {exc}")
 
 
-def measure(*, instance: dg.DagsterInstance, sqlserver: SqlServerResource, specs: Sequence[TableSpec],
-            task_mode: str, cdc: CdcConfig) -> list[TableLag]:
+def measure(
+    *,
+    instance: dg.DagsterInstance,
+    sqlserver: SqlServerResource,
+    specs: Sequence[TableSpec],
+    task_mode: str,
+    cdc: CdcConfig,
+) -> list[TableLag]:
     """Lag and headroom of every table of one CDC task: the instance's events, then SQL Server (two batches)."""
     capture = sqlserver.capture_instances()
     positions = {spec.asset_key: loaded_through(instance, spec.asset_key) for spec in specs}
@@ -205,7 +253,15 @@ def measure(*, instance: dg.DagsterInstance, sqlserver: SqlServerResource, specs
             froms[ci.name] = min(froms.get(ci.name, start), start)
     probe = lag_probe(sqlserver, froms)
     retention = read_retention(sqlserver)
-    return [assess(spec, task_mode=task_mode, position=positions[spec.asset_key],
-                   instances=instances_of(capture, spec.schema, spec.table), probe=probe, retention=retention,
-                   cdc=cdc) for spec in specs]
-
+    return [
+        assess(
+            spec,
+            task_mode=task_mode,
+            position=positions[spec.asset_key],
+            instances=instances_of(capture, spec.schema, spec.table),
+            probe=probe,
+            retention=retention,
+            cdc=cdc,
+        )
+        for spec in specs
+    ]

@@ -113,8 +113,11 @@ def replay(fs: pafs.FileSystem, partitions: Sequence[Partition]) -> pa.Table:
     rows = pa.concat_tables(changes, promote_options="permissive")
     rows = rows.filter(pc.not_equal(rows.column(OP), "update_before"))
     rank = pa.array([_RANK[op] for op in rows.column(OP).to_pylist()], pa.int8())
-    rows = rows.append_column("__rank", rank).sort_by([(LSN, "ascending"), (SEQVAL, "ascending"),
-                                                       ("__rank", "ascending")]).drop(["__rank"])
+    rows = (
+        rows.append_column("__rank", rank)
+        .sort_by([(LSN, "ascending"), (SEQVAL, "ascending"), ("__rank", "ascending")])
+        .drop(["__rank"])
+    )
     last = _last_per_key(rows, key)
     upserts = last.filter(pc.not_equal(last.column(OP), "delete")).drop(list(CHANGE_COLUMNS))
     kept = _without_keys(base, last, key)

@@ -60,14 +60,18 @@ def cdc_sensor_name(task: str) -> str:
 
 def position_observation(asset_key: dg.AssetKey, loaded_through: Lsn) -> dg.AssetObservation:
     """An idle table's position: every change up to this LSN is loaded (there were none since its last load)."""
-    return dg.AssetObservation(asset_key=asset_key, metadata={
-        POSITION_KEY: dg.MetadataValue.text(loaded_through.hex),
-        "dtaas/cdc_note": dg.MetadataValue.text("no changes since the previous position; CDC is up to date here"),
-    })
+    return dg.AssetObservation(
+        asset_key=asset_key,
+        metadata={
+            POSITION_KEY: dg.MetadataValue.text(loaded_through.hex),
+            "dtaas/cdc_note": dg.MetadataValue.text("no changes since the previous position; CDC is up to date here"),
+        },
+    )
 
 
-def _run_status(instance: dg.DagsterInstance, sensor: str, pending: Mapping[str, Pending],
-                specs: Mapping[str, TableSpec]) -> dict[str, str]:
+def _run_status(
+    instance: dg.DagsterInstance, sensor: str, pending: Mapping[str, Pending], specs: Mapping[str, TableSpec]
+) -> dict[str, str]:
     """Each pending table's outcome in the runs of its request (``status_key(run_key, table)``).
 
     A run loads several tables; when it fails, the tables it materialized still
@@ -77,8 +81,10 @@ def _run_status(instance: dg.DagsterInstance, sensor: str, pending: Mapping[str,
         return {}
     since = min(p.since for p in pending.values())
     records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={"dagster/sensor_name": sensor},
-                              created_after=dt.datetime.fromtimestamp(since - 60, tz=dt.timezone.utc)),
+        filters=dg.RunsFilter(
+            tags={"dagster/sensor_name": sensor},
+            created_after=dt.datetime.fromtimestamp(since - 60, tz=dt.UTC),
+        ),
         limit=1000,
     )
     runs_by_key: dict[str, list[dg.DagsterRun]] = {}
@@ -98,8 +104,8 @@ def _run_status(instance: dg.DagsterInstance, sensor: str, pending: Mapping[str,
         elif statuses <= {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}:
             run_ids = {run.run_id for run in runs}
             records_ = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition]),
-                limit=10).records
+                dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition]), limit=10
+            ).records
             loaded = any(r.run_id in run_ids for r in records_)
             found[status_key(request.run_key, table)] = SUCCESS if loaded else FAILED
         else:
@@ -181,8 +187,10 @@ def build_cdc_sensor(
         job=tables_job,
         minimum_interval_seconds=cdc.poll_seconds,
         required_resource_keys={sqlserver_key},
-        description=(f"Change Data Capture for task {task}: every {cdc.poll_seconds}s, asks SQL Server for new "
-                     f"changes and requests a run of {task}_tables for the tables that changed."),
+        description=(
+            f"Change Data Capture for task {task}: every {cdc.poll_seconds}s, asks SQL Server for new "
+            f"changes and requests a run of {task}_tables for the tables that changed."
+        ),
     )
     def cdc_sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult:
         # (direct invocation in tests passes required resources as keywords; they are on context too)
@@ -202,9 +210,14 @@ def build_cdc_sensor(
         needs_start = any(not (states.get(t.name) and states[t.name].next_lsn) for t in tables)
         detailed = {t.name for t in tables if _needs_history(states.get(t.name))}
         given = TickInput(
-            task=task, mode=mode, start=_cdc_start(cdc, sqlserver) if needs_start and mode == "cdc" else cdc.start,
-            on_retention_gap=cdc.on_retention_gap, poll_seconds=cdc.poll_seconds, now=now,
-            instances=instances, probe=probe,
+            task=task,
+            mode=mode,
+            start=_cdc_start(cdc, sqlserver) if needs_start and mode == "cdc" else cdc.start,
+            on_retention_gap=cdc.on_retention_gap,
+            poll_seconds=cdc.poll_seconds,
+            now=now,
+            instances=instances,
+            probe=probe,
             run_status=_run_status(context.instance, name, pending, spec_of),
             snapshots=_snapshots(context.instance, specs, detailed),
             report_seconds=cdc.position_report_seconds,
@@ -213,52 +226,73 @@ def build_cdc_sensor(
         meta = load_cursor_meta(context.cursor)
         waited = now - float(meta.get("last_window_at", 0))
         if out.windows and cdc.min_window_seconds and waited < cdc.min_window_seconds and not out.gaps:
-            out.log.append(f"{len(out.windows)} table(s) changed; coalescing into the next window in "
-                           f"{cdc.min_window_seconds - waited:.0f}s (cdc.min_window_seconds)")
+            out.log.append(
+                f"{len(out.windows)} table(s) changed; coalescing into the next window in "
+                f"{cdc.min_window_seconds - waited:.0f}s (cdc.min_window_seconds)"
+            )
             out.windows = {}
         if out.windows:
             meta["last_window_at"] = now
         requests: list[dg.RunRequest] = []
         partitions: list[str] = []
         if out.windows:
-            key = change_key(dt.datetime.fromtimestamp(now, tz=dt.timezone.utc))
+            key = change_key(dt.datetime.fromtimestamp(now, tz=dt.UTC))
             partitions.append(key)
             ops: dict[str, Any] = {}
             tags = {**load_run_tags(task, key, trigger="cdc"), REQUEST_TAG: key}
             for table, window in out.windows.items():
                 spec = spec_of[table]
                 ops.setdefault(op_names[spec.asset_key], {"config": {"cdc_windows": {}}})["config"]["cdc_windows"][
-                    spec.qualified] = window.as_config()
-                tags[f"dtaas/cdc.{'.'.join(spec.asset_key.path[1:])}"[:63 + len("dtaas/")]] = (
-                    f"{window.capture_instance}:{window.from_lsn.hex}-{window.to_lsn.hex}")
+                    spec.qualified
+                ] = window.as_config()
+                tags[f"dtaas/cdc.{'.'.join(spec.asset_key.path[1:])}"[: 63 + len("dtaas/")]] = (
+                    f"{window.capture_instance}:{window.from_lsn.hex}-{window.to_lsn.hex}"
+                )
                 out.states[table].pending = Pending(key, key, "cdc", now, window.as_config())
             # A request's own run config replaces the job's default, so the JSON loggers go in too.
             run_config: dict[str, Any] = {**(job_run_config() or {}), "ops": ops}
             if len(ops) == 1:  # one step: no need for a second process
                 run_config["execution"] = {"config": {"in_process": True}}
             selection = [spec_of[t].asset_key for t in out.windows]
-            requests.append(dg.RunRequest(run_key=key, partition_key=key, run_config=run_config, tags=tags,
-                                          asset_selection=selection, asset_check_keys=checks_of(selection)))
+            requests.append(
+                dg.RunRequest(
+                    run_key=key,
+                    partition_key=key,
+                    run_config=run_config,
+                    tags=tags,
+                    asset_selection=selection,
+                    asset_check_keys=checks_of(selection),
+                )
+            )
         snapshot_tables = [t for t in out.snapshot_tables if out.states[t].pending is None]
         if snapshot_tables:
-            key = snapshot_key(dt.datetime.fromtimestamp(now, tz=dt.timezone.utc), "cdc")
+            key = snapshot_key(dt.datetime.fromtimestamp(now, tz=dt.UTC), "cdc")
             partitions.append(key)
             for table in snapshot_tables:
                 out.states[table].pending = Pending(key, key, "snapshot", now)
             selection = [spec_of[t].asset_key for t in snapshot_tables]
-            requests.append(dg.RunRequest(
-                run_key=key, partition_key=key, asset_selection=selection, asset_check_keys=checks_of(selection),
-                tags={**load_run_tags(task, key, trigger="cdc_snapshot"), REQUEST_TAG: key}))
+            requests.append(
+                dg.RunRequest(
+                    run_key=key,
+                    partition_key=key,
+                    asset_selection=selection,
+                    asset_check_keys=checks_of(selection),
+                    tags={**load_run_tags(task, key, trigger="cdc_snapshot"), REQUEST_TAG: key},
+                )
+            )
         for line in out.log:
             context.log.info(line)
-        summary = (f"max LSN {probe.max_lsn.hex}; {len(out.windows)} table(s) with changes"
-                   f"{' (' + ', '.join(spec_of[t].qualified for t in out.windows) + ')' if out.windows else ''}; "
-                   f"{len(snapshot_tables)} snapshot(s) requested; tick took {time.monotonic() - started:.2f}s")
+        summary = (
+            f"max LSN {probe.max_lsn.hex}; {len(out.windows)} table(s) with changes"
+            f"{' (' + ', '.join(spec_of[t].qualified for t in out.windows) + ')' if out.windows else ''}; "
+            f"{len(snapshot_tables)} snapshot(s) requested; tick took {time.monotonic() - started:.2f}s"
+        )
         context.log.info(summary)
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=(
-                [dg.AddDynamicPartitionsRequest(partitions_def_name(task), partitions)] if partitions else []),
+                [dg.AddDynamicPartitionsRequest(partitions_def_name(task), partitions)] if partitions else []
+            ),
             cursor=dump_cursor(out.states, meta),
             skip_reason=None if requests else summary,
             asset_events=[position_observation(spec_of[t].asset_key, lsn) for t, lsn in sorted(out.positions.items())],

@@ -93,8 +93,10 @@ def load_cursor_meta(text: str | None) -> dict[str, Any]:
 
 
 def dump_cursor(states: Mapping[str, TableState], meta: Mapping[str, Any] | None = None) -> str:
-    return json.dumps({"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())},
-                       "meta": dict(meta or {})}, separators=(",", ":"))
+    return json.dumps(
+        {"v": CURSOR_VERSION, "tables": {k: s.to_json() for k, s in sorted(states.items())}, "meta": dict(meta or {})},
+        separators=(",", ":"),
+    )
 
 
 @dataclass(frozen=True)
@@ -151,15 +153,24 @@ def gap_message(info: TableInfo, next_lsn: Lsn, min_lsn: Lsn, instance: str, pol
     return (
         f"CDC retention gap on {info.qualified}: it needs changes from LSN {next_lsn.hex}, but capture instance "
         f"{instance} now starts at {min_lsn.hex} (SQL Server's cleanup job purged changes that were never read). "
-        + ("A new snapshot of the table is requested (on_retention_gap: resnapshot)."
-           if policy == "resnapshot" else
-           f"Remedy: take a new snapshot of the table (launch {task}_full_load); CDC then continues from it. "
-           "Or set cdc.on_retention_gap: resnapshot, and raise the cleanup job's retention (docs/cdc.md).")
+        + (
+            "A new snapshot of the table is requested (on_retention_gap: resnapshot)."
+            if policy == "resnapshot"
+            else f"Remedy: take a new snapshot of the table (launch {task}_full_load); CDC then continues from it. "
+            "Or set cdc.on_retention_gap: resnapshot, and raise the cleanup job's retention (docs/cdc.md)."
+        )
     )
 
 
-def _settle(state: TableState, info: TableInfo, status: str | None, now: float, poll: int,
-            snapshot: SnapshotInfo | None, log: list[str]) -> None:
+def _settle(
+    state: TableState,
+    info: TableInfo,
+    status: str | None,
+    now: float,
+    poll: int,
+    snapshot: SnapshotInfo | None,
+    log: list[str],
+) -> None:
     pending = state.pending
     assert pending is not None
     if status == SUCCESS:
@@ -171,20 +182,24 @@ def _settle(state: TableState, info: TableInfo, status: str | None, now: float, 
         elif snapshot is not None:
             state.next_lsn, state.snapshot_seen = snapshot.start_lsn.increment().hex, snapshot.run_id
             state.blocked = None
-            log.append(f"{info.qualified}: snapshot {pending.partition} loaded; CDC continues after "
-                       f"{snapshot.start_lsn.hex}")
+            log.append(
+                f"{info.qualified}: snapshot {pending.partition} loaded; CDC continues after {snapshot.start_lsn.hex}"
+            )
         state.pending, state.failures, state.retry_after = None, 0, 0.0
         state.reported_at = now  # the load's materialization shows the position
     elif status == FAILED or (status is None and now - pending.since > LOST_REQUEST_SECONDS):
         state.failures += 1
-        delay = min(poll * 2 ** state.failures, MAX_BACKOFF_SECONDS)
+        delay = min(poll * 2**state.failures, MAX_BACKOFF_SECONDS)
         state.pending, state.retry_after = None, now + delay
-        log.append(f"{info.qualified}: the run for {pending.kind} partition {pending.partition} failed "
-                   f"(failure {state.failures}); the same position is requested again in {delay:.0f}s")
+        log.append(
+            f"{info.qualified}: the run for {pending.kind} partition {pending.partition} failed "
+            f"(failure {state.failures}); the same position is requested again in {delay:.0f}s"
+        )
 
 
-def _pick_instance(state: TableState, table_instances: list[CaptureInstance], next_lsn: Lsn
-                   ) -> tuple[CaptureInstance | None, Lsn | None]:
+def _pick_instance(
+    state: TableState, table_instances: list[CaptureInstance], next_lsn: Lsn
+) -> tuple[CaptureInstance | None, Lsn | None]:
     """The instance to read from ``next_lsn``, and the last LSN it may read (before a newer instance starts)."""
     current = next((i for i in table_instances if i.name == state.instance), None)
     newer = [i for i in table_instances if current is None or i.start_lsn > current.start_lsn]
@@ -211,23 +226,32 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         if state.pending is not None:
             status = given.run_status.get(status_key(state.pending.run_key, info.name))
             if status == IN_FLIGHT or (status is None and given.now - state.pending.since <= LOST_REQUEST_SECONDS):
-                out.log.append(f"{info.qualified}: skipped, its {state.pending.kind} run "
-                               f"({state.pending.partition}) is still in flight")
+                out.log.append(
+                    f"{info.qualified}: skipped, its {state.pending.kind} run "
+                    f"({state.pending.partition}) is still in flight"
+                )
                 continue
             _settle(state, info, status, given.now, given.poll_seconds, snapshot, out.log)
         if snapshot is not None and snapshot.run_id != state.snapshot_seen:
             # a newer snapshot (a person's full load, or our resnapshot) restarts CDC after it
-            state.next_lsn, state.snapshot_seen, state.blocked = snapshot.start_lsn.increment().hex, snapshot.run_id, None
+            state.next_lsn, state.snapshot_seen, state.blocked = (
+                snapshot.start_lsn.increment().hex,
+                snapshot.run_id,
+                None,
+            )
             state.failures, state.retry_after, state.reported_at = 0, 0.0, given.now
-            out.log.append(f"{info.qualified}: CDC continues after snapshot {snapshot.partition} "
-                           f"(LSN {snapshot.start_lsn.hex})")
+            out.log.append(
+                f"{info.qualified}: CDC continues after snapshot {snapshot.partition} (LSN {snapshot.start_lsn.hex})"
+            )
         if state.retry_after > given.now:
             out.log.append(f"{info.qualified}: waiting {state.retry_after - given.now:.0f}s before requesting again")
             continue
         table_instances = instances_of(given.instances, info.schema, info.table)
         if not table_instances:
-            out.log.append(f"{info.qualified}: not captured by CDC (no capture instance); see the table's error "
-                           "in docs/cdc.md to enable it")
+            out.log.append(
+                f"{info.qualified}: not captured by CDC (no capture instance); see the table's error "
+                "in docs/cdc.md to enable it"
+            )
             continue
         if state.next_lsn is None:
             if not _start(state, info, given, table_instances, out):
@@ -271,8 +295,9 @@ def _end(max_lsn: Lsn, limit: Lsn | None) -> Lsn:
     return min(max_lsn, limit) if limit is not None else max_lsn
 
 
-def _start(state: TableState, info: TableInfo, given: TickInput, table_instances: list[CaptureInstance],
-           out: TickOutput) -> bool:
+def _start(
+    state: TableState, info: TableInfo, given: TickInput, table_instances: list[CaptureInstance], out: TickOutput
+) -> bool:
     """Give a table its first position; False when it must wait (a snapshot was requested)."""
     if given.mode == "full_load_and_cdc":
         out.snapshot_tables.append(info.name)
@@ -294,8 +319,9 @@ def _start(state: TableState, info: TableInfo, given: TickInput, table_instances
     return True
 
 
-def _report(state: TableState, info: TableInfo, loaded_through: Lsn, given: TickInput, out: TickOutput,
-            *, now: bool = False) -> None:
+def _report(
+    state: TableState, info: TableInfo, loaded_through: Lsn, given: TickInput, out: TickOutput, *, now: bool = False
+) -> None:
     """Make an idle table's position visible (the sensor reports it as an asset observation), at most every
     ``report_seconds``: the lag checks and ``dtaas health`` then know the table is not behind (cdc/lag.py)."""
     if now or given.now - state.reported_at >= given.report_seconds:

@@ -17,8 +17,8 @@ from dtaas_dagster.config.sources import SqlServerSource
 from dtaas_dagster.config.tasks import (
     CdcConfig,
     Datetime2Handling,
-    RetryConfig,
     FreshnessConfig,
+    RetryConfig,
     ScheduleConfig,
     SizeLimit,
     TableConfig,

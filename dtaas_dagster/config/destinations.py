@@ -13,7 +13,7 @@ import re
 import string
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
@@ -24,18 +24,27 @@ from dtaas_dagster.variables import BUILTIN_VARIABLES, NOT_IN_PATH_TEMPLATES
 class S3Destination(Model):
     """Files in S3 (or an S3-compatible store), or under a local directory for local runs."""
 
-    type: Literal["s3"] = Field("s3", description="Destination kind: 's3' (this model) or 'snowflake'.",
-                                json_schema_extra=fix("use type: s3 or type: snowflake"))
+    type: Literal["s3"] = Field(
+        "s3",
+        description="Destination kind: 's3' (this model) or 'snowflake'.",
+        json_schema_extra=fix("use type: s3 or type: snowflake"),
+    )
     url: str = Field(description="Base location: s3://bucket[/prefix], file:///abs/path or file://relative/path.")
     path_template: str = Field(
         "$sourceDatabaseName/$sourceSchemaName/$sourceTableShortName/$partitionKey",
-        description=("Path of each table's files under url, string.Template syntax ($name or ${name}); "
-                     "variables: built-ins (" + ", ".join(BUILTIN_VARIABLES) + ") or keys of `variables`."))
+        description=(
+            "Path of each table's files under url, string.Template syntax ($name or ${name}); "
+            "variables: built-ins (" + ", ".join(BUILTIN_VARIABLES) + ") or keys of `variables`."
+        ),
+    )
     format: Literal["parquet", "csv", "jsonl"] = Field(
-        "parquet", description="File format.", json_schema_extra=fix("use parquet, csv or jsonl"))
+        "parquet", description="File format.", json_schema_extra=fix("use parquet, csv or jsonl")
+    )
     compression: Literal["none", "snappy", "gzip", "zstd"] | None = Field(
-        None, description="Compression; unset = snappy for parquet, none for csv/jsonl. snappy is parquet-only.",
-        json_schema_extra=fix("use none, snappy, gzip or zstd"))
+        None,
+        description="Compression; unset = snappy for parquet, none for csv/jsonl. snappy is parquet-only.",
+        json_schema_extra=fix("use none, snappy, gzip or zstd"),
+    )
     endpoint_url: str | None = Field(None, description="S3 endpoint override (http(s) URL) for MinIO/LocalStack/moto.")
     region: str | None = Field(None, description="AWS region; unset = the default chain (AWS_REGION, profile).")
     access_key_id_env: str | None = Field(None, description="NAME of the env var with the access key id.")
@@ -47,7 +56,7 @@ class S3Destination(Model):
     def _check_url(cls, value: str) -> str:
         accepted = "use s3://bucket[/prefix] or file:///absolute/path (file://relative/path is relative to the cwd)"
         if value.startswith("s3://"):
-            bucket = value[len("s3://"):].split("/", 1)[0]
+            bucket = value[len("s3://") :].split("/", 1)[0]
             if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
                 raise ValueError(f"bucket name {bucket!r} is not a valid S3 bucket name; {accepted}")
         elif value.startswith("file://"):
@@ -72,13 +81,15 @@ class S3Destination(Model):
         if "partitionKey" not in used:
             raise ValueError(
                 "must contain $partitionKey: every partition (load window) needs a directory of its own, or "
-                f"loading one partition would replace another's files; {fix}")
+                f"loading one partition would replace another's files; {fix}"
+            )
         per_run = sorted(used & set(NOT_IN_PATH_TEMPLATES))
         if per_run:
             raise ValueError(
                 f"must not use ${', $'.join(per_run)}: it differs on every run, so a re-run of a partition would "
                 "leave a second copy in another directory. Use $partitionKey (and $loadDate, the date of the "
-                "partition) instead")
+                "partition) instead"
+            )
         return value
 
     @field_validator("endpoint_url")
@@ -98,8 +109,9 @@ class S3Destination(Model):
     @model_validator(mode="after")
     def _check_compression(self) -> S3Destination:
         if self.compression == "snappy" and self.format != "parquet":
-            raise problems_error(("compression", f"snappy is only valid for parquet (format is {self.format}); "
-                                            "use gzip, zstd or none"))
+            raise problems_error(
+                ("compression", f"snappy is only valid for parquet (format is {self.format}); use gzip, zstd or none")
+            )
         return self
 
     @property
@@ -139,7 +151,7 @@ class S3Destination(Model):
         """The directory of a file:// destination, absolute (a relative one resolves against the cwd now)."""
         if not self.is_local:
             raise ConfigError(f"destination {self.url} is not a file:// URL; it has no local path")
-        return Path(self.url[len("file://"):]).absolute()
+        return Path(self.url[len("file://") :]).absolute()
 
     @property
     def bucket(self) -> str:
@@ -154,9 +166,8 @@ class S3Destination(Model):
     def _s3_parts(self) -> tuple[str, str]:
         if self.is_local:
             raise ConfigError(f"destination {self.url} is a local file:// URL; it has no bucket or prefix")
-        bucket, _, prefix = self.url[len("s3://"):].partition("/")
+        bucket, _, prefix = self.url[len("s3://") :].partition("/")
         return bucket, prefix.strip("/")
-
 
 
 def _check_template_syntax(value: str, fix_hint: str) -> None:
@@ -164,9 +175,26 @@ def _check_template_syntax(value: str, fix_hint: str) -> None:
         raise ValueError(f"invalid template syntax (a lone $ or unclosed ${{); use $$ for a literal $; {fix_hint}")
 
 
-_SNOWFLAKE_TYPED_ARGS = ("account", "user", "password", "private_key", "private_key_file", "private_key_path",
-                         "private_key_file_pwd", "private_key_password", "role", "warehouse", "database", "schema",
-                         "host", "port", "protocol", "paramstyle", "autocommit", "token")
+_SNOWFLAKE_TYPED_ARGS = (
+    "account",
+    "user",
+    "password",
+    "private_key",
+    "private_key_file",
+    "private_key_path",
+    "private_key_file_pwd",
+    "private_key_password",
+    "role",
+    "warehouse",
+    "database",
+    "schema",
+    "host",
+    "port",
+    "protocol",
+    "paramstyle",
+    "autocommit",
+    "token",
+)
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,252}$")
 
@@ -179,67 +207,125 @@ with warnings.catch_warnings():
     class SnowflakeDestination(Model):
         """Tables in Snowflake: staged Parquet, COPY INTO, then one transaction (docs/snowflake.md)."""
 
-        type: Literal["snowflake"] = Field(description="Destination kind: 'snowflake' (this model) or 's3'.",
-                                           json_schema_extra=fix("use type: snowflake"))
-        account: str = Field(description="Account identifier, e.g. myorg-myaccount or xy12345.eu-west-1.",
-                             json_schema_extra=fix("write the account identifier, e.g. myorg-myaccount"))
+        type: Literal["snowflake"] = Field(
+            description="Destination kind: 'snowflake' (this model) or 's3'.",
+            json_schema_extra=fix("use type: snowflake"),
+        )
+        account: str = Field(
+            description="Account identifier, e.g. myorg-myaccount or xy12345.eu-west-1.",
+            json_schema_extra=fix("write the account identifier, e.g. myorg-myaccount"),
+        )
         user: str = Field(min_length=1, description="Login name of the Snowflake user.")
-        password_env: str | None = Field(None, description=(
-            "NAME of the environment variable holding the password (password authentication)."))
-        private_key_file: str | None = Field(None, description=(
-            "Path of a PEM private key file (key-pair authentication)."))
-        private_key_env: str | None = Field(None, description=(
-            "NAME of the environment variable holding the PEM private key, or its base64 (key-pair authentication)."))
-        private_key_passphrase_env: str | None = Field(None, description=(
-            "NAME of the environment variable holding the passphrase of an encrypted private key."))
+        password_env: str | None = Field(
+            None, description=("NAME of the environment variable holding the password (password authentication).")
+        )
+        private_key_file: str | None = Field(
+            None, description=("Path of a PEM private key file (key-pair authentication).")
+        )
+        private_key_env: str | None = Field(
+            None,
+            description=(
+                "NAME of the environment variable holding the PEM private key, or its base64 (key-pair authentication)."
+            ),
+        )
+        private_key_passphrase_env: str | None = Field(
+            None, description=("NAME of the environment variable holding the passphrase of an encrypted private key.")
+        )
         role: str | None = Field(None, description="Role to use; unset = the user's default role.")
-        warehouse: str | None = Field(None, description="Warehouse that runs COPY and MERGE; unset = the user's default.")
-        database: str = Field(description=(
-            "Target database: a name or a $variable template (e.g. RAW or RAW_$ETLCustomerId)."))
+        warehouse: str | None = Field(
+            None, description="Warehouse that runs COPY and MERGE; unset = the user's default."
+        )
+        database: str = Field(
+            description=("Target database: a name or a $variable template (e.g. RAW or RAW_$ETLCustomerId).")
+        )
         schema: str = Field(  # type: ignore[assignment]  # shadows BaseModel.schema(), see above
-            description="Target schema: a name or a $variable template (e.g. $sourceSchemaName).")
-        table: str = Field("$sourceTableShortName", description=(
-            "Target table name: a $variable template; default $sourceTableShortName (the table's name without "
-            "its schema)."))
-        identifier_case: Literal["upper", "preserve"] = Field("upper", description=(
-            "upper: names are upper-cased, as unquoted identifiers resolve in Snowflake; preserve: exact case, quoted."),
-            json_schema_extra=fix("use upper or preserve"))
-        stage: str = Field("_DTAAS_STAGE", min_length=1, max_length=255, description=(
-            "Internal stage created in each target schema for the Parquet files."))
-        state_table: str = Field("_DTAAS_STATE", min_length=1, max_length=255, description=(
-            "Control table created in each target schema: one row per target table (last snapshot, applied LSN)."))
-        delete_mode: Literal["hard", "soft"] = Field("hard", description=(
-            "CDC deletes: hard removes the row; soft sets _DTAAS_DELETED and _DTAAS_DELETED_AT."),
-            json_schema_extra=fix("use hard or soft"))
-        cdc_apply: Literal["merge", "delete_insert"] = Field("merge", description=(
-            "How a change window is applied, in one transaction with the control row: merge (one MERGE) or "
-            "delete_insert (DELETE the changed keys, INSERT their newest rows; same result)."),
-            json_schema_extra=fix("use merge or delete_insert"))
-        host: str | None = Field(None, description=(
-            "Host to connect to instead of <account>.snowflakecomputing.com (private link, a test server)."))
-        port: int | None = Field(None, ge=1, le=65535, description="Port for host; unset = 443.",
-                                 json_schema_extra=fix("use the server's port, e.g. 443"))
-        protocol: Literal["https", "http"] | None = Field(None, description=(
-            "https (default) or http (only for a local test server such as fakesnow)."),
-            json_schema_extra=fix("use https or http"))
-        connection_args: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
-            "Extra keyword arguments for snowflake.connector.connect, e.g. {login_timeout: 30}; "
-            "not the ones with typed fields, and never secrets."))
+            description="Target schema: a name or a $variable template (e.g. $sourceSchemaName)."
+        )
+        table: str = Field(
+            "$sourceTableShortName",
+            description=(
+                "Target table name: a $variable template; default $sourceTableShortName (the table's name without "
+                "its schema)."
+            ),
+        )
+        identifier_case: Literal["upper", "preserve"] = Field(
+            "upper",
+            description=(
+                "upper: names are upper-cased, as unquoted identifiers resolve in Snowflake; "
+                "preserve: exact case, quoted."
+            ),
+            json_schema_extra=fix("use upper or preserve"),
+        )
+        stage: str = Field(
+            "_DTAAS_STAGE",
+            min_length=1,
+            max_length=255,
+            description=("Internal stage created in each target schema for the Parquet files."),
+        )
+        state_table: str = Field(
+            "_DTAAS_STATE",
+            min_length=1,
+            max_length=255,
+            description=(
+                "Control table created in each target schema: one row per target table (last snapshot, applied LSN)."
+            ),
+        )
+        delete_mode: Literal["hard", "soft"] = Field(
+            "hard",
+            description=("CDC deletes: hard removes the row; soft sets _DTAAS_DELETED and _DTAAS_DELETED_AT."),
+            json_schema_extra=fix("use hard or soft"),
+        )
+        cdc_apply: Literal["merge", "delete_insert"] = Field(
+            "merge",
+            description=(
+                "How a change window is applied, in one transaction with the control row: merge (one MERGE) or "
+                "delete_insert (DELETE the changed keys, INSERT their newest rows; same result)."
+            ),
+            json_schema_extra=fix("use merge or delete_insert"),
+        )
+        host: str | None = Field(
+            None,
+            description=(
+                "Host to connect to instead of <account>.snowflakecomputing.com (private link, a test server)."
+            ),
+        )
+        port: int | None = Field(
+            None,
+            ge=1,
+            le=65535,
+            description="Port for host; unset = 443.",
+            json_schema_extra=fix("use the server's port, e.g. 443"),
+        )
+        protocol: Literal["https", "http"] | None = Field(
+            None,
+            description=("https (default) or http (only for a local test server such as fakesnow)."),
+            json_schema_extra=fix("use https or http"),
+        )
+        connection_args: dict[str, str | int | float | bool] = Field(
+            default_factory=dict,
+            description=(
+                "Extra keyword arguments for snowflake.connector.connect, e.g. {login_timeout: 30}; "
+                "not the ones with typed fields, and never secrets."
+            ),
+        )
 
         @field_validator("account")
         @classmethod
         def _check_account(cls, value: str) -> str:
             if not _ACCOUNT_RE.match(value):
-                raise ValueError("must be an account identifier (letters, digits, '-', '_', '.'), e.g. myorg-myaccount; "
-                                 "not a URL")
+                raise ValueError(
+                    "must be an account identifier (letters, digits, '-', '_', '.'), e.g. myorg-myaccount; not a URL"
+                )
             return value
 
         @field_validator("host")
         @classmethod
         def _check_host(cls, value: str | None) -> str | None:
             if value is not None and not _HOST_RE.match(value):
-                raise ValueError(f"must be a host name or IP address without scheme or port (got {value!r}); "
-                                 "put the port in port and http in protocol")
+                raise ValueError(
+                    f"must be a host name or IP address without scheme or port (got {value!r}); "
+                    "put the port in port and http in protocol"
+                )
             return value
 
         @field_validator("password_env", "private_key_env", "private_key_passphrase_env")
@@ -260,9 +346,15 @@ with warnings.catch_warnings():
         @field_validator("connection_args")
         @classmethod
         def _check_connection_args(cls, value: dict[str, Any]) -> dict[str, Any]:
-            bad = [(key, "is set by a typed field or is a secret; use the destination's own fields "
-                         "(account, user, password_env, private_key_*, role, warehouse, host, port, protocol)")
-                   for key in value if key.lower() in _SNOWFLAKE_TYPED_ARGS]
+            bad = [
+                (
+                    key,
+                    "is set by a typed field or is a secret; use the destination's own fields "
+                    "(account, user, password_env, private_key_*, role, warehouse, host, port, protocol)",
+                )
+                for key in value
+                if key.lower() in _SNOWFLAKE_TYPED_ARGS
+            ]
             if bad:
                 raise problems_error(*bad)
             return value
@@ -272,12 +364,22 @@ with warnings.catch_warnings():
             methods = [n for n in ("password_env", "private_key_file", "private_key_env") if getattr(self, n)]
             if len(methods) != 1:
                 found = ", ".join(methods) if methods else "none"
-                raise problems_error(("password_env", (
-                    f"give exactly one of password_env, private_key_file, private_key_env (got {found}); "
-                    "e.g. password_env: SNOWFLAKE_PASSWORD")))
+                raise problems_error(
+                    (
+                        "password_env",
+                        (
+                            f"give exactly one of password_env, private_key_file, private_key_env (got {found}); "
+                            "e.g. password_env: SNOWFLAKE_PASSWORD"
+                        ),
+                    )
+                )
             if self.private_key_passphrase_env and self.password_env:
-                raise problems_error(("private_key_passphrase_env", (
-                    "is for an encrypted private key; remove it, or use private_key_file / private_key_env")))
+                raise problems_error(
+                    (
+                        "private_key_passphrase_env",
+                        ("is for an encrypted private key; remove it, or use private_key_file / private_key_env"),
+                    )
+                )
             return self
 
         @property
@@ -304,7 +406,10 @@ def _destination_type(value: Any) -> str:
 
 
 Destination = Annotated[
-    Union[Annotated[S3Destination, Tag("s3")], Annotated[SnowflakeDestination, Tag("snowflake")]],
-    Discriminator(_destination_type, custom_error_type="destination_type",
-                  custom_error_message="unknown destination type; use type: s3 or type: snowflake"),
+    Annotated[S3Destination, Tag("s3")] | Annotated[SnowflakeDestination, Tag("snowflake")],
+    Discriminator(
+        _destination_type,
+        custom_error_type="destination_type",
+        custom_error_message="unknown destination type; use type: s3 or type: snowflake",
+    ),
 ]

@@ -82,14 +82,22 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[str, type[BaseMo
 
 
 def _shown(value: Any, path: str) -> str:
-    if "odbc_extra" in path or "connection_args" in path or not isinstance(value, (str, int, float, bool)) or len(repr(value)) > 60:
+    if (
+        "odbc_extra" in path
+        or "connection_args" in path
+        or not isinstance(value, (str, int, float, bool))
+        or len(repr(value)) > 60
+    ):
         return ""
     return f" (got {value!r})"
 
 
 def _bounds(field: Any) -> str:
-    limits = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in getattr(field, "metadata", ())
-              if type(m).__name__ in ("Ge", "Gt", "Le", "Lt")}
+    limits = {
+        type(m).__name__: getattr(m, type(m).__name__.lower())
+        for m in getattr(field, "metadata", ())
+        if type(m).__name__ in ("Ge", "Gt", "Le", "Lt")
+    }
     low = f"at least {limits['Ge']}" if "Ge" in limits else f"greater than {limits['Gt']}" if "Gt" in limits else ""
     high = f"at most {limits['Le']}" if "Le" in limits else f"less than {limits['Lt']}" if "Lt" in limits else ""
     if "Ge" in limits and "Le" in limits:
@@ -98,8 +106,13 @@ def _bounds(field: Any) -> str:
 
 
 _TYPE_WORDS = {
-    "int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
-    "dict": "a mapping (key: value)", "model": "a mapping (key: value)", "list": "a list",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "text",
+    "dict": "a mapping (key: value)",
+    "model": "a mapping (key: value)",
+    "list": "a list",
 }
 
 
@@ -113,18 +126,28 @@ def _describe(err: Any, path: str, model: type[BaseModel] | None, field: Any) ->
     key = str(err["loc"][-1]) if err["loc"] else ""
     if kind == "extra_forbidden":
         if model is SqlServerSource and key.lower() in ("password", "pwd"):
-            return path, "a password must not be written in the config; put the password in an environment " \
-                         "variable and name it in password_env"
+            return (
+                path,
+                "a password must not be written in the config; put the password in an environment "
+                "variable and name it in password_env",
+            )
         if model is SnowflakeDestination and key.lower() in _SECRET_KEYS:
-            return path, "a secret must not be written in the config; put it in an environment variable and " \
-                         "name it in password_env, private_key_env or private_key_passphrase_env"
+            return (
+                path,
+                "a secret must not be written in the config; put it in an environment variable and "
+                "name it in password_env, private_key_env or private_key_passphrase_env",
+            )
         allowed = list(model.model_fields) if model else []
-        return path, f"unknown key {key!r}{did_you_mean(key, allowed)}{' ' if did_you_mean(key, allowed) else '; '}" \
-                     f"allowed keys: {', '.join(allowed)}"
+        return (
+            path,
+            f"unknown key {key!r}{did_you_mean(key, allowed)}{' ' if did_you_mean(key, allowed) else '; '}"
+            f"allowed keys: {', '.join(allowed)}",
+        )
     if kind == "destination_type":
         value = err["input"].get("type") if isinstance(err.get("input"), dict) else None
-        return join_path(path, "type"), f"must be one of 's3', 'snowflake'{_shown(value, path)}; " \
-                                        "use type: s3 or type: snowflake"
+        return join_path(
+            path, "type"
+        ), f"must be one of 's3', 'snowflake'{_shown(value, path)}; use type: s3 or type: snowflake"
     if kind == "missing":
         description = f" ({field.description})" if field is not None and field.description else ""
         return path, f"is required but missing; add {key}:{description}"

@@ -30,7 +30,8 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(:-[^}]*)?\}")
 _NOT_INTERPOLATED = re.compile(
     r"^destinations\.[^.]+\.(path_template|database|schema|table)$"
     r"|^variables\.[^.]+\.query$"
-    r"|^tasks\.[^.]+\.tables\[\d+\]\.transformations\[\d+\]\.config\.value$")
+    r"|^tasks\.[^.]+\.tables\[\d+\]\.transformations\[\d+\]\.config\.value$"
+)
 
 
 def _interpolate(value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
@@ -47,8 +48,9 @@ def _interpolate(value: Any, path: str, problems: list[tuple[str, str]]) -> Any:
             return "${"
         name, default = match.group(1), match.group(2)
         if not ENV_NAME_RE.match(name):
-            problems.append((path, f"${{{name}}} is not a valid environment variable name; "
-                                   "use ${NAME} or ${NAME:-default}"))
+            problems.append(
+                (path, f"${{{name}}} is not a valid environment variable name; use ${{NAME}} or ${{NAME:-default}}")
+            )
             return ""
         if name in os.environ:
             return os.environ[name]
@@ -70,7 +72,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}; remove one of them", key_node.start_mark)
+                None, None, f"duplicate key {key!r}; remove one of them", key_node.start_mark
+            )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -90,15 +93,19 @@ def load_config(path: str | os.PathLike[str] | None = None) -> DtaasConfig:
     """Load and validate the config: ``path``, else ``$DTAAS_CONFIG``, else the example ``dtaas.yaml``."""
     file, origin = _config_location(path)
     if not file.is_file():
-        raise ConfigError(f"config file {file} not found (from {origin}); pass an existing YAML file to "
-                          f"load_config() or set {CONFIG_ENV} to its path")
+        raise ConfigError(
+            f"config file {file} not found (from {origin}); pass an existing YAML file to "
+            f"load_config() or set {CONFIG_ENV} to its path"
+        )
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{file}: {where}invalid YAML: {exc.problem or exc}; fix the syntax "
-                          "(indentation, ':' after keys, quotes around values with ': ' or '#')") from None
+        raise ConfigError(
+            f"{file}: {where}invalid YAML: {exc.problem or exc}; fix the syntax "
+            "(indentation, ':' after keys, quotes around values with ': ' or '#')"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: invalid YAML: {exc}; fix the syntax") from None
     return parse_config(data, source=str(file))
@@ -108,8 +115,10 @@ def parse_config(data: Any, *, source: str = "<config>") -> DtaasConfig:
     """Validate already-parsed YAML data (interpolating ${VAR}); errors name ``source``."""
     if not isinstance(data, dict):
         kind = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise ConfigError(f"{source}: the top level must be a mapping with keys sources, destinations, "
-                          f"variables, tasks (got {kind}); see {DOCS} for an example")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with keys sources, destinations, "
+            f"variables, tasks (got {kind}); see {DOCS} for an example"
+        )
     problems: list[tuple[str, str]] = []
     data = _interpolate(data, "", problems)
     if problems:

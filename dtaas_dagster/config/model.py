@@ -24,10 +24,16 @@ def _suggest_name(name: str, kind: str) -> str:
 
 
 def _check_names(kind: str, names: typing.Iterable[str]) -> None:
-    bad = [(n, f"{kind} name {n!r} must match ^[a-z][a-z0-9_]{{0,62}}$ (lowercase letter first, then lowercase "
-               "letters, digits, _; it becomes a Dagster job/asset name); rename it, e.g. "
-               f"{_suggest_name(n, kind)}")
-           for n in names if not NAME_RE.match(n)]
+    bad = [
+        (
+            n,
+            f"{kind} name {n!r} must match ^[a-z][a-z0-9_]{{0,62}}$ (lowercase letter first, then lowercase "
+            "letters, digits, _; it becomes a Dagster job/asset name); rename it, e.g. "
+            f"{_suggest_name(n, kind)}",
+        )
+        for n in names
+        if not NAME_RE.match(n)
+    ]
     if bad:
         raise problems_error(*bad)
 
@@ -37,15 +43,23 @@ class DtaasConfig(Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
-    sources: dict[str, SqlServerSource] = Field(min_length=1, description="SQL Server sources by name.",
-                                                json_schema_extra=fix("define at least one source"))
-    destinations: dict[str, Destination] = Field(min_length=1, description=(
-        "Destinations by name; each has a `type`: s3 or snowflake."),
-        json_schema_extra=fix("define at least one destination"))
-    variables: dict[str, str | QueryVariableSpec] = Field(default_factory=dict, description=(
-        "Global variables usable as $name: text (static; may use ${ENV_VAR}) or {source, query} (query)."))
-    tasks: dict[str, TaskConfig] = Field(min_length=1, description="Tasks by name; each becomes a Dagster job.",
-                                         json_schema_extra=fix("define at least one task"))
+    sources: dict[str, SqlServerSource] = Field(
+        min_length=1, description="SQL Server sources by name.", json_schema_extra=fix("define at least one source")
+    )
+    destinations: dict[str, Destination] = Field(
+        min_length=1,
+        description=("Destinations by name; each has a `type`: s3 or snowflake."),
+        json_schema_extra=fix("define at least one destination"),
+    )
+    variables: dict[str, str | QueryVariableSpec] = Field(
+        default_factory=dict,
+        description=("Global variables usable as $name: text (static; may use ${ENV_VAR}) or {source, query} (query)."),
+    )
+    tasks: dict[str, TaskConfig] = Field(
+        min_length=1,
+        description="Tasks by name; each becomes a Dagster job.",
+        json_schema_extra=fix("define at least one task"),
+    )
 
     @field_validator("sources", "destinations", "tasks")
     @classmethod
@@ -56,8 +70,11 @@ class DtaasConfig(Model):
     @field_validator("variables")
     @classmethod
     def _check_variable_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = [(n, "must be a name like ETLCustomerId (letters, digits, _; not starting with a digit); "
-                        "rename it") for n in value if not ENV_NAME_RE.match(n)]
+        problems = [
+            (n, "must be a name like ETLCustomerId (letters, digits, _; not starting with a digit); rename it")
+            for n in value
+            if not ENV_NAME_RE.match(n)
+        ]
         problems += [(n, "is a built-in variable; pick another name") for n in value if n in BUILTIN_VARIABLES]
         for name, text in value.items():
             if isinstance(text, str):
@@ -71,8 +88,12 @@ class DtaasConfig(Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> DtaasConfig:
-        problems = [*self._reference_problems(), *self._template_problems(), *self._query_problems(),
-                    *self._transform_problems()]
+        problems = [
+            *self._reference_problems(),
+            *self._template_problems(),
+            *self._query_problems(),
+            *self._transform_problems(),
+        ]
         if problems:
             raise problems_error(*problems)
         for name, source in self.sources.items():
@@ -82,13 +103,21 @@ class DtaasConfig(Model):
     def _reference_problems(self) -> list[tuple[str, str]]:
         problems = []
         for task_name, task in self.tasks.items():
-            for kind, ref, defined in (("source", task.source, self.sources),
-                                       ("destination", task.destination, self.destinations)):
+            for kind, ref, defined in (
+                ("source", task.source, self.sources),
+                ("destination", task.destination, self.destinations),
+            ):
                 if ref not in defined:
                     hint = did_you_mean(ref, defined)
-                    problems.append((f"tasks.{task_name}.{kind}", (
-                        f"task {task_name}: {kind} {ref!r} is not defined{hint}{' ' if hint else '; '}"
-                        f"defined {kind}s: {', '.join(defined)}")))
+                    problems.append(
+                        (
+                            f"tasks.{task_name}.{kind}",
+                            (
+                                f"task {task_name}: {kind} {ref!r} is not defined{hint}{' ' if hint else '; '}"
+                                f"defined {kind}s: {', '.join(defined)}"
+                            ),
+                        )
+                    )
         return problems
 
     @property
@@ -105,14 +134,27 @@ class DtaasConfig(Model):
         for name, query in self.query_variables.items():
             if query.source not in self.sources:
                 hint = did_you_mean(query.source, self.sources)
-                problems.append((f"variables.{name}.source", f"source {query.source!r} is not defined{hint}"
-                                 f"{' ' if hint else '; '}defined sources: {', '.join(self.sources)}"))
+                problems.append(
+                    (
+                        f"variables.{name}.source",
+                        f"source {query.source!r} is not defined{hint}"
+                        f"{' ' if hint else '; '}defined sources: {', '.join(self.sources)}",
+                    )
+                )
             for ref in query.references:
                 if ref not in bindable:
-                    why = "is a query variable (queries cannot use each other)" if ref in self.variables else \
-                        f"is not a variable{did_you_mean(ref, bindable)}"
-                    problems.append((f"variables.{name}.query", f"${ref} {why}; a query may use the built-ins "
-                                     f"({', '.join(BUILTIN_VARIABLES)}) and static variables"))
+                    why = (
+                        "is a query variable (queries cannot use each other)"
+                        if ref in self.variables
+                        else f"is not a variable{did_you_mean(ref, bindable)}"
+                    )
+                    problems.append(
+                        (
+                            f"variables.{name}.query",
+                            f"${ref} {why}; a query may use the built-ins "
+                            f"({', '.join(BUILTIN_VARIABLES)}) and static variables",
+                        )
+                    )
         return problems
 
     def _transform_problems(self) -> list[tuple[str, str]]:
@@ -128,8 +170,13 @@ class DtaasConfig(Model):
                     for ident in _identifiers(spec.config.value):
                         if ident not in known:
                             hint = did_you_mean(ident, known)
-                            problems.append((path, f"unknown variable ${ident}{hint}{' ' if hint else '; '}known "
-                                                   f"variables: {', '.join(known)}"))
+                            problems.append(
+                                (
+                                    path,
+                                    f"unknown variable ${ident}{hint}{' ' if hint else '; '}known "
+                                    f"variables: {', '.join(known)}",
+                                )
+                            )
         return problems
 
     def _template_problems(self) -> list[tuple[str, str]]:
@@ -140,10 +187,16 @@ class DtaasConfig(Model):
                 for ident in string.Template(template).get_identifiers():
                     if ident not in known:
                         hint = did_you_mean(ident, known)
-                        problems.append((f"destinations.{name}.{field_name}", (
-                            f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
-                            f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables"
-                            + (f" (defined: {', '.join(self.variables)})" if self.variables else ""))))
+                        problems.append(
+                            (
+                                f"destinations.{name}.{field_name}",
+                                (
+                                    f"unknown variable ${ident}{hint}{' ' if hint else '; '}use a built-in "
+                                    f"({', '.join(BUILTIN_VARIABLES)}) or define it under variables"
+                                    + (f" (defined: {', '.join(self.variables)})" if self.variables else "")
+                                ),
+                            )
+                        )
         return problems
 
 

@@ -30,10 +30,29 @@ Scalar = bool | int | float | str | None
 
 # apply_function: name -> the optional arguments it takes (docs/transforms.md lists them).
 APPLY_FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "upper": (), "lower": (), "trim": (), "ltrim": (), "rtrim": (), "length": (), "reverse": (),
-    "capitalize": (), "title": (), "substring": ("start", "length"), "left": ("length",), "right": ("length",),
-    "round": ("decimals",), "abs": (), "ceil": (), "floor": (), "year": (), "month": (), "day": (), "hour": (),
-    "sha256": (), "md5": (), "mask": ("keep_last", "mask_char"),
+    "upper": (),
+    "lower": (),
+    "trim": (),
+    "ltrim": (),
+    "rtrim": (),
+    "length": (),
+    "reverse": (),
+    "capitalize": (),
+    "title": (),
+    "substring": ("start", "length"),
+    "left": ("length",),
+    "right": ("length",),
+    "round": ("decimals",),
+    "abs": (),
+    "ceil": (),
+    "floor": (),
+    "year": (),
+    "month": (),
+    "day": (),
+    "hour": (),
+    "sha256": (),
+    "md5": (),
+    "mask": ("keep_last", "mask_char"),
 }
 
 
@@ -56,13 +75,22 @@ class AddColumnConfig(Model):
     """A new column: a constant (which may use $variables) or an expression over other columns."""
 
     column_name: ColumnName = Field(description="Name of the new column.")
-    value: Scalar = Field(None, description=(
-        "Constant value; text may use $variables ($ETLCustomerId, $sourceTableName, ...). Not with expression."))
-    expression: str | None = Field(None, description=(
-        "Expression over the row's columns (the filter_rows language), e.g. quantity * unit_price."))
-    data_type: str | None = Field(None, description=(
-        "Type of the new column: " + ", ".join(TYPE_NAMES) + "; unset = the value's own type (text for text)."),
-        json_schema_extra=fix("use one of " + ", ".join(TYPE_NAMES)))
+    value: Scalar = Field(
+        None,
+        description=(
+            "Constant value; text may use $variables ($ETLCustomerId, $sourceTableName, ...). Not with expression."
+        ),
+    )
+    expression: str | None = Field(
+        None, description=("Expression over the row's columns (the filter_rows language), e.g. quantity * unit_price.")
+    )
+    data_type: str | None = Field(
+        None,
+        description=(
+            "Type of the new column: " + ", ".join(TYPE_NAMES) + "; unset = the value's own type (text for text)."
+        ),
+        json_schema_extra=fix("use one of " + ", ".join(TYPE_NAMES)),
+    )
 
     _type = field_validator("data_type")(classmethod(lambda cls, v: _check_type_name(v)))
     _expr = field_validator("expression")(classmethod(lambda cls, v: _check_expression(v)))
@@ -72,8 +100,10 @@ class AddColumnConfig(Model):
         if self.expression is not None and self.value is not None:
             raise ValueError("give value or expression, not both; remove one")
         if isinstance(self.value, str) and not string.Template(self.value).is_valid():
-            raise ValueError(f"value {self.value!r} has a lone $ or an unclosed ${{; write $name or ${{name}}, "
-                             "and $$ for a literal $")
+            raise ValueError(
+                f"value {self.value!r} has a lone $ or an unclosed ${{; write $name or ${{name}}, "
+                "and $$ for a literal $"
+            )
         return self
 
 
@@ -94,11 +124,15 @@ class CastTypeConfig(Model):
     """Change a column's type."""
 
     column_name: ColumnName = Field(description="Column to cast.")
-    target_type: str = Field(description="Target type: " + ", ".join(TYPE_NAMES) + ".",
-                             json_schema_extra=fix("use one of " + ", ".join(TYPE_NAMES)))
-    on_error: Literal["fail", "null"] = Field("fail", description=(
-        "A value that does not convert exactly: fail the load (fail) or write null (null)."),
-        json_schema_extra=fix("use fail or null"))
+    target_type: str = Field(
+        description="Target type: " + ", ".join(TYPE_NAMES) + ".",
+        json_schema_extra=fix("use one of " + ", ".join(TYPE_NAMES)),
+    )
+    on_error: Literal["fail", "null"] = Field(
+        "fail",
+        description=("A value that does not convert exactly: fail the load (fail) or write null (null)."),
+        json_schema_extra=fix("use fail or null"),
+    )
 
     _type = field_validator("target_type")(classmethod(lambda cls, v: _check_type_name(v)))
 
@@ -117,9 +151,11 @@ class ReplaceValueConfig(Model):
     column_name: ColumnName = Field(description="Column whose values are replaced.")
     old_value: Scalar = Field(description="Value to replace; null replaces nulls.")
     new_value: Scalar = Field(description="Replacement; null writes null.")
-    match: Literal["exact", "substring", "regex"] = Field("exact", description=(
-        "exact: whole values equal to old_value; substring / regex (text columns): every occurrence."),
-        json_schema_extra=fix("use exact, substring or regex"))
+    match: Literal["exact", "substring", "regex"] = Field(
+        "exact",
+        description=("exact: whole values equal to old_value; substring / regex (text columns): every occurrence."),
+        json_schema_extra=fix("use exact, substring or regex"),
+    )
 
     @model_validator(mode="after")
     def _text_for_substring(self) -> ReplaceValueConfig:
@@ -138,13 +174,18 @@ class ReplaceValueConfig(Model):
 class ConcatColumnsConfig(Model):
     """A new text column joining several columns with a separator."""
 
-    columns: list[ColumnName] = Field(min_length=2, description="Columns to join, in order (non-text ones as text).",
-                                      json_schema_extra=fix("list at least two columns"))
+    columns: list[ColumnName] = Field(
+        min_length=2,
+        description="Columns to join, in order (non-text ones as text).",
+        json_schema_extra=fix("list at least two columns"),
+    )
     new_column: ColumnName = Field(description="Name of the new column.")
     separator: str = Field("", description="Text between the values.")
-    null_handling: Literal["skip", "null", "empty"] = Field("skip", description=(
-        "A null value: skip it (skip), make the result null (null) or use empty text (empty)."),
-        json_schema_extra=fix("use skip, null or empty"))
+    null_handling: Literal["skip", "null", "empty"] = Field(
+        "skip",
+        description=("A null value: skip it (skip), make the result null (null) or use empty text (empty)."),
+        json_schema_extra=fix("use skip, null or empty"),
+    )
 
 
 class SplitColumnConfig(Model):
@@ -152,9 +193,11 @@ class SplitColumnConfig(Model):
 
     column_name: ColumnName = Field(description="Text column to split.")
     separator: str = Field(min_length=1, description="Separator text (not a pattern).")
-    new_columns: list[ColumnName] = Field(min_length=1, description=(
-        "Names of the parts, in order; the last one takes the rest; missing parts are null."),
-        json_schema_extra=fix("list the names of the parts"))
+    new_columns: list[ColumnName] = Field(
+        min_length=1,
+        description=("Names of the parts, in order; the last one takes the rest; missing parts are null."),
+        json_schema_extra=fix("list the names of the parts"),
+    )
     keep_original: bool = Field(True, description="Keep the split column (true) or drop it (false).")
 
 
@@ -162,8 +205,10 @@ class ApplyFunctionConfig(Model):
     """A function applied to a column's values (in place, or into a new column)."""
 
     column_name: ColumnName = Field(description="Column the function reads.")
-    function: str = Field(description="Function name: " + ", ".join(APPLY_FUNCTIONS) + ".",
-                          json_schema_extra=fix("use one of " + ", ".join(APPLY_FUNCTIONS)))
+    function: str = Field(
+        description="Function name: " + ", ".join(APPLY_FUNCTIONS) + ".",
+        json_schema_extra=fix("use one of " + ", ".join(APPLY_FUNCTIONS)),
+    )
     new_column: ColumnName | None = Field(None, description="Write the result here; unset = replace the column.")
     decimals: int | None = Field(None, ge=-18, le=18, description="round: digits after the point (default 0).")
     start: int | None = Field(None, ge=1, description="substring: first character, from 1.")
@@ -176,16 +221,22 @@ class ApplyFunctionConfig(Model):
         from dtaas_dagster.config.base import did_you_mean
 
         if self.function not in APPLY_FUNCTIONS:
-            raise ValueError(f"unknown function {self.function!r}{did_you_mean(self.function, APPLY_FUNCTIONS)}; "
-                             f"functions: {', '.join(APPLY_FUNCTIONS)}")
+            raise ValueError(
+                f"unknown function {self.function!r}{did_you_mean(self.function, APPLY_FUNCTIONS)}; "
+                f"functions: {', '.join(APPLY_FUNCTIONS)}"
+            )
         allowed = APPLY_FUNCTIONS[self.function]
-        given = [name for name in ("decimals", "start", "length", "keep_last", "mask_char")
-                 if getattr(self, name) is not None]
+        given = [
+            name
+            for name in ("decimals", "start", "length", "keep_last", "mask_char")
+            if getattr(self, name) is not None
+        ]
         extra = [name for name in given if name not in allowed]
         if extra:
             takes = ", ".join(allowed) if allowed else "no arguments"
-            raise ValueError(f"{self.function} does not take {', '.join(extra)} ({self.function} takes {takes}); "
-                             "remove it")
+            raise ValueError(
+                f"{self.function} does not take {', '.join(extra)} ({self.function} takes {takes}); remove it"
+            )
         if self.function in ("left", "right") and self.length is None:
             raise ValueError(f"{self.function} needs length; add length: N")
         return self
@@ -255,9 +306,15 @@ class ApplyFunction(Model):
 
 
 SPECS: dict[str, type[Model]] = {
-    "add_column": AddColumn, "drop_column": DropColumn, "rename_column": RenameColumn, "cast_type": CastType,
-    "filter_rows": FilterRows, "replace_value": ReplaceValue, "concat_columns": ConcatColumns,
-    "split_column": SplitColumn, "apply_function": ApplyFunction,
+    "add_column": AddColumn,
+    "drop_column": DropColumn,
+    "rename_column": RenameColumn,
+    "cast_type": CastType,
+    "filter_rows": FilterRows,
+    "replace_value": ReplaceValue,
+    "concat_columns": ConcatColumns,
+    "split_column": SplitColumn,
+    "apply_function": ApplyFunction,
 }
 
 

@@ -22,10 +22,14 @@ class QueryVariableSpec(Model):
     """A variable whose value is the single value a SQL query returns (once per run and table)."""
 
     source: str = Field(description="Name of a source under `sources`; the query runs there.")
-    query: str = Field(min_length=1, description=(
-        "SQL returning exactly one row with one column. $name / '$name' references to built-ins and static "
-        "variables are sent as bound parameters, never spliced into the text."),
-        json_schema_extra=fix("write e.g. SELECT Id FROM dbo.Customers WHERE Name = '$sourceDatabaseName'"))
+    query: str = Field(
+        min_length=1,
+        description=(
+            "SQL returning exactly one row with one column. $name / '$name' references to built-ins and static "
+            "variables are sent as bound parameters, never spliced into the text."
+        ),
+        json_schema_extra=fix("write e.g. SELECT Id FROM dbo.Customers WHERE Name = '$sourceDatabaseName'"),
+    )
 
     @field_validator("query")
     @classmethod

@@ -18,8 +18,8 @@ One load of one partition (one attempt: ``load_id``) goes like this:
    replace those). Unlisted ``part-`` files and incomplete S3 multipart
    uploads are deleted only when their load is dead: its lease is gone, its
    run has finished (asked through ``run_finished``), its process is gone (a
-   writer on this machine), or it made no progress for ``LEASE_TTL``. So two loads of one partition at once are harmless: the
-   later manifest wins, and neither deletes the other's files while it writes.
+   writer on this machine), or it made no progress for ``LEASE_TTL``. So two loads of one partition at once are
+   harmless: the later manifest wins, and neither deletes the other's files while it writes.
 
 If anything fails before the commit, this attempt's files and lease are
 deleted best-effort and the error is re-raised: the previous manifest still
@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import socket
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,15 +133,20 @@ class _Lease:
     def __init__(self, fs: pafs.FileSystem, partition_dir: str, load_id: str, run_id: str) -> None:
         self._fs, self._load_id, self._run_id = fs, load_id, run_id
         self.path = f"{partition_dir}/{LEASE_DIR}/{load_id}.json"
-        self._started = dt.datetime.now(dt.timezone.utc).isoformat()
+        self._started = dt.datetime.now(dt.UTC).isoformat()
         self._last = 0.0
 
     def renew(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._last < _HEARTBEAT_SECONDS:
             return
-        body = {"load_id": self._load_id, "run_id": self._run_id, "started_at": self._started,
-                "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "host": socket.gethostname(), "pid": os.getpid()}
+        body = {
+            "load_id": self._load_id,
+            "run_id": self._run_id,
+            "started_at": self._started,
+            "heartbeat_at": dt.datetime.now(dt.UTC).isoformat(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
         put_object_atomically(self._fs, self.path, json.dumps(body).encode(), temp_suffix=self._load_id)
         self._last = time.monotonic()
 
@@ -191,7 +196,7 @@ def _is_alive(lease: dict[str, Any] | None, run_finished: Callable[[str], bool] 
         beat = dt.datetime.fromisoformat(str(lease["heartbeat_at"]))
     except (KeyError, ValueError):
         return False
-    return dt.datetime.now(dt.timezone.utc) - beat < LEASE_TTL
+    return dt.datetime.now(dt.UTC) - beat < LEASE_TTL
 
 
 # --------------------------------------------------------------------------- the write
@@ -261,11 +266,13 @@ def verify_readable(fs: pafs.FileSystem, partition_dir: str, manifest: dict[str,
         except (OSError, pa.ArrowException) as exc:
             raise PartitionVerificationError(
                 f"the manifest of {partition_dir} lists {entry['path']}, which is not a readable Parquet file "
-                f"({exc}); re-run the partition") from None
+                f"({exc}); re-run the partition"
+            ) from None
         if found != int(entry["rows"]):
             raise PartitionVerificationError(
                 f"the manifest of {partition_dir} lists {entry['path']} with {int(entry['rows']):,} rows, but "
-                f"the file holds {found:,}; re-run the partition")
+                f"the file holds {found:,}; re-run the partition"
+            )
 
 
 def write_partition(
@@ -289,8 +296,13 @@ def write_partition(
         fs.create_dir(partition_dir, recursive=True)
     lease = _Lease(fs, partition_dir, load_id, run_id)
     splitter = new_splitter(
-        fs, partition_dir, stream.schema, options, load_id,
-        no_statistics=long_value_columns(stream.source_types), on_file_done=lambda: lease.renew(force=True),
+        fs,
+        partition_dir,
+        stream.schema,
+        options,
+        load_id,
+        no_statistics=long_value_columns(stream.source_types),
+        on_file_done=lambda: lease.renew(force=True),
     )
     try:
         lease.renew(force=True)
@@ -310,11 +322,18 @@ def write_partition(
     kept = read_manifest(fs, partition_dir)
     superseded_by = None if kept["load_id"] == load_id else str(kept["load_id"])
     if superseded_by:
-        log.warning("partition %s was committed again by load %s (run %s) while this load (%s) finished; "
-                    "the later manifest is kept", partition_dir, kept["load_id"], kept["run_id"], load_id)
+        log.warning(
+            "partition %s was committed again by load %s (run %s) while this load (%s) finished; "
+            "the later manifest is kept",
+            partition_dir,
+            kept["load_id"],
+            kept["run_id"],
+            load_id,
+        )
     verify_partition(fs, partition_dir, kept)
-    removed = _cleanup(fs, partition_dir, kept, previous, own=load_id, run_finished=run_finished,
-                       abort_uploads=abort_uploads)
+    removed = _cleanup(
+        fs, partition_dir, kept, previous, own=load_id, run_finished=run_finished, abort_uploads=abort_uploads
+    )
     lease.release()
     return PartitionWrite(partition_dir, manifest_path, kept, removed, superseded_by)
 
@@ -343,9 +362,13 @@ def _cleanup(
             continue
         name = info.base_name
         load = load_id_of(name)
-        stale_part = name.startswith(PART_PREFIX) and name not in listed and load is not None and (
-            is_dead(load) or name in replaced or load == own)
-        stale_temp = name.startswith(f"{MANIFEST_NAME}.tmp-") and is_dead(name[len(f"{MANIFEST_NAME}.tmp-"):])
+        stale_part = (
+            name.startswith(PART_PREFIX)
+            and name not in listed
+            and load is not None
+            and (is_dead(load) or name in replaced or load == own)
+        )
+        stale_temp = name.startswith(f"{MANIFEST_NAME}.tmp-") and is_dead(name[len(f"{MANIFEST_NAME}.tmp-") :])
         if (stale_part or stale_temp) and _delete_quietly(fs, info.path):
             removed.append(name)
     for load in leases:

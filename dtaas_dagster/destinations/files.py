@@ -362,8 +362,14 @@ class _Splitter:
 
 
 def new_splitter(
-    fs: pafs.FileSystem, partition_dir: str, schema: pa.Schema, options: WriteOptions, load_id: str,
-    *, no_statistics: Collection[str] = (), on_file_done: Callable[[], None] | None = None,
+    fs: pafs.FileSystem,
+    partition_dir: str,
+    schema: pa.Schema,
+    options: WriteOptions,
+    load_id: str,
+    *,
+    no_statistics: Collection[str] = (),
+    on_file_done: Callable[[], None] | None = None,
 ) -> _Splitter:
     """Part-file writer of one load: ``write(batch)``, ``finish()``, ``discard()``, ``done``.
 
@@ -375,8 +381,7 @@ def new_splitter(
 def check_batch(batch: pa.RecordBatch, stream: TableStream) -> None:
     if not batch.schema.equals(stream.schema, check_metadata=False):
         raise ValueError(
-            f"a batch of {stream.table} does not match the stream schema; "
-            f"expected {stream.schema}, got {batch.schema}"
+            f"a batch of {stream.table} does not match the stream schema; expected {stream.schema}, got {batch.schema}"
         )
 
 

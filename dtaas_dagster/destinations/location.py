@@ -186,7 +186,9 @@ class _SanitizedVariables(Mapping[str, str]):
         try:
             return sanitize_path_value(self._variables[name])
         except ValueError as e:
-            raise ValueError(f"path template variable ${name} is empty; give it a value or drop it from the template") from e
+            raise ValueError(
+                f"path template variable ${name} is empty; give it a value or drop it from the template"
+            ) from e
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._variables)

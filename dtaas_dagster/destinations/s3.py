@@ -88,7 +88,8 @@ class S3IOManager(ConfigurableIOManager):
     path_template: str = Field(
         default=DEFAULT_TEMPLATE,
         description="Partition directory under the base, with $variables (built-ins such as $sourceTableName, "
-        "$partitionKey, $loadDate, $runId, and global variables). Values are escaped Hive-style (':' -> %3A) so each stays inside one path segment.",
+        "$partitionKey, $loadDate, $runId, and global variables). Values are escaped Hive-style (':' -> %3A) "
+        "so each stays inside one path segment.",
     )
     format: str = Field(default="parquet", description="File format: parquet, csv or jsonl.")
     compression: str | None = Field(
@@ -100,7 +101,8 @@ class S3IOManager(ConfigurableIOManager):
     )
     region: str | None = Field(default=None, description="AWS region of the bucket (default us-east-1).")
     access_key_id_env: str | None = Field(
-        default=None, description="NAME of the environment variable holding the access key id (unset: AWS default chain)."
+        default=None,
+        description="NAME of the environment variable holding the access key id (unset: AWS default chain).",
     )
     secret_access_key_env: str | None = Field(
         default=None, description="NAME of the environment variable holding the secret access key."
@@ -129,7 +131,9 @@ class S3IOManager(ConfigurableIOManager):
         raw = {name: data.get(name, cls.model_fields[name].default) for name in names}
         if any(isinstance(v, EnvVar) or isinstance(v, dict) for v in raw.values()):
             return data
-        _write_options(raw["format"], raw["compression"], raw["file_max_rows"], raw["file_max_mb"], raw["row_group_rows"])
+        _write_options(
+            raw["format"], raw["compression"], raw["file_max_rows"], raw["file_max_mb"], raw["row_group_rows"]
+        )
         if isinstance(raw["url"], str) and not raw["url"].startswith(("s3://", "file://")):
             raise ValueError(f"url {raw['url']!r} must start with s3:// or file://")
         return data
@@ -206,8 +210,14 @@ class S3IOManager(ConfigurableIOManager):
         leftovers from a load still writing (commit.py).
         """
         try:
-            return self._write_stream(stream, asset_key=asset_key, partition_key=partition_key, run_id=run_id,
-                                      attempt=attempt, run_finished=run_finished)
+            return self._write_stream(
+                stream,
+                asset_key=asset_key,
+                partition_key=partition_key,
+                run_id=run_id,
+                attempt=attempt,
+                run_finished=run_finished,
+            )
         except Exception as exc:
             problem = destination_problem(exc, self._label())
             if problem is None:
@@ -234,7 +244,13 @@ class S3IOManager(ConfigurableIOManager):
         return location.url(location.base)
 
     def _write_stream(
-        self, stream: TableStream, *, asset_key: AssetKey, partition_key: str | None, run_id: str, attempt: int,
+        self,
+        stream: TableStream,
+        *,
+        asset_key: AssetKey,
+        partition_key: str | None,
+        run_id: str,
+        attempt: int,
         run_finished: Callable[[str], bool] | None,
     ) -> dict[str, Any]:
         options, location = self._options(), self._location()
@@ -277,8 +293,11 @@ class S3IOManager(ConfigurableIOManager):
         ``ManifestNotFoundError`` or ``PartitionVerificationError`` naming the problem.
         """
         location = self._location()
-        what = (f"partition {partition_key} of {asset_key.to_user_string()}" if partition_key is not None
-                else asset_key.to_user_string())
+        what = (
+            f"partition {partition_key} of {asset_key.to_user_string()}"
+            if partition_key is not None
+            else asset_key.to_user_string()
+        )
         pointer_path = self._pointer_path(location, asset_key.path, partition_key)
         pointer = _read_pointer(location, pointer_path)
         if not pointer:
@@ -289,8 +308,13 @@ class S3IOManager(ConfigurableIOManager):
         if partition_key is not None:
             check_partition(manifest, partition_key, where=manifest_url)
         verify_readable(location.fs, partition_dir, manifest)
-        return {"manifest": manifest_url, "files": len(manifest["files"]), "rows": int(manifest["total_rows"]),
-                "load_id": manifest["load_id"], "run_id": manifest["run_id"]}
+        return {
+            "manifest": manifest_url,
+            "files": len(manifest["files"]),
+            "rows": int(manifest["total_rows"]),
+            "load_id": manifest["load_id"],
+            "run_id": manifest["run_id"],
+        }
 
     # ------------------------------------------------------------------ input
 
@@ -299,15 +323,18 @@ class S3IOManager(ConfigurableIOManager):
             raise TypeError("S3IOManager loads asset inputs only; this input does not come from an asset")
         location = self._location()
         asset_key = context.asset_key
-        partitions: list[str | None] = (list(sorted(context.asset_partition_keys)) if context.has_asset_partitions
-                                        else [None])
+        partitions: list[str | None] = (
+            list(sorted(context.asset_partition_keys)) if context.has_asset_partitions else [None]
+        )
         tables = [self._read_one(location, asset_key.path, p, asset_key.to_user_string()) for p in partitions]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         if _wants_pandas(context):
             return to_pandas(table)  # exact per type: see destinations/frames.py
         return table
 
-    def _read_one(self, location: Location, asset_path: Sequence[str], partition: str | None, asset_name: str) -> pa.Table:
+    def _read_one(
+        self, location: Location, asset_path: Sequence[str], partition: str | None, asset_name: str
+    ) -> pa.Table:
         what = f"partition {partition} of {asset_name}" if partition is not None else asset_name
         pointer_path = self._pointer_path(location, asset_path, partition)
         pointer = _read_pointer(location, pointer_path)
@@ -328,9 +355,9 @@ _S3_PERMANENT = {
     "NO_SUCH_BUCKET": "the bucket does not exist: create it, or fix the bucket in url",
     "NoSuchBucket": "the bucket does not exist: create it, or fix the bucket in url",
     "ACCESS_DENIED": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
-                     "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
     "AccessDenied": "access is denied: give the credentials s3:PutObject, s3:GetObject, s3:DeleteObject, "
-                    "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
+    "s3:ListBucket and s3:AbortMultipartUpload on the bucket",
     "INVALID_ACCESS_KEY_ID": "the access key id is not valid: fix the variable named in access_key_id_env",
     "InvalidAccessKeyId": "the access key id is not valid: fix the variable named in access_key_id_env",
     "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match: fix the variable named in secret_access_key_env",
@@ -348,11 +375,13 @@ def destination_problem(exc: BaseException, label: str) -> DestinationConfigErro
             return DestinationConfigError(f"{label}: {fix}. Store said: {text}")
     if isinstance(exc, NotADirectoryError) or getattr(exc, "errno", None) == errno.ENOTDIR:
         return DestinationConfigError(
-            f"{label}: a part of the path is a file, not a directory: move that file or point url elsewhere. {text}")
+            f"{label}: a part of the path is a file, not a directory: move that file or point url elsewhere. {text}"
+        )
     if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return DestinationConfigError(
             f"{label}: the directory is not writable by this process: fix its permissions or point url at a "
-            f"writable directory. {text}")
+            f"writable directory. {text}"
+        )
     return None
 
 
@@ -402,8 +431,12 @@ def _write_options(
 def _template_variables(stream: TableStream, run_id: str) -> dict[str, str]:
     """The stream's resolved variables over the built-ins of its table and partition."""
     builtins = builtin_values(
-        database=stream.table.database, schema=stream.table.schema, table=stream.table.name,
-        partition_key=stream.partition_key, run_id=run_id, task="",
+        database=stream.table.database,
+        schema=stream.table.schema,
+        table=stream.table.name,
+        partition_key=stream.partition_key,
+        run_id=run_id,
+        task="",
     )
     return {**builtins, **{k: str(v) for k, v in stream.variables.items()}}
 
@@ -421,7 +454,9 @@ def _wants_pandas(context: InputContext) -> bool:
     return module.startswith("pandas") and getattr(typing_type, "__name__", "") == "DataFrame"
 
 
-def _output_metadata(stream: TableStream, result: PartitionWrite, location: Location, duration: float) -> dict[str, Any]:
+def _output_metadata(
+    stream: TableStream, result: PartitionWrite, location: Location, duration: float
+) -> dict[str, Any]:
     columns = [
         TableColumn(
             name=f.name,
@@ -436,7 +471,9 @@ def _output_metadata(stream: TableStream, result: PartitionWrite, location: Loca
         "dagster/column_schema": MetadataValue.table_schema(TableSchema(columns=columns)),
         "bytes": MetadataValue.int(result.bytes),
         "files": MetadataValue.int(result.files),
-        "manifest": MetadataValue.url(manifest_url) if location.scheme == "s3" else MetadataValue.path(result.manifest_path),
+        "manifest": MetadataValue.url(manifest_url)
+        if location.scheme == "s3"
+        else MetadataValue.path(result.manifest_path),
         "duration_s": MetadataValue.float(round(duration, 3)),
         "rows_per_s": MetadataValue.float(round(result.rows / duration, 1) if duration > 0 else 0.0),
         "format": MetadataValue.text(result.manifest["format"]),

@@ -40,8 +40,10 @@ def match_tables(task: TaskConfig, available: Sequence[tuple[str, str]], *, task
         if found is None:
             names = [format_table_name(s, t) for s, t in available]
             hint = did_you_mean(table.name, names).replace("'", "")
-            raise ConfigError(f"{label}table {table.name} not found in source {task.source}"
-                              f"{hint or '; check the name (dtaas tables lists them).'}")
+            raise ConfigError(
+                f"{label}table {table.name} not found in source {task.source}"
+                f"{hint or '; check the name (dtaas tables lists them).'}"
+            )
         result.append(table.model_copy(update={"name": format_table_name(*found)}))
         chosen.add(_key(*found))
     excludes = [parse_table_name(x) for x in task.exclude_tables]
@@ -50,8 +52,10 @@ def match_tables(task: TaskConfig, available: Sequence[tuple[str, str]], *, task
         ref = parse_table_name(pattern)
         matched = [(s, t) for s, t in available if ref.matches(s, t)]
         if not matched:
-            raise ConfigError(f"{label}pattern {pattern} matched no table in source {task.source}; "
-                              "check the pattern (schema.table, * and ? wildcards) or remove it.")
+            raise ConfigError(
+                f"{label}pattern {pattern} matched no table in source {task.source}; "
+                "check the pattern (schema.table, * and ? wildcards) or remove it."
+            )
         for s, t in sorted(matched, key=lambda st: _key(*st)):
             hits = [i for i, x in enumerate(excludes) if x.matches(s, t)]
             used_excludes.update(hits)
@@ -62,6 +66,7 @@ def match_tables(task: TaskConfig, available: Sequence[tuple[str, str]], *, task
     warnings = [
         f"{label}exclude_tables entry {task.exclude_tables[i]} matched no table of the patterns in source "
         f"{task.source}; check it for a typo or remove it."
-        for i in range(len(excludes)) if i not in used_excludes
+        for i in range(len(excludes))
+        if i not in used_excludes
     ]
     return TableSelection(result, warnings)

@@ -62,7 +62,9 @@ class ChangeWindow:
 
     @classmethod
     def from_config(cls, data: dict[str, str]) -> ChangeWindow:
-        return cls(str(data["capture_instance"]), Lsn.from_hex(str(data["from_lsn"])), Lsn.from_hex(str(data["to_lsn"])))
+        return cls(
+            str(data["capture_instance"]), Lsn.from_hex(str(data["from_lsn"])), Lsn.from_hex(str(data["to_lsn"]))
+        )
 
     def __str__(self) -> str:
         return f"{self.capture_instance} [{self.from_lsn.hex} .. {self.to_lsn.hex}]"
@@ -79,8 +81,10 @@ class CdcNotEnabled(RuntimeError):
 
 def database_not_enabled(database: str, source: str) -> CdcNotEnabled:
     """``sys.fn_cdc_get_max_lsn()`` is NULL: the database is not enabled for CDC."""
-    return CdcNotEnabled(f"CDC is not enabled on database {database} of source '{source}': run "
-                         "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md")
+    return CdcNotEnabled(
+        f"CDC is not enabled on database {database} of source '{source}': run "
+        "EXEC sys.sp_cdc_enable_db in it (and enable each table), see docs/cdc.md"
+    )
 
 
 def probe_parameters(froms: dict[str, Lsn]) -> tuple[list[str], list[object]]:
@@ -96,5 +100,7 @@ def probe_parameters(froms: dict[str, Lsn]) -> tuple[list[str], list[object]]:
 def enable_statement(schema: str, table: str) -> str:
     """The T-SQL a DBA runs to capture a table (shown in messages, never run by us)."""
     quoted_schema, quoted_table = schema.replace("'", "''"), table.replace("'", "''")
-    return (f"EXEC sys.sp_cdc_enable_table @source_schema = N'{quoted_schema}', @source_name = N'{quoted_table}', "
-            "@role_name = NULL")
+    return (
+        f"EXEC sys.sp_cdc_enable_table @source_schema = N'{quoted_schema}', @source_name = N'{quoted_table}', "
+        "@role_name = NULL"
+    )

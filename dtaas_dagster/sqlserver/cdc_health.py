@@ -51,9 +51,11 @@ def lag_probe(sqlserver: SqlServerResource, froms: Mapping[str, Lsn]) -> LagProb
             for name, min_lsn, first, committed in cursor.fetchall():
                 local = committed if committed is None else committed - dt.timedelta(minutes=offset)
                 found[str(name)] = WaitingChanges(
-                    str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
+                    str(name),
+                    Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
                     None if first is None else Lsn.from_bytes(bytes(first)),
-                    None if local is None else local.replace(tzinfo=dt.UTC))
+                    None if local is None else local.replace(tzinfo=dt.UTC),
+                )
     return LagProbe(max_lsn, now.replace(tzinfo=dt.UTC), found)
 
 
@@ -84,5 +86,6 @@ def cleanup_retention_minutes(sqlserver: SqlServerResource) -> int | None:
                     f"cannot read the CDC cleanup job's retention of database {sqlserver.database} (source "
                     f"'{sqlserver.source_name}'): sys.sp_cdc_help_jobs needs db_owner, or GRANT SELECT ON "
                     f"msdb.dbo.cdc_jobs TO [{sqlserver.user}]. SQL Server said: "
-                    f"{sqlserver.safe_message(str(first))}") from None
+                    f"{sqlserver.safe_message(str(first))}"
+                ) from None
             return None if row is None or row[0] is None else int(row[0])

@@ -73,7 +73,7 @@ def _registered_drivers() -> set[str]:
 
 
 def freetds_driver() -> str | None:
-    """"FreeTDS" when registered, else the library path when it exists."""
+    """ "FreeTDS" when registered, else the library path when it exists."""
     if "FreeTDS" in _registered_drivers():
         return "FreeTDS"
     return next((path for path in _FREETDS_PATHS if os.path.exists(path)), None)

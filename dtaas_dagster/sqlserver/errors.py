@@ -85,8 +85,17 @@ def translate_driver_error(
             f"and the password in the environment variable {password_env}. Driver said: {message}"
         )
     if state in ("08001", "08S01", "HYT00", "HYT01") or any(
-        phrase in lowered for phrase in ("timeout", "unable to connect", "connection refused", "server is not found",
-                                         "tcp provider", "can't connect", "unable to establish", "communication link")
+        phrase in lowered
+        for phrase in (
+            "timeout",
+            "unable to connect",
+            "connection refused",
+            "server is not found",
+            "tcp provider",
+            "can't connect",
+            "unable to establish",
+            "communication link",
+        )
     ):
         return SqlServerUnreachable(
             f"cannot reach SQL Server source '{source}' at {address}: check host and port in dtaas.yaml, that the "

@@ -68,8 +68,12 @@ class FactsSession:
     """
 
     def __init__(
-        self, *, database: str, tables: Sequence[tuple[str, str]],
-        read_options: Callable[[pyodbc.Cursor], DatabaseOptions], clock: Callable[[], float] = time.monotonic,
+        self,
+        *,
+        database: str,
+        tables: Sequence[tuple[str, str]],
+        read_options: Callable[[pyodbc.Cursor], DatabaseOptions],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._database = database
         self._order = list(dict.fromkeys(tables))
@@ -104,7 +108,8 @@ class FactsSession:
     def _read_ahead(self, cursor: pyodbc.Cursor, key: tuple[str, str]) -> None:
         schema = key[0]
         names = [key[1]] + [
-            table for other_schema, table in self._order[self._position[key] + 1:]
+            table
+            for other_schema, table in self._order[self._position[key] + 1 :]
             if other_schema == schema and (other_schema, table) not in self._taken
         ]
         names = names[:DESCRIBE_AHEAD]
@@ -123,12 +128,15 @@ class FactsSession:
             key_columns = [str(r[0]) for r in _lookup(keys, name) or []]
             estimate = _lookup(estimates, name)
             self._described[(schema, name)] = _Described(
-                TableDescription(TableRef(self._database, schema, name), columns_from_rows(rows), tuple(key_columns),
-                                 None if estimate is None else int(estimate)),
+                TableDescription(
+                    TableRef(self._database, schema, name),
+                    columns_from_rows(rows),
+                    tuple(key_columns),
+                    None if estimate is None else int(estimate),
+                ),
                 options,
                 read_at,
             )
-
 
     def _estimates_of(self, cursor: pyodbc.Cursor, schema: str) -> dict[str, Any]:
         """Row estimates of all the session's tables of ``schema``, read the first time they are asked for."""
@@ -136,7 +144,7 @@ class FactsSession:
             names = [table for other_schema, table in self._order if other_schema == schema]
             found: dict[str, Any] = {}
             for start in range(0, len(names), ESTIMATES_PER_QUERY):
-                chunk = names[start:start + ESTIMATES_PER_QUERY]
+                chunk = names[start : start + ESTIMATES_PER_QUERY]
                 sql = queries.build_row_estimates_of_tables(len(chunk))
                 found.update((str(r[0]), r[1]) for r in cursor.execute(sql, schema, *chunk).fetchall())
             self._estimates[schema] = found

@@ -84,10 +84,11 @@ def hex_column(array: pa.Array) -> pa.Array:
         return pa.array([], pa.string())
     fixed = array.cast(pa.binary(LSN_BYTES))
     data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=(fixed.offset + len(fixed)) * LSN_BYTES)
-    data = data[fixed.offset * LSN_BYTES:].reshape(-1, LSN_BYTES)
+    data = data[fixed.offset * LSN_BYTES :].reshape(-1, LSN_BYTES)
     chars = np.empty((len(fixed), LSN_BYTES * 2), dtype=np.uint8)
     chars[:, 0::2] = _DIGITS[data >> 4]
     chars[:, 1::2] = _DIGITS[data & 0x0F]
-    text = pa.FixedSizeBinaryArray.from_buffers(pa.binary(LSN_BYTES * 2), len(fixed),
-                                                [None, pa.py_buffer(chars.tobytes())])
+    text = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(LSN_BYTES * 2), len(fixed), [None, pa.py_buffer(chars.tobytes())]
+    )
     return text.cast(pa.binary()).cast(pa.string())

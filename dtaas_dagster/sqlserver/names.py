@@ -64,7 +64,7 @@ def _read_part(text: str, start: int, original: str) -> tuple[NamePart, int]:
         out, i = [], start + 1
         while i < len(text):
             if text[i] == "]":
-                if text[i + 1:i + 2] == "]":
+                if text[i + 1 : i + 2] == "]":
                     out.append("]")
                     i += 2
                     continue
@@ -83,13 +83,14 @@ def _read_part(text: str, start: int, original: str) -> tuple[NamePart, int]:
 def parse_table_name(value: str) -> TableName:
     """``schema.table`` (parts optionally bracketed) -> :class:`TableName`; a clear error otherwise."""
     schema, i = _read_part(value, 0, value)
-    if value[i:i + 1] != ".":
+    if value[i : i + 1] != ".":
         raise ValueError(f"{value!r} must be schema.table (the schema is required); {TABLE_NAME_FIX}, or dbo.*")
     table, j = _read_part(value, i + 1, value)
     if j != len(value):
         raise ValueError(
             f"{value!r} has more than two parts; {TABLE_NAME_FIX}. A three-part name's database is the "
-            "source's database setting")
+            "source's database setting"
+        )
     for part in (schema, table):
         if not part.text.strip():
             raise ValueError(f"{value!r} has an empty part; {TABLE_NAME_FIX}")

@@ -67,6 +67,7 @@ JOIN sys.schemas AS s ON s.schema_id = t.schema_id
 WHERE s.name = ? AND t.name = ? AND ps.index_id IN (0, 1)
 """
 
+
 # The same three facts for many tables of one schema at once (a step's tables are
 # described ahead in bulk, see facts_session.py); the table names are bound
 # parameters, the builders below only repeat the placeholder.
@@ -178,8 +179,11 @@ def _profile_parts(columns: Sequence[ProfileColumn]) -> list[str]:
             # of each gives their full fraction. The third is non-zero when some value
             # has a 100 ns digit.
             parts += [
-                f"MIN({quoted})", f"MAX({quoted})", f"MAX(DATEPART(nanosecond, {quoted}) % 1000)",
-                f"DATEPART(nanosecond, MIN({quoted}))", f"DATEPART(nanosecond, MAX({quoted}))",
+                f"MIN({quoted})",
+                f"MAX({quoted})",
+                f"MAX(DATEPART(nanosecond, {quoted}) % 1000)",
+                f"DATEPART(nanosecond, MIN({quoted}))",
+                f"DATEPART(nanosecond, MAX({quoted}))",
             ]
         elif column.kind == "length":
             parts.append(f"MAX(DATALENGTH({quoted}))")
@@ -310,22 +314,33 @@ def build_changes_batch(capture_instance: str, columns: Sequence[str]) -> str:
         "LEFT JOIN cdc.lsn_time_mapping AS m ON m.start_lsn = c.__$start_lsn "
         "ORDER BY c.__$start_lsn, c.__$seqval, c.__$operation"
     )
-    return ";\n".join([
-        "SET NOCOUNT ON",
-        "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
-        "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
-        "DECLARE @utc_offset int = DATEDIFF(minute, SYSDATETIME(), SYSUTCDATETIME())",
-        select,
-        ROWS_SENT,
-    ]) + ";"
+    return (
+        ";\n".join(
+            [
+                "SET NOCOUNT ON",
+                "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+                "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+                "DECLARE @utc_offset int = DATEDIFF(minute, SYSDATETIME(), SYSUTCDATETIME())",
+                select,
+                ROWS_SENT,
+            ]
+        )
+        + ";"
+    )
 
 
 def build_changes_profile(capture_instance: str, columns: Sequence[ProfileColumn]) -> str:
     """The profile query (see build_profile_select) over one change window (params: from, to LSN)."""
     parts = _profile_parts(columns)
-    return ";\n".join([
-        "SET NOCOUNT ON",
-        "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
-        "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
-        f"SELECT {', '.join(parts)} FROM {changes_function(capture_instance)}(@from_lsn, @to_lsn, N'all update old') AS c",
-    ]) + ";"
+    return (
+        ";\n".join(
+            [
+                "SET NOCOUNT ON",
+                "DECLARE @from_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+                "DECLARE @to_lsn binary(10) = CONVERT(binary(10), ?, 2)",
+                f"SELECT {', '.join(parts)} FROM {changes_function(capture_instance)}"
+                "(@from_lsn, @to_lsn, N'all update old') AS c",
+            ]
+        )
+        + ";"
+    )

@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from dagster import ConfigurableResource, EnvVar
@@ -38,7 +38,6 @@ from dtaas_dagster.sqlserver.cdc import (
     probe_parameters,
 )
 from dtaas_dagster.sqlserver.drivers import OdbcDriver, resolve_driver
-from dtaas_dagster.sqlserver.facts_session import FactsSession
 from dtaas_dagster.sqlserver.errors import (
     SqlServerError,
     scrub,
@@ -53,6 +52,7 @@ from dtaas_dagster.sqlserver.facts import (
     TableInfo,
     columns_from_rows,
 )
+from dtaas_dagster.sqlserver.facts_session import FactsSession
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.stream import SourceCount, TableRef
 
@@ -105,10 +105,14 @@ class SqlServerResource(ConfigurableResource):
     database: str = Field(description="Database to read from.")
     user: str = Field(description="SQL login name.")
     password: str = Field(description="Password of the login; give it as EnvVar so it is never stored in config.")
-    password_env: str = Field(default="", description="Name of the environment variable holding the password (for messages).")
+    password_env: str = Field(
+        default="", description="Name of the environment variable holding the password (for messages)."
+    )
     driver: str = Field(default="auto", description="auto, msodbc18, freetds, or an ODBC driver name/path.")
     encrypt: str = Field(default="yes", description="yes, no, optional or strict.")
-    trust_server_certificate: bool = Field(default=False, description="Accept the server's certificate without validation.")
+    trust_server_certificate: bool = Field(
+        default=False, description="Accept the server's certificate without validation."
+    )
     login_timeout_seconds: int = Field(default=15, description="Seconds to wait for a connection.")
     query_timeout_seconds: int = Field(default=0, description="Seconds before a query is cancelled (0: no limit).")
     odbc_extra: dict[str, str] = Field(default_factory=dict, description="Extra ODBC connection attributes.")
@@ -184,9 +188,7 @@ class SqlServerResource(ConfigurableResource):
         import pyodbc
 
         try:
-            connection = pyodbc.connect(
-                self.connection_string(), autocommit=True, timeout=self.login_timeout_seconds
-            )
+            connection = pyodbc.connect(self.connection_string(), autocommit=True, timeout=self.login_timeout_seconds)
         except pyodbc.Error as exc:
             raise self._translate(exc) from None
         connection.add_output_converter(_SQL_SS_TIMESTAMPOFFSET, _datetimeoffset_from_bytes)
@@ -308,7 +310,7 @@ class SqlServerResource(ConfigurableResource):
         with self.connect() as connection:
             cursor = connection.cursor()
             offset = int(cursor.execute(queries.SERVER_UTC_OFFSET_MINUTES).fetchone()[0])
-            local = moment.astimezone(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(minutes=offset)
+            local = moment.astimezone(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=offset)
             row = cursor.execute(queries.MAP_TIME_TO_LSN, local).fetchone()
         return None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
 
@@ -326,8 +328,11 @@ class SqlServerResource(ConfigurableResource):
             if names and cursor.nextset():
                 for name, min_lsn, first in cursor.fetchall():
                     probes[str(name)] = InstanceProbe(
-                        str(name), Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
-                        None if first is None else Lsn.from_bytes(bytes(first)), froms[str(name)])
+                        str(name),
+                        Lsn.from_bytes(bytes(min_lsn)) if min_lsn else Lsn(0),
+                        None if first is None else Lsn.from_bytes(bytes(first)),
+                        froms[str(name)],
+                    )
         return CdcProbe(max_lsn, probes)
 
     def change_facts(
@@ -349,11 +354,14 @@ class SqlServerResource(ConfigurableResource):
             if not captured:
                 raise CdcNotEnabled(
                     f"capture instance {window.capture_instance} does not exist in database {self.database} of "
-                    f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md")
+                    f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md"
+                )
             rows = cursor.execute(queries.TABLE_COLUMNS, "cdc", window.capture_instance + "_CT").fetchall()
             by_name = {c.name.lower(): c for c in columns_from_rows(rows)}
             columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
-            description = TableDescription(TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key)
+            description = TableDescription(
+                TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key
+            )
             options = _database_options(cursor)
             row = cursor.execute(queries.CDC_MIN_LSN, window.capture_instance).fetchone()
             min_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
@@ -371,7 +379,11 @@ class SqlServerResource(ConfigurableResource):
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(
-        self, read: BulkRead, *, batch_rows: int | None = 50_000, batch_mb: float | None = None,
+        self,
+        read: BulkRead,
+        *,
+        batch_rows: int | None = 50_000,
+        batch_mb: float | None = None,
         count: SourceCount | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream a bulk read as fetched Arrow batches, checked for completeness (see bulk.py);

@@ -160,7 +160,9 @@ def plan_snapshot(facts: TableFacts, options: SnapshotOptions) -> SnapshotPlan:
     per_column = _column_options(selected, options.datetime2_default, options.datetime2_overrides)
     choices, longest_text, longest_binary = _apply_profile(facts, options, per_column)
     for column in selected:
-        choices.setdefault(column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us")
+        choices.setdefault(
+            column.name, per_column[column.name] if per_column[column.name] != "auto" else "timestamp_us"
+        )
     targets = [pa.field(c.name, arrow_type(c, choices[c.name]), nullable=c.nullable) for c in selected]
     fetch = [pa.field(f.name, _fetch_type(c, f.type), nullable=True) for c, f in zip(selected, targets)]
     has_text_max = any(c.is_max and c.is_text for c in selected)

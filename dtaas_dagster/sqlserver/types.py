@@ -162,7 +162,7 @@ class ExactTimestamp:
     def from_parts(cls, value: dt.datetime, nanosecond: int | None = None) -> ExactTimestamp:
         """``value`` to the second plus ``nanosecond`` (DATEPART; default: the microseconds of ``value``)."""
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         fraction = value.microsecond * 1000 if nanosecond is None else int(nanosecond)
         seconds = (value.replace(microsecond=0) - _EPOCH) // dt.timedelta(seconds=1)
         return cls(seconds * 1_000_000_000 + fraction)
@@ -216,10 +216,14 @@ def resolve_datetime2_choice(
         return "timestamp_us"
     if option == "auto" and text_destination:
         return "string"  # CSV / JSON lines hold the exact text; nothing to choose between
-    outside = [f"{name} {value}{' UTC' if column.data_type == 'datetimeoffset' else ''}"
-               for name, value in (("the minimum", low), ("the maximum", high)) if not value.fits_ns]
+    outside = [
+        f"{name} {value}{' UTC' if column.data_type == 'datetimeoffset' else ''}"
+        for name, value in (("the minimum", low), ("the maximum", high))
+        if not value.fits_ns
+    ]
     why = (
-        "" if option == "timestamp_ns"
+        ""
+        if option == "timestamp_ns"
         else " and some values have a 100 ns digit, which timestamp[us] would drop, so no timestamp type holds it"
     )
     raise Datetime2PrecisionError(

@@ -63,7 +63,8 @@ def bind_variables(text: str) -> BoundQuery:
                 reference = _REFERENCE.search(piece).group(0)  # type: ignore[union-attr]
                 raise VariableSqlError(
                     f"the literal {piece[:60]} contains {reference} inside other text; a variable can only be a whole "
-                    f"value. Write the text around it separately, e.g. 'prefix_' + {reference.replace('{', '')}")
+                    f"value. Write the text around it separately, e.g. 'prefix_' + {reference.replace('{', '')}"
+                )
             else:
                 out.append(piece)
         else:

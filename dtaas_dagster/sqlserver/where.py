@@ -127,8 +127,10 @@ class _Renderer:
             self.parameters.append(node.pattern)
             return f"{column} {'NOT ' if node.negated else ''}LIKE ?"
         if isinstance(node, SqlBetween):
-            return (f"{self.value(node.operand)} {'NOT ' if node.negated else ''}BETWEEN "
-                    f"{self.value(node.low)} AND {self.value(node.high)}")
+            return (
+                f"{self.value(node.operand)} {'NOT ' if node.negated else ''}BETWEEN "
+                f"{self.value(node.low)} AND {self.value(node.high)}"
+            )
         if isinstance(node, (SqlAnd, SqlOr)):
             word = " AND " if isinstance(node, SqlAnd) else " OR "
             return "(" + word.join(self(item) for item in node.items) + ")"

@@ -48,8 +48,16 @@ from dtaas_dagster.transforms.expressions import (
 # An Arrow array, chunked array or scalar (pyarrow has no type stubs, so mypy sees Any).
 Value = Any
 
-_COMPARE = {"=": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal, ">": pc.greater,
-            ">=": pc.greater_equal}
+_COMPARE = {
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+}
+
+
 def _sql_modulo(left: Value, right: Value) -> Value:
     """``%`` as in SQL Server: the remainder takes the sign of the left side (Arrow's takes the right's)."""
     remainder = pc.modulo_checked(left, right)
@@ -57,8 +65,13 @@ def _sql_modulo(left: Value, right: Value) -> Value:
     return pc.if_else(differs, pc.subtract_checked(remainder, right), remainder)
 
 
-_ARITHMETIC = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked, "/": pc.divide_checked,
-               "%": _sql_modulo}
+_ARITHMETIC = {
+    "+": pc.add_checked,
+    "-": pc.subtract_checked,
+    "*": pc.multiply_checked,
+    "/": pc.divide_checked,
+    "%": _sql_modulo,
+}
 
 
 class ExpressionTypeError(ValueError):
@@ -76,8 +89,14 @@ def literal_scalar(node: Literal) -> pa.Scalar:
         scale = max(0, -int(exponent))
         precision = max(len(digits), scale, 1)
         return pa.scalar(value, pa.decimal128(min(max(precision, scale + 1), 38), scale))
-    types = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
-             "date": pa.date32(), "timestamp": pa.timestamp("us")}
+    types = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }
     return pa.scalar(node.value, types[node.kind])
 
 
@@ -197,10 +216,12 @@ class _Checker(_Evaluator):
             if not (pa.types.is_string(operand.type) or pa.types.is_large_string(operand.type)):
                 raise ExpressionTypeError(
                     f"{render(node)}: LIKE needs a text operand, {render(node.operand)} is {operand.type}; "
-                    "compare with = or cast the column to string first (cast_type)")
+                    "compare with = or cast the column to string first (cast_type)"
+                )
         if isinstance(node, Compare) and (_is_null_literal(node.left) or _is_null_literal(node.right)):
-            raise ExpressionTypeError(f"{render(node)}: a comparison with NULL is never true; use IS NULL or "
-                                      "IS NOT NULL")
+            raise ExpressionTypeError(
+                f"{render(node)}: a comparison with NULL is never true; use IS NULL or IS NOT NULL"
+            )
         if isinstance(node, (And, Or, Not)):
             parts = node.items if isinstance(node, (And, Or)) else (node.operand,)
             for part in parts:
@@ -208,7 +229,8 @@ class _Checker(_Evaluator):
                 if not (pa.types.is_boolean(part_type) or pa.types.is_null(part_type)):
                     raise ExpressionTypeError(
                         f"{render(part)} is {part_type}, not a condition; AND, OR and NOT combine conditions "
-                        "such as a comparison (x > 0) or x IS NOT NULL")
+                        "such as a comparison (x > 0) or x IS NOT NULL"
+                    )
         try:
             value = super().__call__(node)
         except ExpressionTypeError:
@@ -220,12 +242,20 @@ class _Checker(_Evaluator):
         return value
 
     def _explain(self, node: Node) -> str:
-        parts = {"Compare": "cannot compare", "Arithmetic": "cannot compute", "Between": "cannot compare",
-                 "InList": "cannot compare", "Negate": "cannot negate"}
-        types = ", ".join(f"{render(child)} is {super(_Checker, self).__call__(child).type}"
-                          for child in _operands(node))
-        return f"{parts.get(type(node).__name__, 'cannot evaluate')} these types ({types}); cast one side " \
-               "with cast_type or change the literal"
+        parts = {
+            "Compare": "cannot compare",
+            "Arithmetic": "cannot compute",
+            "Between": "cannot compare",
+            "InList": "cannot compare",
+            "Negate": "cannot negate",
+        }
+        types = ", ".join(
+            f"{render(child)} is {super(_Checker, self).__call__(child).type}" for child in _operands(node)
+        )
+        return (
+            f"{parts.get(type(node).__name__, 'cannot evaluate')} these types ({types}); cast one side "
+            "with cast_type or change the literal"
+        )
 
 
 def _operands(node: Node) -> tuple[Node, ...]:
@@ -255,5 +285,6 @@ def check_expression(node: Node, schema: pa.Schema, *, want_condition: bool) -> 
     value = _Checker(empty)(node)
     if want_condition and not (pa.types.is_boolean(value.type) or pa.types.is_null(value.type)):
         raise ExpressionTypeError(
-            f"{render(node)} is {value.type}, not a condition; write a comparison such as amount > 0")
+            f"{render(node)} is {value.type}, not a condition; write a comparison such as amount > 0"
+        )
     return value.type

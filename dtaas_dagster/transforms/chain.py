@@ -144,8 +144,9 @@ class _Walk:
         self.kind = ""
 
     def fail(self, problem: str, fix: str) -> TransformError:
-        return TransformError(f"table {self.context.table}: transformation #{self.index + 1} ({self.kind}): "
-                              f"{problem}; {fix}")
+        return TransformError(
+            f"table {self.context.table}: transformation #{self.index + 1} ({self.kind}): {problem}; {fix}"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -158,34 +159,46 @@ class _Walk:
             from dtaas_dagster.config.base import did_you_mean
 
             hint = did_you_mean(name, self.names)
-            raise self.fail(f"{role} {name!r} is not a column here{hint}",
-                            f"columns at this point: {', '.join(self.names)}")
+            raise self.fail(
+                f"{role} {name!r} is not a column here{hint}", f"columns at this point: {', '.join(self.names)}"
+            )
         return found[0]
 
     def check_new_name(self, name: str, role: str, *, replacing: int | None = None) -> None:
         if any(ord(ch) < 32 for ch in name):
             raise self.fail(f"{role} {name!r} contains a control character", "choose a plain name")
         if name.lower().startswith(CHANGE_PREFIX):
-            raise self.fail(f"{role} {name!r} starts with {CHANGE_PREFIX}, which is reserved for change columns",
-                            "choose another name")
+            raise self.fail(
+                f"{role} {name!r} starts with {CHANGE_PREFIX}, which is reserved for change columns",
+                "choose another name",
+            )
         for i, col in enumerate(self.cols):
             if i != replacing and col.name.lower() == name.lower():
-                raise self.fail(f"{role} {name!r} clashes with existing column {col.name!r}",
-                                "choose another name, or drop/rename the existing column first")
+                raise self.fail(
+                    f"{role} {name!r} clashes with existing column {col.name!r}",
+                    "choose another name, or drop/rename the existing column first",
+                )
 
     def protect(self, position: int, action: str) -> None:
         """Refuse to drop/rename/change a change column, or a key column the merge needs."""
         col = self.cols[position]
         if col.name.lower().startswith(CHANGE_PREFIX):
-            raise self.fail(f"it would {action} change column {col.name}, which the CDC merge reads",
-                            "leave the _dtaas_ columns as they are")
-        if self.context.key_required and col.source is not None and col.source.lower() in {
-                k.lower() for k in self.context.primary_key} and col.name == self._key_name(col.source):
+            raise self.fail(
+                f"it would {action} change column {col.name}, which the CDC merge reads",
+                "leave the _dtaas_ columns as they are",
+            )
+        if (
+            self.context.key_required
+            and col.source is not None
+            and col.source.lower() in {k.lower() for k in self.context.primary_key}
+            and col.name == self._key_name(col.source)
+        ):
             raise self.fail(
                 f"it would {action} primary-key column {col.name}, which mode cdc/full_load_and_cdc needs to merge "
                 "changes per row",
                 f"keep {col.name} as it is; to have it under another name or type too, add a copy with "
-                f"add_column (expression: {render(Column(col.name))})")
+                f"add_column (expression: {render(Column(col.name))})",
+            )
 
     def _key_name(self, source: str) -> str:
         for col in self.cols:
@@ -215,6 +228,7 @@ def _resolve(node: Node, walk: _Walk, role: str) -> Node:
 def _rebuild(schema: pa.Schema, build: Callable[[list[pa.Array]], list[pa.Array]]) -> Step:
     def step(batch: pa.RecordBatch) -> pa.RecordBatch:
         return pa.RecordBatch.from_arrays(build(list(batch.columns)), schema=schema)
+
     return step
 
 
@@ -222,18 +236,24 @@ def _scalar(value: Any, type_: pa.DataType, walk: _Walk, what: str) -> pa.Scalar
     if value is None:
         return pa.scalar(None, type_)
     try:
-        return pc.cast(pa.scalar(value), type_, safe=True) if not isinstance(value, str) or pa.types.is_string(
-            type_) else ops.cast_column(pa.array([value]), type_, on_error="fail")[0]
+        return (
+            pc.cast(pa.scalar(value), type_, safe=True)
+            if not isinstance(value, str) or pa.types.is_string(type_)
+            else ops.cast_column(pa.array([value]), type_, on_error="fail")[0]
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ops.BadValue):
-        raise walk.fail(f"{what} {value!r} is not a value of type {type_}",
-                        "give a value of that type, or cast the column first with cast_type") from None
+        raise walk.fail(
+            f"{what} {value!r} is not a value of type {type_}",
+            "give a value of that type, or cast the column first with cast_type",
+        ) from None
 
 
 def substitute(text: str, variables: Mapping[str, str], walk: _Walk) -> str:
     try:
         return string.Template(text).substitute(variables)
     except KeyError as exc:
-        raise walk.fail(f"value uses ${exc.args[0]}, which is not a variable",
-                        f"known variables: {', '.join(sorted(variables))}") from None
+        raise walk.fail(
+            f"value uses ${exc.args[0]}, which is not a variable", f"known variables: {', '.join(sorted(variables))}"
+        ) from None
     except ValueError:
         raise walk.fail(f"value {text!r} has a lone $", "write $$ for a literal $") from None

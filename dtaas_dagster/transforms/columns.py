@@ -65,15 +65,16 @@ def _cast_or_null(array: pa.Array, target: pa.DataType) -> pa.Array:
                 values.append(pa.nulls(1, target))
         return pa.concat_arrays(values)
     half = len(array) // 2
-    return pa.concat_arrays([_cast_or_null(array.slice(0, half), target),
-                             _cast_or_null(array.slice(half), target)])
+    return pa.concat_arrays([_cast_or_null(array.slice(0, half), target), _cast_or_null(array.slice(half), target)])
 
 
 def _bad_value_message(array: pa.Array, target: pa.DataType, exc: BaseException) -> str:
     first = _first_bad(array, target)
     shown = f"value {first!r}" if first is not None else "a value"
-    return (f"{shown} cannot be converted to {target} exactly ({str(exc).splitlines()[0]}); "
-            "set on_error: null to write null instead, or fix the data")
+    return (
+        f"{shown} cannot be converted to {target} exactly ({str(exc).splitlines()[0]}); "
+        "set on_error: null to write null instead, or fix the data"
+    )
 
 
 def _first_bad(array: pa.Array, target: pa.DataType) -> Any:
@@ -157,8 +158,10 @@ def _mask(array: pa.Array, keep_last: int, mask_char: str) -> pa.Array:
 
 def _digest(array: pa.Array, algorithm: str) -> pa.Array:
     values = as_text(array).to_pylist() if not pa.types.is_binary(array.type) else array.to_pylist()
-    out = [None if v is None else hashlib.new(algorithm, v if isinstance(v, bytes) else v.encode("utf-8")).hexdigest()
-           for v in values]
+    out = [
+        None if v is None else hashlib.new(algorithm, v if isinstance(v, bytes) else v.encode("utf-8")).hexdigest()
+        for v in values
+    ]
     return pa.array(out, pa.string())
 
 
@@ -196,8 +199,23 @@ FUNCTIONS: dict[str, Callable[..., pa.Array]] = {
 
 # What a function reads: text, number or temporal (checked against the column type before data moves).
 FUNCTION_INPUT = {
-    **{name: "text" for name in ("upper", "lower", "trim", "ltrim", "rtrim", "length", "reverse", "capitalize",
-                                 "title", "substring", "left", "right")},
+    **{
+        name: "text"
+        for name in (
+            "upper",
+            "lower",
+            "trim",
+            "ltrim",
+            "rtrim",
+            "length",
+            "reverse",
+            "capitalize",
+            "title",
+            "substring",
+            "left",
+            "right",
+        )
+    },
     **{name: "number" for name in ("round", "abs", "ceil", "floor")},
     **{name: "temporal" for name in ("year", "month", "day")},
     "hour": "timestamp",

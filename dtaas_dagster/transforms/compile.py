@@ -49,8 +49,10 @@ def _add_column(spec: AddColumn, walk: _Walk) -> Step:
         node = _checked_expression(config.expression, walk, condition=False)
         result_type = check_expression(node, walk.schema(), want_condition=False)
         if target is not None and not ops.can_cast(result_type, target):
-            raise walk.fail(f"the expression is {result_type}, which cannot be cast to {config.data_type}",
-                            "change data_type or the expression")
+            raise walk.fail(
+                f"the expression is {result_type}, which cannot be cast to {config.data_type}",
+                "change data_type or the expression",
+            )
         out_type = target or (pa.string() if pa.types.is_null(result_type) else result_type)
 
         def compute(arrays: list[pa.Array], batch_schema: pa.Schema) -> pa.Array:
@@ -65,6 +67,7 @@ def _add_column(spec: AddColumn, walk: _Walk) -> Step:
 
         def compute(arrays: list[pa.Array], batch_schema: pa.Schema) -> pa.Array:
             return pa.repeat(constant, len(arrays[0]))
+
     before = walk.schema()
     walk.cols.append(Col(config.column_name, out_type, None))
     after = walk.schema()
@@ -78,7 +81,7 @@ def _drop_column(spec: DropColumn, walk: _Walk) -> Step:
         raise walk.fail("it would drop the last column", "keep at least one column")
     del walk.cols[position]
     after = walk.schema()
-    return _rebuild(after, lambda arrays: arrays[:position] + arrays[position + 1:])
+    return _rebuild(after, lambda arrays: arrays[:position] + arrays[position + 1 :])
 
 
 def _rename_column(spec: RenameColumn, walk: _Walk) -> Step:
@@ -98,8 +101,10 @@ def _cast_type(spec: CastType, walk: _Walk) -> Step:
     col = walk.cols[position]
     target = parse_type_name(config.target_type)
     if not ops.can_cast(col.type, target):
-        raise walk.fail(f"column {col.name} is {col.type}, which cannot be cast to {config.target_type}",
-                        "cast to string first, or choose another target_type")
+        raise walk.fail(
+            f"column {col.name} is {col.type}, which cannot be cast to {config.target_type}",
+            "cast to string first, or choose another target_type",
+        )
     walk.cols[position] = Col(col.name, target, None)
     after = walk.schema()
 
@@ -123,8 +128,9 @@ def _filter_rows(spec: FilterRows, walk: _Walk, pushed: list[tuple[object, str]]
     node = _checked_expression(spec.config.condition, walk, condition=True)
     sources = {c.name: c for c in walk.cols}
     if walk.context.allow_pushdown and all(sources[name].source is not None for name in columns_of(node)):
-        predicate, exact = plan_pushdown(node, {name: sources[name] for name in columns_of(node)},
-                                         walk.context.source_types)
+        predicate, exact = plan_pushdown(
+            node, {name: sources[name] for name in columns_of(node)}, walk.context.source_types
+        )
         if predicate is not None:
             pushed.append((predicate, render(node)))
             if exact:
@@ -145,8 +151,10 @@ def _replace_value(spec: ReplaceValue, walk: _Walk) -> Step:
     walk.protect(position, "change")
     col = walk.cols[position]
     if config.match != "exact" and not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        raise walk.fail(f"match: {config.match} needs a text column, {col.name} is {col.type}",
-                        "use match: exact, or cast the column to string first")
+        raise walk.fail(
+            f"match: {config.match} needs a text column, {col.name} is {col.type}",
+            "use match: exact, or cast the column to string first",
+        )
     old = _scalar(config.old_value, col.type, walk, "old_value")
     new = _scalar(config.new_value, col.type, walk, "new_value")
     walk.cols[position] = Col(col.name, col.type, None)
@@ -155,6 +163,7 @@ def _replace_value(spec: ReplaceValue, walk: _Walk) -> Step:
     def build(arrays: list[pa.Array]) -> list[pa.Array]:
         arrays[position] = ops.replace_values(arrays[position], old, new, match=config.match)
         return arrays
+
     return _rebuild(after, build)
 
 
@@ -168,9 +177,13 @@ def _concat_columns(spec: ConcatColumns, walk: _Walk) -> Step:
     walk.check_new_name(config.new_column, "new_column")
     walk.cols.append(Col(config.new_column, pa.string(), None))
     after = walk.schema()
-    return _rebuild(after, lambda arrays: [*arrays, ops.concat([arrays[p] for p in positions],
-                                                              separator=config.separator,
-                                                              null_handling=config.null_handling)])
+    return _rebuild(
+        after,
+        lambda arrays: [
+            *arrays,
+            ops.concat([arrays[p] for p in positions], separator=config.separator, null_handling=config.null_handling),
+        ],
+    )
 
 
 def _split_column(spec: SplitColumn, walk: _Walk) -> Step:
@@ -195,8 +208,9 @@ def _split_column(spec: SplitColumn, walk: _Walk) -> Step:
 
     def build(arrays: list[pa.Array]) -> list[pa.Array]:
         pieces = ops.split(arrays[position], separator=config.separator, parts=parts)
-        kept = arrays if config.keep_original else arrays[:position] + arrays[position + 1:]
+        kept = arrays if config.keep_original else arrays[:position] + arrays[position + 1 :]
         return [*kept, *pieces]
+
     return _rebuild(after, build)
 
 
@@ -206,10 +220,15 @@ def _apply_function(spec: ApplyFunction, walk: _Walk) -> Step:
     col = walk.cols[position]
     if not ops.accepts(config.function, col.type):
         wants = ops.FUNCTION_INPUT[config.function]
-        raise walk.fail(f"{config.function} reads {wants} values, column {col.name} is {col.type}",
-                        "cast the column first with cast_type, or pick another function")
-    arguments = {name: getattr(config, name) for name in ("decimals", "start", "length", "keep_last", "mask_char")
-                 if getattr(config, name) is not None}
+        raise walk.fail(
+            f"{config.function} reads {wants} values, column {col.name} is {col.type}",
+            "cast the column first with cast_type, or pick another function",
+        )
+    arguments = {
+        name: getattr(config, name)
+        for name in ("decimals", "start", "length", "keep_last", "mask_char")
+        if getattr(config, name) is not None
+    }
     function = ops.FUNCTIONS[config.function]
     out_type = function(pa.array([], col.type), **arguments).type
     if config.new_column is None:
@@ -226,6 +245,7 @@ def _apply_function(spec: ApplyFunction, walk: _Walk) -> Step:
             arrays[position] = result
             return arrays
         return [*arrays, result]
+
     return _rebuild(after, build)
 
 
@@ -239,8 +259,13 @@ def _checked_expression(text: str, walk: _Walk, *, condition: bool) -> Node:
 
 
 _BUILDERS = {
-    AddColumn: _add_column, DropColumn: _drop_column, RenameColumn: _rename_column, CastType: _cast_type,
-    ReplaceValue: _replace_value, ConcatColumns: _concat_columns, SplitColumn: _split_column,
+    AddColumn: _add_column,
+    DropColumn: _drop_column,
+    RenameColumn: _rename_column,
+    CastType: _cast_type,
+    ReplaceValue: _replace_value,
+    ConcatColumns: _concat_columns,
+    SplitColumn: _split_column,
     ApplyFunction: _apply_function,
 }
 

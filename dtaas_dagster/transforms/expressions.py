@@ -170,7 +170,7 @@ _TOKEN = re.compile(
 
 
 def _pointer(text: str, position: int) -> str:
-    return f"at position {position + 1}: {text[max(0, position - 20):position]}>>>{text[position:position + 20]}"
+    return f"at position {position + 1}: {text[max(0, position - 20) : position]}>>>{text[position : position + 20]}"
 
 
 def tokenize(text: str) -> list[Token]:
@@ -181,7 +181,8 @@ def tokenize(text: str) -> list[Token]:
         if not match:
             raise ExpressionError(
                 f"unexpected character {text[position]!r} {_pointer(text, position)}; strings need single quotes "
-                "('text'), names with spaces need [brackets]")
+                "('text'), names with spaces need [brackets]"
+            )
         kind = match.lastgroup or ""
         raw = match.group(0)
         if kind == "string":
@@ -326,8 +327,9 @@ class _Parser:
         node = self.parse_primary()
         if not isinstance(node, Literal) or (negative and node.kind not in ("int", "decimal", "float")):
             self.index -= 1
-            self.fail("IN lists hold literals only (numbers, 'strings', TRUE, FALSE, NULL, DATE '...', "
-                      "TIMESTAMP '...')")
+            self.fail(
+                "IN lists hold literals only (numbers, 'strings', TRUE, FALSE, NULL, DATE '...', TIMESTAMP '...')"
+            )
         assert isinstance(node, Literal)
         value: Any = node.value
         return Literal(-value, node.kind) if negative else node
@@ -385,8 +387,10 @@ class _Parser:
         keyword = self.advance()
         text = self.accept("string")
         if text is None:
-            self.fail(f"expected a quoted value after {keyword.text}, e.g. {keyword.text} "
-                      + ("'2024-01-31'" if keyword.text == "DATE" else "'2024-01-31 12:00:00'"))
+            self.fail(
+                f"expected a quoted value after {keyword.text}, e.g. {keyword.text} "
+                + ("'2024-01-31'" if keyword.text == "DATE" else "'2024-01-31 12:00:00'")
+            )
         try:
             if keyword.text == "DATE":
                 return Literal(_date(text.text), "date")  # type: ignore[union-attr]
@@ -395,7 +399,8 @@ class _Parser:
             raise ExpressionError(
                 f"{keyword.text} {text.text!r} is not a valid {keyword.text.lower()} "  # type: ignore[union-attr]
                 f"{_pointer(self.text, keyword.position)}; write YYYY-MM-DD"
-                + (" HH:MM:SS[.ffffff]" if keyword.text == "TIMESTAMP" else "")) from None
+                + (" HH:MM:SS[.ffffff]" if keyword.text == "TIMESTAMP" else "")
+            ) from None
 
 
 def parse_expression(text: str) -> Node:
@@ -452,8 +457,9 @@ def render(node: Node) -> str:
         pattern = node.pattern.replace("'", "''")
         return f"{render(node.operand)} {'NOT ' if node.negated else ''}LIKE '{pattern}'"
     if isinstance(node, Between):
-        return (f"{render(node.operand)} {'NOT ' if node.negated else ''}BETWEEN "
-                f"{render(node.low)} AND {render(node.high)}")
+        return (
+            f"{render(node.operand)} {'NOT ' if node.negated else ''}BETWEEN {render(node.low)} AND {render(node.high)}"
+        )
     if isinstance(node, (And, Or)):
         word = " AND " if isinstance(node, And) else " OR "
         return "(" + word.join(render(item) for item in node.items) + ")"

@@ -47,8 +47,7 @@ from dtaas_dagster.transforms.expressions import (
     Or,
 )
 
-_EXACT_NUMERIC = {"tinyint", "smallint", "int", "bigint", "decimal", "numeric", "money", "smallmoney", "float",
-                  "real"}
+_EXACT_NUMERIC = {"tinyint", "smallint", "int", "bigint", "decimal", "numeric", "money", "smallmoney", "float", "real"}
 # char/nchar are left out: their padding makes equality depend on how the value was stored.
 _TEXT = {"varchar", "nvarchar"}
 _ORDER = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -99,8 +98,9 @@ class _Planner:
         type_text = self.source_types.get(col.source.lower(), "")
         base = _base_type(type_text)
         arrow = col.type
-        if base in _EXACT_NUMERIC and (pa.types.is_integer(arrow) or pa.types.is_floating(arrow)
-                                       or pa.types.is_decimal(arrow)):
+        if base in _EXACT_NUMERIC and (
+            pa.types.is_integer(arrow) or pa.types.is_floating(arrow) or pa.types.is_decimal(arrow)
+        ):
             return "number"
         if base == "bit" and pa.types.is_boolean(arrow):
             return "bool"

@@ -8,8 +8,13 @@ import pyarrow as pa
 
 TYPE_NAMES = ("int", "bigint", "float", "decimal(p,s)", "string", "bool", "date", "timestamp")
 _SIMPLE = {
-    "int": pa.int32(), "bigint": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
-    "date": pa.date32(), "timestamp": pa.timestamp("us"),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
 }
 _DECIMAL = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
 

@@ -34,7 +34,10 @@ class DaemonProcess:
     def __enter__(self) -> DaemonProcess:
         self.process = subprocess.Popen(
             ["env", "--default-signal=INT", _bin("dagster-daemon"), "run", "-m", "dtaas_dagster"],
-            env=self.env, cwd=self.cwd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 180
@@ -46,8 +49,14 @@ class DaemonProcess:
         return self
 
     def start_sensor(self, name: str) -> None:
-        completed = subprocess.run([_bin("dagster"), "sensor", "start", "-m", "dtaas_dagster", name],
-                                   env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=300)
+        completed = subprocess.run(
+            [_bin("dagster"), "sensor", "start", "-m", "dtaas_dagster", name],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert completed.returncode == 0, completed.stdout + completed.stderr
 
     def stop(self) -> None:

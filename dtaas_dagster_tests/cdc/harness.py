@@ -31,8 +31,16 @@ def cdc_config(sqlserver: Any, database: str, lake: Path, tables: list[Any], **t
     return {
         "sources": {"src": source_config(sqlserver, database)},
         "destinations": {"lake": {"type": "s3", "url": f"file://{lake}"}},
-        "tasks": {"t": {"source": "src", "destination": "lake", "tables": tables, "mode": "full_load_and_cdc",
-                        "retry": {"max_retries": 0}, **task}},
+        "tasks": {
+            "t": {
+                "source": "src",
+                "destination": "lake",
+                "tables": tables,
+                "mode": "full_load_and_cdc",
+                "retry": {"max_retries": 0},
+                **task,
+            }
+        },
     }
 
 
@@ -76,8 +84,9 @@ class CdcHarness:
         self.resource = SqlServerResource.from_source("src", source, password=self.sqlserver.password)
 
     def tick(self) -> dg.SensorResult:
-        with dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                     resources={sqlserver_resource_key("src"): self.resource}) as context:
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={sqlserver_resource_key("src"): self.resource}
+        ) as context:
             result = self.sensor(context)
         assert isinstance(result, dg.SensorResult), result
         self.cursor = result.cursor
@@ -90,11 +99,17 @@ class CdcHarness:
     def run(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         """The requested run, with exactly the assets and checks it names (as the daemon launches it)."""
         tags = {**request.tags, "dagster/sensor_name": f"{self.task}_cdc"}
-        job = self.job.get_subset(asset_selection=set(request.asset_selection or []),
-                                  asset_check_selection=set(request.asset_check_keys or []))
+        job = self.job.get_subset(
+            asset_selection=set(request.asset_selection or []),
+            asset_check_selection=set(request.asset_check_keys or []),
+        )
         result = job.execute_in_process(
-            instance=self.instance, partition_key=request.partition_key, run_config=request.run_config or {},
-            tags=tags, raise_on_error=False)
+            instance=self.instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config or {},
+            tags=tags,
+            raise_on_error=False,
+        )
         self.results.append(result)
         return result
 

@@ -44,14 +44,18 @@ def _max_lsn(db: Any) -> bytes:
 def _setup(db: Any, *tables: str, retention_minutes: int = 1) -> Capture:
     _exec(db, "EXEC sys.sp_cdc_enable_db")
     for table in tables:
-        _exec(db, f"CREATE TABLE dbo.{table} (id int NOT NULL PRIMARY KEY, v int)",
-              f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', @role_name = NULL")
+        _exec(
+            db,
+            f"CREATE TABLE dbo.{table} (id int NOT NULL PRIMARY KEY, v int)",
+            f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', @role_name = NULL",
+        )
     _exec(db, f"EXEC sys.sp_cdc_change_job @job_type = N'cleanup', @retention = {retention_minutes}")
     return Capture(db)
 
 
-def _harness(sqlserver: Any, db: Any, lake: Path, instance: dg.DagsterInstance, tables: list[str],
-             **cdc: Any) -> CdcHarness:
+def _harness(
+    sqlserver: Any, db: Any, lake: Path, instance: dg.DagsterInstance, tables: list[str], **cdc: Any
+) -> CdcHarness:
     config = cdc_config(sqlserver, db.name, lake, tables, parallel_tables=1, cdc=cdc)
     return CdcHarness(config, sqlserver, instance, lake)
 
@@ -68,9 +72,17 @@ def test_a_lagging_table_warns_then_its_load_clears_it_and_low_headroom_fails(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     capture = _setup(sqlserver_db, "orders")
-    harness = _harness(sqlserver, sqlserver_db, tmp_path / "lake", instance, ["dbo.orders"],
-                       lag_warn_seconds=1, lag_fail_seconds=3600, headroom_warn_percent=99.9,
-                       headroom_fail_percent=98)
+    harness = _harness(
+        sqlserver,
+        sqlserver_db,
+        tmp_path / "lake",
+        instance,
+        ["dbo.orders"],
+        lag_warn_seconds=1,
+        lag_fail_seconds=3600,
+        headroom_warn_percent=99.9,
+        headroom_fail_percent=98,
+    )
     before = _evaluate(harness)  # nothing loaded yet: CDC has not started
     assert not before[("orders", CDC_LAG)].passed
     assert before[("orders", CDC_LAG)].severity == dg.AssetCheckSeverity.WARN
@@ -122,8 +134,9 @@ def test_an_idle_table_never_lags_even_after_the_cleanup_passed_its_last_load(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     capture = _setup(sqlserver_db, "orders", "idle")
-    harness = _harness(sqlserver, sqlserver_db, tmp_path / "lake", instance, ["dbo.orders", "dbo.idle"],
-                       position_report_seconds=1)
+    harness = _harness(
+        sqlserver, sqlserver_db, tmp_path / "lake", instance, ["dbo.orders", "dbo.idle"], position_report_seconds=1
+    )
     assert all(r.success for r in harness.cycle())  # the snapshots
     snapshot_lsn = _max_lsn(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, 1)")

@@ -39,16 +39,18 @@ def test_the_daemon_runs_the_cdc_sensor_and_change_files_land(
     with closing(sqlserver_db.connect()) as conn:
         conn.execute("EXEC sys.sp_cdc_enable_db")
         conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, v nvarchar(20), at datetime2(7))")
-        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
-                     "@role_name = NULL")
+        conn.execute(
+            "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL"
+        )
         conn.execute("INSERT INTO dbo.orders VALUES (1, N'one', '2024-01-01 00:00:00.0000001')")
     if sqlserver.is_double:
         sqlserver.control.set_capture_lag(1.0, sqlserver_db.name)
     lake = tmp_path / "lake"
     config = cdc_config(sqlserver, sqlserver_db.name, lake, ["dbo.orders"], cdc={"poll_seconds": 2})
     config_path, home = write_config(tmp_path, config), dagster_home(tmp_path)
-    with DaemonProcess(home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: sqlserver.password},
-                       cwd=tmp_path) as daemon:
+    with DaemonProcess(
+        home=home, env={"DTAAS_CONFIG": str(config_path), PASSWORD_ENV: sqlserver.password}, cwd=tmp_path
+    ) as daemon:
         daemon.start_sensor("t_cdc")
         deadline = time.monotonic() + 300
         while not _manifests(lake, "snapshot"):

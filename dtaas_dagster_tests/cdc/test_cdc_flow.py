@@ -26,10 +26,13 @@ def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 def _setup(db: Any) -> Capture:
     with closing(db.connect()) as conn:
         conn.execute("EXEC sys.sp_cdc_enable_db")
-        conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, v nvarchar(20), amount decimal(18,2), "
-                     "changed datetime2(7))")
-        conn.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
-                     "@role_name = NULL")
+        conn.execute(
+            "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, v nvarchar(20), amount decimal(18,2), "
+            "changed datetime2(7))"
+        )
+        conn.execute(
+            "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL"
+        )
     return Capture(db)
 
 
@@ -43,22 +46,36 @@ def test_snapshot_then_windows_replay_to_the_source(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     capture = _setup(sqlserver_db)
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, '2024-01-01 00:00:00.1234567'), "
-                        "(2, N'b', 2.00, NULL), (3, N'c', NULL, '2024-01-03 00:00:00')")
+    _exec(
+        sqlserver_db,
+        "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, '2024-01-01 00:00:00.1234567'), "
+        "(2, N'b', 2.00, NULL), (3, N'c', NULL, '2024-01-03 00:00:00')",
+    )
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
-                         sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     [snapshot] = harness.cycle()  # no snapshot yet: the first tick asks for one
     assert snapshot.success
     # changes after the snapshot, some not yet captured when the snapshot ran (capture lag)
-    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'a2' WHERE id = 1", "DELETE FROM dbo.orders WHERE id = 2",
-          "INSERT INTO dbo.orders VALUES (4, N'd', 4.00, '2030-05-05 05:05:05.0000005')")
+    _exec(
+        sqlserver_db,
+        "UPDATE dbo.orders SET v = N'a2' WHERE id = 1",
+        "DELETE FROM dbo.orders WHERE id = 2",
+        "INSERT INTO dbo.orders VALUES (4, N'd', 4.00, '2030-05-05 05:05:05.0000005')",
+    )
     assert harness.cycle() == []  # nothing captured yet: no window
     capture.step()
     [window] = harness.cycle()
     assert window.success
-    _exec(sqlserver_db, "UPDATE dbo.orders SET id = id + 10 WHERE id IN (1, 3)",  # key update, split by SQL Server
-          "UPDATE dbo.orders SET amount = 9.99 WHERE id = 4")
+    _exec(
+        sqlserver_db,
+        "UPDATE dbo.orders SET id = id + 10 WHERE id IN (1, 3)",  # key update, split by SQL Server
+        "UPDATE dbo.orders SET amount = 9.99 WHERE id = 4",
+    )
     capture.step()
     [window2] = harness.cycle()
     assert window2.success
@@ -83,8 +100,11 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 def _two_tables(db: Any) -> Capture:
     capture = _setup(db)
-    _exec(db, "CREATE TABLE dbo.other (id int NOT NULL PRIMARY KEY, x int)",
-          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'other', @role_name = NULL")
+    _exec(
+        db,
+        "CREATE TABLE dbo.other (id int NOT NULL PRIMARY KEY, x int)",
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'other', @role_name = NULL",
+    )
     return capture
 
 
@@ -95,8 +115,12 @@ def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snap
     capture = _two_tables(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"],
-                                    parallel_tables=1), sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     assert all(r.success for r in harness.cycle())  # the snapshots
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)", "INSERT INTO dbo.other VALUES (2, 2)")
     capture.step()
@@ -116,8 +140,9 @@ def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snap
     # the remedy: a new snapshot of the table; CDC continues after it
     snapshot_key = "2099-01-01T000000Z-full-rfix01"
     instance.add_dynamic_partitions("t_loads", [snapshot_key])
-    fix = harness.job.execute_in_process(instance=instance, partition_key=snapshot_key,
-                                         asset_selection=[dg.AssetKey(["t", "dbo", "orders"])])
+    fix = harness.job.execute_in_process(
+        instance=instance, partition_key=snapshot_key, asset_selection=[dg.AssetKey(["t", "dbo", "orders"])]
+    )
     assert fix.success
     _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'after' WHERE id = 1")
     capture.step()
@@ -132,15 +157,22 @@ def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
-                         sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     assert all(r.success for r in harness.cycle())
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")  # before the DDL: old instance
-    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-          "@capture_instance = N'dbo_orders_v2'",
-          "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'with note')",
-          "UPDATE dbo.orders SET note = N'noted' WHERE id = 1")
+    _exec(
+        sqlserver_db,
+        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+        "@capture_instance = N'dbo_orders_v2'",
+        "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'with note')",
+        "UPDATE dbo.orders SET note = N'noted' WHERE id = 1",
+    )
     capture.step()
     for _ in range(3):
         for result in harness.cycle():
@@ -148,8 +180,9 @@ def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
     replayed = {r["id"]: r for r in harness.replayed("dbo", "orders").to_pylist()}
     assert sorted(replayed) == [1, 2, 3]
     assert replayed[3]["note"] == "with note" and replayed[1]["note"] == "noted"
-    windows = [e for r in harness.results for e in r.all_events
-               if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    windows = [
+        e for r in harness.results for e in r.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    ]
     instances = [e.event_specific_data.materialization.metadata.get("dtaas/cdc_capture_instance") for e in windows]
     assert [i.value for i in instances if i is not None][-2:] == ["dbo_orders", "dbo_orders_v2"]
     changed = [e.event_specific_data.materialization.metadata.get("dtaas/schema_change") for e in windows]
@@ -162,12 +195,20 @@ def test_schema_drift_fail_stops_the_table_with_the_differences(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
-                                    schema_drift="fail"), sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="fail"),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     assert all(r.success for r in harness.cycle())
-    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-          "@capture_instance = N'dbo_orders_v2'", "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')")
+    _exec(
+        sqlserver_db,
+        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+        "@capture_instance = N'dbo_orders_v2'",
+        "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
+    )
     capture.step()
     results = harness.cycle() + harness.cycle()
     failed = [r for r in results if not r.success]
@@ -182,8 +223,14 @@ def test_on_retention_gap_resnapshot_takes_a_new_snapshot_of_that_table_and_cont
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
-                                    cdc={"on_retention_gap": "resnapshot"}), sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(
+            sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], cdc={"on_retention_gap": "resnapshot"}
+        ),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     assert all(r.success for r in harness.cycle())
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
     capture.step()
@@ -207,12 +254,20 @@ def test_schema_drift_ignore_keeps_the_previous_columns(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"],
-                                    schema_drift="ignore"), sqlserver, instance, tmp_path / "lake")
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="ignore"),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
     assert all(r.success for r in harness.cycle())
-    _exec(sqlserver_db, "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-          "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-          "@capture_instance = N'dbo_orders_v2'", "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')")
+    _exec(
+        sqlserver_db,
+        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+        "@capture_instance = N'dbo_orders_v2'",
+        "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
+    )
     capture.step()
     results = harness.cycle() + harness.cycle()
     assert results and all(r.success for r in results)
@@ -225,11 +280,24 @@ def test_update_before_images_and_a_datetime2_7_window_are_exact(
 ) -> None:
     capture = _setup(sqlserver_db)
     tables = [{"name": "dbo.orders", "datetime2": {"changed": "string"}}]
-    harness = CdcHarness(cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", tables,
-                                    mode="cdc", cdc={"start": "earliest", "update_before_images": True}),
-                         sqlserver, instance, tmp_path / "lake")
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.25, '2024-01-01 00:00:00.1234567')",
-          "UPDATE dbo.orders SET v = N'b', changed = '9999-12-31 23:59:59.9999999' WHERE id = 1")
+    harness = CdcHarness(
+        cdc_config(
+            sqlserver,
+            sqlserver_db.name,
+            tmp_path / "lake",
+            tables,
+            mode="cdc",
+            cdc={"start": "earliest", "update_before_images": True},
+        ),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
+    _exec(
+        sqlserver_db,
+        "INSERT INTO dbo.orders VALUES (1, N'a', 1.25, '2024-01-01 00:00:00.1234567')",
+        "UPDATE dbo.orders SET v = N'b', changed = '9999-12-31 23:59:59.9999999' WHERE id = 1",
+    )
     capture.step()
     [run] = harness.cycle()
     assert run.success
@@ -242,5 +310,8 @@ def test_update_before_images_and_a_datetime2_7_window_are_exact(
     lsns = rows.column("_dtaas_lsn").to_pylist()
     assert all(len(x) == 20 and x == x.lower() for x in lsns) and lsns == sorted(lsns)
     # a value no timestamp holds (year 9999 with a 100-ns digit) stays exact as text (datetime2: string)
-    assert rows.column("changed").to_pylist() == ["2024-01-01 00:00:00.1234567", "2024-01-01 00:00:00.1234567",
-                                                  "9999-12-31 23:59:59.9999999"]
+    assert rows.column("changed").to_pylist() == [
+        "2024-01-01 00:00:00.1234567",
+        "2024-01-01 00:00:00.1234567",
+        "9999-12-31 23:59:59.9999999",
+    ]

@@ -22,15 +22,17 @@ def _probe(*waiting: WaitingChanges, max_lsn: int = 1000) -> LagProbe:
     return LagProbe(Lsn(max_lsn), NOW, {w.name: w for w in waiting})
 
 
-def _waiting(first: int | None, age_seconds: float | None = None, min_lsn: int = 10,
-             name: str = "dbo_orders") -> WaitingChanges:
+def _waiting(
+    first: int | None, age_seconds: float | None = None, min_lsn: int = 10, name: str = "dbo_orders"
+) -> WaitingChanges:
     committed = None if age_seconds is None else NOW - dt.timedelta(seconds=age_seconds)
     return WaitingChanges(name, Lsn(min_lsn), None if first is None else Lsn(first), committed)
 
 
 def test_an_idle_table_has_no_lag_and_the_whole_retention_however_old_its_last_load() -> None:
-    lag = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD], probe=_probe(_waiting(None)),
-                 retention=HOUR, cdc=CDC)
+    lag = assess(
+        SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD], probe=_probe(_waiting(None)), retention=HOUR, cdc=CDC
+    )
     assert (lag.lag_seconds, lag.headroom_seconds, lag.status) == (0.0, 3600.0, OK)
     assert "no change waiting" in lag.reason
 
@@ -40,29 +42,65 @@ def test_lag_counts_from_the_oldest_change_not_loaded_and_headroom_is_retention_
     lag = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD], probe=probe, retention=HOUR, cdc=CDC)
     assert lag.lag_seconds == 120 and lag.headroom_seconds == 3480 and lag.oldest_waiting_lsn == Lsn(600).hex
     assert (lag.lag_status, lag.headroom_status) == (WARN, OK)
-    late = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD],
-                  probe=_probe(_waiting(600, age_seconds=2900)), retention=HOUR, cdc=CDC)
+    late = assess(
+        SPEC,
+        task_mode="cdc",
+        position=Lsn(500),
+        instances=[OLD],
+        probe=_probe(_waiting(600, age_seconds=2900)),
+        retention=HOUR,
+        cdc=CDC,
+    )
     assert (late.lag_status, late.headroom_status) == (FAIL, FAIL)  # 700 s left: below 25% of an hour
-    middle = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD],
-                    probe=_probe(_waiting(600, age_seconds=3500)), retention=Retention(100), cdc=CDC)
+    middle = assess(
+        SPEC,
+        task_mode="cdc",
+        position=Lsn(500),
+        instances=[OLD],
+        probe=_probe(_waiting(600, age_seconds=3500)),
+        retention=Retention(100),
+        cdc=CDC,
+    )
     assert (middle.headroom_seconds, middle.headroom_status) == (2500, WARN)  # 42% of 6000 s left
 
 
 def test_a_position_older_than_the_min_lsn_is_a_retention_gap() -> None:
-    lag = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD],
-                 probe=_probe(_waiting(700, age_seconds=1, min_lsn=650)), retention=HOUR, cdc=CDC)
+    lag = assess(
+        SPEC,
+        task_mode="cdc",
+        position=Lsn(500),
+        instances=[OLD],
+        probe=_probe(_waiting(700, age_seconds=1, min_lsn=650)),
+        retention=HOUR,
+        cdc=CDC,
+    )
     assert lag.status == FAIL and "retention gap" in lag.reason and lag.lag_seconds is None
 
 
 def test_no_position_yet_warns_and_unknown_retention_warns_on_headroom_only() -> None:
-    lag = assess(SPEC, task_mode="full_load_and_cdc", position=None, instances=[OLD], probe=_probe(), retention=HOUR,
-                 cdc=CDC)
+    lag = assess(
+        SPEC, task_mode="full_load_and_cdc", position=None, instances=[OLD], probe=_probe(), retention=HOUR, cdc=CDC
+    )
     assert lag.status == WARN and "no snapshot loaded yet" in lag.reason
-    unknown = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD], probe=_probe(_waiting(None)),
-                     retention=Retention(None, "retention unknown: no permission"), cdc=CDC)
+    unknown = assess(
+        SPEC,
+        task_mode="cdc",
+        position=Lsn(500),
+        instances=[OLD],
+        probe=_probe(_waiting(None)),
+        retention=Retention(None, "retention unknown: no permission"),
+        cdc=CDC,
+    )
     assert (unknown.lag_status, unknown.headroom_status) == (OK, WARN) and "no permission" in unknown.reason
-    no_job = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD], probe=_probe(_waiting(None)),
-                    retention=Retention(None), cdc=CDC)
+    no_job = assess(
+        SPEC,
+        task_mode="cdc",
+        position=Lsn(500),
+        instances=[OLD],
+        probe=_probe(_waiting(None)),
+        retention=Retention(None),
+        cdc=CDC,
+    )
     assert no_job.status == OK and "not purged" in no_job.reason
 
 

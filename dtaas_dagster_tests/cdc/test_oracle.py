@@ -94,8 +94,9 @@ def _setup(db: Any) -> Capture:
         conn.execute("EXEC sys.sp_cdc_enable_db")
         for table in TABLES:
             conn.execute(f"CREATE TABLE dbo.{table} (id int NOT NULL PRIMARY KEY, v nvarchar(40), n int)")
-            conn.execute(f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', "
-                         "@role_name = NULL")
+            conn.execute(
+                f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', @role_name = NULL"
+            )
     return Capture(db)
 
 
@@ -120,8 +121,12 @@ def _settle(harness: CdcHarness, capture: Capture, timeout: float = 120) -> None
 
 
 @pytest.mark.timeout(2400)
-@settings(max_examples=12, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_replay_equals_the_source_whatever_happens(
     data: st.DataObject, sqlserver: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -137,14 +142,20 @@ def test_replay_equals_the_source_whatever_happens(
         with dg.instance_for_test() as instance:
             capture = _setup(db)
             writer = Writer(db, data)
-            harness = CdcHarness(cdc_config(sqlserver, name, lake, [f"dbo.{t}" for t in TABLES],
-                                            parallel_tables=1, cdc={"poll_seconds": 1}),
-                                 sqlserver, instance, lake)
+            harness = CdcHarness(
+                cdc_config(
+                    sqlserver, name, lake, [f"dbo.{t}" for t in TABLES], parallel_tables=1, cdc={"poll_seconds": 1}
+                ),
+                sqlserver,
+                instance,
+                lake,
+            )
             snapshot_taken = False
             done_runs: list[dg.RunRequest] = []
             for _ in range(data.draw(st.integers(4, 14), label="steps")):
-                step = data.draw(st.sampled_from(["write", "write", "capture", "cycle", "fail", "reexecute"]),
-                                 label="step")
+                step = data.draw(
+                    st.sampled_from(["write", "write", "capture", "cycle", "fail", "reexecute"]), label="step"
+                )
                 if step == "write":
                     writer.transaction()
                 elif step == "capture":

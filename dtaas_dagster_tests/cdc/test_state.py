@@ -35,15 +35,32 @@ def instance(name: str, start: int) -> CaptureInstance:
     return CaptureInstance("dbo", "orders", name, L(start), dt.datetime(2026, 1, 1) + dt.timedelta(seconds=start))
 
 
-def given(*, max_lsn: int, probes: dict[str, tuple[int, int | None]], instances: list[CaptureInstance] | None = None,
-          mode: str = "cdc", start: str = "now", status: dict[str, str] | None = None,
-          snapshots: dict[str, SnapshotInfo] | None = None, gap: str = "fail", now: float = NOW) -> TickInput:
+def given(
+    *,
+    max_lsn: int,
+    probes: dict[str, tuple[int, int | None]],
+    instances: list[CaptureInstance] | None = None,
+    mode: str = "cdc",
+    start: str = "now",
+    status: dict[str, str] | None = None,
+    snapshots: dict[str, SnapshotInfo] | None = None,
+    gap: str = "fail",
+    now: float = NOW,
+) -> TickInput:
     return TickInput(
-        task="t", mode=mode, start=start, on_retention_gap=gap, poll_seconds=10, now=now,
+        task="t",
+        mode=mode,
+        start=start,
+        on_retention_gap=gap,
+        poll_seconds=10,
+        now=now,
         instances=instances if instances is not None else [instance("dbo_orders", 1)],
-        probe=CdcProbe(L(max_lsn), {n: InstanceProbe(n, L(lo), None if first is None else L(first))
-                                    for n, (lo, first) in probes.items()}),
-        run_status=status or {}, snapshots=snapshots or {},
+        probe=CdcProbe(
+            L(max_lsn),
+            {n: InstanceProbe(n, L(lo), None if first is None else L(first)) for n, (lo, first) in probes.items()},
+        ),
+        run_status=status or {},
+        snapshots=snapshots or {},
     )
 
 
@@ -68,17 +85,24 @@ def test_an_idle_table_moves_past_max_without_a_run_so_cleanup_never_leaves_it_b
 def test_a_window_moves_the_position_only_when_its_run_succeeds_and_a_failure_asks_again_from_the_same_lsn() -> None:
     window = ChangeWindow("dbo_orders", L(20), L(80))
     pending = Pending("k1", "p1", "cdc", NOW, window.as_config())
-    in_flight = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 85)},
-                                                        status={f"k1|{T.name}": IN_FLIGHT}))
+    in_flight = tick(
+        [T],
+        at(20, pending=pending),
+        given(max_lsn=99, probes={"dbo_orders": (1, 85)}, status={f"k1|{T.name}": IN_FLIGHT}),
+    )
     assert in_flight.windows == {} and "still in flight" in in_flight.log[0]
-    failed = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 25)},
-                                                     status={f"k1|{T.name}": FAILED}))
+    failed = tick(
+        [T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 25)}, status={f"k1|{T.name}": FAILED})
+    )
     state = failed.states[T.name]
     assert failed.windows == {} and state.next_lsn == L(20).hex and state.retry_after == NOW + 20
     retried = tick([T], failed.states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}, now=NOW + 21))
     assert retried.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(120))}  # wider, same start
-    done = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, None)},
-                                                   status={f"k1|{T.name}": SUCCESS}))
+    done = tick(
+        [T],
+        at(20, pending=pending),
+        given(max_lsn=99, probes={"dbo_orders": (1, None)}, status={f"k1|{T.name}": SUCCESS}),
+    )
     assert done.states[T.name].next_lsn == L(99).increment().hex  # 81 after the window, then idle to 100
 
 
@@ -86,23 +110,29 @@ def test_a_request_whose_run_never_appeared_is_asked_again() -> None:
     pending = Pending("k1", "p1", "cdc", NOW, ChangeWindow("dbo_orders", L(20), L(80)).as_config())
     waiting = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 30)}, now=NOW + 5))
     assert waiting.windows == {}
-    lost = tick([T], at(20, pending=pending), given(max_lsn=99, probes={"dbo_orders": (1, 30)},
-                                                   now=NOW + LOST_REQUEST_SECONDS + 1))
+    lost = tick(
+        [T],
+        at(20, pending=pending),
+        given(max_lsn=99, probes={"dbo_orders": (1, 30)}, now=NOW + LOST_REQUEST_SECONDS + 1),
+    )
     assert lost.states[T.name].pending is None and lost.states[T.name].failures == 1
 
 
 def test_a_new_capture_instance_takes_over_at_its_start_lsn_with_nothing_lost_or_repeated() -> None:
     both = [instance("dbo_orders", 1), instance("dbo_orders_v2", 50)]
-    first = tick([T], at(20), given(max_lsn=80, instances=both,
-                                    probes={"dbo_orders": (1, 30), "dbo_orders_v2": (50, 55)}))
+    first = tick(
+        [T], at(20), given(max_lsn=80, instances=both, probes={"dbo_orders": (1, 30), "dbo_orders_v2": (50, 55)})
+    )
     assert first.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(49))}
     moved = {T.name: TableState(next_lsn=L(50).hex, instance="dbo_orders")}
-    second = tick([T], moved, given(max_lsn=80, instances=both,
-                                    probes={"dbo_orders": (1, 55), "dbo_orders_v2": (50, 55)}))
+    second = tick(
+        [T], moved, given(max_lsn=80, instances=both, probes={"dbo_orders": (1, 55), "dbo_orders_v2": (50, 55)})
+    )
     assert second.windows == {T.name: ChangeWindow("dbo_orders_v2", L(50), L(80))}
     # the old instance was dropped before its last changes were read: those may be lost, so it is a gap
-    only_new = tick([T], at(20), given(max_lsn=80, instances=[instance("dbo_orders_v2", 50)],
-                                       probes={"dbo_orders_v2": (50, 60)}))
+    only_new = tick(
+        [T], at(20), given(max_lsn=80, instances=[instance("dbo_orders_v2", 50)], probes={"dbo_orders_v2": (50, 60)})
+    )
     assert set(only_new.gaps) == {T.name} and "dbo_orders_v2 now starts at" in only_new.gaps[T.name]
 
 
@@ -130,8 +160,11 @@ def test_full_load_and_cdc_starts_with_a_snapshot_then_continues_after_its_start
     out = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, None)}, mode="full_load_and_cdc"))
     assert out.snapshot_tables == [T.name] and out.windows == {}
     snapshot = SnapshotInfo("run-1", "2026-01-01T000000Z-full-rabc", L(70))
-    after = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, 75)}, mode="full_load_and_cdc",
-                                snapshots={T.name: snapshot}))
+    after = tick(
+        [T],
+        {},
+        given(max_lsn=80, probes={"dbo_orders": (1, 75)}, mode="full_load_and_cdc", snapshots={T.name: snapshot}),
+    )
     assert after.windows == {T.name: ChangeWindow("dbo_orders", L(71), L(80))}
 
 
@@ -150,15 +183,19 @@ def test_a_table_without_a_capture_instance_is_reported_not_requested() -> None:
 
 
 def test_the_cursor_round_trips() -> None:
-    states = at(20, pending=Pending("k", "p", "cdc", NOW, {"capture_instance": "x", "from_lsn": L(1).hex,
-                                                           "to_lsn": L(2).hex}), failures=2)
+    states = at(
+        20,
+        pending=Pending("k", "p", "cdc", NOW, {"capture_instance": "x", "from_lsn": L(1).hex, "to_lsn": L(2).hex}),
+        failures=2,
+    )
     assert load_cursor(dump_cursor(states)) == states
 
 
 def test_an_idle_tables_position_is_reported_at_most_every_report_seconds() -> None:
     def idle(states: dict[str, TableState], max_lsn: int, now: float) -> Any:
-        return tick([T], states, replace(given(max_lsn=max_lsn, probes={"dbo_orders": (1, None)}, now=now),
-                                         report_seconds=600))
+        return tick(
+            [T], states, replace(given(max_lsn=max_lsn, probes={"dbo_orders": (1, None)}, now=now), report_seconds=600)
+        )
 
     first = idle(at(20), 80, NOW)
     assert first.positions == {T.name: L(80)}  # never reported: at once (loaded through max)
@@ -168,9 +205,14 @@ def test_an_idle_tables_position_is_reported_at_most_every_report_seconds() -> N
     assert later.positions == {T.name: L(95)}
     # a loaded window counts as reported (its materialization shows the position)
     window = ChangeWindow("dbo_orders", L(96), L(99))
-    loaded = tick([T], at(96, pending=Pending("k", "p", "cdc", NOW, window.as_config())),
-                  replace(given(max_lsn=120, probes={"dbo_orders": (1, None)}, status={f"k|{T.name}": SUCCESS},
-                                now=NOW + 5000), report_seconds=600))
+    loaded = tick(
+        [T],
+        at(96, pending=Pending("k", "p", "cdc", NOW, window.as_config())),
+        replace(
+            given(max_lsn=120, probes={"dbo_orders": (1, None)}, status={f"k|{T.name}": SUCCESS}, now=NOW + 5000),
+            report_seconds=600,
+        ),
+    )
     assert loaded.positions == {} and loaded.states[T.name].next_lsn == L(121).hex
 
 

@@ -46,7 +46,9 @@ def measure(table: pa.Table, options: WriteOptions, base: str) -> tuple[float, i
     stream = TableStream(TableRef("bench", "dbo", "t"), table.schema, iter(batches), partition_key="p")
     location = open_location(f"file://{base}")
     started = time.perf_counter()
-    result = write_partition(location.fs, location.path(options.format), stream, options, load_id=new_load_id("bench"), run_id="bench")
+    result = write_partition(
+        location.fs, location.path(options.format), stream, options, load_id=new_load_id("bench"), run_id="bench"
+    )
     return time.perf_counter() - started, result.bytes
 
 

@@ -36,7 +36,12 @@ def all_types_table() -> pa.Table:
         "day": pa.array([dt.date(2024, 2, 29), dt.date(1, 1, 1), None, dt.date(9999, 12, 31)], pa.date32()),
         "tod": pa.array([1, 0, None, 86_399_999_999_999], pa.time64("ns")),
         "ts_us": pa.array(
-            [dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(1, 1, 1), None, dt.datetime(9999, 12, 31, 23, 59, 59, 999999)],
+            [
+                dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+                dt.datetime(1, 1, 1),
+                None,
+                dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+            ],
             pa.timestamp("us"),
         ),
         "ts_ns": pa.array([1_700_000_000_123_456_789, 0, None, -1], pa.timestamp("ns")),

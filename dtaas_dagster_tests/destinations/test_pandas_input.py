@@ -42,8 +42,13 @@ DTYPES = {
 def _load_as_pandas(tmp_path: Path, table: pa.Table, fmt: str = "parquet", **stream: Any) -> pd.DataFrame:
     @asset(key_prefix=["task1", "dbo"], name="typed", io_manager_key="s3")
     def typed() -> TableStream:
-        return TableStream(table=TABLE, schema=table.schema, batches=iter(table.to_batches(max_chunksize=2)),
-                           partition_key="full", **stream)
+        return TableStream(
+            table=TABLE,
+            schema=table.schema,
+            batches=iter(table.to_batches(max_chunksize=2)),
+            partition_key="full",
+            **stream,
+        )
 
     @asset
     def typed_frame(typed: pd.DataFrame) -> int:
@@ -90,10 +95,12 @@ def test_every_type_of_the_all_types_table_reaches_pandas_exactly(tmp_path: Path
 def test_bigint_with_null_keeps_every_digit_and_time_keeps_100ns(tmp_path: Path) -> None:
     # The two losses reported: 9007199254740993 came back as 9007199254740992.0 (float64),
     # and a time(7) with a 100 ns digit raised ArrowInvalid.
-    table = pa.table({
-        "big": pa.array([9007199254740993, None], pa.int64()),
-        "at": pa.array([45_296_123_456_700, None], pa.time64("ns")),  # 12:34:56.1234567
-    })
+    table = pa.table(
+        {
+            "big": pa.array([9007199254740993, None], pa.int64()),
+            "at": pa.array([45_296_123_456_700, None], pa.time64("ns")),  # 12:34:56.1234567
+        }
+    )
     frame = _load_as_pandas(tmp_path, table)
     assert frame["big"].iloc[0] == 9007199254740993 and frame["big"].iloc[1] is pd.NA
     assert frame["at"].iloc[0] == pd.Timedelta(hours=12, minutes=34, seconds=56, nanoseconds=123_456_700)
@@ -120,8 +127,12 @@ def test_a_change_partition_reaches_pandas_exactly(tmp_path: Path) -> None:
     window = {"capture_instance": "dbo_typed", "from_lsn": "0" * 20, "to_lsn": "f" * 20}
     frame = _load_as_pandas(tmp_path, changes, kind="cdc", cdc=window, primary_key=("id",))
 
-    change_dtypes = {"_dtaas_op": "string", "_dtaas_lsn": "string", "_dtaas_seqval": "string",
-                     "_dtaas_commit_time": "datetime64[us, UTC]"}
+    change_dtypes = {
+        "_dtaas_op": "string",
+        "_dtaas_lsn": "string",
+        "_dtaas_seqval": "string",
+        "_dtaas_commit_time": "datetime64[us, UTC]",
+    }
     assert {name: str(frame[name].dtype) for name in frame.columns} == {**DTYPES, **change_dtypes}
     problems = [
         f"{name}[{row}]: {frame[name].iloc[row]!r:.80} != {changes.column(name)[row]!r:.80}"

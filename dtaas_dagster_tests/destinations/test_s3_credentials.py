@@ -33,8 +33,9 @@ class IamKey:
 
 
 def _set_free_requests(endpoint: str, count: str) -> str:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
-                                     headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST", headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:
         return str(json.loads(reply.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"])
 
@@ -42,8 +43,13 @@ def _set_free_requests(endpoint: str, count: str) -> str:
 @pytest.fixture()
 def enforced_auth(moto_s3: MotoS3, s3_bucket: str) -> Iterator[IamKey]:
     """An IAM user allowed s3:* with a fresh access key; signatures are checked until the test ends."""
-    iam = boto3.client("iam", endpoint_url=moto_s3.endpoint_url, region_name=REGION,
-                       aws_access_key_id="fixture-admin", aws_secret_access_key="fixture-admin-secret")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=moto_s3.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="fixture-admin",
+        aws_secret_access_key="fixture-admin-secret",
+    )
     user = f"loader-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=user)
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
@@ -57,16 +63,27 @@ def enforced_auth(moto_s3: MotoS3, s3_bucket: str) -> Iterator[IamKey]:
 
 
 def _listing(moto_s3: MotoS3, bucket: str, key: IamKey) -> list[str]:
-    client = boto3.client("s3", endpoint_url=moto_s3.endpoint_url, region_name=REGION,
-                          aws_access_key_id=key.key_id, aws_secret_access_key=key.secret)
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_s3.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=key.key_id,
+        aws_secret_access_key=key.secret,
+    )
     return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
 def _write(moto_s3: MotoS3, bucket: str, *, named: bool, rows: int = 10) -> None:
     names = {"access_key_id_env": KEY_ENV, "secret_access_key_env": SECRET_ENV} if named else {}
     location = open_location(f"s3://{bucket}/lake", endpoint_url=moto_s3.endpoint_url, **names)
-    write_partition(location.fs, location.path("t/p1"), stream_of(numbered_table(rows)), WriteOptions(),
-                    load_id=new_load_id("run1"), run_id="run1")
+    write_partition(
+        location.fs,
+        location.path("t/p1"),
+        stream_of(numbered_table(rows)),
+        WriteOptions(),
+        load_id=new_load_id("run1"),
+        run_id="run1",
+    )
 
 
 def test_the_named_variables_sign_every_request_and_win_over_the_default_chain(

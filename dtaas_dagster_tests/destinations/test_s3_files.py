@@ -13,12 +13,12 @@ import pytest
 
 from dtaas_dagster.destinations.commit import write_partition
 from dtaas_dagster.destinations.files import WriteOptions, new_load_id, read_partition
-from dtaas_dagster.manifest import MANIFEST_NAME, ManifestNotFoundError, read_manifest
 from dtaas_dagster.destinations.location import (
     Location,
     open_location,
     render_partition_dir,
 )
+from dtaas_dagster.manifest import MANIFEST_NAME, ManifestNotFoundError, read_manifest
 from dtaas_dagster_tests.destinations.s3_samples import (
     all_types_table,
     numbered_table,
@@ -46,7 +46,12 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
 def _write(location: Location, table: pa.Table, options: WriteOptions, **stream_kw: object) -> object:
     part_dir = location.path("sales/dbo/Orders/p1")
     return write_partition(
-        location.fs, part_dir, stream_of(table, **stream_kw), options, load_id=new_load_id("run12345"), run_id="run12345"
+        location.fs,
+        part_dir,
+        stream_of(table, **stream_kw),
+        options,
+        load_id=new_load_id("run12345"),
+        run_id="run12345",
     )
 
 
@@ -62,7 +67,15 @@ def _read_text(location: Location, path: str, codec: str | None = None) -> str:
 
 @pytest.mark.parametrize(
     ("fmt", "compression"),
-    [("parquet", None), ("parquet", "zstd"), ("parquet", "none"), ("csv", None), ("csv", "gzip"), ("jsonl", None), ("jsonl", "zstd")],
+    [
+        ("parquet", None),
+        ("parquet", "zstd"),
+        ("parquet", "none"),
+        ("csv", None),
+        ("csv", "gzip"),
+        ("jsonl", None),
+        ("jsonl", "zstd"),
+    ],
 )
 def test_round_trip_is_exact_for_every_source_type(location: Location, fmt: str, compression: str | None) -> None:
     table = all_types_table()
@@ -97,7 +110,9 @@ def test_csv_text_form_is_the_documented_one(tmp_path: Path) -> None:
     assert lines[0].startswith('"i8","i16","i32","i64","u8","flag"')
     assert lines[1].split(",")[:6] == ["1", "2", "3", "4", "5", "true"]
     assert '"1.5000000000","12.3400","plain","ABAQ"' not in lines[1]  # sanity: base64 below
-    assert '"1.5000000000","12.3400","plain","AP8Q",2024-02-29,00:00:00.000000001,2024-01-02 03:04:05.000006' in lines[1]
+    assert (
+        '"1.5000000000","12.3400","plain","AP8Q",2024-02-29,00:00:00.000000001,2024-01-02 03:04:05.000006' in lines[1]
+    )
     assert ',"","",0001-01-01,' in lines[2]  # empty string and empty binary are quoted
     assert lines[3] == "," * 15  # the all-null row: every field empty and unquoted
     assert '"0.0000000001","0.0000"' in lines[4]  # plain decimals, never 1E-10
@@ -138,8 +153,15 @@ def test_files_split_by_rows(location: Location) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "compression"),
-    [("parquet", None), ("parquet", "zstd"), ("parquet", "none"), ("csv", None), ("csv", "gzip"), ("jsonl", None),
-     ("jsonl", "zstd")],
+    [
+        ("parquet", None),
+        ("parquet", "zstd"),
+        ("parquet", "none"),
+        ("csv", None),
+        ("csv", "gzip"),
+        ("jsonl", None),
+        ("jsonl", "zstd"),
+    ],
 )
 @pytest.mark.parametrize("batch_rows", [20_000, 500])
 def test_files_split_by_bytes_land_within_a_quarter_of_the_setting(
@@ -165,7 +187,8 @@ def _check_split_by_bytes(location: Location, fmt: str, compression: str | None,
     assert len(sizes) >= 3, sizes
     assert all(0.75 <= size <= 1.25 for size in sizes[:-1]) and 0 < sizes[-1] <= 1.25, sizes
     assert [f["bytes"] for f in result.manifest["files"]] == [
-        location.fs.get_file_info(f"{result.partition_dir}/{f['path']}").size for f in result.manifest["files"]]
+        location.fs.get_file_info(f"{result.partition_dir}/{f['path']}").size for f in result.manifest["files"]
+    ]
     assert read_partition(location.fs, result.partition_dir).equals(table)
 
 
@@ -184,7 +207,13 @@ def test_failed_load_leaves_previous_load_intact(location: Location) -> None:
     manifest_before = read_manifest(location.fs, first.partition_dir)
 
     with pytest.raises(RuntimeError, match="injected"):
-        _write(location, numbered_table(5_000, start=100), WriteOptions(file_max_rows=1_000), batch_rows=1_000, fail_after=2)
+        _write(
+            location,
+            numbered_table(5_000, start=100),
+            WriteOptions(file_max_rows=1_000),
+            batch_rows=1_000,
+            fail_after=2,
+        )
 
     assert read_manifest(location.fs, first.partition_dir) == manifest_before
     assert _names(location, first.partition_dir) == {f["path"] for f in manifest_before["files"]} | {MANIFEST_NAME}
@@ -235,9 +264,18 @@ def test_manifest_describes_the_load(tmp_path: Path) -> None:
 
     m = result.manifest
     assert m["table"] == {"database": "sales", "schema": "dbo", "name": "Orders"}
-    assert (m["partition_key"], m["run_id"], m["format"], m["compression"]) == ("2024-01-01", "run12345", "jsonl", "gzip")
+    assert (m["partition_key"], m["run_id"], m["format"], m["compression"]) == (
+        "2024-01-01",
+        "run12345",
+        "jsonl",
+        "gzip",
+    )
     assert m["total_rows"] == 4 and m["source_row_estimate"] == 4
-    assert m["total_bytes"] == m["files"][0]["bytes"] == (Path(result.partition_dir) / m["files"][0]["path"]).stat().st_size
+    assert (
+        m["total_bytes"]
+        == m["files"][0]["bytes"]
+        == (Path(result.partition_dir) / m["files"][0]["path"]).stat().st_size
+    )
     assert m["columns"][0] == {"name": "i8", "type": "int8", "nullable": True, "source_type": "smallint"}
     assert m["load_id"] in m["files"][0]["path"]
     assert not list(Path(result.partition_dir).glob("*.tmp*"))
@@ -271,7 +309,11 @@ def test_options_are_validated_with_the_fix() -> None:
 def test_s3_credentials_come_from_named_env_vars_and_never_leak(
     moto_s3: MotoS3, s3_bucket: str, s3_credentials: S3Credentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kwargs = {"endpoint_url": moto_s3.endpoint_url, "access_key_id_env": s3_credentials.key_id_env, "secret_access_key_env": s3_credentials.secret_env}
+    kwargs = {
+        "endpoint_url": moto_s3.endpoint_url,
+        "access_key_id_env": s3_credentials.key_id_env,
+        "secret_access_key_env": s3_credentials.secret_env,
+    }
     loc = open_location(f"s3://{s3_bucket}/x", **kwargs)
     _write(loc, numbered_table(10), WriteOptions())
     assert moto_s3.client.list_objects_v2(Bucket=s3_bucket)["KeyCount"] == 2
@@ -290,7 +332,9 @@ def test_s3_credentials_come_from_named_env_vars_and_never_leak(
     assert s3_credentials.key_id not in str(unset.value)
 
 
-def test_relative_file_url_resolves_against_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_file_url_resolves_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     location = open_location("file://out/lake")
     assert location.base == str(tmp_path / "out/lake") and location.url(location.base) == f"file://{tmp_path}/out/lake"
@@ -303,13 +347,31 @@ def test_parquet_files_hold_the_types_the_manifest_names_for_every_source_type(t
     """One truth: what the manifest says is what a Parquet reader sees (smalldatetime was [s] vs [ms])."""
     from dtaas_dagster.sqlserver.types import SourceColumn, arrow_type
 
-    names = ["tinyint", "smallint", "int", "bigint", "bit", "real", "float", "money", "smallmoney", "date",
-             "datetime", "smalldatetime", "uniqueidentifier", "nvarchar", "varbinary", "time"]
+    names = [
+        "tinyint",
+        "smallint",
+        "int",
+        "bigint",
+        "bit",
+        "real",
+        "float",
+        "money",
+        "smallmoney",
+        "date",
+        "datetime",
+        "smalldatetime",
+        "uniqueidentifier",
+        "nvarchar",
+        "varbinary",
+        "time",
+    ]
     columns = [SourceColumn(f"c_{n}", n, char_length=10, datetime_precision=7) for n in names]
-    columns += [SourceColumn("c_decimal", "decimal", precision=38, scale=10),
-                SourceColumn("c_dt2_3", "datetime2", datetime_precision=3),
-                SourceColumn("c_dt2_7", "datetime2", datetime_precision=7),
-                SourceColumn("c_dto_7", "datetimeoffset", datetime_precision=7)]
+    columns += [
+        SourceColumn("c_decimal", "decimal", precision=38, scale=10),
+        SourceColumn("c_dt2_3", "datetime2", datetime_precision=3),
+        SourceColumn("c_dt2_7", "datetime2", datetime_precision=7),
+        SourceColumn("c_dto_7", "datetimeoffset", datetime_precision=7),
+    ]
     schema = pa.schema([pa.field(c.name, arrow_type(c, "timestamp_ns")) for c in columns])
     table = pa.Table.from_pylist([{}], schema=schema)  # one all-NULL row: the types are the point
     location = open_location(f"file://{tmp_path}")
@@ -327,8 +389,9 @@ def test_parquet_keeps_no_statistics_or_dictionary_for_long_value_columns(tmp_pa
     location = open_location(f"file://{tmp_path}")
     stream = stream_of(table, batch_rows=100)
     stream.source_types = {"code": "nvarchar(20)", "notes": "nvarchar(max)"}
-    result = write_partition(location.fs, location.path("t/p1"), stream, WriteOptions(),
-                             load_id=new_load_id("run1"), run_id="run1")
+    result = write_partition(
+        location.fs, location.path("t/p1"), stream, WriteOptions(), load_id=new_load_id("run1"), run_id="run1"
+    )
 
     meta = pq.ParquetFile(f"{result.partition_dir}/{result.manifest['files'][0]['path']}").metadata.row_group(0)
     code, notes = meta.column(0), meta.column(1)

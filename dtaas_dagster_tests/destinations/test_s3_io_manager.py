@@ -44,9 +44,14 @@ def orders(context: AssetExecutionContext) -> TableStream:
         batches=iter(data.to_batches(max_chunksize=2)),
         partition_key=context.partition_key,
         estimated_rows=3,
-        variables={"sourceDatabaseName": "sales", "sourceSchemaName": "dbo", "sourceTableName": "dbo.orders",
-                   "sourceTableShortName": "orders",
-                   "partitionKey": context.partition_key, "tenant": "acme"},
+        variables={
+            "sourceDatabaseName": "sales",
+            "sourceSchemaName": "dbo",
+            "sourceTableName": "dbo.orders",
+            "sourceTableShortName": "orders",
+            "partitionKey": context.partition_key,
+            "tenant": "acme",
+        },
         source_types={"id": "int", "key": "nvarchar(20)"},
     )
 
@@ -93,7 +98,9 @@ def _run_partitions(manager: S3IOManager, instance: DagsterInstance, keys: list[
     instance.add_dynamic_partitions("loads", keys)
     results = {}
     for key in keys:
-        result = materialize([orders, orders_arrow, orders_pandas], partition_key=key, instance=instance, resources={"s3": manager})
+        result = materialize(
+            [orders, orders_arrow, orders_pandas], partition_key=key, instance=instance, resources={"s3": manager}
+        )
         assert result.success
         results[key] = result
     return results
@@ -153,12 +160,20 @@ def test_loading_a_partition_that_was_never_written_fails_clearly(tmp_path: Path
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("loads", ["p9"])
         result = materialize(
-            [orders, orders_arrow], selection=[orders_arrow], partition_key="p9", instance=instance,
-            resources={"s3": manager}, raise_on_error=False,
+            [orders, orders_arrow],
+            selection=[orders_arrow],
+            partition_key="p9",
+            instance=instance,
+            resources={"s3": manager},
+            raise_on_error=False,
         )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
-    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
+    message = (
+        failure.step_failure_data.error.cause.message
+        if failure.step_failure_data.error.cause
+        else failure.step_failure_data.error.message
+    )
     assert "partition p9 of task1/dbo/orders has no manifest" in message
     assert "never loaded or its load did not finish" in message
 
@@ -168,7 +183,9 @@ def test_all_types_round_trip_through_the_io_manager(tmp_path: Path) -> None:
 
     @asset(key_prefix=["task1", "dbo"], name="everything", io_manager_key="s3")
     def everything() -> TableStream:
-        return TableStream(table=TABLE, schema=table.schema, batches=iter(table.to_batches(max_chunksize=1)), partition_key="full")
+        return TableStream(
+            table=TABLE, schema=table.schema, batches=iter(table.to_batches(max_chunksize=1)), partition_key="full"
+        )
 
     @asset
     def everything_copy(everything: pa.Table) -> int:

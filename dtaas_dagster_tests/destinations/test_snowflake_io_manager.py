@@ -7,6 +7,7 @@ calls. The end-to-end runs through Dagster are in test_snowflake_load.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -56,7 +57,9 @@ def test_a_snapshot_creates_the_table_and_a_newer_one_replaces_it_exactly(snowfl
 
 
 def test_a_missing_schema_is_created_from_the_template(snowflake_schema: SnowflakeSchema) -> None:
-    io = manager(snowflake_schema, schema=f"{snowflake_schema.schema}_$sourceSchemaName", table="T_$sourceTableShortName")
+    io = manager(
+        snowflake_schema, schema=f"{snowflake_schema.schema}_$sourceSchemaName", table="T_$sourceTableShortName"
+    )
     created = f"{snowflake_schema.schema}_DBO"
     try:
         metadata = write(io, snapshot(orders(V1[:3]), SNAPSHOT_1))
@@ -100,12 +103,18 @@ def test_evolve_adds_columns_and_widens_varchar(snowflake_schema: SnowflakeSchem
     table, types = _wider(V1)
     metadata = write(io, snapshot(table, SNAPSHOT_2, source_types=types), run_id="run00002")
     assert metadata["schema_drift"] == ["new column NOTE VARCHAR(10)", "wider type NAME: VARCHAR(40) -> VARCHAR(80)"]
-    columns = dict(snowflake_schema.query(
-        f'SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
-        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ORDERS'", (snowflake_schema.schema,)))
+    columns = dict(
+        snowflake_schema.query(
+            "SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH "
+            f'FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
+            "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ORDERS'",
+            (snowflake_schema.schema,),
+        )
+    )
     assert columns["NAME"] == 80 and columns["NOTE"] == 10
-    assert read(io, snowflake_schema).equals(table.sort_by("id").cast(read(io, snowflake_schema).schema)) or \
-        rows(read(io, snowflake_schema)) == rows(table)
+    assert read(io, snowflake_schema).equals(table.sort_by("id").cast(read(io, snowflake_schema).schema)) or rows(
+        read(io, snowflake_schema)
+    ) == rows(table)
 
 
 def test_fail_lists_every_difference_and_changes_nothing(snowflake_schema: SnowflakeSchema) -> None:
@@ -115,8 +124,12 @@ def test_fail_lists_every_difference_and_changes_nothing(snowflake_schema: Snowf
     with pytest.raises(SchemaDriftError) as info:
         write(io, snapshot(table.drop_columns(["qty"]), SNAPSHOT_2, source_types=types), run_id="run00002")
     message = str(info.value)
-    for part in ("new column NOTE VARCHAR(10)", "wider type NAME: VARCHAR(40) -> VARCHAR(80)",
-                 "column QTY no longer in the source", "schema_drift: evolve or ignore"):
+    for part in (
+        "new column NOTE VARCHAR(10)",
+        "wider type NAME: VARCHAR(40) -> VARCHAR(80)",
+        "column QTY no longer in the source",
+        "schema_drift: evolve or ignore",
+    ):
         assert part in message, part
     assert rows(read(io, snowflake_schema)) == sorted(V1)
 
@@ -126,9 +139,14 @@ def test_ignore_loads_the_columns_the_target_has(snowflake_schema: SnowflakeSche
     write(io, snapshot(orders(V1), SNAPSHOT_1))
     table, types = _wider(V1[:3])
     write(io, snapshot(table, SNAPSHOT_2, source_types=types), run_id="run00002")
-    names = [r[0] for r in snowflake_schema.query(
-        f'SELECT COLUMN_NAME FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
-        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ORDERS' ORDER BY ORDINAL_POSITION", (snowflake_schema.schema,))]
+    names = [
+        r[0]
+        for r in snowflake_schema.query(
+            f'SELECT COLUMN_NAME FROM "{snowflake_schema.database}".INFORMATION_SCHEMA.COLUMNS '
+            "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ORDERS' ORDER BY ORDINAL_POSITION",
+            (snowflake_schema.schema,),
+        )
+    ]
     assert names == ["ID", "NAME", "QTY"]
     assert snowflake_schema.query('SELECT "NAME" FROM "ORDERS" WHERE "ID" = 2') == [("name 2 and a much longer text",)]
 
@@ -174,7 +192,11 @@ def test_a_failure_after_copy_leaves_the_previous_load_and_no_left_overs(
     assert "ROLLBACK" in statements[copy_at:]  # the staged rows were in Snowflake; the transaction was undone
     assert rows(read(io, snowflake_schema)) == sorted(V1)
     assert control_row(snowflake_schema) == before
-    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"]  # the staging table was dropped
+    assert snowflake_schema.tables() == [
+        "ORDERS",
+        "_DTAAS_STATE",
+        "_DTAAS_STATE_LOADS",
+    ]  # the staging table was dropped
     write(io, snapshot(orders(V2), SNAPSHOT_2), run_id="run00003")
     assert rows(read(io, snowflake_schema)) == sorted(V2)
 
@@ -185,12 +207,14 @@ def test_no_rows_are_inserted_one_by_one(fakesnow: SnowflakeTarget, snowflake_sc
     write(io, snapshot(orders(V1), SNAPSHOT_1))
     sent = fakesnow.statements()[start:]
     # (the connector sends each PUT twice: the second, naming the bare file, asks for the upload URL)
-    words = [s.split()[0] for s in sent
-             if s.startswith(("PUT", "COPY", "INSERT", "DELETE")) and not s.startswith("PUT 'file://part-")]
+    words = [
+        s.split()[0]
+        for s in sent
+        if s.startswith(("PUT", "COPY", "INSERT", "DELETE")) and not s.startswith("PUT 'file://part-")
+    ]
     # a file, one COPY, the replace, the control row, the load log row
     assert words == ["PUT", "COPY", "DELETE", "INSERT", "INSERT", "INSERT"]
     assert all("VALUES" not in s for s in sent if s.startswith('INSERT INTO "') and "_DTAAS_STATE" not in s)
-
 
 
 def _encrypted_key(passphrase: bytes) -> bytes:
@@ -198,8 +222,9 @@ def _encrypted_key(passphrase: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.BestAvailableEncryption(passphrase))
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(passphrase)
+    )
 
 
 def test_key_pair_authentication_from_a_variable_or_a_file(
@@ -209,12 +234,20 @@ def test_key_pair_authentication_from_a_variable_or_a_file(
     pem = _encrypted_key(b"correct horse")
     monkeypatch.setenv("DTAAS_TEST_SF_KEY", pem.decode())
     monkeypatch.setenv("DTAAS_TEST_SF_KEY_PASSPHRASE", "correct horse")
-    by_env = manager(snowflake_schema, password_env=None, private_key_env="DTAAS_TEST_SF_KEY",
-                     private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE")
+    by_env = manager(
+        snowflake_schema,
+        password_env=None,
+        private_key_env="DTAAS_TEST_SF_KEY",
+        private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE",
+    )
     write(by_env, snapshot(orders(V1[:2]), SNAPSHOT_1))
     (tmp_path / "key.p8").write_bytes(pem)
-    by_file = manager(snowflake_schema, password_env=None, private_key_file=str(tmp_path / "key.p8"),
-                      private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE")
+    by_file = manager(
+        snowflake_schema,
+        password_env=None,
+        private_key_file=str(tmp_path / "key.p8"),
+        private_key_passphrase_env="DTAAS_TEST_SF_KEY_PASSPHRASE",
+    )
     write(by_file, snapshot(orders(V1[:3]), SNAPSHOT_2))
     assert rows(read(by_file, snowflake_schema)) == sorted(V1[:3])
 
@@ -229,12 +262,21 @@ def test_dtaas_health_probes_a_snowflake_destination_by_logging_in(snowflake_sch
     from dtaas_dagster.health import FAIL, OK, destination_probes
 
     def config(**overrides: Any) -> Any:
-        return parse_config({
-            "sources": {"s": {"host": "127.0.0.1", "port": 1433, "database": "sales", "user": "u",
-                              "password_env": "DTAAS_UNUSED_PASSWORD"}},
-            "destinations": {"wh": snowflake_schema.destination(**overrides)},
-            "tasks": {"t": {"source": "s", "destination": "wh", "tables": ["dbo.orders"]}},
-        })
+        return parse_config(
+            {
+                "sources": {
+                    "s": {
+                        "host": "127.0.0.1",
+                        "port": 1433,
+                        "database": "sales",
+                        "user": "u",
+                        "password_env": "DTAAS_UNUSED_PASSWORD",
+                    }
+                },
+                "destinations": {"wh": snowflake_schema.destination(**overrides)},
+                "tasks": {"t": {"source": "s", "destination": "wh", "tables": ["dbo.orders"]}},
+            }
+        )
 
     [probe] = destination_probes(config())
     assert probe.status == OK, probe.reason

@@ -38,20 +38,24 @@ Change = tuple[str, int, int, int, "str | None", "int | None"]  # op, lsn, seqva
 BASE = [(1, "one", 1), (2, "two", 2), (3, "three", 3), (4, "four", 4)]
 # window 1: updates with their before-images, a delete, an insert, two changes of one key
 W1: list[Change] = [
-    ("update_before", 0x10, 1, 1, "one", 1), ("update", 0x10, 1, 1, "one v2", 10),
+    ("update_before", 0x10, 1, 1, "one", 1),
+    ("update", 0x10, 1, 1, "one v2", 10),
     ("delete", 0x11, 1, 3, "three", 3),
     ("insert", 0x12, 1, 5, "five", 5),
-    ("update", 0x13, 1, 5, "five v2", 50), ("update", 0x13, 2, 5, "five v3", 500),
+    ("update", 0x13, 1, 5, "five v2", 50),
+    ("update", 0x13, 2, 5, "five v3", 500),
 ]
 # window 2: a primary-key update (delete 4 + insert 6 at one LSN and seqval), a delete, a re-insert
 W2: list[Change] = [
-    ("delete", 0x20, 1, 4, "four", 4), ("insert", 0x20, 1, 6, "four", 4),
+    ("delete", 0x20, 1, 4, "four", 4),
+    ("insert", 0x20, 1, 6, "four", 4),
     ("delete", 0x21, 1, 2, "two", 2),
     ("insert", 0x22, 1, 3, "three again", 33),
 ]
 # window 3: a row inserted and deleted inside the window, an update, a delete
 W3: list[Change] = [
-    ("insert", 0x30, 1, 7, "seven", 7), ("delete", 0x31, 1, 7, "seven", 7),
+    ("insert", 0x30, 1, 7, "seven", 7),
+    ("delete", 0x31, 1, 7, "seven", 7),
     ("update", 0x32, 1, 6, "six", 6),
     ("delete", 0x33, 1, 5, "five v3", 500),
 ]
@@ -75,8 +79,9 @@ def replay(base: list[tuple[int, str, int]], *windows: list[Change], start: int 
 
 def apply(io: Any, name: str, *, run_id: str = "run00001", attempt: int = 0) -> dict[str, Any]:
     window, span = WINDOWS[name]
-    return write(io, changes(window, window=span, partition=f"2026-12-01T0{name[-1]}0000Z-cdc"),
-                 run_id=run_id, attempt=attempt)
+    return write(
+        io, changes(window, window=span, partition=f"2026-12-01T0{name[-1]}0000Z-cdc"), run_id=run_id, attempt=attempt
+    )
 
 
 def start(io: Any, cdc_start: int = 0x10) -> None:
@@ -98,7 +103,10 @@ def test_windows_applied_in_order_give_the_source_table(snowflake_schema: Snowfl
     assert rows(read(io, snowflake_schema)) == replay(BASE, W1, W2, W3)
     state = control_row(snowflake_schema)
     assert state["APPLIED_LSN"] == lsn(0x3F) and state["NEXT_LSN"] == lsn(0x40)
-    assert snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"] and snowflake_schema.stage_files() == []
+    assert (
+        snowflake_schema.tables() == ["ORDERS", "_DTAAS_STATE", "_DTAAS_STATE_LOADS"]
+        and snowflake_schema.stage_files() == []
+    )
 
 
 def test_old_windows_replayed_out_of_order_change_nothing(snowflake_schema: SnowflakeSchema) -> None:
@@ -229,12 +237,16 @@ def test_the_merge_statement_gives_the_same_table(snowflake_schema: SnowflakeSch
     io = manager(snowflake_schema)
     start(io)
     staging = TableName(snowflake_schema.database, snowflake_schema.schema, "CHANGES")
-    snowflake_schema.query(f"CREATE TABLE {staging.sql} (\"ID\" NUMBER(10,0), \"NAME\" VARCHAR, \"QTY\" NUMBER(10,0), "
-                           '"_DTAAS_OP" VARCHAR, "_DTAAS_LSN" VARCHAR, "_DTAAS_SEQVAL" VARCHAR, '
-                           '"_DTAAS_COMMIT_TIME" TIMESTAMP_TZ(9))')
+    snowflake_schema.query(
+        f'CREATE TABLE {staging.sql} ("ID" NUMBER(10,0), "NAME" VARCHAR, "QTY" NUMBER(10,0), '
+        '"_DTAAS_OP" VARCHAR, "_DTAAS_LSN" VARCHAR, "_DTAAS_SEQVAL" VARCHAR, '
+        '"_DTAAS_COMMIT_TIME" TIMESTAMP_TZ(9))'
+    )
     for op, at, seq, key, name, qty in W1 + W2:
-        snowflake_schema.query(f"INSERT INTO {staging.sql} VALUES (?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP())",
-                               (key, name, qty, op, lsn(at), lsn(seq)))
+        snowflake_schema.query(
+            f"INSERT INTO {staging.sql} VALUES (?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP())",
+            (key, name, qty, op, lsn(at), lsn(seq)),
+        )
     target = staging.sibling("ORDERS")
     merge = sql.merge_changes(target, staging, ["ID", "NAME", "QTY"], ["ID"], soft_delete=False)
     snowflake_schema.query(merge.sql, (lsn(0x10),))

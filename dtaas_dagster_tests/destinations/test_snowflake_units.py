@@ -68,12 +68,18 @@ def test_names_snowflake_cannot_hold_are_refused(bad: str) -> None:
 
 def test_target_names_come_from_templates_under_the_case_policy() -> None:
     variables = {"sourceSchemaName": "dbo", "sourceTableName": "Order Lines", "ETLCustomerId": "42"}
-    upper = render_target(database="RAW_$ETLCustomerId", schema="$sourceSchemaName", table="$sourceTableName",
-                          variables=variables, case="upper")
+    upper = render_target(
+        database="RAW_$ETLCustomerId",
+        schema="$sourceSchemaName",
+        table="$sourceTableName",
+        variables=variables,
+        case="upper",
+    )
     assert upper == TableName("RAW_42", "DBO", "ORDER LINES")
     assert upper.sql == '"RAW_42"."DBO"."ORDER LINES"'
-    preserve = render_target(database="raw", schema="$sourceSchemaName", table="$sourceTableName",
-                             variables=variables, case="preserve")
+    preserve = render_target(
+        database="raw", schema="$sourceSchemaName", table="$sourceTableName", variables=variables, case="preserve"
+    )
     assert preserve == TableName("raw", "dbo", "Order Lines")
     with pytest.raises(SnowflakeNameError, match=r"\$missing"):
         render_target(database="RAW", schema="$missing", table="t", variables=variables, case="upper")
@@ -98,15 +104,36 @@ def test_object_slugs_are_safe_readable_and_distinct() -> None:
 # --------------------------------------------------------------------------- types and drift
 
 EXPECTED_SNOWFLAKE = {
-    "c_tinyint": "NUMBER(3,0)", "c_smallint": "NUMBER(5,0)", "c_int": "NUMBER(10,0)", "c_bigint": "NUMBER(19,0)",
-    "c_bit": "BOOLEAN", "c_real": "FLOAT", "c_float": "FLOAT", "c_decimal": "NUMBER(38,10)",
-    "c_numeric": "NUMBER(18,2)", "c_money": "NUMBER(19,4)", "c_smallmoney": "NUMBER(10,4)",
-    "c_smalldatetime": "TIMESTAMP_NTZ(9)", "c_char": "VARCHAR(5)", "c_varchar": "VARCHAR(20)",
-    "c_nchar": "VARCHAR(3)", "c_nvarchar": "VARCHAR(50)", "c_nvarchar_max": "VARCHAR", "c_varchar_max": "VARCHAR",
-    "c_binary": "BINARY", "c_varbinary": "BINARY", "c_varbinary_max": "BINARY", "c_date": "DATE",
-    "c_time": "TIME(9)", "c_datetime": "TIMESTAMP_NTZ(9)", "c_datetime2_3": "TIMESTAMP_NTZ(9)",
-    "c_datetime2_7": "TIMESTAMP_NTZ(9)", "c_sentinel_us": "TIMESTAMP_NTZ(9)", "c_sentinel_text": "VARCHAR",
-    "c_dto": "TIMESTAMP_TZ(9)", "c_guid": "VARCHAR(36)",
+    "c_tinyint": "NUMBER(3,0)",
+    "c_smallint": "NUMBER(5,0)",
+    "c_int": "NUMBER(10,0)",
+    "c_bigint": "NUMBER(19,0)",
+    "c_bit": "BOOLEAN",
+    "c_real": "FLOAT",
+    "c_float": "FLOAT",
+    "c_decimal": "NUMBER(38,10)",
+    "c_numeric": "NUMBER(18,2)",
+    "c_money": "NUMBER(19,4)",
+    "c_smallmoney": "NUMBER(10,4)",
+    "c_smalldatetime": "TIMESTAMP_NTZ(9)",
+    "c_char": "VARCHAR(5)",
+    "c_varchar": "VARCHAR(20)",
+    "c_nchar": "VARCHAR(3)",
+    "c_nvarchar": "VARCHAR(50)",
+    "c_nvarchar_max": "VARCHAR",
+    "c_varchar_max": "VARCHAR",
+    "c_binary": "BINARY",
+    "c_varbinary": "BINARY",
+    "c_varbinary_max": "BINARY",
+    "c_date": "DATE",
+    "c_time": "TIME(9)",
+    "c_datetime": "TIMESTAMP_NTZ(9)",
+    "c_datetime2_3": "TIMESTAMP_NTZ(9)",
+    "c_datetime2_7": "TIMESTAMP_NTZ(9)",
+    "c_sentinel_us": "TIMESTAMP_NTZ(9)",
+    "c_sentinel_text": "VARCHAR",
+    "c_dto": "TIMESTAMP_TZ(9)",
+    "c_guid": "VARCHAR(36)",
 }
 
 
@@ -124,16 +151,28 @@ def test_a_type_without_exact_home_is_refused_naming_the_column() -> None:
 
 
 def test_drift_sees_new_widened_incompatible_and_missing_columns() -> None:
-    existing = {"ID": SnowflakeType("NUMBER", precision=10, scale=0), "NAME": SnowflakeType("VARCHAR", length=20),
-                "PRICE": SnowflakeType("NUMBER", precision=9, scale=2), "CODE": SnowflakeType("VARCHAR", length=5),
-                "OLD": SnowflakeType("DATE"), "_DTAAS_DELETED": SnowflakeType("BOOLEAN")}
-    wanted = [("ID", SnowflakeType("NUMBER", precision=19, scale=0)), ("NAME", SnowflakeType("VARCHAR", length=10)),
-              ("PRICE", SnowflakeType("NUMBER", precision=9, scale=4)), ("CODE", SnowflakeType("NUMBER", precision=3, scale=0)),
-              ("NEW", SnowflakeType("BOOLEAN"))]
+    existing = {
+        "ID": SnowflakeType("NUMBER", precision=10, scale=0),
+        "NAME": SnowflakeType("VARCHAR", length=20),
+        "PRICE": SnowflakeType("NUMBER", precision=9, scale=2),
+        "CODE": SnowflakeType("VARCHAR", length=5),
+        "OLD": SnowflakeType("DATE"),
+        "_DTAAS_DELETED": SnowflakeType("BOOLEAN"),
+    }
+    wanted = [
+        ("ID", SnowflakeType("NUMBER", precision=19, scale=0)),
+        ("NAME", SnowflakeType("VARCHAR", length=10)),
+        ("PRICE", SnowflakeType("NUMBER", precision=9, scale=4)),
+        ("CODE", SnowflakeType("NUMBER", precision=3, scale=0)),
+        ("NEW", SnowflakeType("BOOLEAN")),
+    ]
     drift = plan_drift(existing, wanted, system_columns=frozenset({"_DTAAS_DELETED"}))
     assert drift.added == (("NEW", SnowflakeType("BOOLEAN")),)
     assert [str(c) for c in drift.widened] == ["ID: NUMBER(10,0) -> NUMBER(19,0)"]
-    assert [str(c) for c in drift.incompatible] == ["PRICE: NUMBER(9,2) -> NUMBER(9,4)", "CODE: VARCHAR(5) -> NUMBER(3,0)"]
+    assert [str(c) for c in drift.incompatible] == [
+        "PRICE: NUMBER(9,2) -> NUMBER(9,4)",
+        "CODE: VARCHAR(5) -> NUMBER(3,0)",
+    ]
     assert drift.missing == ("OLD",)
     assert not plan_drift({"N": SnowflakeType("VARCHAR")}, [("N", SnowflakeType("VARCHAR", length=9))]).any
 
@@ -143,12 +182,20 @@ def test_drift_sees_new_widened_incompatible_and_missing_columns() -> None:
 
 def test_put_and_copy_keep_parquet_uncompressed_and_load_by_name() -> None:
     put = sql.put_file("/tmp/dtaas-sf-x/part-00001.parquet", T.sibling("_DTAAS_STAGE"), "orders_ab12cd34/run_a0_ff")
-    assert put.sql == ("PUT 'file:///tmp/dtaas-sf-x/part-00001.parquet' "
-                       '@"RAW"."SALES"."_DTAAS_STAGE"/orders_ab12cd34/run_a0_ff/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE')
+    assert put.sql == (
+        "PUT 'file:///tmp/dtaas-sf-x/part-00001.parquet' "
+        '@"RAW"."SALES"."_DTAAS_STAGE"/orders_ab12cd34/run_a0_ff/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE'
+    )
     copy = sql.copy_into(T.sibling("_DTAAS_STG_X"), T.sibling("_DTAAS_STAGE"), "orders_ab12cd34/run_a0_ff")
-    for part in ('COPY INTO "RAW"."SALES"."_DTAAS_STG_X" FROM @"RAW"."SALES"."_DTAAS_STAGE"/orders_ab12cd34/run_a0_ff/',
-                 "TYPE = PARQUET", "USE_LOGICAL_TYPE = TRUE", "BINARY_AS_TEXT = FALSE",
-                 "MATCH_BY_COLUMN_NAME = CASE_SENSITIVE", "ON_ERROR = ABORT_STATEMENT", "PURGE = TRUE"):
+    for part in (
+        'COPY INTO "RAW"."SALES"."_DTAAS_STG_X" FROM @"RAW"."SALES"."_DTAAS_STAGE"/orders_ab12cd34/run_a0_ff/',
+        "TYPE = PARQUET",
+        "USE_LOGICAL_TYPE = TRUE",
+        "BINARY_AS_TEXT = FALSE",
+        "MATCH_BY_COLUMN_NAME = CASE_SENSITIVE",
+        "ON_ERROR = ABORT_STATEMENT",
+        "PURGE = TRUE",
+    ):
         assert part in copy.sql, part
 
 
@@ -179,18 +226,22 @@ def test_values_are_bound_never_formatted() -> None:
 def test_replace_is_delete_and_insert_so_the_control_row_can_join_the_transaction() -> None:
     assert sql.delete_all(T).sql == 'DELETE FROM "RAW"."SALES"."ORDERS"'
     insert = sql.insert_from_staging(T, T.sibling("STG"), ["ID", "NAME"], soft_delete=True)
-    assert insert.sql == ('INSERT INTO "RAW"."SALES"."ORDERS" ("ID", "NAME", "_DTAAS_DELETED", "_DTAAS_DELETED_AT") '
-                          'SELECT "ID", "NAME", FALSE, NULL FROM "RAW"."SALES"."STG"')
+    assert insert.sql == (
+        'INSERT INTO "RAW"."SALES"."ORDERS" ("ID", "NAME", "_DTAAS_DELETED", "_DTAAS_DELETED_AT") '
+        'SELECT "ID", "NAME", FALSE, NULL FROM "RAW"."SALES"."STG"'
+    )
 
 
 def test_merge_takes_the_newest_change_per_key_and_applies_deletes() -> None:
     hard = sql.merge_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=False).sql
     assert "\"_DTAAS_OP\" IN ('insert', 'update', 'delete') AND \"_DTAAS_LSN\" >= ?" in hard
-    assert ('PARTITION BY "ID" ORDER BY "_DTAAS_LSN" DESC, "_DTAAS_SEQVAL" DESC, '
-            "CASE \"_DTAAS_OP\" WHEN 'delete' THEN 1 WHEN 'insert' THEN 2 ELSE 4 END DESC) = 1") in hard
+    assert (
+        'PARTITION BY "ID" ORDER BY "_DTAAS_LSN" DESC, "_DTAAS_SEQVAL" DESC, '
+        "CASE \"_DTAAS_OP\" WHEN 'delete' THEN 1 WHEN 'insert' THEN 2 ELSE 4 END DESC) = 1"
+    ) in hard
     assert "WHEN MATCHED AND s.\"_DTAAS_OP\" = 'delete' THEN DELETE" in hard
     assert 'WHEN MATCHED THEN UPDATE SET t."NAME" = s."NAME"' in hard
-    assert "WHEN NOT MATCHED AND s.\"_DTAAS_OP\" <> 'delete' THEN INSERT (\"ID\", \"NAME\")" in hard
+    assert 'WHEN NOT MATCHED AND s."_DTAAS_OP" <> \'delete\' THEN INSERT ("ID", "NAME")' in hard
     soft = sql.merge_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=True).sql
     assert 'THEN UPDATE SET t."_DTAAS_DELETED" = TRUE, t."_DTAAS_DELETED_AT" = s."_DTAAS_COMMIT_TIME"' in soft
     assert "THEN DELETE" not in soft
@@ -199,9 +250,11 @@ def test_merge_takes_the_newest_change_per_key_and_applies_deletes() -> None:
 def test_delete_insert_applies_the_same_newest_changes_as_plain_dml() -> None:
     hard = [st.sql for st in sql.delete_insert_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=False)]
     newest = sql.newest_changes(T.sibling("STG"), ["ID", "NAME"], ["ID"])
-    assert hard == [f'DELETE FROM "RAW"."SALES"."ORDERS" AS t USING {newest} AS s WHERE t."ID" = s."ID"',
-                    f'INSERT INTO "RAW"."SALES"."ORDERS" ("ID", "NAME") SELECT s."ID", s."NAME" FROM {newest} AS s '
-                    "WHERE s.\"_DTAAS_OP\" <> 'delete'"]
+    assert hard == [
+        f'DELETE FROM "RAW"."SALES"."ORDERS" AS t USING {newest} AS s WHERE t."ID" = s."ID"',
+        f'INSERT INTO "RAW"."SALES"."ORDERS" ("ID", "NAME") SELECT s."ID", s."NAME" FROM {newest} AS s '
+        "WHERE s.\"_DTAAS_OP\" <> 'delete'",
+    ]
     soft = sql.delete_insert_changes(T, T.sibling("STG"), ["ID", "NAME"], ["ID"], soft_delete=True)
     assert [st.name for st in soft] == ["FLAG_DELETED", "DELETE_CHANGED", "INSERT_CHANGED"]
     assert all(st.sql.count("?") == 1 for st in soft)
@@ -261,8 +314,7 @@ def test_an_older_snapshot_is_refused_and_the_same_or_newer_one_allowed() -> Non
 
 def test_change_streams_need_the_change_columns() -> None:
     schema = pa.schema([("id", pa.int32()), ("_dtaas_op", pa.string())])
-    stream = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", kind="cdc",
-                         cdc={"from_lsn": A, "to_lsn": B})
+    stream = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", kind="cdc", cdc={"from_lsn": A, "to_lsn": B})
     with pytest.raises(Exception, match="_dtaas_lsn, _dtaas_seqval, _dtaas_commit_time"):
         plan_columns(stream, "upper")
 
@@ -270,13 +322,24 @@ def test_change_streams_need_the_change_columns() -> None:
 def test_the_snapshot_that_starts_cdc_hands_over_at_the_lsn_after_its_start() -> None:
     """docs/cdc.md: CDC continues right after the snapshot's start_lsn; the sensor's first window starts there."""
     schema = pa.schema([("id", pa.int32())])
-    starts_cdc = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p",
-                             cdc={"start_lsn": "0000002a000001f00003", "capture_instance": "dbo_t"})
+    starts_cdc = TableStream(
+        TableRef("d", "dbo", "t"),
+        schema,
+        iter(()),
+        "p",
+        cdc={"start_lsn": "0000002a000001f00003", "capture_instance": "dbo_t"},
+    )
     assert snapshot_next_lsn(starts_cdc) == "0000002a000001f00004"
     assert change_window(starts_cdc) is None
     assert snapshot_next_lsn(TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p")) is None  # full_load
-    window = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p", kind="cdc",
-                         cdc={"capture_instance": "dbo_t", "from_lsn": A, "to_lsn": B})
+    window = TableStream(
+        TableRef("d", "dbo", "t"),
+        schema,
+        iter(()),
+        "p",
+        kind="cdc",
+        cdc={"capture_instance": "dbo_t", "from_lsn": A, "to_lsn": B},
+    )
     assert change_window(window) == LsnWindow(A, B) and snapshot_next_lsn(window) is None
     no_window = TableStream(TableRef("d", "dbo", "t"), schema, iter(()), "p9", kind="cdc", cdc={"from_lsn": A})
     with pytest.raises(PermanentLoadError, match="partition p9 of d.dbo.t has no to_lsn"):
@@ -291,13 +354,28 @@ def test_the_load_log_row_is_bound_values_into_a_quoted_table() -> None:
             recorded.append(statement)
 
     log_table = TableName("RAW", "SALES", "_DTAAS_STATE_LOADS")
-    loads.record(Recorder(), log_table, loads.LoadRecord(  # type: ignore[arg-type]
-        target='"RAW"."SALES"."ORDERS"', partition_key="k'; DROP TABLE x", kind="changes", rows=3, files=1,
-        from_lsn=A, to_lsn=B, applied=False, load_id="l", run_id="r"))
+    loads.record(
+        Recorder(),
+        log_table,
+        loads.LoadRecord(  # type: ignore[arg-type]
+            target='"RAW"."SALES"."ORDERS"',
+            partition_key="k'; DROP TABLE x",
+            kind="changes",
+            rows=3,
+            files=1,
+            from_lsn=A,
+            to_lsn=B,
+            applied=False,
+            load_id="l",
+            run_id="r",
+        ),
+    )
     [statement] = recorded
     assert statement.sql.startswith('INSERT INTO "RAW"."SALES"."_DTAAS_STATE_LOADS" (')
     assert "DROP" not in statement.sql and statement.params[1] == "k'; DROP TABLE x" and statement.params[7] is False
-    assert loads.create_statement(log_table).sql.startswith('CREATE TABLE IF NOT EXISTS "RAW"."SALES"."_DTAAS_STATE_LOADS"')
+    assert loads.create_statement(log_table).sql.startswith(
+        'CREATE TABLE IF NOT EXISTS "RAW"."SALES"."_DTAAS_STATE_LOADS"'
+    )
 
 
 # --------------------------------------------------------------------------- spooling
@@ -331,8 +409,16 @@ def test_spool_holds_one_file_at_a_time(tmp_path: Path) -> None:
 
 BASE: dict[str, Any] = {
     "sources": {"s": {"host": "db", "database": "sales", "user": "u", "password_env": "PW"}},
-    "destinations": {"wh": {"type": "snowflake", "account": "myorg-acct", "user": "LOADER",
-                            "password_env": "SF_PW", "database": "RAW", "schema": "$sourceSchemaName"}},
+    "destinations": {
+        "wh": {
+            "type": "snowflake",
+            "account": "myorg-acct",
+            "user": "LOADER",
+            "password_env": "SF_PW",
+            "database": "RAW",
+            "schema": "$sourceSchemaName",
+        }
+    },
     "tasks": {"t": {"source": "s", "destination": "wh", "tables": ["dbo.orders"]}},
 }
 
@@ -359,16 +445,23 @@ def test_a_snowflake_destination_parses_with_its_defaults() -> None:
     assert parse_config(BASE).tasks["t"].schema_drift == "evolve"
 
 
-@pytest.mark.parametrize(("path", "value", "message"), [
-    ("destinations.wh.password_env", None, "give exactly one of password_env, private_key_file, private_key_env"),
-    ("destinations.wh.private_key_env", "SF_KEY", "give exactly one of"),
-    ("destinations.wh.password", "hunter2", "a secret must not be written in the config"),
-    ("destinations.wh.schema", "$sourceSchemaNmae", "unknown variable $sourceSchemaNmae; did you mean 'sourceSchemaName'?"),
-    ("destinations.wh.account", "https://x.snowflakecomputing.com", "not a URL"),
-    ("destinations.wh.connection_args", {"password": "x"}, "is set by a typed field or is a secret"),
-    ("destinations.wh.protocol", "ftp", "must be one of 'https' or 'http' (got 'ftp')"),
-    ("tasks.t.schema_drift", "merge", "must be one of 'evolve', 'fail' or 'ignore' (got 'merge')"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("destinations.wh.password_env", None, "give exactly one of password_env, private_key_file, private_key_env"),
+        ("destinations.wh.private_key_env", "SF_KEY", "give exactly one of"),
+        ("destinations.wh.password", "hunter2", "a secret must not be written in the config"),
+        (
+            "destinations.wh.schema",
+            "$sourceSchemaNmae",
+            "unknown variable $sourceSchemaNmae; did you mean 'sourceSchemaName'?",
+        ),
+        ("destinations.wh.account", "https://x.snowflakecomputing.com", "not a URL"),
+        ("destinations.wh.connection_args", {"password": "x"}, "is set by a typed field or is a secret"),
+        ("destinations.wh.protocol", "ftp", "must be one of 'https' or 'http' (got 'ftp')"),
+        ("tasks.t.schema_drift", "merge", "must be one of 'evolve', 'fail' or 'ignore' (got 'merge')"),
+    ],
+)
 def test_bad_snowflake_config_names_the_field_and_fix(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_with(path, value), source="t.yaml")
@@ -377,30 +470,44 @@ def test_bad_snowflake_config_names_the_field_and_fix(path: str, value: Any, mes
 
 
 def test_secrets_are_read_from_the_named_variables_at_connect_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = ConnectionSettings(account="a", user="u", password_env="DTAAS_UNIT_SF_PW", host="127.0.0.1", port=8080,
-                                  protocol="http", connection_args={"login_timeout": 5})
+    settings = ConnectionSettings(
+        account="a",
+        user="u",
+        password_env="DTAAS_UNIT_SF_PW",
+        host="127.0.0.1",
+        port=8080,
+        protocol="http",
+        connection_args={"login_timeout": 5},
+    )
     with pytest.raises(SnowflakeConfigError, match="DTAAS_UNIT_SF_PW"):
         resource_arguments(settings)
     monkeypatch.setenv("DTAAS_UNIT_SF_PW", "s3cret")
     args = resource_arguments(settings)
     assert args["password"] == "s3cret" and args["paramstyle"] == "qmark" and args["autocommit"] is True
-    assert args["additional_snowflake_connection_args"] == {"host": "127.0.0.1", "port": 8080, "protocol": "http",
-                                                            "login_timeout": 5}
+    assert args["additional_snowflake_connection_args"] == {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "protocol": "http",
+        "login_timeout": 5,
+    }
     assert "s3cret" not in repr(settings)
 
 
 def test_a_snowflake_task_gets_its_io_manager_and_kind_without_importing_the_connector(tmp_path: Path) -> None:
     """A code location with a Snowflake task loads without dagster_snowflake (7 s, 270 MB per process)."""
     import subprocess
+
     import yaml
 
     path = tmp_path / "dtaas.yaml"
     path.write_text(yaml.safe_dump(BASE))
-    code = ("import sys; from dtaas_dagster.config import load_config; from dtaas_dagster.factory import "
-            "build_definitions; d = build_definitions(load_config(sys.argv[1])); "
-            "g = d.resolve_asset_graph(); key = next(iter(g.get_all_asset_keys())); "
-            "print(sorted(g.get(key).kinds)); print(type(d.resources['io_t']).__name__); "
-            "print(sorted(m for m in sys.modules if m.startswith(('dagster_snowflake', 'snowflake.'))))")
+    code = (
+        "import sys; from dtaas_dagster.config import load_config; from dtaas_dagster.factory import "
+        "build_definitions; d = build_definitions(load_config(sys.argv[1])); "
+        "g = d.resolve_asset_graph(); key = next(iter(g.get_all_asset_keys())); "
+        "print(sorted(g.get(key).kinds)); print(type(d.resources['io_t']).__name__); "
+        "print(sorted(m for m in sys.modules if m.startswith(('dagster_snowflake', 'snowflake.'))))"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     kinds, io_manager, imported = done.stdout.strip().splitlines()[-3:]

@@ -23,4 +23,3 @@ def session(engine: DuckDbEngine) -> Iterator[Any]:
     s = engine.open_session("sa", "sales")
     yield s
     s.close()
-

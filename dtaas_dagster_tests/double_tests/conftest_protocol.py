@@ -20,31 +20,51 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dtaas_dagster_tests.sqlserver_double.engine_api import (Param, ResultColumn, ResultSet, SqlServerError, SqlType,
-                                                            StatementResult)
+from dtaas_dagster_tests.sqlserver_double.engine_api import (
+    Param,
+    ResultColumn,
+    ResultSet,
+    SqlServerError,
+    SqlType,
+    StatementResult,
+)
 from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
 PASSWORD = "Proto-Test-Pw1!"
-DRIVER18 = ("/work/main/.venv/lib/python3.11/site-packages/mssql_python_odbc/libs/linux/debian_ubuntu/"
-            "x86_64/lib/libmsodbcsql-18.6.so.2.1")
+DRIVER18 = (
+    "/work/main/.venv/lib/python3.11/site-packages/mssql_python_odbc/libs/linux/debian_ubuntu/"
+    "x86_64/lib/libmsodbcsql-18.6.so.2.1"
+)
 
 
 def driver18_path() -> str:
-    import mssql_python_odbc  # noqa: F401  (the package that ships Driver 18)
     from pathlib import Path
+
+    import mssql_python_odbc  # noqa: F401  (the package that ships Driver 18)
 
     base = Path(mssql_python_odbc.__file__).parent
     found = sorted(base.glob("libs/linux/debian_ubuntu/x86_64/lib/libmsodbcsql-18*.so*"))
     return str(found[-1]) if found else DRIVER18
 
 
-def conn_str(server: DoubleServer, driver: str = "msodbc18", *, encrypt: str = "no", database: str | None = None,
-             password: str = PASSWORD, extra: str = "") -> str:
+def conn_str(
+    server: DoubleServer,
+    driver: str = "msodbc18",
+    *,
+    encrypt: str = "no",
+    database: str | None = None,
+    password: str = PASSWORD,
+    extra: str = "",
+) -> str:
     if driver == "freetds":
         parts = ["DRIVER={FreeTDS}", "SERVER=127.0.0.1", f"PORT={server.port}", "TDS_Version=7.4"]
     else:
-        parts = [f"DRIVER={{{driver18_path()}}}", f"SERVER=127.0.0.1,{server.port}", f"Encrypt={encrypt}",
-                 "TrustServerCertificate=yes"]
+        parts = [
+            f"DRIVER={{{driver18_path()}}}",
+            f"SERVER=127.0.0.1,{server.port}",
+            f"Encrypt={encrypt}",
+            "TrustServerCertificate=yes",
+        ]
     parts += ["UID=sa", f"PWD={password}"]
     if database:
         parts.append(f"DATABASE={database}")
@@ -177,8 +197,10 @@ class _Statements:
             return StatementResult(env_changes=[("commit_tran", descriptor)])
         if upper.startswith("USE "):
             old, self.session.database = self.session.database, stmt.split()[1]
-            return StatementResult(env_changes=[("database", self.session.database, old)],
-                                   messages=[f"Changed database context to '{self.session.database}'."])
+            return StatementResult(
+                env_changes=[("database", self.session.database, old)],
+                messages=[f"Changed database context to '{self.session.database}'."],
+            )
         if upper.startswith("INSERT"):
             return StatementResult(rowcount=1)
         if upper.startswith("EXEC DBO.ADD_ONE"):  # a procedure with an OUTPUT parameter and RETURN 7
@@ -197,11 +219,21 @@ def echo_result(params: Mapping[str, Param]) -> ResultSet:
         if t.name == "uniqueidentifier" and value is not None:
             value = str(value).upper()
         if t.name == "datetimeoffset" and value is not None:
-            value = value.strftime("%Y-%m-%d %H:%M:%S.%f") + "0 " + value.strftime("%z")[:3] + ":" + \
-                value.strftime("%z")[3:]
+            value = (
+                value.strftime("%Y-%m-%d %H:%M:%S.%f")
+                + "0 "
+                + value.strftime("%z")[:3]
+                + ":"
+                + value.strftime("%z")[3:]
+            )
         if t.name == "time" and value is not None:
-            value = dt.timedelta(hours=value.hour, minutes=value.minute, seconds=value.second,
-                                 microseconds=value.microsecond) // dt.timedelta(microseconds=1) * 1000
+            value = (
+                dt.timedelta(
+                    hours=value.hour, minutes=value.minute, seconds=value.second, microseconds=value.microsecond
+                )
+                // dt.timedelta(microseconds=1)
+                * 1000
+            )
         columns.append(ResultColumn(name.lstrip("@"), t))
         arrays.append(pa.array([value], type=arrow_type(t) if t.name != "time" else pa.time64("ns")))
     table = pa.Table.from_arrays(arrays, names=[c.name for c in columns])
@@ -213,18 +245,33 @@ def _col(name: str, type_: SqlType) -> ResultColumn:
 
 
 TYPES_COLUMNS = [
-    _col("ti", SqlType("tinyint")), _col("si", SqlType("smallint")), _col("i", SqlType("int")),
-    _col("bi", SqlType("bigint")), _col("b", SqlType("bit")), _col("r", SqlType("real")),
-    _col("f", SqlType("float")), _col("d38", SqlType("decimal", precision=38, scale=10)),
-    _col("d18", SqlType("decimal", precision=18, scale=2)), _col("n5", SqlType("numeric", precision=5, scale=0)),
-    _col("m", SqlType("money")), _col("c", SqlType("char", length=5)), _col("vc", SqlType("varchar", length=20)),
-    _col("nc", SqlType("nchar", length=3)), _col("nv", SqlType("nvarchar", length=50)),
-    _col("vmax", SqlType("varchar", length=-1)), _col("nvmax", SqlType("nvarchar", length=-1)),
-    _col("bn", SqlType("binary", length=4)), _col("vb", SqlType("varbinary", length=10)),
-    _col("vbmax", SqlType("varbinary", length=-1)), _col("dt", SqlType("date")),
-    _col("tm", SqlType("time", scale=7)), _col("dtm", SqlType("datetime")),
-    _col("dt2", SqlType("datetime2", scale=7)), _col("dt2us", SqlType("datetime2", scale=6)),
-    _col("dto", SqlType("datetimeoffset", scale=7)), _col("g", SqlType("uniqueidentifier")),
+    _col("ti", SqlType("tinyint")),
+    _col("si", SqlType("smallint")),
+    _col("i", SqlType("int")),
+    _col("bi", SqlType("bigint")),
+    _col("b", SqlType("bit")),
+    _col("r", SqlType("real")),
+    _col("f", SqlType("float")),
+    _col("d38", SqlType("decimal", precision=38, scale=10)),
+    _col("d18", SqlType("decimal", precision=18, scale=2)),
+    _col("n5", SqlType("numeric", precision=5, scale=0)),
+    _col("m", SqlType("money")),
+    _col("c", SqlType("char", length=5)),
+    _col("vc", SqlType("varchar", length=20)),
+    _col("nc", SqlType("nchar", length=3)),
+    _col("nv", SqlType("nvarchar", length=50)),
+    _col("vmax", SqlType("varchar", length=-1)),
+    _col("nvmax", SqlType("nvarchar", length=-1)),
+    _col("bn", SqlType("binary", length=4)),
+    _col("vb", SqlType("varbinary", length=10)),
+    _col("vbmax", SqlType("varbinary", length=-1)),
+    _col("dt", SqlType("date")),
+    _col("tm", SqlType("time", scale=7)),
+    _col("dtm", SqlType("datetime")),
+    _col("dt2", SqlType("datetime2", scale=7)),
+    _col("dt2us", SqlType("datetime2", scale=6)),
+    _col("dto", SqlType("datetimeoffset", scale=7)),
+    _col("g", SqlType("uniqueidentifier")),
 ]
 
 TYPES_VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
@@ -235,8 +282,10 @@ TYPES_VALUES: dict[str, tuple[pa.DataType, list[Any]]] = {
     "b": (pa.bool_(), [False, True, None]),
     "r": (pa.float32(), [1.5, -3.25, None]),
     "f": (pa.float64(), [1.0000000000000002, -1e308, None]),
-    "d38": (pa.decimal128(38, 10), [Decimal("-9999999999999999999999999999.9999999999"),
-                                    Decimal("1234567890123456789012345678.0123456789"), None]),
+    "d38": (
+        pa.decimal128(38, 10),
+        [Decimal("-9999999999999999999999999999.9999999999"), Decimal("1234567890123456789012345678.0123456789"), None],
+    ),
     "d18": (pa.decimal128(18, 2), [Decimal("-12.34"), Decimal("9999999999999999.99"), None]),
     "n5": (pa.decimal128(5, 0), [Decimal("-99999"), Decimal("12345"), None]),
     "m": (pa.decimal128(19, 4), [Decimal("-922337203685477.5808"), Decimal("922337203685477.5807"), None]),

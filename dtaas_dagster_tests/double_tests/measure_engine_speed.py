@@ -23,10 +23,18 @@ import pyodbc
 from dtaas_dagster_tests.double_tests.measure_protocol_speed import bench_table
 from dtaas_dagster_tests.sqlserver_fixtures import start_target
 
-COLUMNS = {"id": "int", "big": "bigint", "name": "nvarchar(50)", "amount": "decimal(18,2)",
-           "ts": "datetime2(7)", "ratio": "float"}
-CREATE = ("CREATE TABLE dbo.{name} (id int NOT NULL PRIMARY KEY, big bigint, name nvarchar(50), "
-          "amount decimal(18,2), ts datetime2(7), ratio float)")
+COLUMNS = {
+    "id": "int",
+    "big": "bigint",
+    "name": "nvarchar(50)",
+    "amount": "decimal(18,2)",
+    "ts": "datetime2(7)",
+    "ratio": "float",
+}
+CREATE = (
+    "CREATE TABLE dbo.{name} (id int NOT NULL PRIMARY KEY, big bigint, name nvarchar(50), "
+    "amount decimal(18,2), ts datetime2(7), ratio float)"
+)
 
 
 def timed(label: str, rows: int, work: Callable[[], Any]) -> None:
@@ -39,8 +47,10 @@ def timed(label: str, rows: int, work: Callable[[], Any]) -> None:
 def literal_inserts(conn: pyodbc.Connection, data: pa.Table) -> None:
     rows = data.to_pylist()
     for start in range(0, len(rows), 1000):
-        values = ", ".join(f"({r['id']}, {r['big']}, N'{r['name']}', {r['amount']}, '{r['ts']:%Y-%m-%d %H:%M:%S.%f}', "
-                           f"{r['ratio']!r})" for r in rows[start:start + 1000])
+        values = ", ".join(
+            f"({r['id']}, {r['big']}, N'{r['name']}', {r['amount']}, '{r['ts']:%Y-%m-%d %H:%M:%S.%f}', {r['ratio']!r})"
+            for r in rows[start : start + 1000]
+        )
         conn.execute(f"INSERT INTO dbo.lit VALUES {values}")
 
 
@@ -59,8 +69,9 @@ def reads(target: Any, database: str, rows: int) -> None:
         conn_str = target.connection_string(database, driver)
 
         def arrow_read() -> None:
-            reader = read_arrow_batches_from_odbc("SELECT * FROM dbo.seeded", conn_str, batch_size=50_000,
-                                                  max_text_size=200)
+            reader = read_arrow_batches_from_odbc(
+                "SELECT * FROM dbo.seeded", conn_str, batch_size=50_000, max_text_size=200
+            )
             assert sum(b.num_rows for b in reader) == rows
 
         def pyodbc_read() -> None:
@@ -80,8 +91,11 @@ def main(rows: int, many: int) -> None:
     try:
         target.create_database("speed")
         data = bench_table(rows)
-        timed("seed_table (DoubleProcess)", rows, lambda: target.seed_table("speed", "dbo", "seeded", data,
-                                                                           columns=COLUMNS, primary_key=["id"]))
+        timed(
+            "seed_table (DoubleProcess)",
+            rows,
+            lambda: target.seed_table("speed", "dbo", "seeded", data, columns=COLUMNS, primary_key=["id"]),
+        )
         small = bench_table(many)
         with closing(target.connect("speed")) as conn:
             for name in ("lit", "fem_auto", "fem_txn"):

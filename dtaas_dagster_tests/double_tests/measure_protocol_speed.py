@@ -26,12 +26,18 @@ def bench_table(rows: int) -> Any:
     rng = np.random.default_rng(7)
     ids = np.arange(rows, dtype=np.int64)
     names = pc.binary_join_element_wise(pa.array(np.full(rows, "customer")), pc.cast(pa.array(ids), pa.string()), " ")
-    amounts = pa.array(rng.integers(-10**9, 10**9, rows) / 100).cast(pa.decimal128(18, 2))
+    amounts = pa.array(rng.integers(-(10**9), 10**9, rows) / 100).cast(pa.decimal128(18, 2))
     stamps = pa.array(1_600_000_000_000_000 + ids * 1_000_003, pa.timestamp("us"))
-    return pa.table({
-        "id": pa.array(ids.astype(np.int32)), "big": pa.array(ids * 1_000_003), "name": names,
-        "amount": amounts, "ts": stamps, "ratio": pa.array(rng.random(rows)),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids.astype(np.int32)),
+            "big": pa.array(ids * 1_000_003),
+            "name": names,
+            "amount": amounts,
+            "ts": stamps,
+            "ratio": pa.array(rng.random(rows)),
+        }
+    )
 
 
 def _child(pipe: Any, rows: int) -> None:
@@ -39,10 +45,14 @@ def _child(pipe: Any, rows: int) -> None:
     from dtaas_dagster_tests.sqlserver_double.engine_api import ResultColumn, SqlType
     from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
-    columns = [ResultColumn("id", SqlType("int")), ResultColumn("big", SqlType("bigint")),
-               ResultColumn("name", SqlType("nvarchar", length=50)),
-               ResultColumn("amount", SqlType("decimal", precision=18, scale=2)),
-               ResultColumn("ts", SqlType("datetime2", scale=7)), ResultColumn("ratio", SqlType("float"))]
+    columns = [
+        ResultColumn("id", SqlType("int")),
+        ResultColumn("big", SqlType("bigint")),
+        ResultColumn("name", SqlType("nvarchar", length=50)),
+        ResultColumn("amount", SqlType("decimal", precision=18, scale=2)),
+        ResultColumn("ts", SqlType("datetime2", scale=7)),
+        ResultColumn("ratio", SqlType("float")),
+    ]
     engine = StubEngine()
     engine.canned[QUERY] = Canned(columns, bench_table(rows))
     with DoubleServer(engine) as server:
@@ -74,12 +84,13 @@ def main(rows: int) -> None:
         port = parent.recv()
 
     def us(schema: pa.Schema) -> pa.Schema:
-        return pa.schema([pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type)
-                          for f in schema])
+        return pa.schema(
+            [pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in schema]
+        )
 
     try:
         for driver in ("msodbc18", "freetds"):
-            for packet in ((4096, 32767) if driver == "msodbc18" else (4096,)):
+            for packet in (4096, 32767) if driver == "msodbc18" else (4096,):
                 cs = conn_str(Target, driver, extra=f"PacketSize={packet}" if driver == "msodbc18" else "")
 
                 def arrow_read() -> int:

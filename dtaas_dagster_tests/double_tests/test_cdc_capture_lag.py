@@ -174,7 +174,7 @@ def test_a_failing_capture_is_reported_in_dm_cdc_errors_and_retried(
         control.capture(name)
     assert failed.value.number == 22859
     errors = lagging.execute("SELECT session_id, error_number, error_severity, error_message FROM sys.dm_cdc_errors")
-    (session_id, number, severity, message), = errors.fetchall()
+    ((session_id, number, severity, message),) = errors.fetchall()
     assert (number, severity) == (22859, 16) and "Log Scan process failed" in message
     failed_sessions = lagging.execute(
         "SELECT failed_sessions_count FROM sys.dm_cdc_log_scan_sessions WHERE session_id = ?", session_id

@@ -139,7 +139,10 @@ def test_net_changes_collapse_each_key_to_its_final_state(cdc_conn: pyodbc.Conne
 
     masked = {r["id"]: r for r in cdc_changes(cdc_conn, "dbo_items", "all with mask", from_lsn=from_lsn, kind="net")}
     assert masked[2]["__$update_mask"] == b"\x04" and masked[3]["__$update_mask"] is None
-    merged = {r["id"]: r["__$operation"] for r in cdc_changes(cdc_conn, "dbo_items", "all with merge", from_lsn=from_lsn, kind="net")}
+    merged = {
+        r["id"]: r["__$operation"]
+        for r in cdc_changes(cdc_conn, "dbo_items", "all with merge", from_lsn=from_lsn, kind="net")
+    }
     assert merged == {1: 1, 2: 5, 3: 5}
 
 

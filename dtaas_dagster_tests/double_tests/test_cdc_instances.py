@@ -78,7 +78,9 @@ def test_captured_column_list_limits_the_change_table(conn: pyodbc.Connection) -
 def test_disable_table_drops_the_instance(conn: pyodbc.Connection) -> None:
     conn.execute("EXEC sys.sp_cdc_enable_db")
     enable_cdc(conn, "dbo", "parts")
-    conn.execute("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'parts', @capture_instance = N'all'")
+    conn.execute(
+        "EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'parts', @capture_instance = N'all'"
+    )
     assert conn.execute("SELECT COUNT(*) FROM cdc.change_tables").fetchone()[0] == 0
     assert not conn.execute("SELECT is_tracked_by_cdc FROM sys.tables WHERE name = 'parts'").fetchone()[0]
     assert conn.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_parts')").fetchone()[0] == bytes(10)
@@ -123,7 +125,9 @@ def test_altering_a_captured_columns_type_reaches_the_change_table(conn: pyodbc.
     wait_for_lsn_after(conn, None)
 
     assert [(r["id"], r["weight"]) for r in cdc_changes(conn, "dbo_parts")] == [(1, 7), (2, 5000000000)]
-    column_type = conn.execute("SELECT column_type FROM cdc.captured_columns WHERE column_name = 'weight'").fetchone()[0]
+    column_type = conn.execute("SELECT column_type FROM cdc.captured_columns WHERE column_name = 'weight'").fetchone()[
+        0
+    ]
     assert column_type == "bigint"
     history = conn.execute("SELECT required_column_update, ddl_command FROM cdc.ddl_history").fetchall()
     assert [(bool(r[0]), "ALTER COLUMN" in r[1].upper()) for r in history] == [(True, True)]

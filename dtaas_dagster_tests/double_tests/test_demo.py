@@ -39,16 +39,16 @@ def demo() -> Iterator[SqlServerTarget]:
 @pytest.mark.double_only
 def test_demo_database_has_four_cdc_tables_with_the_seeded_rows(demo: SqlServerTarget) -> None:
     with demo.connect("sales") as conn:
-        tables = conn.execute(
-            "SELECT name FROM sys.tables WHERE is_tracked_by_cdc = 1 ORDER BY name"
-        ).fetchall()
+        tables = conn.execute("SELECT name FROM sys.tables WHERE is_tracked_by_cdc = 1 ORDER BY name").fetchall()
         assert [r[0] for r in tables] == DEMO_TABLES
         state = conn.execute("SELECT is_cdc_enabled, snapshot_isolation_state FROM sys.databases WHERE name = 'sales'")
         assert tuple(state.fetchone()) == (True, 1)
         counts = {t.name: t.data.num_rows for t in demo_tables()}
         for table in DEMO_TABLES:
             assert conn.execute(f"SELECT COUNT(*) FROM dbo.{table}").fetchone()[0] == counts[table]
-        first = conn.execute("SELECT name, customer_guid, created_at FROM dbo.customers WHERE customer_id = 1").fetchone()
+        first = conn.execute(
+            "SELECT name, customer_guid, created_at FROM dbo.customers WHERE customer_id = 1"
+        ).fetchone()
         expected = demo_tables()[0].data.slice(0, 1).to_pylist()[0]
         assert first[0] == expected["name"] and first[1].upper() == expected["customer_guid"]
 

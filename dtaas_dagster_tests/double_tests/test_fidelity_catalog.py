@@ -45,8 +45,21 @@ def test_delimited_identifiers_may_hold_quotes_brackets_and_dots(conn: pyodbc.Co
 
 
 # Words SQL Server does not reserve but DuckDB or sqlglot treat as keywords: plain column names in T-SQL.
-_NOT_RESERVED = ["at", "window", "qualify", "limit", "offset", "interval", "true", "real", "exclude", "using",
-                 "lock", "glob", "rollup"]
+_NOT_RESERVED = [
+    "at",
+    "window",
+    "qualify",
+    "limit",
+    "offset",
+    "interval",
+    "true",
+    "real",
+    "exclude",
+    "using",
+    "lock",
+    "glob",
+    "rollup",
+]
 
 
 def test_names_that_are_not_reserved_in_tsql_need_no_brackets(conn: pyodbc.Connection) -> None:
@@ -66,9 +79,11 @@ def test_names_that_are_not_reserved_in_tsql_need_no_brackets(conn: pyodbc.Conne
     assert list(row) == expected
     grouped = conn.execute("SELECT qualify, COUNT(*) FROM dbo.words GROUP BY qualify").fetchall()
     assert [tuple(r) for r in grouped] == [(2, 1)]
-    types = conn.execute("SELECT c.name, t.name FROM sys.columns AS c JOIN sys.types AS t "
-                         "ON t.user_type_id = c.user_type_id "
-                         "WHERE c.object_id = OBJECT_ID('dbo.words') AND c.name = 'real'").fetchall()
+    types = conn.execute(
+        "SELECT c.name, t.name FROM sys.columns AS c JOIN sys.types AS t "
+        "ON t.user_type_id = c.user_type_id "
+        "WHERE c.object_id = OBJECT_ID('dbo.words') AND c.name = 'real'"
+    ).fetchall()
     assert [tuple(r) for r in types] == [("real", "int")]
 
 
@@ -102,7 +117,9 @@ SA21_COLUMNS = (
     "AND sys.columns.column_id = sys.extended_properties.minor_id "
     "WHERE sys.schemas.name = ? AND sys.objects.name IN (?) ORDER BY sys.objects.name, sys.columns.column_id"
 )
-SA21_ISOLATION_PROBE = "SELECT name FROM sys.system_views WHERE name IN ('dm_exec_sessions', 'dm_pdw_nodes_exec_sessions')"
+SA21_ISOLATION_PROBE = (
+    "SELECT name FROM sys.system_views WHERE name IN ('dm_exec_sessions', 'dm_pdw_nodes_exec_sessions')"
+)
 SA21_ISOLATION = (
     "SELECT CASE transaction_isolation_level WHEN 0 THEN NULL WHEN 1 THEN 'READ UNCOMMITTED' "
     "WHEN 2 THEN 'READ COMMITTED' WHEN 3 THEN 'REPEATABLE READ' WHEN 4 THEN 'SERIALIZABLE' "
@@ -118,10 +135,15 @@ def test_object_type_is_char_2_and_compares_without_its_trailing_blank(conn: pyo
     """
     conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, note nvarchar(20) NULL)")
     assert tuple(conn.execute("SELECT type, DATALENGTH(type) FROM sys.objects WHERE name = 'orders'").fetchone()) == (
-        "U ", 2)
+        "U ",
+        2,
+    )
     assert [r[0] for r in conn.execute(SA21_OBJECT_NAMES, "dbo", "U", "V").fetchall()] == ["orders"]
     assert conn.execute("SELECT COUNT(*) FROM sys.objects WHERE type = 'U' AND name = 'orders'").fetchval() == 1
-    assert conn.execute("SELECT COUNT(*) FROM sys.tables WHERE type BETWEEN 'U' AND 'U' AND name = 'orders'").fetchval() == 1
+    assert (
+        conn.execute("SELECT COUNT(*) FROM sys.tables WHERE type BETWEEN 'U' AND 'U' AND name = 'orders'").fetchval()
+        == 1
+    )
 
 
 def test_sqlalchemy_21_column_reflection_statement(conn: pyodbc.Connection) -> None:
@@ -129,11 +151,15 @@ def test_sqlalchemy_21_column_reflection_statement(conn: pyodbc.Connection) -> N
 
     https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-columns-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.orders (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, customer nvarchar(50) NULL, "
-                 "amount decimal(18,2) NOT NULL DEFAULT 0, code char(3) NULL)")
+    conn.execute(
+        "CREATE TABLE dbo.orders (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, customer nvarchar(50) NULL, "
+        "amount decimal(18,2) NOT NULL DEFAULT 0, code char(3) NULL)"
+    )
     rows = conn.execute(SA21_COLUMNS, 0, "MS_Description", "dbo", "orders").fetchall()
-    got = [(r.column_name, r.type_name, r.base_type, r.is_nullable, r.max_length, r.precision, r.scale,
-            r.is_identity) for r in rows]
+    got = [
+        (r.column_name, r.type_name, r.base_type, r.is_nullable, r.max_length, r.precision, r.scale, r.is_identity)
+        for r in rows
+    ]
     assert got == [
         ("id", "int", "int", False, 4, 10, 0, True),
         ("customer", "nvarchar", "nvarchar", True, 100, 0, 0, None),
@@ -154,9 +180,11 @@ def test_sqlalchemy_isolation_level_probe(conn: pyodbc.Connection) -> None:
     assert conn.execute(SA21_ISOLATION).fetchval() == "READ COMMITTED"
     conn.execute("SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
     assert conn.execute(SA21_ISOLATION).fetchval() == "SNAPSHOT"
-    row = conn.execute("SELECT s.name, v.type, v.is_ms_shipped, v.object_id FROM sys.system_views AS v "
-                       "JOIN sys.schemas AS s ON s.schema_id = v.schema_id "
-                       "WHERE v.name = 'tables' AND v.schema_id = SCHEMA_ID('sys')").fetchone()
+    row = conn.execute(
+        "SELECT s.name, v.type, v.is_ms_shipped, v.object_id FROM sys.system_views AS v "
+        "JOIN sys.schemas AS s ON s.schema_id = v.schema_id "
+        "WHERE v.name = 'tables' AND v.schema_id = SCHEMA_ID('sys')"
+    ).fetchone()
     assert (row[0], row[1], row[2]) == ("sys", "V ", True) and row[3] < 0
 
 
@@ -169,8 +197,10 @@ def test_synonyms_view_exists_with_base_object_name(conn: pyodbc.Connection) -> 
     names = [d[0] for d in cursor.description]
     assert names[:3] == ["name", "object_id", "principal_id"] and "base_object_name" in names
     assert cursor.fetchall() == []
-    sling_style = ("SELECT s.name AS schema_name, o.name AS object_name FROM sys.synonyms AS o "
-                   "JOIN sys.schemas AS s ON s.schema_id = o.schema_id WHERE o.type = 'SN'")
+    sling_style = (
+        "SELECT s.name AS schema_name, o.name AS object_name FROM sys.synonyms AS o "
+        "JOIN sys.schemas AS s ON s.schema_id = o.schema_id WHERE o.type = 'SN'"
+    )
     assert conn.execute(sling_style).fetchall() == []
 
 
@@ -179,8 +209,10 @@ def test_schemata_lists_the_database_schemas(conn: pyodbc.Connection) -> None:
 
     https://learn.microsoft.com/en-us/sql/relational-databases/system-information-schema-views/schemata-transact-sql
     """
-    rows = conn.execute("SELECT SCHEMA_NAME, SCHEMA_OWNER FROM INFORMATION_SCHEMA.SCHEMATA "
-                        "WHERE SCHEMA_NAME IN ('dbo', 'sys', 'INFORMATION_SCHEMA') ORDER BY SCHEMA_NAME").fetchall()
+    rows = conn.execute(
+        "SELECT SCHEMA_NAME, SCHEMA_OWNER FROM INFORMATION_SCHEMA.SCHEMATA "
+        "WHERE SCHEMA_NAME IN ('dbo', 'sys', 'INFORMATION_SCHEMA') ORDER BY SCHEMA_NAME"
+    ).fetchall()
     assert [tuple(r) for r in rows] == [("dbo", "dbo"), ("INFORMATION_SCHEMA", "INFORMATION_SCHEMA"), ("sys", "sys")]
 
 
@@ -189,24 +221,43 @@ def test_sys_columns_precision_and_scale_of_temporal_and_numeric_types(conn: pyo
 
     https://learn.microsoft.com/en-us/sql/relational-databases/system-catalog-views/sys-columns-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.kinds (a datetime2(7), b datetime, c time(3), d date, e bit, f datetimeoffset(7), "
-                 "g datetime2(0), h smalldatetime, i money, j float, k nvarchar(5))")
-    rows = conn.execute("SELECT name, [precision], scale FROM sys.columns WHERE object_id = OBJECT_ID('dbo.kinds') "
-                        "ORDER BY column_id").fetchall()
-    assert [tuple(r) for r in rows] == [("a", 27, 7), ("b", 23, 3), ("c", 12, 3), ("d", 10, 0), ("e", 1, 0),
-                                        ("f", 34, 7), ("g", 19, 0), ("h", 16, 0), ("i", 19, 4), ("j", 53, 0),
-                                        ("k", 0, 0)]
+    conn.execute(
+        "CREATE TABLE dbo.kinds (a datetime2(7), b datetime, c time(3), d date, e bit, f datetimeoffset(7), "
+        "g datetime2(0), h smalldatetime, i money, j float, k nvarchar(5))"
+    )
+    rows = conn.execute(
+        "SELECT name, [precision], scale FROM sys.columns WHERE object_id = OBJECT_ID('dbo.kinds') ORDER BY column_id"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("a", 27, 7),
+        ("b", 23, 3),
+        ("c", 12, 3),
+        ("d", 10, 0),
+        ("e", 1, 0),
+        ("f", 34, 7),
+        ("g", 19, 0),
+        ("h", 16, 0),
+        ("i", 19, 4),
+        ("j", 53, 0),
+        ("k", 0, 0),
+    ]
 
 
 # -- what Sling (sling-cli 1.4.11, go-mssqldb) sends to list and read a table -------------------------
-SLING_TABLES = ("select table_schema as schema_name, table_name, 'false' as is_view from INFORMATION_SCHEMA.TABLES "
-                "where table_type = 'BASE TABLE' order by table_schema, table_name /* nD */")
-SLING_COLUMNS = ("select column_name, data_type, character_maximum_length as maximum_length, numeric_precision as "
-                 "precision, numeric_scale as scale from INFORMATION_SCHEMA.COLUMNS where table_schema = 'dbo' and "
-                 "table_name = 'orders' order by ordinal_position /* nD */")
-SLING_SYNONYM = ("select s.name as synonym_name, PARSENAME(s.base_object_name, 3) as database_name, "
-                 "PARSENAME(s.base_object_name, 2) as schema_name, PARSENAME(s.base_object_name, 1) as object_name "
-                 "from sys.synonyms s where schema_name(s.schema_id) = 'dbo' and s.name = 'orders' /* nD */")
+SLING_TABLES = (
+    "select table_schema as schema_name, table_name, 'false' as is_view from INFORMATION_SCHEMA.TABLES "
+    "where table_type = 'BASE TABLE' order by table_schema, table_name /* nD */"
+)
+SLING_COLUMNS = (
+    "select column_name, data_type, character_maximum_length as maximum_length, numeric_precision as "
+    "precision, numeric_scale as scale from INFORMATION_SCHEMA.COLUMNS where table_schema = 'dbo' and "
+    "table_name = 'orders' order by ordinal_position /* nD */"
+)
+SLING_SYNONYM = (
+    "select s.name as synonym_name, PARSENAME(s.base_object_name, 3) as database_name, "
+    "PARSENAME(s.base_object_name, 2) as schema_name, PARSENAME(s.base_object_name, 1) as object_name "
+    "from sys.synonyms s where schema_name(s.schema_id) = 'dbo' and s.name = 'orders' /* nD */"
+)
 
 
 def test_sling_table_discovery_statements(conn: pyodbc.Connection) -> None:
@@ -217,12 +268,21 @@ def test_sling_table_discovery_statements(conn: pyodbc.Connection) -> None:
     https://learn.microsoft.com/en-us/sql/t-sql/functions/parsename-transact-sql
     https://learn.microsoft.com/en-us/sql/t-sql/functions/schema-name-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, note nvarchar(40) NULL, amount decimal(18,2) NULL)")
+    conn.execute(
+        "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, note nvarchar(40) NULL, amount decimal(18,2) NULL)"
+    )
     assert ("dbo", "orders", "false") in [tuple(r) for r in conn.execute(SLING_TABLES)]
     assert [tuple(r) for r in conn.execute(SLING_COLUMNS)] == [
-        ("id", "int", None, 10, 0), ("note", "nvarchar", 40, None, None), ("amount", "decimal", None, 18, 2)]
+        ("id", "int", None, 10, 0),
+        ("note", "nvarchar", 40, None, None),
+        ("amount", "decimal", None, 18, 2),
+    ]
     assert conn.execute(SLING_SYNONYM).fetchall() == []
-    assert tuple(conn.execute("SELECT PARSENAME('[srv].[db].[dbo].[t]', 1), PARSENAME('db.dbo.t', 2), "
-                              "PARSENAME('t', 3), SCHEMA_NAME(o.schema_id) FROM sys.tables AS o "
-                              "WHERE o.name = 'orders'").fetchone()) == ("t", "dbo", None, "dbo")
+    assert tuple(
+        conn.execute(
+            "SELECT PARSENAME('[srv].[db].[dbo].[t]', 1), PARSENAME('db.dbo.t', 2), "
+            "PARSENAME('t', 3), SCHEMA_NAME(o.schema_id) FROM sys.tables AS o "
+            "WHERE o.name = 'orders'"
+        ).fetchone()
+    ) == ("t", "dbo", None, "dbo")
     assert [tuple(r) for r in conn.execute('select * from "dbo"."orders"')] == []

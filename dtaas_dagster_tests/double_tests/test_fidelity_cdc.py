@@ -225,8 +225,10 @@ def test_enable_table_refuses_an_empty_role_name_and_long_capture_instance_names
     """system-stored-procedures/sys-sp-cdc-enable-table-transact-sql: "capture_instance cannot exceed 100
     characters" (22927) and the role name, if not NULL, names a role (22907 "Parameter @role_name cannot be
     empty", message catalog)."""
-    enable = ("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'items', @role_name = ?, "
-              "@capture_instance = ?")
+    enable = (
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'items', @role_name = ?, "
+        "@capture_instance = ?"
+    )
     with pytest.raises(pyodbc.Error, match=r"\(22907\)"):
         conn.execute(enable, "", "items_role")
     with pytest.raises(pyodbc.Error, match=r"\(22927\)"):

@@ -29,8 +29,13 @@ def conn(sqlserver_db: SqlServerDatabase) -> Iterator[pyodbc.Connection]:
 
 def _prelogin_answer(target: SqlServerTarget, encryption: int) -> int:
     """Send a PRELOGIN offering ``encryption``; return the server's ENCRYPTION option."""
-    options = [(0x00, struct.pack(">BBHH", 16, 0, 0, 0)), (0x01, bytes([encryption])), (0x02, b"\x00"),
-               (0x03, struct.pack(">I", 0)), (0x04, b"\x00")]
+    options = [
+        (0x00, struct.pack(">BBHH", 16, 0, 0, 0)),
+        (0x01, bytes([encryption])),
+        (0x02, b"\x00"),
+        (0x03, struct.pack(">I", 0)),
+        (0x04, b"\x00"),
+    ]
     header_len = 5 * len(options) + 1
     table, data = b"", b""
     for token, value in options:
@@ -67,13 +72,17 @@ def test_connectorx_with_encryption_off_reads_a_table(sqlserver_db: SqlServerDat
     https://learn.microsoft.com/en-us/sql/database-engine/configure-windows/configure-sql-server-encryption
     """
     import connectorx  # the dev extra installs it
+
     with closing(sqlserver_db.connect()) as connection:
-        connection.execute("CREATE TABLE dbo.items (id int NOT NULL PRIMARY KEY, name nvarchar(20) NULL, "
-                           "amount decimal(18,2) NULL)")
+        connection.execute(
+            "CREATE TABLE dbo.items (id int NOT NULL PRIMARY KEY, name nvarchar(20) NULL, amount decimal(18,2) NULL)"
+        )
         connection.execute("INSERT INTO dbo.items VALUES (1, N'äpfel', 1.50), (2, NULL, NULL)")
     target = sqlserver_db.target
-    url = (f"mssql://{quote(target.user, safe='')}:{quote(target.password, safe='')}@{target.host}:{target.port}/"
-           f"{sqlserver_db.name}?encrypt=false&trust_server_certificate=true")
+    url = (
+        f"mssql://{quote(target.user, safe='')}:{quote(target.password, safe='')}@{target.host}:{target.port}/"
+        f"{sqlserver_db.name}?encrypt=false&trust_server_certificate=true"
+    )
     table = connectorx.read_sql(url, "SELECT id, name, amount FROM dbo.items ORDER BY id", return_type="arrow")
     assert table.column("id").to_pylist() == [1, 2]
     assert table.column("name").to_pylist() == ["äpfel", None]
@@ -93,7 +102,9 @@ def test_conversion_error_aborts_the_batch_and_rolls_back_the_transaction(conn: 
     conn.execute("CREATE TABLE dbo.steps (id int NOT NULL PRIMARY KEY)")
     conn.execute("BEGIN TRANSACTION; INSERT INTO dbo.steps VALUES (1)")
     with pytest.raises(pyodbc.Error, match="245"):
-        _drain(conn.execute("INSERT INTO dbo.steps VALUES (2); SELECT CAST('x' AS int); INSERT INTO dbo.steps VALUES (3)"))
+        _drain(
+            conn.execute("INSERT INTO dbo.steps VALUES (2); SELECT CAST('x' AS int); INSERT INTO dbo.steps VALUES (3)")
+        )
     assert conn.execute("SELECT @@TRANCOUNT").fetchval() == 0
     assert conn.execute("SELECT COUNT(*) FROM dbo.steps").fetchval() == 0
 

@@ -42,8 +42,9 @@ def test_string_comparisons_ignore_trailing_blanks(conn: pyodbc.Connection) -> N
     https://learn.microsoft.com/en-us/sql/t-sql/language-elements/string-comparison-assignment
     https://learn.microsoft.com/en-us/sql/t-sql/language-elements/like-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.codes (id int NOT NULL PRIMARY KEY, c char(5) NULL, v varchar(10) NULL, "
-                 "n nchar(4) NULL)")
+    conn.execute(
+        "CREATE TABLE dbo.codes (id int NOT NULL PRIMARY KEY, c char(5) NULL, v varchar(10) NULL, n nchar(4) NULL)"
+    )
     conn.execute("INSERT INTO dbo.codes VALUES (1, 'ab', 'ab  ', N'x'), (2, 'abc', 'abc', N'y ')")
     ids = lambda where, *p: [r[0] for r in conn.execute(f"SELECT id FROM dbo.codes WHERE {where} ORDER BY id", *p)]  # noqa: E731
     assert ids("c = 'ab'") == [1]
@@ -67,8 +68,11 @@ def test_keys_compare_like_the_collation(sqlserver_db: SqlServerDatabase) -> Non
     with closing(sqlserver_db.connect()) as conn:
         conn.execute("CREATE TABLE dbo.keyed (k varchar(10) NOT NULL PRIMARY KEY, n int NULL)")
         conn.execute("INSERT INTO dbo.keyed VALUES ('a', 1)")
-        for statement, params in (("INSERT INTO dbo.keyed VALUES ('a  ', 2)", ()), ("INSERT INTO dbo.keyed VALUES (?, ?)",
-                                  ("A ", 3)), ("INSERT INTO dbo.keyed VALUES ('b', 4), ('B ', 5)", ())):
+        for statement, params in (
+            ("INSERT INTO dbo.keyed VALUES ('a  ', 2)", ()),
+            ("INSERT INTO dbo.keyed VALUES (?, ?)", ("A ", 3)),
+            ("INSERT INTO dbo.keyed VALUES ('b', 4), ('B ', 5)", ()),
+        ):
             with pytest.raises(pyodbc.IntegrityError, match="2627"):
                 conn.execute(statement, *params)
     with closing(sqlserver_db.connect(autocommit=False)) as conn:
@@ -119,8 +123,10 @@ def test_varchar_max_holds_values_over_8000_bytes(conn: pyodbc.Connection) -> No
     https://learn.microsoft.com/en-us/sql/t-sql/functions/replicate-transact-sql
     """
     conn.execute("CREATE TABLE dbo.big (id int NOT NULL PRIMARY KEY, v varchar(max) NULL, nv nvarchar(max) NULL)")
-    conn.execute("INSERT INTO dbo.big VALUES (1, REPLICATE(CAST('x' AS varchar(max)), 9000), "
-                 "REPLICATE(CAST(N'ü' AS nvarchar(max)), 40000))")
+    conn.execute(
+        "INSERT INTO dbo.big VALUES (1, REPLICATE(CAST('x' AS varchar(max)), 9000), "
+        "REPLICATE(CAST(N'ü' AS nvarchar(max)), 40000))"
+    )
     conn.execute("INSERT INTO dbo.big (id, v) VALUES (?, ?)", 2, "y" * 20000)
     assert one(conn, "SELECT LEN(v), DATALENGTH(nv) FROM dbo.big WHERE id = 1") == (9000, 80000)
     v, nv, longer = one(conn, "SELECT v, nv, v + 'z' FROM dbo.big WHERE id = 1")
@@ -146,10 +152,14 @@ def test_derived_tables_and_ctes_keep_their_column_types(conn: pyodbc.Connection
 
     https://learn.microsoft.com/en-us/sql/t-sql/queries/from-transact-sql#derived_table
     """
-    conn.execute("CREATE TABLE dbo.typed (id int NOT NULL PRIMARY KEY, d7 datetime2(7) NULL, d3 datetime2(3) NULL, "
-                 "g uniqueidentifier NULL, m money NULL, c char(3) NULL)")
-    conn.execute("INSERT INTO dbo.typed VALUES (1, '2024-01-02 03:04:05.1234567', '2024-01-02 03:04:05.123', "
-                 "'0E984725-C51C-4BF4-9960-E1C80E27ABA0', 1.5, 'ab')")
+    conn.execute(
+        "CREATE TABLE dbo.typed (id int NOT NULL PRIMARY KEY, d7 datetime2(7) NULL, d3 datetime2(3) NULL, "
+        "g uniqueidentifier NULL, m money NULL, c char(3) NULL)"
+    )
+    conn.execute(
+        "INSERT INTO dbo.typed VALUES (1, '2024-01-02 03:04:05.1234567', '2024-01-02 03:04:05.123', "
+        "'0E984725-C51C-4BF4-9960-E1C80E27ABA0', 1.5, 'ab')"
+    )
     direct = described(conn, "SELECT id, d7, d3, g, m, c FROM dbo.typed")
     assert described(conn, "SELECT * FROM (SELECT id, d7, d3, g, m, c FROM dbo.typed) AS t") == direct
     assert described(conn, "WITH t AS (SELECT id, d7, d3, g, m, c FROM dbo.typed) SELECT * FROM t") == direct
@@ -158,7 +168,9 @@ def test_derived_tables_and_ctes_keep_their_column_types(conn: pyodbc.Connection
     renamed = described(conn, "WITH t (a, b) AS (SELECT d3, g FROM dbo.typed) SELECT b, a FROM t")
     assert renamed == [direct[3], direct[2]]
     assert one(conn, "SELECT g, CONVERT(varchar(27), d7, 121) FROM (SELECT g, d7 FROM dbo.typed) AS t") == (
-        "0E984725-C51C-4BF4-9960-E1C80E27ABA0", "2024-01-02 03:04:05.1234567")
+        "0E984725-C51C-4BF4-9960-E1C80E27ABA0",
+        "2024-01-02 03:04:05.1234567",
+    )
 
 
 # -- CAST / CONVERT ------------------------------------------------------------------------------------
@@ -168,7 +180,10 @@ def test_cast_to_a_string_without_a_length_is_30_long(conn: pyodbc.Connection) -
     https://learn.microsoft.com/en-us/sql/t-sql/functions/cast-and-convert-transact-sql
     """
     assert one(conn, "SELECT CAST(12345 AS varchar), CONVERT(nvarchar, 678), CAST(1.5 AS varchar)") == (
-        "12345", "678", "1.5")
+        "12345",
+        "678",
+        "1.5",
+    )
     assert [d[1] for d in described(conn, "SELECT CAST(12345 AS varchar), CONVERT(nvarchar, 678)")] == [30, 30]
 
 
@@ -206,11 +221,15 @@ def test_convert_date_styles(conn: pyodbc.Connection) -> None:
 
     https://learn.microsoft.com/en-us/sql/t-sql/functions/cast-and-convert-transact-sql#date-and-time-styles
     """
-    conn.execute("CREATE TABLE dbo.moments (d7 datetime2(7), d3 datetime2(3), d0 datetime2(0), dt datetime, "
-                 "d date, t3 time(3), o datetimeoffset(7))")
-    conn.execute("INSERT INTO dbo.moments VALUES ('2024-01-02 15:04:05.1234567', '2024-01-02 15:04:05.12', "
-                 "'2024-01-02 15:04:05', '2024-01-02 15:04:05.123', '2024-01-02', '15:04:05.123', "
-                 "'2024-01-02 15:04:05.1234567 +05:30')")
+    conn.execute(
+        "CREATE TABLE dbo.moments (d7 datetime2(7), d3 datetime2(3), d0 datetime2(0), dt datetime, "
+        "d date, t3 time(3), o datetimeoffset(7))"
+    )
+    conn.execute(
+        "INSERT INTO dbo.moments VALUES ('2024-01-02 15:04:05.1234567', '2024-01-02 15:04:05.12', "
+        "'2024-01-02 15:04:05', '2024-01-02 15:04:05.123', '2024-01-02', '15:04:05.123', "
+        "'2024-01-02 15:04:05.1234567 +05:30')"
+    )
     expressions = list(_STYLED)
     row = one(conn, f"SELECT {', '.join(expressions)} FROM dbo.moments")
     assert dict(zip(expressions, row)) == _STYLED
@@ -222,9 +241,11 @@ def test_convert_reads_strings_in_a_style(conn: pyodbc.Connection) -> None:
 
     https://learn.microsoft.com/en-us/sql/t-sql/functions/cast-and-convert-transact-sql#date-and-time-styles
     """
-    assert one(conn, "SELECT CONVERT(date, '02/01/2024', 103), CONVERT(date, '02/01/2024', 101), "
-                     "CONVERT(datetime, '20240102', 112), TRY_CONVERT(date, 'nope', 103)") == (
-        dt.date(2024, 1, 2), dt.date(2024, 2, 1), dt.datetime(2024, 1, 2), None)
+    assert one(
+        conn,
+        "SELECT CONVERT(date, '02/01/2024', 103), CONVERT(date, '02/01/2024', 101), "
+        "CONVERT(datetime, '20240102', 112), TRY_CONVERT(date, 'nope', 103)",
+    ) == (dt.date(2024, 1, 2), dt.date(2024, 2, 1), dt.datetime(2024, 1, 2), None)
     with pytest.raises(pyodbc.Error, match="241"):
         conn.execute("SELECT CAST('nope' AS datetime2)").fetchall()
 
@@ -236,10 +257,12 @@ def test_cast_of_a_7_digit_literal_keeps_the_100ns_digit(conn: pyodbc.Connection
     https://learn.microsoft.com/en-us/sql/t-sql/data-types/datetime2-transact-sql
     """
     literal = "'2024-01-02 03:04:05.1234567'"
-    assert one(conn, f"SELECT CONVERT(varchar(27), CAST({literal} AS datetime2), 121), "
-                     f"DATEPART(nanosecond, CONVERT(datetime2, {literal})), "
-                     f"CONVERT(varchar(40), CAST({literal} + ' +01:00' AS datetimeoffset), 121)") == (
-        "2024-01-02 03:04:05.1234567", 123456700, "2024-01-02 03:04:05.1234567 +01:00")
+    assert one(
+        conn,
+        f"SELECT CONVERT(varchar(27), CAST({literal} AS datetime2), 121), "
+        f"DATEPART(nanosecond, CONVERT(datetime2, {literal})), "
+        f"CONVERT(varchar(40), CAST({literal} + ' +01:00' AS datetimeoffset), 121)",
+    ) == ("2024-01-02 03:04:05.1234567", 123456700, "2024-01-02 03:04:05.1234567 +01:00")
     assert described(conn, f"SELECT CAST({literal} AS datetime2)")[0][2:] == (27, 7)
 
 
@@ -249,19 +272,32 @@ def test_insert_rounds_to_the_column_scale(conn: pyodbc.Connection) -> None:
     https://learn.microsoft.com/en-us/sql/t-sql/data-types/datetime2-transact-sql
     https://learn.microsoft.com/en-us/sql/t-sql/data-types/time-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.rounded (id int NOT NULL PRIMARY KEY, d0 datetime2(0) NULL, d3 datetime2(3) NULL, "
-                 "d6 datetime2(6) NULL, t0 time(0) NULL, t3 time(3) NULL, o3 datetimeoffset(3) NULL)")
-    conn.execute("INSERT INTO dbo.rounded VALUES (1, '2024-01-02 03:04:05.5', '2024-01-02 03:04:05.1235', "
-                 "'2024-01-02 03:04:05.1234565', '23:59:59.5', '12:00:00.1235', '2024-01-02 03:04:05.1235 +05:30')")
-    conn.execute("INSERT INTO dbo.rounded (id, d3, t3) VALUES (?, ?, ?)", 2, "2024-01-02 03:04:05.9996", "12:00:00.1235")
+    conn.execute(
+        "CREATE TABLE dbo.rounded (id int NOT NULL PRIMARY KEY, d0 datetime2(0) NULL, d3 datetime2(3) NULL, "
+        "d6 datetime2(6) NULL, t0 time(0) NULL, t3 time(3) NULL, o3 datetimeoffset(3) NULL)"
+    )
+    conn.execute(
+        "INSERT INTO dbo.rounded VALUES (1, '2024-01-02 03:04:05.5', '2024-01-02 03:04:05.1235', "
+        "'2024-01-02 03:04:05.1234565', '23:59:59.5', '12:00:00.1235', '2024-01-02 03:04:05.1235 +05:30')"
+    )
+    conn.execute(
+        "INSERT INTO dbo.rounded (id, d3, t3) VALUES (?, ?, ?)", 2, "2024-01-02 03:04:05.9996", "12:00:00.1235"
+    )
     conn.execute("UPDATE dbo.rounded SET d3 = '2024-12-31 23:59:59.9996' WHERE id = 1")
     rows = conn.execute(
         "SELECT CONVERT(varchar(30), d0, 121), CONVERT(varchar(30), d3, 121), DATEPART(nanosecond, d6), "
         "CONVERT(varchar(20), t0, 121), CONVERT(varchar(20), t3, 121), CONVERT(varchar(40), o3, 121) "
-        "FROM dbo.rounded ORDER BY id").fetchall()
+        "FROM dbo.rounded ORDER BY id"
+    ).fetchall()
     assert [tuple(r) for r in rows] == [
-        ("2024-01-02 03:04:06", "2025-01-01 00:00:00.000", 123457000, "00:00:00", "12:00:00.124",
-         "2024-01-02 03:04:05.124 +05:30"),
+        (
+            "2024-01-02 03:04:06",
+            "2025-01-01 00:00:00.000",
+            123457000,
+            "00:00:00",
+            "12:00:00.124",
+            "2024-01-02 03:04:05.124 +05:30",
+        ),
         (None, "2024-01-02 03:04:06.000", None, None, "12:00:00.124", None),
     ]
 
@@ -273,23 +309,44 @@ def test_dateadd_and_isnull_keep_datetime2_7(conn: pyodbc.Connection) -> None:
     https://learn.microsoft.com/en-us/sql/t-sql/functions/isnull-transact-sql
     https://learn.microsoft.com/en-us/sql/t-sql/functions/coalesce-transact-sql
     """
-    conn.execute("CREATE TABLE dbo.stamps (d7 datetime2(7) NULL, n7 datetime2(7) NULL, d3 datetime2(3) NULL, "
-                 "dt datetime NULL, o datetimeoffset(7) NULL)")
-    conn.execute("INSERT INTO dbo.stamps VALUES ('2024-01-31 15:04:05.1234567', NULL, '2024-01-02 15:04:05.120', "
-                 "'2024-01-02 15:04:05.123', '2024-01-02 15:04:05.1234567 +05:30')")
-    assert one(conn, "SELECT CONVERT(varchar(27), DATEADD(day, 1, d7), 121), CONVERT(varchar(27), "
-                     "DATEADD(month, 1, d7), 121), CONVERT(varchar(40), DATEADD(hour, 1, o), 121), "
-                     "CONVERT(varchar(27), ISNULL(n7, d3), 121), CONVERT(varchar(30), ISNULL(d3, d7), 121), "
-                     "CONVERT(varchar(27), COALESCE(n7, d7, dt), 121) FROM dbo.stamps") == (
-        "2024-02-01 15:04:05.1234567", "2024-02-29 15:04:05.1234567", "2024-01-02 16:04:05.1234567 +05:30",
-        "2024-01-02 15:04:05.1200000", "2024-01-02 15:04:05.120", "2024-01-31 15:04:05.1234567")
+    conn.execute(
+        "CREATE TABLE dbo.stamps (d7 datetime2(7) NULL, n7 datetime2(7) NULL, d3 datetime2(3) NULL, "
+        "dt datetime NULL, o datetimeoffset(7) NULL)"
+    )
+    conn.execute(
+        "INSERT INTO dbo.stamps VALUES ('2024-01-31 15:04:05.1234567', NULL, '2024-01-02 15:04:05.120', "
+        "'2024-01-02 15:04:05.123', '2024-01-02 15:04:05.1234567 +05:30')"
+    )
+    assert one(
+        conn,
+        "SELECT CONVERT(varchar(27), DATEADD(day, 1, d7), 121), CONVERT(varchar(27), "
+        "DATEADD(month, 1, d7), 121), CONVERT(varchar(40), DATEADD(hour, 1, o), 121), "
+        "CONVERT(varchar(27), ISNULL(n7, d3), 121), CONVERT(varchar(30), ISNULL(d3, d7), 121), "
+        "CONVERT(varchar(27), COALESCE(n7, d7, dt), 121) FROM dbo.stamps",
+    ) == (
+        "2024-02-01 15:04:05.1234567",
+        "2024-02-29 15:04:05.1234567",
+        "2024-01-02 16:04:05.1234567 +05:30",
+        "2024-01-02 15:04:05.1200000",
+        "2024-01-02 15:04:05.120",
+        "2024-01-31 15:04:05.1234567",
+    )
     assert described(conn, "SELECT DATEADD(day, 1, d7), ISNULL(n7, GETDATE()), ISNULL(d3, d7) FROM dbo.stamps") == [
-        (dt.datetime, 27, 27, 7), (dt.datetime, 27, 27, 7), (dt.datetime, 23, 23, 3)]
-    assert one(conn, "SELECT YEAR(d7), DATEPART(hour, o), DATEDIFF(day, d3, d7), DATEPART(nanosecond, d7) "
-                     "FROM dbo.stamps") == (2024, 15, 29, 123456700)
-    assert conn.execute("SELECT COUNT(*) FROM dbo.stamps WHERE d7 > '2024-01-31' AND d7 > d3 "
-                        "AND d7 = '2024-01-31 15:04:05.1234567' AND d7 > ?", dt.datetime(2024, 1, 31, 15, 4, 5, 123456)
-                        ).fetchval() == 1
+        (dt.datetime, 27, 27, 7),
+        (dt.datetime, 27, 27, 7),
+        (dt.datetime, 23, 23, 3),
+    ]
+    assert one(
+        conn, "SELECT YEAR(d7), DATEPART(hour, o), DATEDIFF(day, d3, d7), DATEPART(nanosecond, d7) FROM dbo.stamps"
+    ) == (2024, 15, 29, 123456700)
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM dbo.stamps WHERE d7 > '2024-01-31' AND d7 > d3 "
+            "AND d7 = '2024-01-31 15:04:05.1234567' AND d7 > ?",
+            dt.datetime(2024, 1, 31, 15, 4, 5, 123456),
+        ).fetchval()
+        == 1
+    )
 
 
 def test_sysdatetime_and_sysdatetimeoffset_types(conn: pyodbc.Connection) -> None:
@@ -302,7 +359,7 @@ def test_sysdatetime_and_sysdatetimeoffset_types(conn: pyodbc.Connection) -> Non
     assert [(d[4], d[5]) for d in described_types] == [(27, 7), (27, 7), (34, 7)]
     text = conn.execute("SELECT CONVERT(varchar(40), SYSDATETIMEOFFSET(), 121)").fetchval()
     parsed = dt.datetime.strptime(text[:26] + text[27:], "%Y-%m-%d %H:%M:%S.%f %z")
-    assert abs(parsed - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
+    assert abs(parsed - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
 
 
 # -- overflow -----------------------------------------------------------------------------------------

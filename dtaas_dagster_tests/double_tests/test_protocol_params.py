@@ -9,7 +9,14 @@ from decimal import Decimal
 import pyodbc
 import pytest
 
-from dtaas_dagster_tests.double_tests.conftest_protocol import PASSWORD, StubEngine, StubServerProcess, conn_str, server, stub_engine
+from dtaas_dagster_tests.double_tests.conftest_protocol import (
+    PASSWORD,
+    StubEngine,
+    StubServerProcess,
+    conn_str,
+    server,
+    stub_engine,
+)
 from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
 __all__ = ["server", "stub_engine"]
@@ -46,8 +53,13 @@ def _received(engine: StubEngine) -> list:
 # FreeTDS's own limits (its bytes are wrong before the double sees them): dates before
 # 1600 are shifted by its calendar arithmetic, datetime parameters lose their
 # fraction, strings are cut at 4,000 characters and binary at 8,000 bytes.
-FREETDS_REPLACEMENTS = {10: dt.date(1753, 1, 1), 11: dt.datetime(9999, 12, 31, 23, 59, 59), 15: b"\xab" * 8000,
-                        12: dt.datetime(2024, 2, 29, 1, 2, 3), 14: "é" * 4000}
+FREETDS_REPLACEMENTS = {
+    10: dt.date(1753, 1, 1),
+    11: dt.datetime(9999, 12, 31, 23, 59, 59),
+    15: b"\xab" * 8000,
+    12: dt.datetime(2024, 2, 29, 1, 2, 3),
+    14: "é" * 4000,
+}
 FREETDS_VALUES = [FREETDS_REPLACEMENTS.get(i, v) for i, v in enumerate(VALUES)]
 
 
@@ -63,8 +75,15 @@ def test_parameters_decode_to_exact_python_values(server: DoubleServer, stub_eng
 
 def test_parameters_echo_back_through_result_set(server: DoubleServer) -> None:
     """Decoded parameters re-encoded as a result: both directions agree."""
-    values = [42, Decimal("-12345.6789"), "ünïcödé", dt.datetime(2001, 2, 3, 4, 5, 6, 789000), b"\x01\x02",
-              dt.date(2020, 1, 31), None]
+    values = [
+        42,
+        Decimal("-12345.6789"),
+        "ünïcödé",
+        dt.datetime(2001, 2, 3, 4, 5, 6, 789000),
+        b"\x01\x02",
+        dt.date(2020, 1, 31),
+        None,
+    ]
     with pyodbc.connect(conn_str(server), autocommit=True, timeout=10) as conn:
         row = conn.cursor().execute(_echo_sql(len(values)), *values).fetchone()
     assert list(row) == values
@@ -106,24 +125,30 @@ def test_prepared_statement_is_reused_with_sp_execute(server: DoubleServer, stub
 def test_sp_describe_undeclared_parameters_by_rpc(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
-                       autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
-        cursor.callproc("sp_describe_undeclared_parameters",
-                        ("ECHO @P1, @P2 /*types:decimal(18,2),nvarchar(max)*/",))
+        cursor.callproc("sp_describe_undeclared_parameters", ("ECHO @P1, @P2 /*types:decimal(18,2),nvarchar(max)*/",))
         rows = cursor.fetchall()
         names = [d[0] for d in cursor.description]
-    assert names[:7] == ["parameter_ordinal", "name", "suggested_system_type_id", "suggested_system_type_name",
-                         "suggested_max_length", "suggested_precision", "suggested_scale"]
-    assert [r[:7] for r in rows] == [(1, "@P1", 106, "decimal(18,2)", 17, 18, 2),
-                                     (2, "@P2", 231, "nvarchar(max)", -1, 0, 0)]
+    assert names[:7] == [
+        "parameter_ordinal",
+        "name",
+        "suggested_system_type_id",
+        "suggested_system_type_name",
+        "suggested_max_length",
+        "suggested_precision",
+        "suggested_scale",
+    ]
+    assert [r[:7] for r in rows] == [
+        (1, "@P1", 106, "decimal(18,2)", 17, 18, 2),
+        (2, "@P2", 231, "nvarchar(max)", -1, 0, 0),
+    ]
 
 
 def test_sp_datatype_info_100_by_rpc(server: DoubleServer) -> None:
     import pytds
 
-    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
-                       autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
         cursor.callproc("sp_datatype_info_100", (93, 3))
         rows = cursor.fetchall()
@@ -132,12 +157,12 @@ def test_sp_datatype_info_100_by_rpc(server: DoubleServer) -> None:
     assert datetime2[2] == 27 and datetime2[14] == 7  # PRECISION, MAXIMUM_SCALE
 
 
-def test_other_procedures_reach_the_engine_with_output_parameters(server: DoubleServer,
-                                                                  stub_engine: StubEngine) -> None:
+def test_other_procedures_reach_the_engine_with_output_parameters(
+    server: DoubleServer, stub_engine: StubEngine
+) -> None:
     import pytds
 
-    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD,
-                       autocommit=True) as conn:
+    with pytds.connect(dsn="127.0.0.1", port=server.port, user="sa", password=PASSWORD, autocommit=True) as conn:
         cursor = conn.cursor()
         result = cursor.callproc("dbo.add_one", {"@value": 41, "@result": pytds.output(param_type="int")})
         status = cursor.get_proc_return_status()

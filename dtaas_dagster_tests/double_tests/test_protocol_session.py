@@ -5,8 +5,16 @@ from __future__ import annotations
 import pyodbc
 import pytest
 
-from dtaas_dagster_tests.double_tests.conftest_protocol import (FAILING_SQL, PASSWORD, SMALL_SQL, TYPES_SQL, StubEngine, conn_str, server,
-                                                                stub_engine)
+from dtaas_dagster_tests.double_tests.conftest_protocol import (
+    FAILING_SQL,
+    PASSWORD,
+    SMALL_SQL,
+    TYPES_SQL,
+    StubEngine,
+    conn_str,
+    server,
+    stub_engine,
+)
 from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
 __all__ = ["server", "stub_engine"]
@@ -34,8 +42,9 @@ def test_unknown_database_fails_the_login(server: DoubleServer) -> None:
         pyodbc.connect(conn_str(server, database="no_such_db"), timeout=10)
 
 
-@pytest.mark.parametrize("encrypt, mode", [("no", "login-only"), ("optional", "login-only"), ("yes", "full"),
-                                           ("mandatory", "full")])
+@pytest.mark.parametrize(
+    "encrypt, mode", [("no", "login-only"), ("optional", "login-only"), ("yes", "full"), ("mandatory", "full")]
+)
 def test_driver18_encryption_modes(server: DoubleServer, encrypt: str, mode: str) -> None:
     with pyodbc.connect(conn_str(server, encrypt=encrypt), autocommit=True, timeout=10) as conn:
         rows = conn.cursor().execute("SELECT * FROM numbers").fetchall()
@@ -162,8 +171,9 @@ def test_pytds_cancel_gets_done_attn(server: DoubleServer) -> None:
 def test_pymssql_smoke(server: DoubleServer) -> None:
     import pymssql
 
-    with pymssql.connect(server="127.0.0.1", port=str(server.port), user="sa", password=PASSWORD,
-                         tds_version="7.4") as conn:
+    with pymssql.connect(
+        server="127.0.0.1", port=str(server.port), user="sa", password=PASSWORD, tds_version="7.4"
+    ) as conn:
         cursor = conn.cursor()
         cursor.execute(TYPES_SQL)
         rows = cursor.fetchall()

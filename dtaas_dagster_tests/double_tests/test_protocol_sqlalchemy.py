@@ -26,8 +26,10 @@ def test_sqlalchemy_reflection(engine_server: DoubleServer) -> None:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, "
-                                 "customer nvarchar(50) NULL, amount decimal(18,2) NULL)")
+            conn.exec_driver_sql(
+                "CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, "
+                "customer nvarchar(50) NULL, amount decimal(18,2) NULL)"
+            )
         inspector = sa.inspect(engine)
         assert "orders" in inspector.get_table_names(schema="dbo")
         columns = {c["name"]: c for c in inspector.get_columns("orders", schema="dbo")}

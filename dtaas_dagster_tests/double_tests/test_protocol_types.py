@@ -11,8 +11,14 @@ import pyarrow as pa
 import pyodbc
 import pytest
 
-from dtaas_dagster_tests.double_tests.conftest_protocol import (TYPES_COLUMNS, TYPES_SQL, TYPES_VALUES, conn_str,
-                                                                server, stub_engine)
+from dtaas_dagster_tests.double_tests.conftest_protocol import (
+    TYPES_COLUMNS,
+    TYPES_SQL,
+    TYPES_VALUES,
+    conn_str,
+    server,
+    stub_engine,
+)
 from dtaas_dagster_tests.sqlserver_double.server import DoubleServer
 
 __all__ = ["server", "stub_engine"]  # fixtures used by the tests below
@@ -71,14 +77,18 @@ def test_datetime2_keeps_100ns_on_the_wire(server: DoubleServer, driver: str) ->
 
 def _us_timestamps(schema: pa.Schema) -> pa.Schema:
     # datetime2 arrives as timestamp[ns] by default; year 0001 only fits in microseconds
-    return pa.schema([pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type)
-                      for f in schema])
+    return pa.schema(
+        [pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in schema]
+    )
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_every_type_round_trips_through_arrow_odbc(server: DoubleServer, driver: str) -> None:
     reader = arrow_odbc.read_arrow_batches_from_odbc(
-        TYPES_SQL, conn_str(server, driver), max_text_size=100_000, max_binary_size=100_000,
+        TYPES_SQL,
+        conn_str(server, driver),
+        max_text_size=100_000,
+        max_binary_size=100_000,
         map_schema=_us_timestamps,
     )
     table = pa.Table.from_batches(list(reader))

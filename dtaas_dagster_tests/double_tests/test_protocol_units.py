@@ -8,9 +8,15 @@ import pyarrow as pa
 
 from dtaas_dagster_tests.sqlserver_double.engine_api import SqlType
 from dtaas_dagster_tests.sqlserver_double.tds.login7 import decode_password
-from dtaas_dagster_tests.sqlserver_double.tds.prelogin import (ENCRYPT_NOT_SUP, ENCRYPT_OFF, ENCRYPT_ON,
-                                                               OPT_ENCRYPTION, build_prelogin, choose_encryption,
-                                                               parse_prelogin)
+from dtaas_dagster_tests.sqlserver_double.tds.prelogin import (
+    ENCRYPT_NOT_SUP,
+    ENCRYPT_OFF,
+    ENCRYPT_ON,
+    OPT_ENCRYPTION,
+    build_prelogin,
+    choose_encryption,
+    parse_prelogin,
+)
 from dtaas_dagster_tests.sqlserver_double.tds.requests import DATATYPE_INFO_BATCH
 from dtaas_dagster_tests.sqlserver_double.tds.rowencode import encode_column, interleave
 from dtaas_dagster_tests.sqlserver_double.tds.temporal import _normalise
@@ -55,14 +61,20 @@ def test_nvarchar_lengths_count_utf16_code_units() -> None:
 
 def test_datetime_strings_with_short_fractions_are_accepted() -> None:
     assert _normalise(pa.array(["2024-01-01 01:02:03.45", "2024-01-01 01:02:03"]), 27).to_pylist() == [
-        "2024-01-01 01:02:03.4500000", "2024-01-01 01:02:03.0000000"]
+        "2024-01-01 01:02:03.4500000",
+        "2024-01-01 01:02:03.0000000",
+    ]
     assert _normalise(pa.array(["2024-01-01 01:02:03.456789 -08:00"]), 34).to_pylist() == [
-        "2024-01-01 01:02:03.4567890 -08:00"]
+        "2024-01-01 01:02:03.4567890 -08:00"
+    ]
 
 
 def test_type_info_batch_forms_are_recognised() -> None:
-    for sql in ["sp_datatype_info_100 93,3", "EXEC sys.sp_datatype_info_100 @data_type = -9, @odbcver = 3",
-                "exec [sys].[sp_datatype_info_100]"]:
+    for sql in [
+        "sp_datatype_info_100 93,3",
+        "EXEC sys.sp_datatype_info_100 @data_type = -9, @odbcver = 3",
+        "exec [sys].[sp_datatype_info_100]",
+    ]:
         assert DATATYPE_INFO_BATCH.match(sql), sql
     assert not DATATYPE_INFO_BATCH.match("SELECT * FROM sp_datatype_info_100")
 

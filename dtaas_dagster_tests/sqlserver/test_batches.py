@@ -54,11 +54,19 @@ def test_a_row_larger_than_the_byte_limit_is_a_batch_of_its_own() -> None:
 def _seed_notes(sqlserver_db: Any, rows: int, longest: int) -> None:
     notes = ["n" * (i % 50) for i in range(rows)]
     notes[rows // 2] = "é" * longest
-    sqlserver_db.seed_table("dbo", "notes", pa.table({"id": pa.array(range(rows), pa.int32()),
-                                                      "code": pa.array([f"C{i:07d}" for i in range(rows)]),
-                                                      "note": pa.array(notes)}),
-                            columns={"id": "int", "code": "varchar(400)", "note": "nvarchar(max)"},
-                            primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo",
+        "notes",
+        pa.table(
+            {
+                "id": pa.array(range(rows), pa.int32()),
+                "code": pa.array([f"C{i:07d}" for i in range(rows)]),
+                "note": pa.array(notes),
+            }
+        ),
+        columns={"id": "int", "code": "varchar(400)", "note": "nvarchar(max)"},
+        primary_key=["id"],
+    )
 
 
 def test_batch_mb_counts_arrow_data_not_buffer_capacity(sqlserver: Any, sqlserver_db: Any) -> None:

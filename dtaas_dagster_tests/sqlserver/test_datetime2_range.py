@@ -28,8 +28,9 @@ BOUNDS = "1677-09-21 00:12:43.145224192 .. 2262-04-11 23:47:16.854775807"
 
 
 def choose(option: str, minimum: ExactTimestamp, maximum: ExactTimestamp, sub_us: int = 100, **kw: Any) -> str:
-    return resolve_datetime2_choice(DT27, option, minimum=minimum, maximum=maximum, max_sub_microsecond=sub_us,
-                                    table="db.dbo.t", **kw)
+    return resolve_datetime2_choice(
+        DT27, option, minimum=minimum, maximum=maximum, max_sub_microsecond=sub_us, table="db.dbo.t", **kw
+    )
 
 
 def step(value: ExactTimestamp, hundreds_of_ns: int) -> ExactTimestamp:
@@ -75,26 +76,55 @@ def _facts(columns: tuple[SourceColumn, ...], profile: tuple[object, ...]) -> Ta
 
 
 def test_the_plan_names_every_column_that_fits_no_type() -> None:
-    columns = (SourceColumn("id", "int"), SourceColumn("a", "datetime2", datetime_precision=7),
-               SourceColumn("b", "datetime2", datetime_precision=7), SourceColumn("c", "datetime2", datetime_precision=7))
+    columns = (
+        SourceColumn("id", "int"),
+        SourceColumn("a", "datetime2", datetime_precision=7),
+        SourceColumn("b", "datetime2", datetime_precision=7),
+        SourceColumn("c", "datetime2", datetime_precision=7),
+    )
     low, high = dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
-    profile = (low, high, 900, 0, 999999900,  # a: out of range with 100 ns digits
-               dt.datetime(2000, 1, 1), dt.datetime(2001, 1, 1), 100, 0, 100,  # b: fits
-               low, high, 300, 0, 999999900)  # c: like a
+    profile = (
+        low,
+        high,
+        900,
+        0,
+        999999900,  # a: out of range with 100 ns digits
+        dt.datetime(2000, 1, 1),
+        dt.datetime(2001, 1, 1),
+        100,
+        0,
+        100,  # b: fits
+        low,
+        high,
+        300,
+        0,
+        999999900,
+    )  # c: like a
     with pytest.raises(Datetime2PrecisionError) as raised:
         plan_snapshot(_facts(columns, profile), SnapshotOptions())
     message = str(raised.value)
     assert message.startswith("2 columns of db.dbo.t fit no timestamp type exactly; nothing was written:\n- db.dbo.t.a")
-    assert "\n- db.dbo.t.c (datetime2(7)): the minimum 0001-01-01 00:00:00.0000000 and the maximum " \
-           "9999-12-31 23:59:59.9999999 lie outside" in message
+    assert (
+        "\n- db.dbo.t.c (datetime2(7)): the minimum 0001-01-01 00:00:00.0000000 and the maximum "
+        "9999-12-31 23:59:59.9999999 lie outside" in message
+    )
     assert ".b " not in message
 
 
 def test_the_task_wide_option_leaves_columns_that_need_no_choice_alone() -> None:
-    columns = (SourceColumn("d3", "datetime2", datetime_precision=3), SourceColumn("d7", "datetime2", datetime_precision=7),
-               SourceColumn("o3", "datetimeoffset", datetime_precision=3), SourceColumn("s", "smalldatetime"))
+    columns = (
+        SourceColumn("d3", "datetime2", datetime_precision=3),
+        SourceColumn("d7", "datetime2", datetime_precision=7),
+        SourceColumn("o3", "datetimeoffset", datetime_precision=3),
+        SourceColumn("s", "smalldatetime"),
+    )
     plan = plan_snapshot(_facts(columns, ()), SnapshotOptions(datetime2_default="string"))
-    assert [str(f.type) for f in plan.target_schema] == ["timestamp[us]", "string", "timestamp[us, tz=UTC]", "timestamp[ms]"]
+    assert [str(f.type) for f in plan.target_schema] == [
+        "timestamp[us]",
+        "string",
+        "timestamp[us, tz=UTC]",
+        "timestamp[ms]",
+    ]
     # a per-column entry is explicit: it applies whatever the precision
     in_range = (dt.datetime(2000, 1, 1), dt.datetime(2001, 1, 1), 100, 0, 100)  # d7's profile under auto
     plan = plan_snapshot(_facts(columns, in_range), SnapshotOptions(datetime2_overrides={"D3": "string"}))
@@ -106,8 +136,10 @@ def test_values_at_the_bounds_load_as_exact_nanoseconds(driver: str, sqlserver: 
     with sqlserver_db.connect(driver="msodbc18") as connection:
         cursor = connection.cursor()
         cursor.execute("CREATE TABLE dbo.edges (id int NOT NULL PRIMARY KEY, d datetime2(7) NULL)")
-        cursor.execute("INSERT INTO dbo.edges VALUES (1, '1677-09-21 00:12:43.1452242'), "
-                       "(2, '2262-04-11 23:47:16.8547758'), (3, NULL)")
+        cursor.execute(
+            "INSERT INTO dbo.edges VALUES (1, '1677-09-21 00:12:43.1452242'), "
+            "(2, '2262-04-11 23:47:16.8547758'), (3, NULL)"
+        )
     resource = resource_for(sqlserver, sqlserver_db.name, driver)
     plan = plan_for(resource, "edges", SnapshotOptions())
     assert plan.datetime2_choices["d"] == "timestamp_ns"
@@ -119,14 +151,22 @@ def test_values_at_the_bounds_load_as_exact_nanoseconds(driver: str, sqlserver: 
 def test_the_profile_reads_exact_extremes_of_every_bad_column(sqlserver: Any, sqlserver_db: Any) -> None:
     with sqlserver_db.connect() as connection:
         cursor = connection.cursor()
-        cursor.execute("CREATE TABLE dbo.wide (id int NOT NULL PRIMARY KEY, a datetime2(7) NULL, "
-                       "b datetimeoffset(7) NULL)")
-        cursor.execute("INSERT INTO dbo.wide VALUES (1, '0001-01-01 00:00:00.0000001', '2262-04-12 01:47:16.8547759 +02:00'),"
-                       " (2, '2000-01-01', '2000-01-01 00:00:00.0000001 +00:00')")
+        cursor.execute(
+            "CREATE TABLE dbo.wide (id int NOT NULL PRIMARY KEY, a datetime2(7) NULL, b datetimeoffset(7) NULL)"
+        )
+        cursor.execute(
+            "INSERT INTO dbo.wide VALUES (1, '0001-01-01 00:00:00.0000001', '2262-04-12 01:47:16.8547759 +02:00'),"
+            " (2, '2000-01-01', '2000-01-01 00:00:00.0000001 +00:00')"
+        )
     resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
     with pytest.raises(Datetime2PrecisionError) as raised:
         plan_for(resource, "wide", SnapshotOptions())
     message = str(raised.value)
-    assert f"- {sqlserver_db.name}.dbo.wide.a (datetime2(7)): the minimum 0001-01-01 00:00:00.0000001 lies outside" in message
-    assert (f"- {sqlserver_db.name}.dbo.wide.b (datetimeoffset(7)): the maximum 2262-04-11 23:47:16.8547759 UTC "
-            "lies outside") in message
+    assert (
+        f"- {sqlserver_db.name}.dbo.wide.a (datetime2(7)): the minimum 0001-01-01 00:00:00.0000001 lies outside"
+        in message
+    )
+    assert (
+        f"- {sqlserver_db.name}.dbo.wide.b (datetimeoffset(7)): the maximum 2262-04-11 23:47:16.8547759 UTC "
+        "lies outside"
+    ) in message

@@ -21,8 +21,11 @@ def test_auto_prefers_driver_18_from_the_pip_package_and_it_loads() -> None:
 
 def test_freetds_is_found_by_name_or_path() -> None:
     driver = resolve_driver("freetds")
-    assert driver.is_freetds and driver.value in ("FreeTDS", "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so",
-                                                  "/usr/lib/aarch64-linux-gnu/odbc/libtdsodbc.so")
+    assert driver.is_freetds and driver.value in (
+        "FreeTDS",
+        "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so",
+        "/usr/lib/aarch64-linux-gnu/odbc/libtdsodbc.so",
+    )
 
 
 def test_a_custom_driver_is_used_verbatim() -> None:

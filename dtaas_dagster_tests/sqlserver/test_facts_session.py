@@ -28,11 +28,21 @@ ONE_TABLE_DESCRIBE = r"c\.TABLE_NAME = (\?|@P\d+)"
 def _seed(db: Any) -> list[tuple[str, str]]:
     """Tables of two schemas: keyed and not, one needing the profile query, one spelled in mixed case."""
     seed_all_types(db)  # datetime2(7) and (max) columns: the plan needs the profile query
-    db.seed_table("dbo", "Orders", pa.table({"id": pa.array([1, 2], pa.int32()), "note": pa.array(["a", None])}),
-                  columns={"id": "int", "note": "nvarchar(20)"}, primary_key=["id"])
+    db.seed_table(
+        "dbo",
+        "Orders",
+        pa.table({"id": pa.array([1, 2], pa.int32()), "note": pa.array(["a", None])}),
+        columns={"id": "int", "note": "nvarchar(20)"},
+        primary_key=["id"],
+    )
     db.seed_table("dbo", "heap", pa.table({"v": pa.array([1.5, 2.5, 3.5])}), columns={"v": "float"})
-    db.seed_table("sales", "lines", pa.table({"a": pa.array([1], pa.int64()), "b": pa.array([2], pa.int64())}),
-                  columns={"a": "bigint", "b": "bigint"}, primary_key=["b", "a"])
+    db.seed_table(
+        "sales",
+        "lines",
+        pa.table({"a": pa.array([1], pa.int64()), "b": pa.array([2], pa.int64())}),
+        columns={"a": "bigint", "b": "bigint"},
+        primary_key=["b", "a"],
+    )
     # "orders" in the spelling a config might use; SQL Server compares names ignoring case
     return [("dbo", "all_types"), ("dbo", "orders"), ("dbo", "heap"), ("sales", "lines")]
 
@@ -76,8 +86,9 @@ def test_a_description_is_used_once_and_never_older_than_max_age(sqlserver: Any,
     for _, name in tables:
         sqlserver_db.seed_table("dbo", name, pa.table({"id": pa.array([1], pa.int32())}), columns={"id": "int"})
     now = [100.0]
-    session = FactsSession(database=sqlserver_db.name, tables=tables, read_options=_database_options,
-                           clock=lambda: now[0])
+    session = FactsSession(
+        database=sqlserver_db.name, tables=tables, read_options=_database_options, clock=lambda: now[0]
+    )
     resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
     with resource.connect() as connection:
         cursor = connection.cursor()

@@ -17,12 +17,15 @@ from dtaas_dagster.sqlserver.names import asset_name_part, format_table_name, pa
 from dtaas_dagster_tests.runs import PASSWORD_ENV, source_config
 
 
-@pytest.mark.parametrize(("text", "schema", "table"), [
-    ("dbo.orders", "dbo", "orders"),
-    ("stg.[dot.table]", "stg", "dot.table"),
-    ("[my schema].[a]]b]", "my schema", "a]b"),
-    ("[x*].[?]", "x*", "?"),
-])
+@pytest.mark.parametrize(
+    ("text", "schema", "table"),
+    [
+        ("dbo.orders", "dbo", "orders"),
+        ("stg.[dot.table]", "stg", "dot.table"),
+        ("[my schema].[a]]b]", "my schema", "a]b"),
+        ("[x*].[?]", "x*", "?"),
+    ],
+)
 def test_bracketed_parts_round_trip(text: str, schema: str, table: str) -> None:
     ref = parse_table_name(text)
     assert (ref.schema.text, ref.table.text, ref.is_pattern) == (schema, table, False)
@@ -56,12 +59,16 @@ def test_a_dotted_name_matched_by_a_pattern_is_resolved_bracketed() -> None:
 
 
 def test_an_exclude_that_matches_nothing_gives_a_warning() -> None:
-    selection = match_tables(_task(["dbo.*"], exclude_tables=["dbo.tmp_*", "dbo.ordrs"]),
-                             [("dbo", "orders"), ("dbo", "tmp_x")], task_name="t")
+    selection = match_tables(
+        _task(["dbo.*"], exclude_tables=["dbo.tmp_*", "dbo.ordrs"]),
+        [("dbo", "orders"), ("dbo", "tmp_x")],
+        task_name="t",
+    )
     assert [t.name for t in selection.tables] == ["dbo.orders"]
     assert selection.warnings == [
         "task t: exclude_tables entry dbo.ordrs matched no table of the patterns in source s; "
-        "check it for a typo or remove it."]
+        "check it for a typo or remove it."
+    ]
 
 
 @pytest.fixture()
@@ -100,19 +107,31 @@ def test_a_task_whose_source_is_down_does_not_take_the_others_with_it(
         closed = probe.getsockname()[1]
     monkeypatch.setenv("DOWN_PW", "x")
     config = {
-        "sources": {"down": {"host": "127.0.0.1", "port": closed, "database": "d", "user": "u",
-                             "password_env": "DOWN_PW", "encrypt": "no", "login_timeout_seconds": 2},
-                    "fine": {"host": "db.example", "database": "d", "user": "u", "password_env": "DOWN_PW"}},
+        "sources": {
+            "down": {
+                "host": "127.0.0.1",
+                "port": closed,
+                "database": "d",
+                "user": "u",
+                "password_env": "DOWN_PW",
+                "encrypt": "no",
+                "login_timeout_seconds": 2,
+            },
+            "fine": {"host": "db.example", "database": "d", "user": "u", "password_env": "DOWN_PW"},
+        },
         "destinations": {"lake": {"type": "s3", "url": f"file://{tmp_path}"}},
-        "tasks": {"broken": {"source": "down", "destination": "lake", "tables": ["dbo.*"]},
-                  "works": {"source": "fine", "destination": "lake", "tables": ["dbo.orders"]}},
+        "tasks": {
+            "broken": {"source": "down", "destination": "lake", "tables": ["dbo.*"]},
+            "works": {"source": "fine", "destination": "lake", "tables": ["dbo.orders"]},
+        },
     }
     with caplog.at_level(logging.ERROR, logger="dtaas_dagster"):
         defs = build_definitions(parse_config(config))
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == {"works/dbo/orders"}
     unavailable = defs.resolve_job_def("broken_full_load")
     assert "UNAVAILABLE" in (unavailable.description or "") and "cannot reach SQL Server source 'down'" in (
-        unavailable.description or "")
+        unavailable.description or ""
+    )
     result = unavailable.execute_in_process(raise_on_error=False)
     assert not result.success
     assert any("task broken is unavailable" in r.getMessage() for r in caplog.records)

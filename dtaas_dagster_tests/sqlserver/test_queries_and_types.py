@@ -91,30 +91,49 @@ DT27 = SourceColumn("d", "datetime2", datetime_precision=7)
 
 def test_datetime2_auto_keeps_nanoseconds_when_every_value_fits() -> None:
     choice = resolve_datetime2_choice(
-        DT27, "auto", minimum=dt.datetime(1900, 1, 1), maximum=dt.datetime(2100, 1, 1),
-        max_sub_microsecond=700, table="db.dbo.t",
+        DT27,
+        "auto",
+        minimum=dt.datetime(1900, 1, 1),
+        maximum=dt.datetime(2100, 1, 1),
+        max_sub_microsecond=700,
+        table="db.dbo.t",
     )
     assert choice == "timestamp_ns"
     assert arrow_type(DT27, choice) == pa.timestamp("ns")
 
 
 def test_datetime2_auto_falls_back_to_microseconds_only_without_100ns_digits() -> None:
-    assert resolve_datetime2_choice(
-        DT27, "auto", minimum=dt.datetime(1, 1, 1), maximum=dt.datetime(9999, 12, 31),
-        max_sub_microsecond=0, table="db.dbo.t",
-    ) == "timestamp_us"
+    assert (
+        resolve_datetime2_choice(
+            DT27,
+            "auto",
+            minimum=dt.datetime(1, 1, 1),
+            maximum=dt.datetime(9999, 12, 31),
+            max_sub_microsecond=0,
+            table="db.dbo.t",
+        )
+        == "timestamp_us"
+    )
     with pytest.raises(Datetime2PrecisionError, match="Set datetime2 for this column to string"):
         resolve_datetime2_choice(
-            DT27, "auto", minimum=dt.datetime(1, 1, 1), maximum=dt.datetime(9999, 12, 31),
-            max_sub_microsecond=100, table="db.dbo.t",
+            DT27,
+            "auto",
+            minimum=dt.datetime(1, 1, 1),
+            maximum=dt.datetime(9999, 12, 31),
+            max_sub_microsecond=100,
+            table="db.dbo.t",
         )
 
 
 def test_datetime2_timestamp_ns_refuses_out_of_range_values_up_front() -> None:
     with pytest.raises(Datetime2PrecisionError, match="outside what timestamp\\[ns\\] holds"):
         resolve_datetime2_choice(
-            DT27, "timestamp_ns", minimum=dt.datetime(1, 1, 1), maximum=dt.datetime(2000, 1, 1),
-            max_sub_microsecond=0, table="db.dbo.t",
+            DT27,
+            "timestamp_ns",
+            minimum=dt.datetime(1, 1, 1),
+            maximum=dt.datetime(2000, 1, 1),
+            max_sub_microsecond=0,
+            table="db.dbo.t",
         )
 
 
@@ -125,21 +144,28 @@ def test_text_conversions_for_time_and_datetimeoffset() -> None:
         pa.array(["2024-01-02 03:04:05.1234567 +05:30", "0001-01-01 00:00:00 +00:00"]), pa.timestamp("us", tz="UTC")
     )
     assert instants.to_pylist() == [
-        dt.datetime(2024, 1, 1, 21, 34, 5, 123456, tzinfo=dt.timezone.utc),
-        dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(2024, 1, 1, 21, 34, 5, 123456, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
     ]
 
 
 def test_driver_errors_are_translated_and_scrubbed() -> None:
     login = translate_driver_error(
         Exception("28000", "[Microsoft][ODBC Driver 18][SQL Server]Login failed for user 'etl'. PWD=hunter2;"),
-        source="sales", address="db:1433", user="etl", password_env="SALES_PW", password="hunter2",
+        source="sales",
+        address="db:1433",
+        user="etl",
+        password_env="SALES_PW",
+        password="hunter2",
     )
     assert isinstance(login, SqlServerLoginFailed)
     assert "SALES_PW" in str(login) and "hunter2" not in str(login)
     unreachable = translate_driver_error(
         Exception("HYT00", "[Microsoft][ODBC Driver 18]Login timeout expired"),
-        source="sales", address="db:1433", user="etl", password_env="SALES_PW",
+        source="sales",
+        address="db:1433",
+        user="etl",
+        password_env="SALES_PW",
     )
     assert isinstance(unreachable, SqlServerUnreachable)
     assert "cannot reach SQL Server source 'sales' at db:1433" in str(unreachable)
@@ -148,14 +174,27 @@ def test_driver_errors_are_translated_and_scrubbed() -> None:
 
 def test_connection_string_escapes_values_and_can_hide_the_password() -> None:
     resource = SqlServerResource(
-        source_name="s", host="db", port=1433, database="sa;les", user="etl", password="p}w;x",
-        driver="msodbc18", encrypt="optional",
+        source_name="s",
+        host="db",
+        port=1433,
+        database="sa;les",
+        user="etl",
+        password="p}w;x",
+        driver="msodbc18",
+        encrypt="optional",
     )
     full = resource.connection_string()
     assert "DATABASE={sa;les}" in full and "PWD={p}}w;x}" in full and "Encrypt=optional" in full
     assert "p}w" not in resource.connection_string(with_password=False)
     freetds = SqlServerResource(
-        source_name="s", host="db", port=1444, database="d", user="u", password="p", driver="freetds", encrypt="no",
+        source_name="s",
+        host="db",
+        port=1444,
+        database="d",
+        user="u",
+        password="p",
+        driver="freetds",
+        encrypt="no",
     ).connection_string()
     assert "TDS_Version=7.4" in freetds and "PORT=1444" in freetds and "Encryption=off" in freetds
 
@@ -169,7 +208,15 @@ def test_snapshot_batch_ends_with_the_server_side_row_count() -> None:
 
 
 def test_datetime2_auto_becomes_exact_text_for_text_destinations() -> None:
-    assert resolve_datetime2_choice(
-        DT27, "auto", minimum=dt.datetime(1, 1, 1), maximum=dt.datetime(9999, 12, 31),
-        max_sub_microsecond=100, table="db.dbo.t", text_destination=True,
-    ) == "string"
+    assert (
+        resolve_datetime2_choice(
+            DT27,
+            "auto",
+            minimum=dt.datetime(1, 1, 1),
+            maximum=dt.datetime(9999, 12, 31),
+            max_sub_microsecond=100,
+            table="db.dbo.t",
+            text_destination=True,
+        )
+        == "string"
+    )

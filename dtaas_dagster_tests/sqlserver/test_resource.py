@@ -27,17 +27,26 @@ DRIVERS = ["msodbc18", "freetds"]
 
 def resource_for(sqlserver: Any, database: str, driver: str, password: str | None = None) -> SqlServerResource:
     return SqlServerResource(
-        source_name="src", host=sqlserver.host, port=sqlserver.port, database=database, user=sqlserver.user,
-        password=sqlserver.password if password is None else password, password_env="SRC_PW",
-        driver=driver, encrypt="no", trust_server_certificate=True, login_timeout_seconds=5,
+        source_name="src",
+        host=sqlserver.host,
+        port=sqlserver.port,
+        database=database,
+        user=sqlserver.user,
+        password=sqlserver.password if password is None else password,
+        password_env="SRC_PW",
+        driver=driver,
+        encrypt="no",
+        trust_server_certificate=True,
+        login_timeout_seconds=5,
     )
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_catalog_server_info_tables_and_schema(driver: str, sqlserver: Any, sqlserver_db: Any) -> None:
     seed_all_types(sqlserver_db)
-    sqlserver_db.seed_table("sales", "orders", pa.table({"order_id": pa.array([1, 2, 3], pa.int64())}),
-                            primary_key=["order_id"])
+    sqlserver_db.seed_table(
+        "sales", "orders", pa.table({"order_id": pa.array([1, 2, 3], pa.int64())}), primary_key=["order_id"]
+    )
     resource = resource_for(sqlserver, sqlserver_db.name, driver)
     info = resource.server_info()
     assert info.database == sqlserver_db.name and info.snapshot_isolation
@@ -74,7 +83,9 @@ def test_snapshot_read_is_exact_with_each_driver(driver: str, sqlserver: Any, sq
 def test_datetime2_that_fits_no_type_stops_before_reading(sqlserver: Any, sqlserver_db: Any) -> None:
     seed_all_types(sqlserver_db)
     resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
-    with pytest.raises(ValueError, match=r"c_sentinel_text \(datetime2\(7\)\).*Set datetime2 for this column to string"):
+    with pytest.raises(
+        ValueError, match=r"c_sentinel_text \(datetime2\(7\)\).*Set datetime2 for this column to string"
+    ):
         plan_for(resource, "all_types", SnapshotOptions())
 
 
@@ -96,8 +107,9 @@ def test_a_batch_fits_the_row_estimate_and_a_stale_estimate_only_means_more_batc
     assert batch_rows_for(None, 1_000) == MIN_BATCH_ROWS  # sized by MB: rows still capped
     assert batch_rows_for(50_000, None) == 50_000 and batch_rows_for(None, None) is None
     rows = 25_000
-    sqlserver_db.seed_table("dbo", "grown", pa.table({"id": pa.array(range(rows), pa.int32())}),
-                            columns={"id": "int"}, primary_key=["id"])
+    sqlserver_db.seed_table(
+        "dbo", "grown", pa.table({"id": pa.array(range(rows), pa.int32())}), columns={"id": "int"}, primary_key=["id"]
+    )
     resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
     plan = plan_for(resource, "grown", SnapshotOptions())
     # as if the catalog still said 100 rows: 10,000-row batches, every row, the count checked

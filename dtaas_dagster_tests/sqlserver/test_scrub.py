@@ -44,7 +44,11 @@ def test_connection_string_password_values_are_replaced_whatever_the_password(te
 
 def test_driver_messages_keep_their_words_with_a_one_letter_password() -> None:
     error = translate_driver_error(
-        Exception("HYT00", TIMEOUT), source="sales", address="db:1433", user="etl", password_env="SALES_PW",
+        Exception("HYT00", TIMEOUT),
+        source="sales",
+        address="db:1433",
+        user="etl",
+        password_env="SALES_PW",
         password="x",
     )
     assert isinstance(error, SqlServerUnreachable)

@@ -61,7 +61,9 @@ def _customers(rng: random.Random) -> DemoTable:
         rows["name"].append(f"{first} {last}")
         rows["email"].append(f"customer{i}@example.com")
         rows["country"].append(rng.choice(_COUNTRIES))
-        rows["created_at"].append(BASE_TIME + timedelta(seconds=rng.randrange(0, 3600 * 24 * 365), microseconds=rng.randrange(10**6)))
+        rows["created_at"].append(
+            BASE_TIME + timedelta(seconds=rng.randrange(0, 3600 * 24 * 365), microseconds=rng.randrange(10**6))
+        )
         rows["is_active"].append(rng.random() > 0.1)
         rows["customer_guid"].append(_guid(rng))
         rows["notes"].append(None if rng.random() < 0.7 else "VIP; " * rng.randrange(1, 400))
@@ -76,7 +78,9 @@ def _customers(rng: random.Random) -> DemoTable:
 
 
 def _products(rng: random.Random) -> DemoTable:
-    rows: dict[str, list[Any]] = {k: [] for k in ("product_id", "name", "price", "list_price", "introduced", "discontinued")}
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("product_id", "name", "price", "list_price", "introduced", "discontinued")
+    }
     for i in range(1, PRODUCTS + 1):
         price = Decimal(rng.randrange(99, 250_000)) / 100
         rows["product_id"].append(i)
@@ -96,7 +100,9 @@ def _products(rng: random.Random) -> DemoTable:
 
 def _orders_and_lines(rng: random.Random, products: pa.Table) -> tuple[DemoTable, DemoTable]:
     prices = products.column("price").to_pylist()
-    orders: dict[str, list[Any]] = {k: [] for k in ("order_id", "customer_id", "ordered_at", "ship_date", "status", "total", "notes")}
+    orders: dict[str, list[Any]] = {
+        k: [] for k in ("order_id", "customer_id", "ordered_at", "ship_date", "status", "total", "notes")
+    }
     lines: dict[str, list[Any]] = {k: [] for k in ("order_id", "line_no", "product_id", "quantity", "unit_price")}
     for order_id in range(1, ORDERS + 1):
         ordered_at = BASE_TIME + timedelta(minutes=rng.randrange(0, 60 * 24 * 400), microseconds=rng.randrange(10**6))
@@ -111,7 +117,9 @@ def _orders_and_lines(rng: random.Random, products: pa.Table) -> tuple[DemoTable
         orders["order_id"].append(order_id)
         orders["customer_id"].append(rng.randrange(1, CUSTOMERS + 1))
         orders["ordered_at"].append(ordered_at)
-        orders["ship_date"].append(None if rng.random() < 0.2 else (ordered_at + timedelta(days=rng.randrange(1, 9))).date())
+        orders["ship_date"].append(
+            None if rng.random() < 0.2 else (ordered_at + timedelta(days=rng.randrange(1, 9))).date()
+        )
         orders["status"].append(rng.choice(_STATUSES))
         orders["total"].append(total.quantize(Decimal("0.0001")))
         orders["notes"].append(None if rng.random() < 0.8 else f"Bitte klingeln / 请敲门 #{order_id}")

@@ -65,9 +65,7 @@ def ipc_to_arrow(data: bytes) -> pa.Table:
 def check_database_name(name: str) -> str:
     """Database names the control API accepts: plain identifiers, so quoting is trivial."""
     if not _DATABASE_NAME.match(name):
-        raise DoubleControlError(
-            f"database name {name!r} is not a plain identifier; use letters, digits and '_' only"
-        )
+        raise DoubleControlError(f"database name {name!r} is not a plain identifier; use letters, digits and '_' only")
     return name
 
 

@@ -89,8 +89,9 @@ class DoubleServer:
     def __enter__(self) -> DoubleServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def tls_context(self) -> ssl.SSLContext:
@@ -108,8 +109,9 @@ class DoubleServer:
     def _accept_loop(self) -> None:
         from .tds.connection import Connection, ConnectionSettings
 
-        settings = ConnectionSettings(self.engine, self.faults, self.tls_context, self.login_encryption,
-                                      self.max_packet_size, self._record)
+        settings = ConnectionSettings(
+            self.engine, self.faults, self.tls_context, self.login_encryption, self.max_packet_size, self._record
+        )
         assert self._listener is not None
         while not self._stopping.is_set():
             try:
@@ -124,8 +126,7 @@ class DoubleServer:
                 spid = self._next_spid
                 self._next_spid += 1
             conn = Connection(sock, settings, spid)
-            thread = threading.Thread(target=self._serve, args=(spid, conn), name=f"double-spid-{spid}",
-                                      daemon=True)
+            thread = threading.Thread(target=self._serve, args=(spid, conn), name=f"double-spid-{spid}", daemon=True)
             with self._lock:
                 self._connections[spid] = (conn, thread)
             thread.start()

@@ -26,29 +26,45 @@ TRANSFORMS = [
 
 
 def _expected(db: Any) -> list[dict[str, Any]]:
-    return [{"id": r["id"], "v": r["v"].upper() if r["v"] is not None else None, "amount": r["amount"],
-             "amount_x2": r["amount"] * 2}
-            for r in source_rows(db, "dbo", "orders", "id") if r["amount"] is not None and r["amount"] >= 2]
+    return [
+        {
+            "id": r["id"],
+            "v": r["v"].upper() if r["v"] is not None else None,
+            "amount": r["amount"],
+            "amount_x2": r["amount"] * 2,
+        }
+        for r in source_rows(db, "dbo", "orders", "id")
+        if r["amount"] is not None and r["amount"] >= 2
+    ]
 
 
 def test_cdc_windows_are_transformed_like_the_snapshot(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance  # noqa: F811
+    sqlserver: Any,
+    sqlserver_db: Any,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,  # noqa: F811
 ) -> None:
     capture = _setup(sqlserver_db)
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, NULL), (2, N'b', 2.00, NULL), "
-                        "(3, N'ç', 5.00, NULL), (4, N'd', 9.00, NULL)")
+    _exec(
+        sqlserver_db,
+        "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, NULL), (2, N'b', 2.00, NULL), "
+        "(3, N'ç', 5.00, NULL), (4, N'd', 9.00, NULL)",
+    )
     capture.step()
-    config = cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake",
-                        [{"name": "dbo.orders", "transformations": TRANSFORMS}])
+    config = cdc_config(
+        sqlserver, sqlserver_db.name, tmp_path / "lake", [{"name": "dbo.orders", "transformations": TRANSFORMS}]
+    )
     harness = CdcHarness(config, sqlserver, instance, tmp_path / "lake")
     [snapshot] = harness.cycle()
     assert snapshot.success
-    _exec(sqlserver_db,
-          "UPDATE dbo.orders SET amount = 1.00 WHERE id = 3",    # stops matching: must leave the destination
-          "UPDATE dbo.orders SET amount = 7.00 WHERE id = 1",    # starts matching: must arrive
-          "UPDATE dbo.orders SET v = N'bb' WHERE id = 2",        # still matches: updated, transformed
-          "DELETE FROM dbo.orders WHERE id = 4",
-          "INSERT INTO dbo.orders VALUES (5, N'e', 0.50, NULL), (6, N'f', 6.00, NULL)")
+    _exec(
+        sqlserver_db,
+        "UPDATE dbo.orders SET amount = 1.00 WHERE id = 3",  # stops matching: must leave the destination
+        "UPDATE dbo.orders SET amount = 7.00 WHERE id = 1",  # starts matching: must arrive
+        "UPDATE dbo.orders SET v = N'bb' WHERE id = 2",  # still matches: updated, transformed
+        "DELETE FROM dbo.orders WHERE id = 4",
+        "INSERT INTO dbo.orders VALUES (5, N'e', 0.50, NULL), (6, N'f', 6.00, NULL)",
+    )
     capture.step()
     [window] = harness.cycle()
     assert window.success
@@ -62,18 +78,26 @@ def test_cdc_windows_are_transformed_like_the_snapshot(
     assert "dtaas/filter_pushdown" not in metadata  # change reads are never filtered in SQL Server
 
 
-@pytest.mark.parametrize("transform", [
-    {"type": "rename_column", "config": {"old_name": "id", "new_name": "order_id"}},
-    {"type": "drop_column", "config": {"column_name": "id"}},
-])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        {"type": "rename_column", "config": {"old_name": "id", "new_name": "order_id"}},
+        {"type": "drop_column", "config": {"column_name": "id"}},
+    ],
+)
 def test_cdc_refuses_a_transform_that_breaks_the_merge_key(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, transform: dict[str, Any]  # noqa: F811
+    sqlserver: Any,
+    sqlserver_db: Any,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,  # noqa: F811
+    transform: dict[str, Any],
 ) -> None:
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1.50, NULL)")
     capture.step()
-    config = cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake",
-                        [{"name": "dbo.orders", "transformations": [transform]}])
+    config = cdc_config(
+        sqlserver, sqlserver_db.name, tmp_path / "lake", [{"name": "dbo.orders", "transformations": [transform]}]
+    )
     [snapshot] = CdcHarness(config, sqlserver, instance, tmp_path / "lake").cycle()
     assert not snapshot.success
     failure = [e for e in snapshot.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE][0]

@@ -36,25 +36,46 @@ EDITED = [
 
 
 def _seed(db: Any) -> None:
-    db.seed_table("dbo", "orders", pa.table({
-        "ID": pa.array([1, 2, 3, 4], pa.int32()),
-        "status": ["shipped", "shipped", "open", "shipped"],
-        "amount": pa.array([5, 50, 70, 99], pa.int32()),
-        "note": ["a", "b", "c", "ünï"],
-    }), columns={"note": "nvarchar(20)", "status": "nvarchar(10)"}, primary_key=["ID"])
-    db.seed_table("dbo", "tenants", pa.table({"id": pa.array([12345], pa.int32()), "db": [db.name]}),
-                  primary_key=["id"])
+    db.seed_table(
+        "dbo",
+        "orders",
+        pa.table(
+            {
+                "ID": pa.array([1, 2, 3, 4], pa.int32()),
+                "status": ["shipped", "shipped", "open", "shipped"],
+                "amount": pa.array([5, 50, 70, 99], pa.int32()),
+                "note": ["a", "b", "c", "ünï"],
+            }
+        ),
+        columns={"note": "nvarchar(20)", "status": "nvarchar(10)"},
+        primary_key=["ID"],
+    )
+    db.seed_table(
+        "dbo", "tenants", pa.table({"id": pa.array([12345], pa.int32()), "db": [db.name]}), primary_key=["id"]
+    )
 
 
 def _config(sqlserver: Any, db: Any, lake: Path) -> dict[str, Any]:
     return {
         "sources": {"src": source_config(sqlserver, db.name)},
-        "destinations": {"dst": {"type": "s3", "url": f"file://{lake}",
-                                 "path_template": "data/$CustomerId/$sourceTableName/$loadDate/$partitionKey"}},
-        "variables": {"CustomerId": {"source": "src",
-                                     "query": "SELECT id FROM dbo.tenants WHERE db = '$sourceDatabaseName'"}},
-        "tasks": {"t": {"source": "src", "destination": "dst", "retry": {"max_retries": 0},
-                        "tables": [{"name": "dbo.orders", "transformations": YAML_TRANSFORMS}]}},
+        "destinations": {
+            "dst": {
+                "type": "s3",
+                "url": f"file://{lake}",
+                "path_template": "data/$CustomerId/$sourceTableName/$loadDate/$partitionKey",
+            }
+        },
+        "variables": {
+            "CustomerId": {"source": "src", "query": "SELECT id FROM dbo.tenants WHERE db = '$sourceDatabaseName'"}
+        },
+        "tasks": {
+            "t": {
+                "source": "src",
+                "destination": "dst",
+                "retry": {"max_retries": 0},
+                "tables": [{"name": "dbo.orders", "transformations": YAML_TRANSFORMS}],
+            }
+        },
     }
 
 
@@ -65,8 +86,10 @@ def _partition(lake: Path) -> tuple[Path, pa.Table]:
 
 
 def _metadata(home: Path) -> list[dict[str, Any]]:
-    return [{k: getattr(v, "value", v) for k, v in m.metadata.items()}
-            for m in materializations(home, ["t", "dbo", "orders"])]
+    return [
+        {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+        for m in materializations(home, ["t", "dbo", "orders"])
+    ]
 
 
 @pytest.mark.timeout(1200)
@@ -92,28 +115,43 @@ def test_yaml_transforms_then_edited_op_config_for_one_run(sqlserver: Any, sqlse
 
     # The same partition again, with the transforms edited for this run only.
     run_config = tmp_path / "run.yaml"
-    run_config.write_text(yaml.safe_dump(
-        {"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": EDITED}}}}}}))
-    second = run_job(job="t_tables", config_path=config_path, home=first.dagster_home, password=sqlserver.password,
-                     extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})])
+    run_config.write_text(
+        yaml.safe_dump({"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": EDITED}}}}}})
+    )
+    second = run_job(
+        job="t_tables",
+        config_path=config_path,
+        home=first.dagster_home,
+        password=sqlserver.password,
+        extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})],
+    )
     assert second.ok, second.output[-4000:]
     _, table = _partition(lake)
     assert table.to_pylist() == [{"ID": 1, "status": "shipped", "amount": 5, "note": "a", "tag": "shipped#1"}]
     assert _metadata(first.dagster_home)[-1]["dtaas/transforms"] == EDITED
 
     # The YAML is unchanged: the next load uses it again.
-    third = run_job(job="t_tables", config_path=config_path, home=first.dagster_home, password=sqlserver.password,
-                    extra_args=["--tags", json.dumps({"dagster/partition": key})])
+    third = run_job(
+        job="t_tables",
+        config_path=config_path,
+        home=first.dagster_home,
+        password=sqlserver.password,
+        extra_args=["--tags", json.dumps({"dagster/partition": key})],
+    )
     assert third.ok, third.output[-4000:]
     assert _partition(lake)[1].column("order_id").to_pylist() == [2, 4]
 
 
 BAD_RUN_CONFIGS = [
-    ([{"type": "drop_column", "config": {"column_name": "statsu"}}],
-     "table dbo.orders: transformation #1 (drop_column): column_name 'statsu' is not a column here; did you mean"),
+    (
+        [{"type": "drop_column", "config": {"column_name": "statsu"}}],
+        "table dbo.orders: transformation #1 (drop_column): column_name 'statsu' is not a column here; did you mean",
+    ),
     ([{"type": "uppercase", "config": {}}], "op config tables.dbo.orders.transformations[0]: unknown transform type"),
-    ([{"type": "add_column", "config": {"column_name": "x", "value": "$Customer"}}],
-     "value uses $Customer, which is not a variable; known variables:"),
+    (
+        [{"type": "add_column", "config": {"column_name": "x", "value": "$Customer"}}],
+        "value uses $Customer, which is not a variable; known variables:",
+    ),
 ]
 
 
@@ -130,10 +168,18 @@ def test_a_bad_transform_in_the_run_config_fails_and_writes_nothing(
     key = _partition(lake)[0].name
     for number, (transforms, message) in enumerate(BAD_RUN_CONFIGS):
         run_config = tmp_path / f"run{number}.yaml"
-        run_config.write_text(yaml.safe_dump(
-            {"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": transforms}}}}}}))
-        bad = run_job(job="t_tables", config_path=config_path, home=first.dagster_home, password=sqlserver.password,
-                      extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})])
+        run_config.write_text(
+            yaml.safe_dump(
+                {"ops": {"t__dbo__orders": {"config": {"tables": {"dbo.orders": {"transformations": transforms}}}}}}
+            )
+        )
+        bad = run_job(
+            job="t_tables",
+            config_path=config_path,
+            home=first.dagster_home,
+            password=sqlserver.password,
+            extra_args=["--config", str(run_config), "--tags", json.dumps({"dagster/partition": key})],
+        )
         assert not bad.ok and message in bad.output, (message, bad.output[-3000:])
         assert sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*")) == before
         assert len(materializations(first.dagster_home, ["t", "dbo", "orders"])) == 1

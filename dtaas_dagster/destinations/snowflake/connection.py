@@ -46,8 +46,9 @@ class ConnectionSettings:
 def _secret(env_name: str, field_name: str) -> str:
     value = os.environ.get(env_name)
     if not value:
-        raise SnowflakeConfigError(f"environment variable {env_name} (the destination's {field_name}) is not set; "
-                                   "export it before running")
+        raise SnowflakeConfigError(
+            f"environment variable {env_name} (the destination's {field_name}) is not set; export it before running"
+        )
     return value
 
 
@@ -73,8 +74,11 @@ def resource_arguments(settings: ConnectionSettings) -> dict[str, Any]:
     for name in ("role", "warehouse"):
         if getattr(settings, name):
             args[name] = getattr(settings, name)
-    extra: dict[str, Any] = {k: v for k, v in (("host", settings.host), ("port", settings.port),
-                                                ("protocol", settings.protocol)) if v is not None}
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in (("host", settings.host), ("port", settings.port), ("protocol", settings.protocol))
+        if v is not None
+    }
     extra.update(settings.connection_args)
     if extra:
         args["additional_snowflake_connection_args"] = extra
@@ -93,8 +97,9 @@ def open_connection(settings: ConnectionSettings) -> Iterator[Any]:
         connection = stack.enter_context(SnowflakeResource(**arguments).get_connection())
     except ValueError as exc:
         if "private key" in str(exc).lower():
-            raise SnowflakeConfigError(f"{what}: the private key could not be read ({exc}); check the key and "
-                                       "private_key_passphrase_env") from None
+            raise SnowflakeConfigError(
+                f"{what}: the private key could not be read ({exc}); check the key and private_key_passphrase_env"
+            ) from None
         raise
     except Exception as exc:
         if type(exc).__module__.startswith("snowflake.connector"):

@@ -56,8 +56,9 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     password_env: str | None = Field(default=None, description="NAME of the env var holding the password.")
     private_key_file: str | None = Field(default=None, description="Path of a PEM private key file.")
     private_key_env: str | None = Field(default=None, description="NAME of the env var holding a PEM private key.")
-    private_key_passphrase_env: str | None = Field(default=None,
-                                                   description="NAME of the env var holding the key's passphrase.")
+    private_key_passphrase_env: str | None = Field(
+        default=None, description="NAME of the env var holding the key's passphrase."
+    )
     role: str | None = Field(default=None, description="Role; unset = the user's default.")
     warehouse: str | None = Field(default=None, description="Warehouse; unset = the user's default.")
     database_template: str = Field(description="Target database template ($variables).")
@@ -80,40 +81,79 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
     def from_destination(cls, destination: SnowflakeDestination, task: TaskConfig) -> SnowflakeIOManager:
         """The IO manager of one task's ``type: snowflake`` destination."""
         return cls(
-            account=destination.account, user=destination.user, password_env=destination.password_env,
-            private_key_file=destination.private_key_file, private_key_env=destination.private_key_env,
+            account=destination.account,
+            user=destination.user,
+            password_env=destination.password_env,
+            private_key_file=destination.private_key_file,
+            private_key_env=destination.private_key_env,
             private_key_passphrase_env=destination.private_key_passphrase_env,
-            role=destination.role, warehouse=destination.warehouse,
-            database_template=destination.database, schema_template=destination.schema,
-            table_template=destination.table, identifier_case=destination.identifier_case,
-            stage=destination.stage, state_table=destination.state_table, delete_mode=destination.delete_mode,
+            role=destination.role,
+            warehouse=destination.warehouse,
+            database_template=destination.database,
+            schema_template=destination.schema,
+            table_template=destination.table,
+            identifier_case=destination.identifier_case,
+            stage=destination.stage,
+            state_table=destination.state_table,
+            delete_mode=destination.delete_mode,
             cdc_apply=destination.cdc_apply,
-            schema_drift=task.schema_drift, host=destination.host, port=destination.port,
-            protocol=destination.protocol, connection_args=dict(destination.connection_args),
-            file_max_rows=task.file_size.rows, file_max_mb=task.file_size.mb,
+            schema_drift=task.schema_drift,
+            host=destination.host,
+            port=destination.port,
+            protocol=destination.protocol,
+            connection_args=dict(destination.connection_args),
+            file_max_rows=task.file_size.rows,
+            file_max_mb=task.file_size.mb,
         )
 
     # ------------------------------------------------------------------ plumbing
 
     def _connection_settings(self) -> ConnectionSettings:
         return ConnectionSettings(
-            account=self.account, user=self.user, password_env=self.password_env,
-            private_key_file=self.private_key_file, private_key_env=self.private_key_env,
-            private_key_passphrase_env=self.private_key_passphrase_env, role=self.role, warehouse=self.warehouse,
-            host=self.host, port=self.port, protocol=self.protocol, connection_args=dict(self.connection_args))
+            account=self.account,
+            user=self.user,
+            password_env=self.password_env,
+            private_key_file=self.private_key_file,
+            private_key_env=self.private_key_env,
+            private_key_passphrase_env=self.private_key_passphrase_env,
+            role=self.role,
+            warehouse=self.warehouse,
+            host=self.host,
+            port=self.port,
+            protocol=self.protocol,
+            connection_args=dict(self.connection_args),
+        )
 
     def _load_settings(self) -> LoadSettings:
         max_bytes = None if self.file_max_mb is None else max(1, int(self.file_max_mb * 1024 * 1024))
-        return LoadSettings(case=self.identifier_case, stage=self.stage, state_table=self.state_table,
-                            delete_mode=self.delete_mode, cdc_apply=self.cdc_apply, schema_drift=self.schema_drift,
-                            file_max_rows=self.file_max_rows, file_max_bytes=max_bytes)
+        return LoadSettings(
+            case=self.identifier_case,
+            stage=self.stage,
+            state_table=self.state_table,
+            delete_mode=self.delete_mode,
+            cdc_apply=self.cdc_apply,
+            schema_drift=self.schema_drift,
+            file_max_rows=self.file_max_rows,
+            file_max_bytes=max_bytes,
+        )
 
     def target_for(self, stream: TableStream, run_id: str) -> TableName:
-        builtins = builtin_values(database=stream.table.database, schema=stream.table.schema, table=stream.table.name,
-                                  partition_key=stream.partition_key, run_id=run_id, task="")
+        builtins = builtin_values(
+            database=stream.table.database,
+            schema=stream.table.schema,
+            table=stream.table.name,
+            partition_key=stream.partition_key,
+            run_id=run_id,
+            task="",
+        )
         variables = {**builtins, **{k: str(v) for k, v in stream.variables.items()}}
-        return render_target(database=self.database_template, schema=self.schema_template,
-                             table=self.table_template, variables=variables, case=self.identifier_case)
+        return render_target(
+            database=self.database_template,
+            schema=self.schema_template,
+            table=self.table_template,
+            variables=variables,
+            case=self.identifier_case,
+        )
 
     # ------------------------------------------------------------------ output
 
@@ -121,14 +161,25 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         if obj is None:  # the table steps write themselves (write_stream) and return nothing here
             return
         if not isinstance(obj, TableStream):
-            raise TypeError(f"SnowflakeIOManager writes TableStream objects, but {context.asset_key.to_user_string()} "
-                            f"returned {type(obj).__name__}; give this asset another io_manager_key")
+            raise TypeError(
+                f"SnowflakeIOManager writes TableStream objects, but {context.asset_key.to_user_string()} "
+                f"returned {type(obj).__name__}; give this asset another io_manager_key"
+            )
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        context.add_output_metadata(dict(self.write_stream(
-            obj, asset_key=context.asset_key, partition_key=partition, run_id=context.run_id)))
+        context.add_output_metadata(
+            dict(self.write_stream(obj, asset_key=context.asset_key, partition_key=partition, run_id=context.run_id))
+        )
 
-    def write_stream(self, stream: TableStream, *, asset_key: dg.AssetKey, partition_key: str | None, run_id: str,
-                     attempt: int = 0, run_finished: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    def write_stream(
+        self,
+        stream: TableStream,
+        *,
+        asset_key: dg.AssetKey,
+        partition_key: str | None,
+        run_id: str,
+        attempt: int = 0,
+        run_finished: Callable[[str], bool] | None = None,
+    ) -> dict[str, Any]:
         """Load one partition of one table; return its materialization metadata.
 
         ``run_finished`` (the S3 writer's guard for concurrent loads of one partition) is not
@@ -138,9 +189,15 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         target = self.target_for(stream, run_id)
         with open_connection(self._connection_settings()) as connection:
             started = time.monotonic()  # after the connector's import and login
-            report = load_stream(Session(connection, target=target.display), stream, target=target,
-                                 settings=self._load_settings(), load_id=new_load_id(run_id, attempt),
-                                 run_id=run_id, log=log)
+            report = load_stream(
+                Session(connection, target=target.display),
+                stream,
+                target=target,
+                settings=self._load_settings(),
+                load_id=new_load_id(run_id, attempt),
+                run_id=run_id,
+                log=log,
+            )
         _WRITTEN[(asset_key.to_user_string(), partition_key)] = target
         return output_metadata(stream, report, time.monotonic() - started)
 
@@ -166,21 +223,32 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         Raises ``ManifestNotFoundError`` when no load of the partition is recorded; a table that
         cannot be read raises the session's error (a RuntimeError).
         """
-        what = f"partition {partition_key} of {asset_key.to_user_string()}" if partition_key else \
-            asset_key.to_user_string()
+        what = (
+            f"partition {partition_key} of {asset_key.to_user_string()}"
+            if partition_key
+            else asset_key.to_user_string()
+        )
         target = _WRITTEN.get((asset_key.to_user_string(), partition_key)) or self._recorded_target(
-            _current_instance(what), asset_key, partition_key)
+            _current_instance(what), asset_key, partition_key
+        )
         log_table = loads_table_of(target, self._load_settings())
         with open_connection(self._connection_settings()) as connection:
             session = Session(connection, target=target.display)
             found = loads.newest(session, log_table, target, partition_key) if partition_key else None
             if found is None:
-                raise ManifestNotFoundError(f"{what} has no committed load of {target.display} in "
-                                            f"{log_table.display}; load the partition again")
+                raise ManifestNotFoundError(
+                    f"{what} has no committed load of {target.display} in {log_table.display}; load the partition again"
+                )
             table_rows = int(session.scalar(sql.count_rows(target)) or 0)
-        return {"manifest": f"snowflake://{log_table.display}", "files": found.files, "rows": found.rows,
-                "load_id": found.load_id, "run_id": found.run_id, "table_rows": table_rows,
-                "applied": found.applied}
+        return {
+            "manifest": f"snowflake://{log_table.display}",
+            "files": found.files,
+            "rows": found.rows,
+            "load_id": found.load_id,
+            "run_id": found.run_id,
+            "table_rows": table_rows,
+            "applied": found.applied,
+        }
 
     # ------------------------------------------------------------------ input
 
@@ -188,21 +256,31 @@ class SnowflakeIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_key:
             raise TypeError("SnowflakeIOManager loads asset inputs only; this input does not come from an asset")
         asset_key = context.asset_key
-        partitions: list[str | None] = (list(sorted(context.asset_partition_keys)) if context.has_asset_partitions
-                                        else [None])
+        partitions: list[str | None] = (
+            list(sorted(context.asset_partition_keys)) if context.has_asset_partitions else [None]
+        )
         targets = {self._recorded_target(context.instance, asset_key, p) for p in partitions}
         with open_connection(self._connection_settings()) as connection:
-            tables = [read_table(Session(connection, target=t.display), t, state_table=t.sibling(self.state_table),
-                                 what=asset_key.to_user_string(), soft_delete=self.delete_mode == "soft")
-                      for t in sorted(targets, key=lambda t: t.display)]
+            tables = [
+                read_table(
+                    Session(connection, target=t.display),
+                    t,
+                    state_table=t.sibling(self.state_table),
+                    what=asset_key.to_user_string(),
+                    soft_delete=self.delete_mode == "soft",
+                )
+                for t in sorted(targets, key=lambda t: t.display)
+            ]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         return table.to_pandas() if _wants_pandas(context) else table
 
-    def _recorded_target(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey,
-                         partition: str | None) -> TableName:
+    def _recorded_target(
+        self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None
+    ) -> TableName:
         what = f"partition {partition} of {asset_key.to_user_string()}" if partition else asset_key.to_user_string()
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None), limit=1,
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition] if partition else None),
+            limit=1,
         ).records
         event = records[0].asset_materialization if records else None
         metadata = event.metadata if event is not None else {}
@@ -232,11 +310,14 @@ def _wants_pandas(context: dg.InputContext) -> bool:
 def output_metadata(stream: TableStream, report: LoadReport, duration: float) -> dict[str, Any]:
     """Materialization metadata of one load: where the rows went, how many, how long each phase took."""
     target = report.target
-    columns = [dg.TableColumn(
-        name=f.name,
-        type=snowflake_type(f.type, stream.source_types.get(f.name), column=f.name).sql,
-        description=f"SQL Server type: {stream.source_types[f.name]}" if f.name in stream.source_types else None)
-        for f in stream.schema]
+    columns = [
+        dg.TableColumn(
+            name=f.name,
+            type=snowflake_type(f.type, stream.source_types.get(f.name), column=f.name).sql,
+            description=f"SQL Server type: {stream.source_types[f.name]}" if f.name in stream.source_types else None,
+        )
+        for f in stream.schema
+    ]
     metadata: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(report.rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),

@@ -58,27 +58,51 @@ def create_statement(loads_table: TableName) -> Statement:
 
 def record(session: Session, loads_table: TableName, load: LoadRecord) -> None:
     """Insert the load's row; call inside the load's transaction."""
-    session.run(Statement(
-        "INSERT_LOAD",
-        f"INSERT INTO {loads_table.sql} (\"TARGET_TABLE\", \"PARTITION_KEY\", \"KIND\", \"ROWS_LOADED\", \"FILES\", "
-        '"FROM_LSN", "TO_LSN", "APPLIED", "LOAD_ID", "RUN_ID", "LOADED_AT") '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP())",
-        (load.target, load.partition_key, load.kind, load.rows, load.files, load.from_lsn, load.to_lsn, load.applied,
-         load.load_id, load.run_id),
-    ))
+    session.run(
+        Statement(
+            "INSERT_LOAD",
+            f'INSERT INTO {loads_table.sql} ("TARGET_TABLE", "PARTITION_KEY", "KIND", "ROWS_LOADED", "FILES", '
+            '"FROM_LSN", "TO_LSN", "APPLIED", "LOAD_ID", "RUN_ID", "LOADED_AT") '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP())",
+            (
+                load.target,
+                load.partition_key,
+                load.kind,
+                load.rows,
+                load.files,
+                load.from_lsn,
+                load.to_lsn,
+                load.applied,
+                load.load_id,
+                load.run_id,
+            ),
+        )
+    )
 
 
 def newest(session: Session, loads_table: TableName, target: TableName, partition_key: str) -> LoadRecord | None:
     """The newest committed load of ``partition_key`` into ``target`` (None when there is none)."""
-    rows = session.rows(Statement(
-        "READ_LOAD",
-        'SELECT "TARGET_TABLE", "PARTITION_KEY", "KIND", "ROWS_LOADED", "FILES", "FROM_LSN", "TO_LSN", "APPLIED", '
-        f'"LOAD_ID", "RUN_ID" FROM {loads_table.sql} WHERE "TARGET_TABLE" = ? AND "PARTITION_KEY" = ? '
-        'ORDER BY "LOADED_AT" DESC LIMIT 1',
-        (target.sql, partition_key),
-    ))
+    rows = session.rows(
+        Statement(
+            "READ_LOAD",
+            'SELECT "TARGET_TABLE", "PARTITION_KEY", "KIND", "ROWS_LOADED", "FILES", "FROM_LSN", "TO_LSN", "APPLIED", '
+            f'"LOAD_ID", "RUN_ID" FROM {loads_table.sql} WHERE "TARGET_TABLE" = ? AND "PARTITION_KEY" = ? '
+            'ORDER BY "LOADED_AT" DESC LIMIT 1',
+            (target.sql, partition_key),
+        )
+    )
     if not rows:
         return None
     t, p, kind, count, files, from_lsn, to_lsn, applied, load_id, run_id = rows[0]
-    return LoadRecord(str(t), str(p), str(kind), int(count or 0), int(files or 0), from_lsn, to_lsn, bool(applied),
-                      str(load_id), str(run_id))
+    return LoadRecord(
+        str(t),
+        str(p),
+        str(kind),
+        int(count or 0),
+        int(files or 0),
+        from_lsn,
+        to_lsn,
+        bool(applied),
+        str(load_id),
+        str(run_id),
+    )

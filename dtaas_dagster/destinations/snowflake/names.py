@@ -42,8 +42,10 @@ def check_identifier(name: str, *, what: str) -> str:
     if not name or not name.strip():
         raise SnowflakeNameError(f"{what} is empty; check the destination's name templates and variables")
     if len(name) > MAX_IDENTIFIER_LENGTH:
-        raise SnowflakeNameError(f"{what} {name[:40]!r}... is {len(name)} characters; Snowflake allows "
-                                 f"{MAX_IDENTIFIER_LENGTH}. Shorten the template or the variable.")
+        raise SnowflakeNameError(
+            f"{what} {name[:40]!r}... is {len(name)} characters; Snowflake allows "
+            f"{MAX_IDENTIFIER_LENGTH}. Shorten the template or the variable."
+        )
     if _CONTROL.search(name):
         raise SnowflakeNameError(f"{what} {name!r} contains a control character; Snowflake identifiers cannot")
     return name
@@ -100,14 +102,13 @@ def render_name(template: str, variables: Mapping[str, str], *, what: str, case:
     try:
         text = string.Template(template).substitute(variables)
     except KeyError as e:
-        raise SnowflakeNameError(f"{what} template {template!r} uses ${e.args[0]}, which has no value in this "
-                                 "run; define it under variables") from None
+        raise SnowflakeNameError(
+            f"{what} template {template!r} uses ${e.args[0]}, which has no value in this run; define it under variables"
+        ) from None
     return check_identifier(apply_case(text, case), what=f"{what} {text!r}")
 
 
-def render_target(
-    *, database: str, schema: str, table: str, variables: Mapping[str, str], case: str
-) -> TableName:
+def render_target(*, database: str, schema: str, table: str, variables: Mapping[str, str], case: str) -> TableName:
     """The target table of one stream from the destination's three templates."""
     return TableName(
         render_name(database, variables, what="database", case=case),
@@ -124,11 +125,15 @@ def target_columns(source_names: Iterable[str], *, case: str, reserved: Iterable
     for source in source_names:
         target = check_identifier(apply_case(source, case), what=f"column {source!r}")
         if target.upper() in taken:
-            raise SnowflakeNameError(f"column {source!r} has a name dtaas reserves in Snowflake ({target}); "
-                                     "exclude it (columns_exclude) or rename it at the source")
+            raise SnowflakeNameError(
+                f"column {source!r} has a name dtaas reserves in Snowflake ({target}); "
+                "exclude it (columns_exclude) or rename it at the source"
+            )
         if target in seen:
-            raise SnowflakeNameError(f"columns {seen[target]!r} and {source!r} both become {display(target)} under "
-                                     "identifier_case: upper; use identifier_case: preserve for this destination")
+            raise SnowflakeNameError(
+                f"columns {seen[target]!r} and {source!r} both become {display(target)} under "
+                "identifier_case: upper; use identifier_case: preserve for this destination"
+            )
         seen[target] = source
         mapping[source] = target
     return mapping

@@ -16,16 +16,21 @@ from dtaas_dagster.destinations.snowflake.names import TableName
 from dtaas_dagster.destinations.snowflake.session import Session
 from dtaas_dagster.manifest import ManifestNotFoundError
 
-SOFT_DELETE_FIELDS = (pa.field("_dtaas_deleted", pa.bool_()), pa.field("_dtaas_deleted_at", pa.timestamp("ns", tz="UTC")))
+SOFT_DELETE_FIELDS = (
+    pa.field("_dtaas_deleted", pa.bool_()),
+    pa.field("_dtaas_deleted_at", pa.timestamp("ns", tz="UTC")),
+)
 
 
-def read_table(session: Session, target: TableName, *, state_table: TableName, what: str,
-               soft_delete: bool = False) -> pa.Table:
+def read_table(
+    session: Session, target: TableName, *, state_table: TableName, what: str, soft_delete: bool = False
+) -> pa.Table:
     """Every row of ``target``, columns as the newest load recorded them (plus soft-delete flags)."""
     recorded = state.read(session, state_table, target)
     if recorded is None or recorded.schema() is None:
-        raise ManifestNotFoundError(f"{what}: {target.display} has no load recorded in {state_table.display}; "
-                                    "materialize it first")
+        raise ManifestNotFoundError(
+            f"{what}: {target.display} has no load recorded in {state_table.display}; materialize it first"
+        )
     schema = recorded.schema()
     assert schema is not None
     names = [snowflake for _, snowflake in recorded.columns]

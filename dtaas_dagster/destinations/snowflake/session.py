@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 PERMANENT_ERRORS = {
     1003: "Snowflake rejected the SQL (syntax); this is a dtaas bug or a server without this statement",
     2003: "the object does not exist or the role may not use it; check the names and the grants "
-          "(docs/snowflake.md#grants)",
+    "(docs/snowflake.md#grants)",
     2043: "the object does not exist or the operation is not allowed on it; check the names and the grants",
     3001: "the role lacks a privilege; grant it (docs/snowflake.md#grants)",
     90105: "the role lacks a privilege; grant it (docs/snowflake.md#grants)",
@@ -59,7 +59,9 @@ def translate(exc: BaseException, *, what: str) -> Exception:
     errno = _errno(exc)
     message = str(getattr(exc, "msg", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if errno in PERMANENT_ERRORS:
-        return SnowflakePermanentError(f"{what} failed: Snowflake error {errno:06d}: {message}; {PERMANENT_ERRORS[errno]}")
+        return SnowflakePermanentError(
+            f"{what} failed: Snowflake error {errno:06d}: {message}; {PERMANENT_ERRORS[errno]}"
+        )
     code = f"Snowflake error {errno:06d}" if errno is not None else type(exc).__name__
     return SnowflakeStatementError(f"{what} failed: {code}: {message}")
 

@@ -52,8 +52,15 @@ def prepare(batch: pa.RecordBatch, columns: Sequence[Column], schema: pa.Schema)
 class ParquetSpool:
     """Splits a batch stream into Parquet files in ``directory``."""
 
-    def __init__(self, directory: str, columns: Sequence[Column], *, max_rows: int | None, max_bytes: int | None,
-                 row_group_rows: int = 128 * 1024) -> None:
+    def __init__(
+        self,
+        directory: str,
+        columns: Sequence[Column],
+        *,
+        max_rows: int | None,
+        max_bytes: int | None,
+        row_group_rows: int = 128 * 1024,
+    ) -> None:
         self.directory = directory
         self.columns = tuple(columns)
         self.schema = file_schema(columns)
@@ -64,9 +71,12 @@ class ParquetSpool:
 
     def _writer(self, path: str) -> pq.ParquetWriter:
         return pq.ParquetWriter(
-            path, self.schema, compression="snappy",
+            path,
+            self.schema,
+            compression="snappy",
             version="2.6",  # keeps timestamp[ns] as nanoseconds
-            coerce_timestamps=None, use_deprecated_int96_timestamps=False,
+            coerce_timestamps=None,
+            use_deprecated_int96_timestamps=False,
             use_dictionary=[f.name for f in self.schema if pa.types.is_string(f.type)],
         )
 
@@ -107,8 +117,9 @@ class ParquetSpool:
                     if pending_rows >= self.row_group_rows:
                         flush(final=False)
                     full_rows = self.max_rows is not None and rows_in_file >= self.max_rows
-                    full_bytes = (self.max_bytes is not None
-                                  and _size(path) + sum(b.nbytes for b in pending) >= self.max_bytes)
+                    full_bytes = (
+                        self.max_bytes is not None and _size(path) + sum(b.nbytes for b in pending) >= self.max_bytes
+                    )
                     if full_rows or full_bytes:
                         flush(final=True)
                         writer.close()

@@ -27,7 +27,10 @@ SAFE_STAGE_PATH = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 OP, LSN, SEQVAL, COMMIT_TIME = "_DTAAS_OP", "_DTAAS_LSN", "_DTAAS_SEQVAL", "_DTAAS_COMMIT_TIME"
 DELETED, DELETED_AT = "_DTAAS_DELETED", "_DTAAS_DELETED_AT"
 CHANGE_COLUMNS = (OP, LSN, SEQVAL, COMMIT_TIME)
-SOFT_DELETE_COLUMNS = ((DELETED, SnowflakeType("BOOLEAN")), (DELETED_AT, SnowflakeType("TIMESTAMP_TZ", fraction_digits=9)))
+SOFT_DELETE_COLUMNS = (
+    (DELETED, SnowflakeType("BOOLEAN")),
+    (DELETED_AT, SnowflakeType("TIMESTAMP_TZ", fraction_digits=9)),
+)
 STAGING_PREFIX = "_DTAAS_STG_"
 
 
@@ -69,9 +72,11 @@ CURRENT_SESSION = Statement("CURRENT_SESSION", "SELECT CURRENT_ROLE()")
 
 
 def schema_exists(target: TableName) -> Statement:
-    return Statement("SCHEMA_EXISTS",
-                     f"SELECT COUNT(*) FROM {quote(target.database)}.INFORMATION_SCHEMA.SCHEMATA WHERE SCHEMA_NAME = ?",
-                     (target.schema,))
+    return Statement(
+        "SCHEMA_EXISTS",
+        f"SELECT COUNT(*) FROM {quote(target.database)}.INFORMATION_SCHEMA.SCHEMATA WHERE SCHEMA_NAME = ?",
+        (target.schema,),
+    )
 
 
 def create_schema(target: TableName) -> Statement:
@@ -109,16 +114,23 @@ def tables_like(schema_of: TableName, prefix: str) -> Statement:
     )
 
 
-def create_table(table: TableName, columns: Sequence[tuple[str, SnowflakeType]], *,
-                 primary_key: Sequence[str] = (), transient: bool = False) -> Statement:
+def create_table(
+    table: TableName,
+    columns: Sequence[tuple[str, SnowflakeType]],
+    *,
+    primary_key: Sequence[str] = (),
+    transient: bool = False,
+) -> Statement:
     """CREATE TABLE IF NOT EXISTS; key columns NOT NULL and recorded as the (informational) primary key."""
     keys = set(primary_key)
     defs = [f"{quote(name)} {kind.sql}{' NOT NULL' if name in keys else ''}" for name, kind in columns]
     if primary_key:
         defs.append(f"PRIMARY KEY ({column_list(primary_key)})")
     kind = "TRANSIENT TABLE" if transient else "TABLE"
-    return Statement("CREATE_STAGING_TABLE" if transient else "CREATE_TABLE",
-                     f"CREATE {kind} IF NOT EXISTS {table.sql} ({', '.join(defs)})")
+    return Statement(
+        "CREATE_STAGING_TABLE" if transient else "CREATE_TABLE",
+        f"CREATE {kind} IF NOT EXISTS {table.sql} ({', '.join(defs)})",
+    )
 
 
 def drop_table(table: TableName) -> Statement:
@@ -144,10 +156,13 @@ def select_columns(table: TableName, columns: Sequence[str]) -> Statement:
 
 # --------------------------------------------------------------------------- stage
 
+
 def put_file(local_path: str, stage: TableName, path: str) -> Statement:
     """Upload one Parquet file as it is: AUTO_COMPRESS=FALSE, or Snowflake (and fakesnow) would gzip it."""
     _check_path(local_path, SAFE_PATH, "local file path")
-    return Statement("PUT", f"PUT 'file://{local_path}' {stage_ref(stage, path)} AUTO_COMPRESS = FALSE OVERWRITE = TRUE")
+    return Statement(
+        "PUT", f"PUT 'file://{local_path}' {stage_ref(stage, path)} AUTO_COMPRESS = FALSE OVERWRITE = TRUE"
+    )
 
 
 def list_stage(stage: TableName) -> Statement:
@@ -180,12 +195,14 @@ def copy_into(staging: TableName, stage: TableName, path: str) -> Statement:
 
 # --------------------------------------------------------------------------- replace (snapshots)
 
+
 def delete_all(table: TableName) -> Statement:
     return Statement("DELETE_TARGET", f"DELETE FROM {table.sql}")
 
 
-def insert_from_staging(target: TableName, staging: TableName, columns: Sequence[str], *,
-                        soft_delete: bool) -> Statement:
+def insert_from_staging(
+    target: TableName, staging: TableName, columns: Sequence[str], *, soft_delete: bool
+) -> Statement:
     """Copy the staged rows into the target (inside the replace transaction)."""
     into, values = column_list(columns), column_list(columns)
     if soft_delete:
@@ -215,8 +232,9 @@ def _on(primary_key: Sequence[str]) -> str:
     return " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in primary_key)
 
 
-def merge_changes(target: TableName, staging: TableName, columns: Sequence[str], primary_key: Sequence[str], *,
-                  soft_delete: bool) -> Statement:
+def merge_changes(
+    target: TableName, staging: TableName, columns: Sequence[str], primary_key: Sequence[str], *, soft_delete: bool
+) -> Statement:
     """Apply one window's staged changes (``cdc_apply: merge``): newest change per key wins, deletes applied.
 
     One bound value: the first LSN not yet applied (changes below it were
@@ -246,8 +264,9 @@ def merge_changes(target: TableName, staging: TableName, columns: Sequence[str],
     )
 
 
-def delete_insert_changes(target: TableName, staging: TableName, columns: Sequence[str],
-                          primary_key: Sequence[str], *, soft_delete: bool) -> list[Statement]:
+def delete_insert_changes(
+    target: TableName, staging: TableName, columns: Sequence[str], primary_key: Sequence[str], *, soft_delete: bool
+) -> list[Statement]:
     """The same change as :func:`merge_changes` as plain DML (``cdc_apply: delete_insert``), each with one ``?``.
 
     Hard deletes: remove every key that has a newest change, then insert the
@@ -260,18 +279,24 @@ def delete_insert_changes(target: TableName, staging: TableName, columns: Sequen
     upserts = f"s.{quote(OP)} <> 'delete'"
     statements = []
     if soft_delete:
-        statements.append(Statement(
-            "FLAG_DELETED",
-            f"UPDATE {target.sql} AS t SET {quote(DELETED)} = TRUE, {quote(DELETED_AT)} = s.{quote(COMMIT_TIME)} "
-            f"FROM {newest} AS s WHERE {_on(primary_key)} AND s.{quote(OP)} = 'delete'"))
+        statements.append(
+            Statement(
+                "FLAG_DELETED",
+                f"UPDATE {target.sql} AS t SET {quote(DELETED)} = TRUE, {quote(DELETED_AT)} = s.{quote(COMMIT_TIME)} "
+                f"FROM {newest} AS s WHERE {_on(primary_key)} AND s.{quote(OP)} = 'delete'",
+            )
+        )
         into += f", {quote(DELETED)}, {quote(DELETED_AT)}"
         values += ", FALSE, NULL"
         removed = f"{_on(primary_key)} AND {upserts}"
     else:
         removed = _on(primary_key)
     statements.append(Statement("DELETE_CHANGED", f"DELETE FROM {target.sql} AS t USING {newest} AS s WHERE {removed}"))
-    statements.append(Statement("INSERT_CHANGED",
-                                f"INSERT INTO {target.sql} ({into}) SELECT {values} FROM {newest} AS s WHERE {upserts}"))
+    statements.append(
+        Statement(
+            "INSERT_CHANGED", f"INSERT INTO {target.sql} ({into}) SELECT {values} FROM {newest} AS s WHERE {upserts}"
+        )
+    )
     return statements
 
 

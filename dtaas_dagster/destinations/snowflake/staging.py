@@ -50,7 +50,9 @@ def _check_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema, what: s
         if not batch.num_rows:
             continue
         if not batch.schema.equals(schema, check_metadata=False):
-            raise ValueError(f"a batch of {what} does not match the stream schema; expected {schema}, got {batch.schema}")
+            raise ValueError(
+                f"a batch of {what} does not match the stream schema; expected {schema}, got {batch.schema}"
+            )
         yield batch
 
 
@@ -89,19 +91,26 @@ def stage_stream(
         started = time.monotonic()
         _check_copy(session.run(sql.copy_into(staging, stage, path)), staged)
         staged.seconds["copy_s"] = time.monotonic() - started
-    log.info(f"{staging.display}: staged {staged.rows:,} rows in {staged.files} file(s), {staged.bytes:,} bytes "
-             f"(PUT {staged.seconds['put_s']:.1f}s, COPY {staged.seconds['copy_s']:.1f}s)")
+    log.info(
+        f"{staging.display}: staged {staged.rows:,} rows in {staged.files} file(s), {staged.bytes:,} bytes "
+        f"(PUT {staged.seconds['put_s']:.1f}s, COPY {staged.seconds['copy_s']:.1f}s)"
+    )
     return staged
 
 
 def _check_copy(cursor: object, staged: Staged) -> None:
     names = [d[0].lower() for d in cursor.description]  # type: ignore[attr-defined]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]  # type: ignore[attr-defined]
-    problems = [f"{r.get('file')}: {r.get('status')} {r.get('first_error') or ''}".strip()
-                for r in rows if str(r.get("status", "")).upper() != "LOADED"]
+    problems = [
+        f"{r.get('file')}: {r.get('status')} {r.get('first_error') or ''}".strip()
+        for r in rows
+        if str(r.get("status", "")).upper() != "LOADED"
+    ]
     loaded = sum(int(r.get("rows_loaded") or 0) for r in rows)
     if problems or len(rows) != staged.files or loaded != staged.rows:
         raise IncompleteCopyError(
             f"COPY INTO {staged.table.display} loaded {loaded:,} of {staged.rows:,} rows from {len(rows)} of "
-            f"{staged.files} files" + (f" ({'; '.join(problems)})" if problems else "")
-            + "; nothing was replaced or merged. The retry stages the load again.")
+            f"{staged.files} files"
+            + (f" ({'; '.join(problems)})" if problems else "")
+            + "; nothing was replaced or merged. The retry stages the load again."
+        )

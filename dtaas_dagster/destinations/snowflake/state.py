@@ -32,8 +32,18 @@ from dtaas_dagster.destinations.snowflake.names import TableName, quote
 from dtaas_dagster.destinations.snowflake.session import Session
 from dtaas_dagster.destinations.snowflake.sql import Statement
 
-_COLUMNS = ("TARGET_TABLE", "SNAPSHOT_PARTITION", "LAST_PARTITION", "APPLIED_LSN", "NEXT_LSN",
-            "PRIMARY_KEY", "COLUMNS", "ARROW_SCHEMA", "LOAD_ID", "RUN_ID")
+_COLUMNS = (
+    "TARGET_TABLE",
+    "SNAPSHOT_PARTITION",
+    "LAST_PARTITION",
+    "APPLIED_LSN",
+    "NEXT_LSN",
+    "PRIMARY_KEY",
+    "COLUMNS",
+    "ARROW_SCHEMA",
+    "LOAD_ID",
+    "RUN_ID",
+)
 
 
 class ConcurrentLoadError(RuntimeError):
@@ -72,13 +82,17 @@ def create_statement(state_table: TableName) -> Statement:
         f"CREATE TABLE IF NOT EXISTS {state_table.sql} ("
         '"TARGET_TABLE" VARCHAR NOT NULL, "SNAPSHOT_PARTITION" VARCHAR, "LAST_PARTITION" VARCHAR, '
         '"APPLIED_LSN" VARCHAR(20), "NEXT_LSN" VARCHAR(20), "PRIMARY_KEY" VARCHAR, "COLUMNS" VARCHAR, '
-        '"ARROW_SCHEMA" VARCHAR, "LOAD_ID" VARCHAR, "RUN_ID" VARCHAR, "UPDATED_AT" TIMESTAMP_TZ(9), PRIMARY KEY ("TARGET_TABLE"))',
+        '"ARROW_SCHEMA" VARCHAR, "LOAD_ID" VARCHAR, "RUN_ID" VARCHAR, "UPDATED_AT" TIMESTAMP_TZ(9), '
+        'PRIMARY KEY ("TARGET_TABLE"))',
     )
 
 
 def _select(state_table: TableName, target: TableName) -> Statement:
-    return Statement("READ_STATE", f"SELECT {', '.join(quote(c) for c in _COLUMNS)} FROM {state_table.sql} "
-                     'WHERE "TARGET_TABLE" = ?', (target.sql,))
+    return Statement(
+        "READ_STATE",
+        f'SELECT {", ".join(quote(c) for c in _COLUMNS)} FROM {state_table.sql} WHERE "TARGET_TABLE" = ?',
+        (target.sql,),
+    )
 
 
 def read(session: Session, state_table: TableName, target: TableName) -> TableState | None:
@@ -101,29 +115,42 @@ def read(session: Session, state_table: TableName, target: TableName) -> TableSt
 
 
 def _values(state: TableState) -> tuple[object, ...]:
-    return (state.snapshot_partition, state.last_partition, state.applied_lsn, state.next_lsn,
-            json.dumps(list(state.primary_key)), json.dumps([list(c) for c in state.columns]),
-            state.arrow_schema, state.load_id, state.run_id)
+    return (
+        state.snapshot_partition,
+        state.last_partition,
+        state.applied_lsn,
+        state.next_lsn,
+        json.dumps(list(state.primary_key)),
+        json.dumps([list(c) for c in state.columns]),
+        state.arrow_schema,
+        state.load_id,
+        state.run_id,
+    )
 
 
 def save(session: Session, state_table: TableName, new: TableState, previous: TableState | None) -> None:
     """Insert or compare-and-set the row; call inside the load's transaction."""
     if previous is None:
-        session.run(Statement(
-            "INSERT_STATE",
-            f"INSERT INTO {state_table.sql} ({', '.join(quote(c) for c in _COLUMNS)}, \"UPDATED_AT\") "
-            f"VALUES (?, {', '.join('?' for _ in _COLUMNS[1:])}, CURRENT_TIMESTAMP())",
-            (new.target, *_values(new)),
-        ))
+        session.run(
+            Statement(
+                "INSERT_STATE",
+                f'INSERT INTO {state_table.sql} ({", ".join(quote(c) for c in _COLUMNS)}, "UPDATED_AT") '
+                f"VALUES (?, {', '.join('?' for _ in _COLUMNS[1:])}, CURRENT_TIMESTAMP())",
+                (new.target, *_values(new)),
+            )
+        )
         return
     sets = ", ".join(f"{quote(c)} = ?" for c in _COLUMNS[1:])
-    cursor = session.run(Statement(
-        "UPDATE_STATE",
-        f"UPDATE {state_table.sql} SET {sets}, \"UPDATED_AT\" = CURRENT_TIMESTAMP() "
-        'WHERE "TARGET_TABLE" = ? AND "LOAD_ID" IS NOT DISTINCT FROM ?',
-        (*_values(new), new.target, previous.load_id),
-    ))
+    cursor = session.run(
+        Statement(
+            "UPDATE_STATE",
+            f'UPDATE {state_table.sql} SET {sets}, "UPDATED_AT" = CURRENT_TIMESTAMP() '
+            'WHERE "TARGET_TABLE" = ? AND "LOAD_ID" IS NOT DISTINCT FROM ?',
+            (*_values(new), new.target, previous.load_id),
+        )
+    )
     if cursor.rowcount != 1:
         raise ConcurrentLoadError(
             f"the control row of {new.target} changed while this load ran (another load of the same table); "
-            "nothing was committed. Load one table from one run at a time; a retry re-reads the state.")
+            "nothing was committed. Load one table from one run at a time; a retry re-reads the state."
+        )

@@ -39,8 +39,9 @@ class TargetPlan:
     drift: tuple[str, ...] = ()
 
 
-def prepare_schema(session: Session, target: TableName, *, stage: TableName, state_table: TableName,
-                   loads_table: TableName) -> None:
+def prepare_schema(
+    session: Session, target: TableName, *, stage: TableName, state_table: TableName, loads_table: TableName
+) -> None:
     """The schema (created when missing), the session's current schema, the stage, the control table and
     the load log."""
     if not session.scalar(sql.schema_exists(target)):
@@ -53,8 +54,10 @@ def prepare_schema(session: Session, target: TableName, *, stage: TableName, sta
 
 def existing_columns(session: Session, table: TableName) -> dict[str, SnowflakeType]:
     """The table's columns and types, in order ({} when the table does not exist)."""
-    return {name: from_information_schema(data_type, length, precision, scale)
-            for name, data_type, length, precision, scale in session.rows(sql.table_columns(table))}
+    return {
+        name: from_information_schema(data_type, length, precision, scale)
+        for name, data_type, length, precision, scale in session.rows(sql.table_columns(table))
+    }
 
 
 def column_types(columns: Sequence[Column], source_types: dict[str, str]) -> list[tuple[str, SnowflakeType]]:
@@ -82,8 +85,10 @@ def ensure_target(
     existing = existing_columns(session, target)
     if not existing:
         session.run(sql.create_table(target, [*wanted, *extra_columns], primary_key=primary_key))
-        log.info(f"{target.display}: created ({len(wanted)} columns"
-                 + (f", primary key {', '.join(map(display, primary_key))})" if primary_key else ")"))
+        log.info(
+            f"{target.display}: created ({len(wanted)} columns"
+            + (f", primary key {', '.join(map(display, primary_key))})" if primary_key else ")")
+        )
         return TargetPlan(tuple(columns), created=True)
     for name, kind in extra_columns:
         if name not in existing:
@@ -95,37 +100,46 @@ def ensure_target(
     return _apply_policy(session, target, columns, drift, policy=policy, log=log)
 
 
-def _apply_policy(session: Session, target: TableName, columns: Sequence[Column], drift: Drift, *,
-                  policy: str, log: logging.Logger) -> TargetPlan:
+def _apply_policy(
+    session: Session, target: TableName, columns: Sequence[Column], drift: Drift, *, policy: str, log: logging.Logger
+) -> TargetPlan:
     lines = drift.lines()
     listing = "; ".join(lines)
     if policy == "fail":
-        raise SchemaDriftError(f"{target.display} differs from the source (schema_drift: fail): {listing}. "
-                               "Change the table in Snowflake, or set schema_drift: evolve or ignore for the task.")
+        raise SchemaDriftError(
+            f"{target.display} differs from the source (schema_drift: fail): {listing}. "
+            "Change the table in Snowflake, or set schema_drift: evolve or ignore for the task."
+        )
     if policy == "ignore":
         keep = {name for name, _ in drift.added}
         loaded = tuple(c for c in columns if c.target not in keep)
-        log.warning(f"{target.display}: schema drift ignored (schema_drift: ignore): {listing}; "
-                    f"loading the {len(loaded)} columns the table has")
+        log.warning(
+            f"{target.display}: schema drift ignored (schema_drift: ignore): {listing}; "
+            f"loading the {len(loaded)} columns the table has"
+        )
         return TargetPlan(loaded, created=False, drift=tuple(lines))
     if drift.incompatible:
         raise SchemaDriftError(
             f"{target.display}: Snowflake cannot change these columns in place: "
             + "; ".join(str(c) for c in drift.incompatible)
-            + ". Alter or recreate the table in Snowflake (then re-run), or exclude the columns (columns_exclude).")
+            + ". Alter or recreate the table in Snowflake (then re-run), or exclude the columns (columns_exclude)."
+        )
     for name, kind in drift.added:
         session.run(sql.add_column(target, name, kind))
     for change in drift.widened:
         session.run(sql.widen_column(target, change.column, change.new))
     if drift.missing:
-        log.warning(f"{target.display}: columns {', '.join(drift.missing)} are no longer in the source; "
-                    "they are kept and loaded as NULL")
+        log.warning(
+            f"{target.display}: columns {', '.join(drift.missing)} are no longer in the source; "
+            "they are kept and loaded as NULL"
+        )
     log.info(f"{target.display}: schema evolved: {listing}")
     return TargetPlan(tuple(columns), created=False, drift=tuple(lines))
 
 
-def cleanup_leftovers(session: Session, *, target: TableName, stage: TableName, slug: str, keep: str,
-                      log: logging.Logger) -> list[str]:
+def cleanup_leftovers(
+    session: Session, *, target: TableName, stage: TableName, slug: str, keep: str, log: logging.Logger
+) -> list[str]:
     """Drop staging tables and stage files of this target that earlier (killed) loads left behind.
 
     One load per target table runs at a time (docs/snowflake.md#guarantees),
@@ -150,8 +164,10 @@ def cleanup_leftovers(session: Session, *, target: TableName, stage: TableName, 
             session.run(sql.remove_stage_path(stage, path))
             removed.append(f"@{stage.name}/{path}/")
         except Exception as exc:  # noqa: BLE001 - best effort, see the docstring
-            log.warning(f"could not remove left-over stage files @{stage.display}/{path}/ ({exc}); "
-                        "they are never loaded; remove them with REMOVE when convenient")
+            log.warning(
+                f"could not remove left-over stage files @{stage.display}/{path}/ ({exc}); "
+                "they are never loaded; remove them with REMOVE when convenient"
+            )
     if removed:
         log.info(f"{target.display}: removed left-overs of earlier loads: {', '.join(removed)}")
     return removed

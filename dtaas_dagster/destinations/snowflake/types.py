@@ -40,19 +40,42 @@ import pyarrow as pa
 from dtaas_dagster.errors import PermanentLoadError
 
 _INT_PRECISION = {
-    pa.int8(): 3, pa.uint8(): 3, pa.int16(): 5, pa.uint16(): 5,
-    pa.int32(): 10, pa.uint32(): 10, pa.int64(): 19, pa.uint64(): 20,
+    pa.int8(): 3,
+    pa.uint8(): 3,
+    pa.int16(): 5,
+    pa.uint16(): 5,
+    pa.int32(): 10,
+    pa.uint32(): 10,
+    pa.int64(): 19,
+    pa.uint64(): 20,
 }
 # Parquet unsigned annotations are not read the same by every engine; the signed
 # type one size up holds every value and lands in the same NUMBER.
 _PARQUET_SIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64()}
 _TEXT_LENGTH = re.compile(r"^n?(?:var)?char\((\d+)\)$")
 # INFORMATION_SCHEMA.COLUMNS.DATA_TYPE spellings -> our base names
-_BASE_ALIASES = {"TEXT": "VARCHAR", "STRING": "VARCHAR", "CHAR": "VARCHAR", "CHARACTER": "VARCHAR",
-                 "DECIMAL": "NUMBER", "NUMERIC": "NUMBER", "INT": "NUMBER", "INTEGER": "NUMBER",
-                 "BIGINT": "NUMBER", "SMALLINT": "NUMBER", "TINYINT": "NUMBER", "BYTEINT": "NUMBER",
-                 "DOUBLE": "FLOAT", "DOUBLE PRECISION": "FLOAT", "REAL": "FLOAT", "FLOAT4": "FLOAT",
-                 "FLOAT8": "FLOAT", "VARBINARY": "BINARY", "DATETIME": "TIMESTAMP_NTZ", "TIMESTAMP": "TIMESTAMP_NTZ"}
+_BASE_ALIASES = {
+    "TEXT": "VARCHAR",
+    "STRING": "VARCHAR",
+    "CHAR": "VARCHAR",
+    "CHARACTER": "VARCHAR",
+    "DECIMAL": "NUMBER",
+    "NUMERIC": "NUMBER",
+    "INT": "NUMBER",
+    "INTEGER": "NUMBER",
+    "BIGINT": "NUMBER",
+    "SMALLINT": "NUMBER",
+    "TINYINT": "NUMBER",
+    "BYTEINT": "NUMBER",
+    "DOUBLE": "FLOAT",
+    "DOUBLE PRECISION": "FLOAT",
+    "REAL": "FLOAT",
+    "FLOAT4": "FLOAT",
+    "FLOAT8": "FLOAT",
+    "VARBINARY": "BINARY",
+    "DATETIME": "TIMESTAMP_NTZ",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+}
 
 
 class UnsupportedSnowflakeType(PermanentLoadError):
@@ -108,7 +131,11 @@ def snowflake_type(arrow_type: pa.DataType, source_type: str | None = None, *, c
         return SnowflakeType("FLOAT")
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return SnowflakeType("VARCHAR", length=text_length(source_type))
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
+    if (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+    ):
         return SnowflakeType("BINARY")
     if pa.types.is_date32(arrow_type) or pa.types.is_date64(arrow_type):
         return SnowflakeType("DATE")
@@ -118,7 +145,8 @@ def snowflake_type(arrow_type: pa.DataType, source_type: str | None = None, *, c
         return SnowflakeType("TIMESTAMP_TZ" if arrow_type.tz else "TIMESTAMP_NTZ", fraction_digits=9)
     raise UnsupportedSnowflakeType(
         f"column {column!r} has Arrow type {arrow_type} (SQL Server {source_type or 'unknown'}), which has no exact "
-        "Snowflake type in dtaas; exclude it with columns_exclude or cast it at the source")
+        "Snowflake type in dtaas; exclude it with columns_exclude or cast it at the source"
+    )
 
 
 def parquet_type(arrow_type: pa.DataType) -> pa.DataType:
@@ -126,13 +154,14 @@ def parquet_type(arrow_type: pa.DataType) -> pa.DataType:
     return _PARQUET_SIGNED.get(arrow_type, arrow_type)
 
 
-def from_information_schema(data_type: str, length: int | None, precision: int | None, scale: int | None) -> SnowflakeType:
+def from_information_schema(
+    data_type: str, length: int | None, precision: int | None, scale: int | None
+) -> SnowflakeType:
     """A column type as INFORMATION_SCHEMA.COLUMNS reports it."""
     base = data_type.strip().upper()
     base = _BASE_ALIASES.get(base, base)
     if base == "NUMBER":
-        return SnowflakeType("NUMBER", precision=int(precision if precision is not None else 38),
-                             scale=int(scale or 0))
+        return SnowflakeType("NUMBER", precision=int(precision if precision is not None else 38), scale=int(scale or 0))
     if base == "VARCHAR":
         # Snowflake reports the maximum (16777216 or more) for an unbounded VARCHAR
         return SnowflakeType("VARCHAR", length=None if length is None or length >= 16_777_216 else int(length))
@@ -166,10 +195,12 @@ class Drift:
         return bool(self.added or self.widened or self.incompatible or self.missing)
 
     def lines(self) -> list[str]:
-        return ([f"new column {name} {kind.sql}" for name, kind in self.added]
-                + [f"wider type {change}" for change in self.widened]
-                + [f"changed type {change}" for change in self.incompatible]
-                + [f"column {name} no longer in the source" for name in self.missing])
+        return (
+            [f"new column {name} {kind.sql}" for name, kind in self.added]
+            + [f"wider type {change}" for change in self.widened]
+            + [f"changed type {change}" for change in self.incompatible]
+            + [f"column {name} no longer in the source" for name in self.missing]
+        )
 
 
 def widening(old: SnowflakeType, new: SnowflakeType) -> str:
@@ -185,14 +216,20 @@ def widening(old: SnowflakeType, new: SnowflakeType) -> str:
         assert old.precision is not None and new.precision is not None
         if new.scale != old.scale:
             # Snowflake cannot change a NUMBER's scale; the integer digits decide whether values fit
-            fits = (new.scale or 0) <= (old.scale or 0) and new.precision - (new.scale or 0) <= old.precision - (old.scale or 0)
+            fits = (new.scale or 0) <= (old.scale or 0) and new.precision - (new.scale or 0) <= old.precision - (
+                old.scale or 0
+            )
             return "same" if fits else "incompatible"
         return "same" if new.precision <= old.precision else "widen"
     return "same"
 
 
-def plan_drift(existing: dict[str, SnowflakeType], wanted: list[tuple[str, SnowflakeType]],
-               *, system_columns: frozenset[str] = frozenset()) -> Drift:
+def plan_drift(
+    existing: dict[str, SnowflakeType],
+    wanted: list[tuple[str, SnowflakeType]],
+    *,
+    system_columns: frozenset[str] = frozenset(),
+) -> Drift:
     """Compare the target's columns (``existing``, by name) with the ones a load brings (``wanted``, in order)."""
     added, widened, incompatible = [], [], []
     for name, new in wanted:

@@ -5,6 +5,6 @@ import warnings
 # DuckDB warns that DB-API Arrow output copies rows; the engine streams in batches anyway.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 
-from .instance import DuckDbEngine
+from .instance import DuckDbEngine  # noqa: E402 - after the filter, which must come first
 
 __all__ = ["DuckDbEngine"]

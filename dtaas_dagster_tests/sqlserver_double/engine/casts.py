@@ -28,9 +28,24 @@ INT_NAMES = {"tinyint", "smallint", "int", "bigint"}
 _APPROXIMATE = {"float", "real", "decimal", "numeric", "money", "smallmoney"}
 DATE_CONVERSION_FAILED = "Conversion failed when converting date and/or time from character string."
 # styles that say how to read a string as a date (ISO styles need no help)
-_INPUT_FORMATS = {1: "%m/%d/%y", 101: "%m/%d/%Y", 2: "%y.%m.%d", 102: "%Y.%m.%d", 3: "%d/%m/%y", 103: "%d/%m/%Y",
-                  4: "%d.%m.%y", 104: "%d.%m.%Y", 5: "%d-%m-%y", 105: "%d-%m-%Y", 10: "%m-%d-%y", 110: "%m-%d-%Y",
-                  11: "%y/%m/%d", 111: "%Y/%m/%d", 12: "%y%m%d", 112: "%Y%m%d"}
+_INPUT_FORMATS = {
+    1: "%m/%d/%y",
+    101: "%m/%d/%Y",
+    2: "%y.%m.%d",
+    102: "%Y.%m.%d",
+    3: "%d/%m/%y",
+    103: "%d/%m/%Y",
+    4: "%d.%m.%y",
+    104: "%d.%m.%Y",
+    5: "%d-%m-%y",
+    105: "%d-%m-%Y",
+    10: "%m-%d-%y",
+    110: "%m-%d-%Y",
+    11: "%y/%m/%d",
+    111: "%Y/%m/%d",
+    12: "%y%m%d",
+    112: "%Y%m%d",
+}
 _ISO_STYLES = {0, 100, 20, 120, 21, 25, 121, 23, 126, 127}
 
 
@@ -39,8 +54,9 @@ def _typed(node: exp.Expression, t: SqlType) -> exp.Expression:
     return node
 
 
-def rewrite(node: exp.Expression, type_of: TypeOf, *, style: int | None = None,
-            style_given: bool = False) -> exp.Expression:
+def rewrite(
+    node: exp.Expression, type_of: TypeOf, *, style: int | None = None, style_given: bool = False
+) -> exp.Expression:
     """DuckDB form of ``CAST(x AS type)`` (a Cast/TryCast node); CONVERT passes its style."""
     try:
         target = T.from_datatype(node.args["to"], cast=True)
@@ -51,10 +67,14 @@ def rewrite(node: exp.Expression, type_of: TypeOf, *, style: int | None = None,
     source = type_of(node.this)
     if target.name in T.STRING_TYPES and is_temporal(source):
         return _typed(_sized(styled_text(inner, source, style), target), target)
-    if style_given and style is not None and not (is_temporal(target) and source is not None
-                                                  and source.name in T.STRING_TYPES):
-        raise not_supported(f"CONVERT with style {style} from {source.name if source else 'this value'} "
-                            f"to {T.type_text(target)}")
+    if (
+        style_given
+        and style is not None
+        and not (is_temporal(target) and source is not None and source.name in T.STRING_TYPES)
+    ):
+        raise not_supported(
+            f"CONVERT with style {style} from {source.name if source else 'this value'} to {T.type_text(target)}"
+        )
     if is_temporal(target):
         return _typed(_temporal(inner, target, safe, style if style_given else None), target)
     if target.name in INT_NAMES and source is not None and source.name in _APPROXIMATE:
@@ -78,5 +98,8 @@ def _temporal(inner: exp.Expression, target: SqlType, safe: bool, style: int | N
     converted = T.conversion_sql(source, target)
     if safe:
         return substitute(converted, x=inner)
-    return substitute(f"CASE WHEN __x IS NOT NULL AND ({converted}) IS NULL "
-                      f"THEN error('{DATE_CONVERSION_FAILED}') ELSE {converted} END", x=inner)
+    return substitute(
+        f"CASE WHEN __x IS NOT NULL AND ({converted}) IS NULL "
+        f"THEN error('{DATE_CONVERSION_FAILED}') ELSE {converted} END",
+        x=inner,
+    )

@@ -97,7 +97,10 @@ class Database:
     def schema_name(self, schema: str) -> str:
         found = self.schemas.get(schema.lower())
         if found is None:
-            raise SqlServerError(2760, f"The specified schema name \"{schema}\" either does not exist or you do not have permission to use it.")
+            raise SqlServerError(
+                2760,
+                f'The specified schema name "{schema}" either does not exist or you do not have permission to use it.',
+            )
         return found[0]
 
     def find_table(self, schema: str, name: str) -> Table | None:

@@ -119,14 +119,28 @@ def statement_parts(change: StatementChange, command_id: int) -> tuple[list[Chan
         keep_mask = pa.array(kept)
         kept_changed = {c: v[kept] for c, v in changed.items()}
         seq = np.arange(updated)
-        parts += [ChangePart(before.filter(keep_mask), np.full(updated, 3, np.int32), seq, kept_changed, command_id),
-                  ChangePart(after.filter(keep_mask), np.full(updated, 4, np.int32), seq, kept_changed, command_id)]
+        parts += [
+            ChangePart(before.filter(keep_mask), np.full(updated, 3, np.int32), seq, kept_changed, command_id),
+            ChangePart(after.filter(keep_mask), np.full(updated, 4, np.int32), seq, kept_changed, command_id),
+        ]
     if moved:  # split update: every delete of the statement, then every insert
         split_mask = pa.array(split)
-        parts += [ChangePart(before.filter(split_mask), np.full(moved, 1, np.int32), np.arange(updated, updated + moved),
-                             None, command_id),
-                  ChangePart(after.filter(split_mask), np.full(moved, 2, np.int32),
-                             np.arange(updated + moved, updated + 2 * moved), None, command_id)]
+        parts += [
+            ChangePart(
+                before.filter(split_mask),
+                np.full(moved, 1, np.int32),
+                np.arange(updated, updated + moved),
+                None,
+                command_id,
+            ),
+            ChangePart(
+                after.filter(split_mask),
+                np.full(moved, 2, np.int32),
+                np.arange(updated + moved, updated + 2 * moved),
+                None,
+                command_id,
+            ),
+        ]
     return parts, updated + 2 * moved
 
 
@@ -165,7 +179,12 @@ def _captured_values(part: ChangePart, instance: CaptureInstance, index: int) ->
 
 
 def write_part(
-    cursor: Any, instance: CaptureInstance, part: ChangePart, start_lsn: int, seqvals: list[int], seq_base: int,
+    cursor: Any,
+    instance: CaptureInstance,
+    part: ChangePart,
+    start_lsn: int,
+    seqvals: list[int],
+    seq_base: int,
     target: str | None = None,
 ) -> None:
     """Insert ``part``'s rows into ``target`` (default: the instance's change table) through ``cursor``."""

@@ -54,7 +54,9 @@ def min_lsn(manager: CdcManager, cursor: Any, db: Database, capture_instance: st
     table = db.find_table(CDC_SCHEMA, "change_tables")
     if instance is None or table is None:
         return ZERO_LSN
-    row = cursor.execute(f"SELECT start_lsn FROM {table.duck_name} WHERE object_id = ?", [instance.object_id]).fetchone()
+    row = cursor.execute(
+        f"SELECT start_lsn FROM {table.duck_name} WHERE object_id = ?", [instance.object_id]
+    ).fetchone()
     return bytes(row[0]) if row and row[0] is not None else ZERO_LSN
 
 
@@ -136,7 +138,9 @@ def _time_to_lsn(cursor: Any, db: Database, relation: Any, when: Any) -> bytes |
     op, agg = rule
     if isinstance(when, str):
         when = dt.datetime.fromisoformat(when.strip().replace("T", " "))
-    row = cursor.execute(f"SELECT {agg}(start_lsn) FROM {table.duck_name} WHERE tran_end_time {op} ?", [when]).fetchone()
+    row = cursor.execute(
+        f"SELECT {agg}(start_lsn) FROM {table.duck_name} WHERE tran_end_time {op} ?", [when]
+    ).fetchone()
     if row and row[0] is not None:
         return bytes(row[0])
     return ZERO_LSN if agg == "max" else None

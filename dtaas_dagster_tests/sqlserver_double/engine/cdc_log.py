@@ -179,8 +179,9 @@ def record_synchronous_scan(history: ScanHistory, tran_begin: int, commit: int, 
     history.record(session)
 
 
-def write_log_mapping(cursor: Any, db: Database, commit: int, tran_begin: int, began: dt.datetime,
-                      ended: dt.datetime, tran_id: bytes) -> None:
+def write_log_mapping(
+    cursor: Any, db: Database, commit: int, tran_begin: int, began: dt.datetime, ended: dt.datetime, tran_id: bytes
+) -> None:
     """The committing transaction's mapping entry, waiting in the log for a capture step."""
     cursor.execute(
         f"INSERT INTO {log_mapping_name(db)} VALUES (?, ?, ?, ?, ?, ?)",
@@ -188,8 +189,14 @@ def write_log_mapping(cursor: Any, db: Database, commit: int, tran_begin: int, b
     )
 
 
-def capture_step(manager: CdcManager, db: Database, *, up_to: int | None = None,
-                 committed_before: float | None = None, locked: bool = False) -> CaptureResult:
+def capture_step(
+    manager: CdcManager,
+    db: Database,
+    *,
+    up_to: int | None = None,
+    committed_before: float | None = None,
+    locked: bool = False,
+) -> CaptureResult:
     """One log scan of ``db``: move committed transactions (all, up to an LSN, or those old enough).
 
     ``locked`` says the caller already holds the engine's commit lock.
@@ -226,8 +233,14 @@ def _scan(manager: CdcManager, db: Database, up_to: int | None, committed_before
     return CaptureResult(moved, max_lsn)
 
 
-def _move(cursor: Any, manager: CdcManager, db: Database, session: ScanSession, up_to: int | None,
-          committed_before: float | None) -> int:
+def _move(
+    cursor: Any,
+    manager: CdcManager,
+    db: Database,
+    session: ScanSession,
+    up_to: int | None,
+    committed_before: float | None,
+) -> int:
     log_mapping = log_mapping_name(db)
     conditions, params = ["TRUE"], []
     if up_to is not None:
@@ -255,7 +268,9 @@ def _move(cursor: Any, manager: CdcManager, db: Database, session: ScanSession, 
         cursor.execute(f'DELETE FROM {instance.log_duck_name} WHERE "__$start_lsn" <= ?', [high])
     mapping = _mapping(db)
     columns = ", ".join(MAPPING_COLUMNS)
-    cursor.execute(f"INSERT INTO {mapping} ({columns}) SELECT {columns} FROM {log_mapping} WHERE start_lsn <= ?", [high])
+    cursor.execute(
+        f"INSERT INTO {mapping} ({columns}) SELECT {columns} FROM {log_mapping} WHERE start_lsn <= ?", [high]
+    )
     cursor.execute(f"DELETE FROM {log_mapping} WHERE start_lsn <= ?", [high])
     session.start_lsn = lsn_int(row[2]) if row[2] is not None else lsn_int(high)
     session.end_lsn = session.last_commit_cdc_lsn = lsn_int(high)

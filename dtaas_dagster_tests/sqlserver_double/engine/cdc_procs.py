@@ -55,8 +55,15 @@ PARAMS = {
     "sp_cdc_cleanup_change_table": ["capture_instance", "low_water_mark", "threshold", "fCleanupFailed"],
     "sp_cdc_help_change_data_capture": ["source_schema", "source_name"],
     "sp_cdc_help_jobs": [],
-    "sp_cdc_change_job": ["job_type", "maxtrans", "maxscans", "continuous", "pollinginterval", "retention",
-                          "threshold"],
+    "sp_cdc_change_job": [
+        "job_type",
+        "maxtrans",
+        "maxscans",
+        "continuous",
+        "pollinginterval",
+        "retention",
+        "threshold",
+    ],
 }
 RESERVED_COLUMNS = {"__$start_lsn", "__$end_lsn", "__$seqval", "__$operation", "__$update_mask"}
 MAX_CAPTURE_INSTANCE = 100
@@ -195,7 +202,7 @@ def _captured(table: Table, column_list: str | None) -> list[CapturedColumn]:
                 "from the list."
             )  # fmt: skip
     else:
-        wanted = [w.strip().strip("[]\"").strip() for w in str(column_list).split(",") if w.strip()]
+        wanted = [w.strip().strip('[]"').strip() for w in str(column_list).split(",") if w.strip()]
     captured = []
     for ordinal, name in enumerate(wanted, start=1):
         column = table.column(name)

@@ -64,7 +64,7 @@ def all_changes(
     cursor: Any, instance: CaptureInstance, from_lsn: bytes, to_lsn: bytes, row_filter: str
 ) -> tuple[list[ResultColumn], pa.Table]:
     columns = _result_columns(instance, with_seqval=True)
-    skip_old = "AND \"__$operation\" <> 3" if row_filter == "all" else ""
+    skip_old = 'AND "__$operation" <> 3' if row_filter == "all" else ""
     sql = (
         f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {instance.change_table.duck_name} "
         f'WHERE "__$start_lsn" BETWEEN ? AND ? {skip_old} '

@@ -172,8 +172,9 @@ def run_cleanup_job(manager: CdcManager, db: Database, retention_minutes: float,
     return {"low_water_mark": mark, "deleted_rows": deleted, "deleted_mappings": mappings}
 
 
-def purge_changes(cursor: Any, db: Database, targets: list[CaptureInstance], all_instances: list[CaptureInstance],
-                  up_to_lsn: bytes) -> int:
+def purge_changes(
+    cursor: Any, db: Database, targets: list[CaptureInstance], all_instances: list[CaptureInstance], up_to_lsn: bytes
+) -> int:
     """Delete the targets' change rows up to ``up_to_lsn``; their mark becomes the next commit LSN."""
     mapping = _table(db, "lsn_time_mapping")
     row = cursor.execute(f"SELECT min(start_lsn), max(start_lsn) FROM {mapping} WHERE start_lsn > ?",

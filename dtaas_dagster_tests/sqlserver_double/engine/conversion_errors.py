@@ -22,8 +22,7 @@ from . import types as T
 
 _INTEGERS = {"tinyint", "smallint", "int", "bigint"}
 _EXACT = {"decimal", "numeric", "money", "smallmoney"}
-_DUCK_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                  "UBIGINT"}
+_DUCK_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
 def _number(raw: str | None) -> Decimal | None:
@@ -39,7 +38,9 @@ def conversion_error(raw: str | None, source_type: str, target: SqlType) -> SqlS
     value = _number(raw)
     if value is not None and target.name in _INTEGERS:
         if from_string:
-            return SqlServerError(248, f"The conversion of the varchar value '{raw}' overflowed an {target.name} column.")
+            return SqlServerError(
+                248, f"The conversion of the varchar value '{raw}' overflowed an {target.name} column."
+            )
         if source_type.upper() in _DUCK_INTEGERS and abs(value) < 2**31:
             return SqlServerError(220, f"Arithmetic overflow error for data type {target.name}, value = {raw}.")
         return SqlServerError(8115, f"Arithmetic overflow error converting expression to data type {target.name}.")
@@ -48,11 +49,14 @@ def conversion_error(raw: str | None, source_type: str, target: SqlType) -> SqlS
         return SqlServerError(8114, f"Error converting data type varchar to {kind}.")
     if value is not None and target.name in _EXACT:
         kind = "money" if "money" in target.name else "numeric"
-        return SqlServerError(8115, f"Arithmetic overflow error converting {'varchar' if from_string else 'numeric'} "
-                              f"to data type {kind}.")
+        return SqlServerError(
+            8115, f"Arithmetic overflow error converting {'varchar' if from_string else 'numeric'} to data type {kind}."
+        )
     if from_string and target.name in ("date", "time", "datetime", "smalldatetime", "datetime2", "datetimeoffset"):
         return SqlServerError(241, "Conversion failed when converting date and/or time from character string.")
-    return SqlServerError(245, f"Conversion failed when converting the value '{raw}' to data type {T.type_text(target)}.")
+    return SqlServerError(
+        245, f"Conversion failed when converting the value '{raw}' to data type {T.type_text(target)}."
+    )
 
 
 def overflow_from_duckdb(text: str) -> SqlServerError | None:

@@ -19,27 +19,60 @@ from .temporal import is_text_stored, substitute
 
 # style -> pieces; a piece is a literal or one of the {names} below
 _DATE_STYLES = {
-    1: "{mm}/{dd}/{yy}", 101: "{mm}/{dd}/{yyyy}", 2: "{yy}.{mm}.{dd}", 102: "{yyyy}.{mm}.{dd}",
-    3: "{dd}/{mm}/{yy}", 103: "{dd}/{mm}/{yyyy}", 4: "{dd}.{mm}.{yy}", 104: "{dd}.{mm}.{yyyy}",
-    5: "{dd}-{mm}-{yy}", 105: "{dd}-{mm}-{yyyy}", 6: "{dd} {mon} {yy}", 106: "{dd} {mon} {yyyy}",
-    7: "{mon} {dd}, {yy}", 107: "{mon} {dd}, {yyyy}", 10: "{mm}-{dd}-{yy}", 110: "{mm}-{dd}-{yyyy}",
-    11: "{yy}/{mm}/{dd}", 111: "{yyyy}/{mm}/{dd}", 12: "{yy}{mm}{dd}", 112: "{yyyy}{mm}{dd}", 23: "{yyyy}-{mm}-{dd}",
+    1: "{mm}/{dd}/{yy}",
+    101: "{mm}/{dd}/{yyyy}",
+    2: "{yy}.{mm}.{dd}",
+    102: "{yyyy}.{mm}.{dd}",
+    3: "{dd}/{mm}/{yy}",
+    103: "{dd}/{mm}/{yyyy}",
+    4: "{dd}.{mm}.{yy}",
+    104: "{dd}.{mm}.{yyyy}",
+    5: "{dd}-{mm}-{yy}",
+    105: "{dd}-{mm}-{yyyy}",
+    6: "{dd} {mon} {yy}",
+    106: "{dd} {mon} {yyyy}",
+    7: "{mon} {dd}, {yy}",
+    107: "{mon} {dd}, {yyyy}",
+    10: "{mm}-{dd}-{yy}",
+    110: "{mm}-{dd}-{yyyy}",
+    11: "{yy}/{mm}/{dd}",
+    111: "{yyyy}/{mm}/{dd}",
+    12: "{yy}{mm}{dd}",
+    112: "{yyyy}{mm}{dd}",
+    23: "{yyyy}-{mm}-{dd}",
 }
-_TIME_STYLES = {8: "{hh}:{mi}:{ss}", 24: "{hh}:{mi}:{ss}", 108: "{hh}:{mi}:{ss}", 14: "{hh}:{mi}:{ss}{:frac}",
-                114: "{hh}:{mi}:{ss}{:frac}"}
+_TIME_STYLES = {
+    8: "{hh}:{mi}:{ss}",
+    24: "{hh}:{mi}:{ss}",
+    108: "{hh}:{mi}:{ss}",
+    14: "{hh}:{mi}:{ss}{:frac}",
+    114: "{hh}:{mi}:{ss}{:frac}",
+}
 _DATETIME_STYLES = {
-    0: "{mon} {d_} {yyyy} {h12_}:{mi}{ampm}", 100: "{mon} {d_} {yyyy} {h12_}:{mi}{ampm}",
-    9: "{mon} {d_} {yyyy} {h12_}:{mi}:{ss}{:frac}{ampm}", 109: "{mon} {d_} {yyyy} {h12_}:{mi}:{ss}{:frac}{ampm}",
-    13: "{dd} {mon} {yyyy} {hh}:{mi}:{ss}{:frac}", 113: "{dd} {mon} {yyyy} {hh}:{mi}:{ss}{:frac}",
-    20: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}", 120: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}",
-    21: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}", 25: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}",
-    121: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}", 126: "{yyyy}-{mm}-{dd}T{hh}:{mi}:{ss}{.frac?}",
+    0: "{mon} {d_} {yyyy} {h12_}:{mi}{ampm}",
+    100: "{mon} {d_} {yyyy} {h12_}:{mi}{ampm}",
+    9: "{mon} {d_} {yyyy} {h12_}:{mi}:{ss}{:frac}{ampm}",
+    109: "{mon} {d_} {yyyy} {h12_}:{mi}:{ss}{:frac}{ampm}",
+    13: "{dd} {mon} {yyyy} {hh}:{mi}:{ss}{:frac}",
+    113: "{dd} {mon} {yyyy} {hh}:{mi}:{ss}{:frac}",
+    20: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}",
+    120: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}",
+    21: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}",
+    25: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}",
+    121: "{yyyy}-{mm}-{dd} {hh}:{mi}:{ss}{.frac}",
+    126: "{yyyy}-{mm}-{dd}T{hh}:{mi}:{ss}{.frac?}",
     127: "{yyyy}-{mm}-{dd}T{hh}:{mi}:{ss}{.frac?}Z",
 }
 _PARTS = {
-    "yyyy": "strftime(__ts, '%Y')", "yy": "strftime(__ts, '%y')", "mm": "strftime(__ts, '%m')",
-    "dd": "strftime(__ts, '%d')", "mon": "strftime(__ts, '%b')", "hh": "strftime(__ts, '%H')",
-    "mi": "strftime(__ts, '%M')", "ss": "strftime(__ts, '%S')", "ampm": "strftime(__ts, '%p')",
+    "yyyy": "strftime(__ts, '%Y')",
+    "yy": "strftime(__ts, '%y')",
+    "mm": "strftime(__ts, '%m')",
+    "dd": "strftime(__ts, '%d')",
+    "mon": "strftime(__ts, '%b')",
+    "hh": "strftime(__ts, '%H')",
+    "mi": "strftime(__ts, '%M')",
+    "ss": "strftime(__ts, '%S')",
+    "ampm": "strftime(__ts, '%p')",
     "d_": "lpad(CAST(day(__ts) AS VARCHAR), 2, ' ')",
     "h12_": "lpad(CAST(CAST(strftime(__ts, '%I') AS INTEGER) AS VARCHAR), 2, ' ')",
 }
@@ -63,8 +96,10 @@ def _operands(source: SqlType) -> tuple[str, str]:
         return "CAST(substr(__x, 1, 26) AS TIMESTAMP)", "substr(__x, 21, 7)"
     if source.name == "time":
         text = "CAST(__x AS VARCHAR)"
-        return (f"CAST('1900-01-01 ' || substr({text}, 1, 8) AS TIMESTAMP)",
-                f"rpad(regexp_extract({text}, '\\.(\\d+)', 1), 7, '0')")
+        return (
+            f"CAST('1900-01-01 ' || substr({text}, 1, 8) AS TIMESTAMP)",
+            f"rpad(regexp_extract({text}, '\\.(\\d+)', 1), 7, '0')",
+        )
     ts = "CAST(__x AS TIMESTAMP)"
     return ts, f"(strftime({ts}, '%f') || '0')"
 
@@ -82,8 +117,9 @@ def _pattern(source: SqlType, style: int) -> str:
         return _DATETIME_STYLES[121] + " {offset}"
     if source.name == "datetimeoffset" and style not in (20, 120, 23) and style not in _DATE_STYLES:
         return _unsupported(source, style)  # the offset styles (126/127 in UTC) are not modelled
-    return _DATE_STYLES.get(style) or _TIME_STYLES.get(style) or _DATETIME_STYLES.get(style) or _unsupported(
-        source, style)
+    return (
+        _DATE_STYLES.get(style) or _TIME_STYLES.get(style) or _DATETIME_STYLES.get(style) or _unsupported(source, style)
+    )
 
 
 def _unsupported(source: SqlType, style: int) -> str:
@@ -128,8 +164,8 @@ def _split(pattern: str) -> list[tuple[str, str | None]]:
             out.append((rest, None))
             break
         end = rest.index("}", start)
-        out.append((rest[:start], rest[start + 1:end]))
-        rest = rest[end + 1:]
+        out.append((rest[:start], rest[start + 1 : end]))
+        rest = rest[end + 1 :]
     return out
 
 

@@ -40,8 +40,9 @@ def create(session: Any, node: exp.Create, params: dict[str, Param], text: str) 
     return StatementResult()
 
 
-def create_table(session: Any, db: Database, schema: str, name: str, columns: list[Column],
-                 keys: list[KeyConstraint]) -> Table:
+def create_table(
+    session: Any, db: Database, schema: str, name: str, columns: list[Column], keys: list[KeyConstraint]
+) -> Table:
     """Register ``db.schema.name`` in the catalog and create its DuckDB storage table."""
     engine = session.engine
     with engine.lock:
@@ -100,8 +101,9 @@ def _column(item: exp.ColumnDef, table_name: str) -> tuple[Column, KeyConstraint
             nullable = False
         elif isinstance(k, exp.UniqueColumnConstraint):
             key = KeyConstraint(_key_name("UQ", table_name), [item.name], False)
-        elif isinstance(k, (exp.ClusteredColumnConstraint, exp.NonClusteredColumnConstraint,
-                            exp.CollateColumnConstraint)):
+        elif isinstance(
+            k, (exp.ClusteredColumnConstraint, exp.NonClusteredColumnConstraint, exp.CollateColumnConstraint)
+        ):
             continue
         else:
             raise not_supported(f"column constraint {c.sql('tsql')}")
@@ -160,7 +162,9 @@ def _drop_table(session: Any, target: exp.Table, if_exists: bool, text: str) -> 
     if table is None:
         if if_exists:
             return
-        raise SqlServerError(3701, f"Cannot drop the table '{name}', because it does not exist or you do not have permission.")
+        raise SqlServerError(
+            3701, f"Cannot drop the table '{name}', because it does not exist or you do not have permission."
+        )
     with session.autocommit_scope() as txn:
         session.write(f"DROP TABLE {table.duck_name}")
         if table.is_tracked_by_cdc:  # its capture instances and their metadata go with it
@@ -174,9 +178,14 @@ def truncate(session: Any, node: exp.TruncateTable, params: dict[str, Param], te
         db, schema, name = _target(session, target)
         table = db.find_table(schema, name)
         if table is None:
-            raise SqlServerError(4701, f"Cannot find the object \"{name}\" because it does not exist or you do not have permissions.")
+            raise SqlServerError(
+                4701, f'Cannot find the object "{name}" because it does not exist or you do not have permissions.'
+            )
         if table.is_tracked_by_cdc:
-            raise SqlServerError(4711, f"Cannot truncate table '{schema}.{name}' because it is published for replication or enabled for Change Data Capture.")
+            raise SqlServerError(
+                4711,
+                f"Cannot truncate table '{schema}.{name}' because it is published for replication or enabled for Change Data Capture.",
+            )
         with session.autocommit_scope():
             session.write(f"DELETE FROM {table.duck_name}")
         if table.identity_column is not None:
@@ -190,7 +199,9 @@ def alter(session: Any, node: exp.Alter, params: dict[str, Param], text: str) ->
     db, schema, name = _target(session, node.this)
     table = db.find_table(schema, name)
     if table is None:
-        raise SqlServerError(4902, f"Cannot find the object \"{name}\" because it does not exist or you do not have permissions.")
+        raise SqlServerError(
+            4902, f'Cannot find the object "{name}" because it does not exist or you do not have permissions.'
+        )
     with session.autocommit_scope() as txn:
         for action in node.args.get("actions") or []:
             _alter_action(session, table, action, text)
@@ -203,7 +214,10 @@ def _alter_action(session: Any, table: Table, action: exp.Expression, text: str)
     if isinstance(action, exp.ColumnDef):
         col, key = _column(action, table.name)
         if table.column(col.name):
-            raise SqlServerError(2705, f"Column names in each table must be unique. Column name '{col.name}' in table '{table.name}' is specified more than once.")
+            raise SqlServerError(
+                2705,
+                f"Column names in each table must be unique. Column name '{col.name}' in table '{table.name}' is specified more than once.",
+            )
         if key or (not col.type.nullable and col.default_sql is None and not col.identity):
             raise not_supported(f"ALTER TABLE ADD with key or NOT NULL without default: {text[:120]}")
         session.write(f"ALTER TABLE {table.duck_name} ADD COLUMN {quote_duck(col.name)} {T.storage_type(col.type)}")
@@ -234,7 +248,10 @@ def _drop_column(session: Any, table: Table, name: str) -> None:
     if key is not None:
         raise SqlServerError(5074, f"The object '{key.name}' is dependent on column '{col.name}'.")
     if len(table.columns) == 1:
-        raise SqlServerError(4923, f"ALTER TABLE DROP COLUMN failed because '{col.name}' is the only data column "
-                             f"in table '{table.name}'. A table must have at least one data column.")
+        raise SqlServerError(
+            4923,
+            f"ALTER TABLE DROP COLUMN failed because '{col.name}' is the only data column "
+            f"in table '{table.name}'. A table must have at least one data column.",
+        )
     session.write(f"ALTER TABLE {table.duck_name} DROP COLUMN {quote_duck(col.name)}")
     table.columns.remove(col)

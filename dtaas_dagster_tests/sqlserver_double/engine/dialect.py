@@ -28,10 +28,30 @@ from sqlglot.tokens import TokenType
 from ..engine_api import SqlServerError, not_supported
 
 # sqlglot keywords that SQL Server treats as identifiers (checked against its reserved-word list)
-NOT_TSQL_KEYWORDS = frozenset({
-    "CUBE", "ROLLUP", "GLOB", "ILIKE", "LATERAL", "LIMIT", "LOCK", "NOTNULL", "OFFSET", "PARTITIONED_BY",
-    "QUALIFY", "REGEXP", "RLIKE", "UNCACHE", "USING", "XOR", "TRUE", "FALSE", "WINDOW", "INTERVAL",
-})
+NOT_TSQL_KEYWORDS = frozenset(
+    {
+        "CUBE",
+        "ROLLUP",
+        "GLOB",
+        "ILIKE",
+        "LATERAL",
+        "LIMIT",
+        "LOCK",
+        "NOTNULL",
+        "OFFSET",
+        "PARTITIONED_BY",
+        "QUALIFY",
+        "REGEXP",
+        "RLIKE",
+        "UNCACHE",
+        "USING",
+        "XOR",
+        "TRUE",
+        "FALSE",
+        "WINDOW",
+        "INTERVAL",
+    }
+)
 
 
 class DoubleTSQL(TSQL):
@@ -75,7 +95,7 @@ def split_multipart(name: str) -> list[str]:
             close = "]" if ch == "[" else '"'
             i += 1
             while i < len(name):
-                if name[i] == close and name[i + 1:i + 2] == close:
+                if name[i] == close and name[i + 1 : i + 2] == close:
                     current += close
                     i += 2
                     continue
@@ -110,7 +130,7 @@ def _mark_empty_binary(text: str) -> str:
     done = 0
     for token in DoubleTSQL().tokenize(text):
         if token.token_type == TokenType.IDENTIFIER and token.text == "0x" and token.end - token.start == 1:
-            pieces += [text[done:token.start], f"[{_EMPTY_BINARY}]"]
+            pieces += [text[done : token.start], f"[{_EMPTY_BINARY}]"]
             done = token.end + 1
     return "".join(pieces) + text[done:]
 
@@ -133,7 +153,7 @@ def _mark_real(text: str) -> str:
     tokens = DoubleTSQL().tokenize(text)
     for i, token in enumerate(tokens):
         if token.token_type == TokenType.FLOAT and token.text.upper() == "REAL" and _type_position(tokens, i):
-            pieces += [text[done:token.start], "float(24)"]
+            pieces += [text[done : token.start], "float(24)"]
             done = token.end + 1
     return "".join(pieces) + text[done:]
 

@@ -57,9 +57,12 @@ def to_image(table: Table, data: pa.Table) -> pa.Table:
 def width_mismatch(values: int, columns: int) -> SqlServerError:
     """109 (more columns than values) or 110 (fewer columns than values), SQL Server's words."""
     more_or_fewer, number = ("more", 109) if columns > values else ("fewer", 110)
-    return SqlServerError(number, f"There are {more_or_fewer} columns in the INSERT statement than values specified "
-                          "in the VALUES clause. The number of values in the VALUES clause must match the number "
-                          "of columns specified in the INSERT statement.")
+    return SqlServerError(
+        number,
+        f"There are {more_or_fewer} columns in the INSERT statement than values specified "
+        "in the VALUES clause. The number of values in the VALUES clause must match the number "
+        "of columns specified in the INSERT statement.",
+    )
 
 
 # -- INSERT -----------------------------------------------------------------------------
@@ -75,8 +78,12 @@ def insert(session: Any, node: exp.Insert, params: dict[str, Param], text: str) 
     source = node.expression
     if isinstance(source, exp.Values):
         width = len(source.expressions[0].expressions)
-        alias = exp.TableAlias(this=exp.to_identifier("src"), columns=[exp.to_identifier(f"c{i}") for i in range(width)])
-        source_sql = duck_sql(tr.expression_tree(exp.select("*").from_(exp.Values(expressions=source.expressions, alias=alias))))
+        alias = exp.TableAlias(
+            this=exp.to_identifier("src"), columns=[exp.to_identifier(f"c{i}") for i in range(width)]
+        )
+        source_sql = duck_sql(
+            tr.expression_tree(exp.select("*").from_(exp.Values(expressions=source.expressions, alias=alias)))
+        )
     elif isinstance(source, (exp.Select, exp.Union)):
         source_sql = duck_sql(tr.expression_tree(source))
         width = len(columns)
@@ -124,14 +131,13 @@ def insert_fast(session: Any, insert: Any, params: dict[str, Param], text: str) 
     return write_rows(session, table, columns, stage)
 
 
-def stage_rows(session: Any, table: Table, columns: list[Column], source_sql: str,
-               bind: dict[str, Any]) -> pa.Table:
+def stage_rows(session: Any, table: Table, columns: list[Column], source_sql: str, bind: dict[str, Any]) -> pa.Table:
     """Convert source rows to the target columns' storage form; 245 on failure."""
     names = ", ".join(f'"s{i}"' for i in range(len(columns)))
     parts = []
     for i, col in enumerate(columns):
         conv = T.conversion_sql(f'src."s{i}"', col.type)
-        parts.append(f'{conv} AS {quote_duck(col.name)}')
+        parts.append(f"{conv} AS {quote_duck(col.name)}")
         parts.append(f'(src."s{i}" IS NOT NULL AND {conv} IS NULL) AS "__bad{i}"')
         parts.append(f'CAST(src."s{i}" AS VARCHAR) AS "__raw{i}"')
         parts.append(f'typeof(src."s{i}") AS "__type{i}"')
@@ -150,7 +156,10 @@ def write_rows(session: Any, table: Table, columns: list[Column], stage: pa.Tabl
     identity = table.identity_column
     explicit_identity = identity is not None and any(c is identity for c in columns)
     if explicit_identity and table.object_id not in session.identity_insert:
-        raise SqlServerError(544, f"Cannot insert explicit value for identity column in table '{table.name}' when IDENTITY_INSERT is set to OFF.")
+        raise SqlServerError(
+            544,
+            f"Cannot insert explicit value for identity column in table '{table.name}' when IDENTITY_INSERT is set to OFF.",
+        )
     given = {c.name for c in columns}
     full = {c.name: stage.column(c.name) for c in columns}
     n = stage.num_rows
@@ -160,7 +169,11 @@ def write_rows(session: Any, table: Table, columns: list[Column], stage: pa.Tabl
         if col is identity:
             first = session.engine.next_identity(table, n)
             step = identity.identity[1]
-            full[col.name] = pa.array(range(first, first + step * n, step), T.storage_arrow_type(col.type)) if n else pa.array([], T.storage_arrow_type(col.type))
+            full[col.name] = (
+                pa.array(range(first, first + step * n, step), T.storage_arrow_type(col.type))
+                if n
+                else pa.array([], T.storage_arrow_type(col.type))
+            )
             session.last_identity = first + step * (n - 1) if n else session.last_identity
         elif col.default_sql is not None:
             full[col.name] = _default(session, col, n)
@@ -178,8 +191,9 @@ def write_rows(session: Any, table: Table, columns: list[Column], stage: pa.Tabl
         session.write(f"INSERT INTO {table.duck_name} SELECT * FROM {STAGE}", registrations={STAGE: rows})
         if n:
             txn.changed = True
-            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "insert",
-                                         None, to_image(table, rows))
+            session.engine.cdc.on_change(
+                txn, table.database.name, table.schema, table.name, "insert", None, to_image(table, rows)
+            )
     return _rowcount(session, n)
 
 
@@ -195,7 +209,9 @@ def _default(session: Any, col: Column, n: int) -> pa.ChunkedArray | pa.Array:
     conv = T.conversion_sql("d.v", col.type)
     value = session.cursor.execute(f"SELECT {conv} FROM ({expr}) AS d(v)", tr.bind).to_arrow_table().column(0)
     if col.type.name == "uniqueidentifier" or "newid" in col.default_sql.lower():
-        data = session.cursor.execute(f"SELECT {conv} FROM (SELECT {expr.replace('SELECT', '', 1)} FROM range({n})) AS d(v)", tr.bind).to_arrow_table()
+        data = session.cursor.execute(
+            f"SELECT {conv} FROM (SELECT {expr.replace('SELECT', '', 1)} FROM range({n})) AS d(v)", tr.bind
+        ).to_arrow_table()
         return data.column(0)
     return pa.repeat(value[0], n) if n else value.slice(0, 0)
 
@@ -205,7 +221,10 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
     for col in table.columns:
         data = rows.column(col.name)
         if not col.type.nullable and data.null_count:
-            raise SqlServerError(515, f"Cannot insert the value NULL into column '{col.name}', table '{_full_name(table)}'; column does not allow nulls. {verb} fails.")
+            raise SqlServerError(
+                515,
+                f"Cannot insert the value NULL into column '{col.name}', table '{_full_name(table)}'; column does not allow nulls. {verb} fails.",
+            )
         limit = col.type.length
         if limit is None or limit < 0 or not (col.type.name in T.STRING_TYPES or col.type.name in T.BINARY_TYPES):
             continue
@@ -217,7 +236,10 @@ def check_rows(session: Any, table: Table, rows: pa.Table, verb: str) -> None:
         if pc.any(too_long).as_py():
             value = pc.filter(data, too_long)[0].as_py()
             shown = value[:limit] if isinstance(value, str) else value[:limit].hex()
-            raise SqlServerError(2628, f"String or binary data would be truncated in table '{_full_name(table)}', column '{col.name}'. Truncated value: '{shown}'.")
+            raise SqlServerError(
+                2628,
+                f"String or binary data would be truncated in table '{_full_name(table)}', column '{col.name}'. Truncated value: '{shown}'.",
+            )
 
 
 def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Array | None) -> None:
@@ -230,7 +252,8 @@ def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Ar
         session.cursor.register(STAGE, rows)
         try:
             dup = session.cursor.execute(
-                f"SELECT {cols} FROM {STAGE} WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchall()
+                f"SELECT {cols} FROM {STAGE} WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1"
+            ).fetchall()
             dup = dup[0] if dup else None
             if dup is None:
                 exclude = "" if exclude_rowids is None else "AND t.rowid NOT IN (SELECT r FROM __dml_excl)"
@@ -238,14 +261,18 @@ def check_keys(session: Any, table: Table, rows: pa.Table, exclude_rowids: pa.Ar
                     session.cursor.register("__dml_excl", pa.table({"r": exclude_rowids}))
                 dup = session.cursor.execute(
                     f"SELECT {', '.join('s.' + quote_duck(c) for c in key.columns)} FROM {STAGE} s "
-                    f"JOIN {table.duck_name} t ON {on} {exclude} LIMIT 1").fetchall()
+                    f"JOIN {table.duck_name} t ON {on} {exclude} LIMIT 1"
+                ).fetchall()
                 dup = dup[0] if dup else None
         finally:
             session.cursor.unregister(STAGE)
         if dup is not None:
             kind = "PRIMARY KEY" if key.primary else "UNIQUE KEY"
             shown = ", ".join(str(v) for v in dup)
-            raise SqlServerError(2627, f"Violation of {kind} constraint '{key.name}'. Cannot insert duplicate key in object '{table.schema}.{table.name}'. The duplicate key value is ({shown}).")
+            raise SqlServerError(
+                2627,
+                f"Violation of {kind} constraint '{key.name}'. Cannot insert duplicate key in object '{table.schema}.{table.name}'. The duplicate key value is ({shown}).",
+            )
 
 
 def key_value(table: Table, column: str, alias: str | None = None) -> str:
@@ -277,12 +304,14 @@ def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) 
     for name, data in tr.registrations.items():
         session.cursor.register(name, data)
     before_cols = ", ".join(f"{alias}.{quote_duck(c.name)}" for c in table.columns)
-    new_cols = ", ".join(f"{T.conversion_sql(v, c.type)} AS {quote_duck('__new_' + c.name)}, ({v}) IS NOT NULL AND "
-                         f"{T.conversion_sql(v, c.type)} IS NULL AS {quote_duck('__bad_' + c.name)}, "
-                         f"CAST(({v}) AS VARCHAR) AS {quote_duck('__raw_' + c.name)}, "
-                         f"typeof({v}) AS {quote_duck('__type_' + c.name)}" for c, v in sets)
-    sql = (f"SELECT {alias}.rowid AS __rowid, {before_cols}, {new_cols} "
-           f"FROM {table.duck_name} AS {alias} {where}")
+    new_cols = ", ".join(
+        f"{T.conversion_sql(v, c.type)} AS {quote_duck('__new_' + c.name)}, ({v}) IS NOT NULL AND "
+        f"{T.conversion_sql(v, c.type)} IS NULL AS {quote_duck('__bad_' + c.name)}, "
+        f"CAST(({v}) AS VARCHAR) AS {quote_duck('__raw_' + c.name)}, "
+        f"typeof({v}) AS {quote_duck('__type_' + c.name)}"
+        for c, v in sets
+    )
+    sql = f"SELECT {alias}.rowid AS __rowid, {before_cols}, {new_cols} FROM {table.duck_name} AS {alias} {where}"
     data = session.cursor.execute(sql, tr.bind).to_arrow_table()
     for col, _ in sets:
         bad = data.column(f"__bad_{col.name}")
@@ -302,11 +331,21 @@ def update(session: Any, node: exp.Update, params: dict[str, Param], text: str) 
     assignments = ", ".join(f"{quote_duck(c.name)} = {STAGE}.{quote_duck(c.name)}" for c, _ in sets)
     with session.autocommit_scope() as txn:
         if data.num_rows:
-            session.write(f"UPDATE {table.duck_name} SET {assignments} FROM {STAGE} "
-                          f"WHERE {table.duck_name}.rowid = {STAGE}.__rowid", registrations={STAGE: stage})
+            session.write(
+                f"UPDATE {table.duck_name} SET {assignments} FROM {STAGE} "
+                f"WHERE {table.duck_name}.rowid = {STAGE}.__rowid",
+                registrations={STAGE: stage},
+            )
             txn.changed = True
-            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "update",
-                                         to_image(table, before), to_image(table, after))
+            session.engine.cdc.on_change(
+                txn,
+                table.database.name,
+                table.schema,
+                table.name,
+                "update",
+                to_image(table, before),
+                to_image(table, after),
+            )
     return _rowcount(session, data.num_rows)
 
 
@@ -321,12 +360,22 @@ def delete(session: Any, node: exp.Delete, params: dict[str, Param], text: str) 
         session.cursor.register(name, data)
     cols = ", ".join(f"{alias}.{quote_duck(c.name)}" for c in table.columns)
     data = session.cursor.execute(
-        f"SELECT {alias}.rowid AS __rowid, {cols} FROM {table.duck_name} AS {alias} {where}", tr.bind).to_arrow_table()
+        f"SELECT {alias}.rowid AS __rowid, {cols} FROM {table.duck_name} AS {alias} {where}", tr.bind
+    ).to_arrow_table()
     with session.autocommit_scope() as txn:
         if data.num_rows:
-            session.write(f"DELETE FROM {table.duck_name} WHERE rowid IN (SELECT __rowid FROM {STAGE})",
-                          registrations={STAGE: data.select(["__rowid"])})
+            session.write(
+                f"DELETE FROM {table.duck_name} WHERE rowid IN (SELECT __rowid FROM {STAGE})",
+                registrations={STAGE: data.select(["__rowid"])},
+            )
             txn.changed = True
-            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "delete",
-                                         to_image(table, data.select([c.name for c in table.columns])), None)
+            session.engine.cdc.on_change(
+                txn,
+                table.database.name,
+                table.schema,
+                table.name,
+                "delete",
+                to_image(table, data.select([c.name for c in table.columns])),
+                None,
+            )
     return _rowcount(session, data.num_rows)

@@ -29,8 +29,11 @@ from ..engine_api import Param
 _IDENT = r'(?:\[(?:[^\]]|\]\])+\]|"(?:[^"]|"")+"|[A-Za-z_#][\w@#$]*)'
 _HEADER = re.compile(
     rf"\s*INSERT\s+(?:INTO\s+)?(?P<table>{_IDENT}(?:\s*\.\s*{_IDENT}){{0,2}})\s*"
-    rf"(?:\(\s*(?P<cols>{_IDENT}(?:\s*,\s*{_IDENT})*)\s*\)\s*)?VALUES\s*", re.I)
-_TOKEN = re.compile(r"""
+    rf"(?:\(\s*(?P<cols>{_IDENT}(?:\s*,\s*{_IDENT})*)\s*\)\s*)?VALUES\s*",
+    re.I,
+)
+_TOKEN = re.compile(
+    r"""
     \s*(?:
       (?P<str>N?'(?:[^']|'')*')
     | (?P<hex>0x[0-9A-Fa-f]*)(?![\w$#@])
@@ -38,7 +41,9 @@ _TOKEN = re.compile(r"""
     | (?P<null>NULL)(?![\w$#@])
     | (?P<param>@[A-Za-z_]\w*|\?)
     | (?P<punct>[(),;])
-    )""", re.I | re.X)
+    )""",
+    re.I | re.X,
+)
 
 
 @dataclass
@@ -64,7 +69,7 @@ def _split_name(text: str) -> list[str]:
 def _literal(kind: str, text: str) -> tuple[str, Any]:
     if kind == "str":
         national = text[0] in "nN"
-        return ("s", text[2 if national else 1:-1].replace("''", "'"))
+        return ("s", text[2 if national else 1 : -1].replace("''", "'"))
     if kind == "hex":
         digits = text[2:]
         return ("b", bytes.fromhex(digits if len(digits) % 2 == 0 else "0" + digits))

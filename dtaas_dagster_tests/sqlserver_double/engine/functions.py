@@ -16,17 +16,33 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from sqlglot import exp
 
 import pyarrow as pa
+from sqlglot import exp
 
 from ..engine_api import ResultColumn, SqlServerError, SqlType
 from . import types as T
 
 CONSTANT_FUNCTIONS = {
-    "scope_identity", "db_name", "db_id", "schema_name", "suser_sname", "suser_name", "user_name",
-    "original_login", "system_user", "serverproperty", "object_id", "is_srvrolemember",
-    "has_perms_by_name", "schema_id", "host_name", "app_name", "object_name", "type_name", "rowcount_big",
+    "scope_identity",
+    "db_name",
+    "db_id",
+    "schema_name",
+    "suser_sname",
+    "suser_name",
+    "user_name",
+    "original_login",
+    "system_user",
+    "serverproperty",
+    "object_id",
+    "is_srvrolemember",
+    "has_perms_by_name",
+    "schema_id",
+    "host_name",
+    "app_name",
+    "object_name",
+    "type_name",
+    "rowcount_big",
     "rowcount_big",
 }
 # names the engine itself generates in DuckDB SQL (never written by clients in T-SQL form)
@@ -43,8 +59,13 @@ def _anon(name: str, *args: exp.Expression) -> exp.Expression:
 
 def supplementary_chars(x: exp.Expression) -> exp.Expression:
     """Characters outside the BMP (two UTF-16 code units each)."""
-    kept = _anon("regexp_replace", x, exp.Literal.string("[^\\x{10000}-\\x{10FFFF}]"),
-                 exp.Literal.string(""), exp.Literal.string("g"))
+    kept = _anon(
+        "regexp_replace",
+        x,
+        exp.Literal.string("[^\\x{10000}-\\x{10FFFF}]"),
+        exp.Literal.string(""),
+        exp.Literal.string("g"),
+    )
     return _anon("length", kept)
 
 
@@ -56,27 +77,36 @@ def datalength(arg: exp.Expression, t: SqlType | None) -> exp.Expression:
         return _anon("length", arg)
     if t is not None and t.name not in T.STRING_TYPES:
         fixed = T.max_length_bytes(t)
-        return exp.Case(ifs=[exp.If(this=exp.Is(this=arg, expression=exp.Null()), true=exp.Null())],
-                        default=exp.Literal.number(fixed))
+        return exp.Case(
+            ifs=[exp.If(this=exp.Is(this=arg, expression=exp.Null()), true=exp.Null())],
+            default=exp.Literal.number(fixed),
+        )
     units = exp.Add(this=_anon("length", arg), expression=supplementary_chars(arg.copy()))
-    return exp.Cast(this=exp.Mul(this=exp.Paren(this=units), expression=exp.Literal.number(2)),
-                    to=exp.DataType.build("INTEGER"))
+    return exp.Cast(
+        this=exp.Mul(this=exp.Paren(this=units), expression=exp.Literal.number(2)), to=exp.DataType.build("INTEGER")
+    )
 
 
 def nanosecond(arg: exp.Expression, t: SqlType | None) -> exp.Expression:
     """DATEPART(nanosecond, x): the fraction of the second in ns (100 ns steps), as int."""
     if t is not None and T.is_text_stored(t):
-        digits = exp.Substring(this=exp.Cast(this=arg, to=exp.DataType.build("VARCHAR")), start=exp.Literal.number(21),
-                               length=exp.Literal.number(7))
+        digits = exp.Substring(
+            this=exp.Cast(this=arg, to=exp.DataType.build("VARCHAR")),
+            start=exp.Literal.number(21),
+            length=exp.Literal.number(7),
+        )
         return exp.Mul(this=exp.Cast(this=digits, to=exp.DataType.build("INTEGER")), expression=exp.Literal.number(100))
-    micros = exp.Mod(this=_anon("microsecond", exp.Cast(this=arg, to=exp.DataType.build("TIMESTAMP"))),
-                     expression=exp.Literal.number(1_000_000))
-    return exp.Cast(this=exp.Mul(this=exp.Paren(this=micros), expression=exp.Literal.number(1000)),
-                    to=exp.DataType.build("INTEGER"))
+    micros = exp.Mod(
+        this=_anon("microsecond", exp.Cast(this=arg, to=exp.DataType.build("TIMESTAMP"))),
+        expression=exp.Literal.number(1_000_000),
+    )
+    return exp.Cast(
+        this=exp.Mul(this=exp.Paren(this=micros), expression=exp.Literal.number(1000)), to=exp.DataType.build("INTEGER")
+    )
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _text7(value: dt.datetime) -> str:
@@ -110,8 +140,12 @@ def _parsename(args: list[exp.Expression]) -> exp.Expression:
     """PARSENAME(name, part): part 1 object, 2 schema, 3 database, 4 server; brackets removed."""
     if len(args) != 2:
         raise SqlServerError(174, "The parsename function requires 2 argument(s).")
-    unbracketed = _anon("replace", _anon("replace", args[0], exp.Literal.string("["), exp.Literal.string("")),
-                        exp.Literal.string("]"), exp.Literal.string(""))
+    unbracketed = _anon(
+        "replace",
+        _anon("replace", args[0], exp.Literal.string("["), exp.Literal.string("")),
+        exp.Literal.string("]"),
+        exp.Literal.string(""),
+    )
     parts = _anon("list_reverse", _anon("string_split", unbracketed, exp.Literal.string(".")))
     return _anon("list_extract", parts, args[1])
 
@@ -157,7 +191,11 @@ def anonymous_type(node: exp.Anonymous, type_of: Callable[[exp.Expression], SqlT
 
 def no_extended_properties() -> tuple[list[ResultColumn], pa.Table]:
     """fn_listextendedproperty(...): the double has none, so SQL Server's empty result."""
-    spec = [("objtype", SqlType("nvarchar", 128)), ("objname", SqlType("nvarchar", 128)),
-            ("name", SqlType("nvarchar", 128)), ("value", SqlType("nvarchar", 4000))]
+    spec = [
+        ("objtype", SqlType("nvarchar", 128)),
+        ("objname", SqlType("nvarchar", 128)),
+        ("name", SqlType("nvarchar", 128)),
+        ("value", SqlType("nvarchar", 4000)),
+    ]
     columns = [ResultColumn(n, t) for n, t in spec]
     return columns, pa.table({n: pa.array([], pa.string()) for n, _ in spec})

@@ -32,7 +32,7 @@ def global_value(session: Any, name: str) -> tuple[Any, SqlType]:
     }
     found = values.get(name.lower())
     if found is None:
-        raise SqlServerError(137, f"Must declare the scalar variable \"@@{name}\".")
+        raise SqlServerError(137, f'Must declare the scalar variable "@@{name}".')
     return found
 
 
@@ -65,7 +65,9 @@ def function_value(session: Any, name: str, args: list[Any]) -> tuple[Any, SqlTy
     if name in ("suser_sname", "suser_name", "user_name", "original_login", "system_user"):
         return session.user if name != "user_name" else "dbo", _NV128
     if name == "serverproperty":
-        return _server_property(engine, str(args[0]) if args else ""), SqlType("sql_variant") if False else SqlType("nvarchar", 128)
+        return _server_property(engine, str(args[0]) if args else ""), SqlType("sql_variant") if False else SqlType(
+            "nvarchar", 128
+        )
     if name == "object_id":
         return _object_id(session, str(args[0]) if args and args[0] is not None else ""), SqlType("int")
     if name == "is_srvrolemember":

@@ -28,8 +28,16 @@ class NoopCdcManager:
     def __init__(self, engine: "DuckDbEngine") -> None:
         self.engine = engine
 
-    def on_change(self, txn: Any, database: str, schema: str, table: str, operation: str,
-                  before: pa.Table | None, after: pa.Table | None) -> None:
+    def on_change(
+        self,
+        txn: Any,
+        database: str,
+        schema: str,
+        table: str,
+        operation: str,
+        before: pa.Table | None,
+        after: pa.Table | None,
+    ) -> None:
         return None
 
     def before_commit(self, txn: Any) -> None:
@@ -45,7 +53,10 @@ class NoopCdcManager:
         raise SqlServerError(2812, f"Could not find stored procedure '{name}'.")
 
     def scalar_function(self, txn: Any, name: str, args: list[Any]) -> tuple[Any, SqlType]:
-        raise SqlServerError(4121, f"Cannot find either column \"sys\" or the user-defined function or aggregate \"{name}\", or the name is ambiguous.")
+        raise SqlServerError(
+            4121,
+            f'Cannot find either column "sys" or the user-defined function or aggregate "{name}", or the name is ambiguous.',
+        )
 
     def table_function(self, txn: Any, name: str, args: list[Any]) -> tuple[list, pa.Table]:
         raise SqlServerError(208, f"Invalid object name '{name}'.")
@@ -62,8 +73,7 @@ def _make_cdc(engine: "DuckDbEngine") -> Any:
 class DuckDbEngine:
     """A SQL Server instance backed by DuckDB (implements ``engine_api.Engine``)."""
 
-    def __init__(self, password: str = "Double!Passw0rd", user: str = "sa",
-                 server_name: str | None = None) -> None:
+    def __init__(self, password: str = "Double!Passw0rd", user: str = "sa", server_name: str | None = None) -> None:
         self._user = user
         self._password = password
         self.server_name = server_name or socket.gethostname().split(".")[0].upper()
@@ -80,8 +90,9 @@ class DuckDbEngine:
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET GLOBAL default_collation = 'nocase'")
         # SQL Server raises 8134 where DuckDB returns NULL/inf for x / 0
-        self.con.execute("CREATE MACRO tsql_nz(d) AS CASE WHEN d = 0 THEN "
-                         "error('Divide by zero error encountered.') ELSE d END")
+        self.con.execute(
+            "CREATE MACRO tsql_nz(d) AS CASE WHEN d = 0 THEN error('Divide by zero error encountered.') ELSE d END"
+        )
         self.databases: dict[str, Database] = {}
         self._database_ids = itertools.count(5)
         self._spids = itertools.count(51)
@@ -116,7 +127,9 @@ class DuckDbEngine:
     def database(self, name: str) -> Database:
         db = self.databases.get(name.lower())
         if db is None:
-            raise SqlServerError(911, f"Database '{name}' does not exist. Make sure that the name is entered correctly.")
+            raise SqlServerError(
+                911, f"Database '{name}' does not exist. Make sure that the name is entered correctly."
+            )
         return db
 
     def create_database(self, name: str, database_id: int | None = None) -> Database:
@@ -156,11 +169,18 @@ class DuckDbEngine:
                 table.identity_last = first + step * (count - 1)
             return first
 
-    def seed_table(self, database: str, schema: str, table: str, data: pa.Table, *,
-                   columns: dict[str, str] | None = None, primary_key: list[str] | None = None,
-                   create: bool = True) -> int:
+    def seed_table(
+        self,
+        database: str,
+        schema: str,
+        table: str,
+        data: pa.Table,
+        *,
+        columns: dict[str, str] | None = None,
+        primary_key: list[str] | None = None,
+        create: bool = True,
+    ) -> int:
         """Create (optionally) and bulk-load a table from Arrow; see ``seed.py``."""
         from .seed import seed_table
 
-        return seed_table(self, database, schema, table, data, columns=columns,
-                          primary_key=primary_key, create=create)
+        return seed_table(self, database, schema, table, data, columns=columns, primary_key=primary_key, create=create)

@@ -19,8 +19,13 @@ from .catalog import Database
 
 REGISTRATION = "__tsql_objects"
 # OBJECTPROPERTY(id, property) -> column of the registered table
-PROPERTIES = {"cnstisclustkey": "clustered_key", "cnstisnonclustkey": "nonclustered_key",
-              "isusertable": "user_table", "istable": "user_table", "isprimarykey": "primary_key"}
+PROPERTIES = {
+    "cnstisclustkey": "clustered_key",
+    "cnstisnonclustkey": "nonclustered_key",
+    "isusertable": "user_table",
+    "istable": "user_table",
+    "isprimarykey": "primary_key",
+}
 
 
 def object_names(db: Database) -> pa.Table:
@@ -39,10 +44,21 @@ def object_names(db: Database) -> pa.Table:
     for t in db.tables.values():
         add(t.schema, t.name, t.object_id, user_table=1)
         for k in t.keys:
-            add(t.schema, k.name, k.object_id, primary_key=int(k.primary), clustered_key=int(k.primary),
-                nonclustered_key=int(not k.primary))
-    return pa.table({"name": pa.array(names, pa.string()), "object_id": pa.array(ids, pa.int32()),
-                     **{col: pa.array(v, pa.int32()) for col, v in flags.items()}})
+            add(
+                t.schema,
+                k.name,
+                k.object_id,
+                primary_key=int(k.primary),
+                clustered_key=int(k.primary),
+                nonclustered_key=int(not k.primary),
+            )
+    return pa.table(
+        {
+            "name": pa.array(names, pa.string()),
+            "object_id": pa.array(ids, pa.int32()),
+            **{col: pa.array(v, pa.int32()) for col, v in flags.items()},
+        }
+    )
 
 
 def _lookup(column: str, where: exp.Expression) -> exp.Expression:

@@ -19,9 +19,17 @@ from .ddl import _key_name, create_table
 from .dml import write_rows
 
 
-def seed_table(engine: Any, database: str, schema: str, table: str, data: pa.Table, *,
-               columns: dict[str, str] | None = None, primary_key: list[str] | None = None,
-               create: bool = True) -> int:
+def seed_table(
+    engine: Any,
+    database: str,
+    schema: str,
+    table: str,
+    data: pa.Table,
+    *,
+    columns: dict[str, str] | None = None,
+    primary_key: list[str] | None = None,
+    create: bool = True,
+) -> int:
     """Create ``database.schema.table`` (unless ``create`` is False) and load ``data``; returns rows."""
     session = engine.open_session("sa", database)
     try:
@@ -29,8 +37,12 @@ def seed_table(engine: Any, database: str, schema: str, table: str, data: pa.Tab
         if schema.lower() not in db.schemas:
             engine.create_schema(db, schema)
         if create:
-            types = {name: T.parse_type(columns[name]) if columns and name in columns else T.infer_from_arrow(data.schema.field(name).type)
-                     for name in data.column_names}
+            types = {
+                name: T.parse_type(columns[name])
+                if columns and name in columns
+                else T.infer_from_arrow(data.schema.field(name).type)
+                for name in data.column_names
+            }
             pk = primary_key or []
             cols = [Column(n, T.SqlType(t.name, t.length, t.precision, t.scale, n not in pk)) for n, t in types.items()]
             keys = [KeyConstraint(_key_name("PK", table), pk, True)] if pk else []
@@ -40,8 +52,10 @@ def seed_table(engine: Any, database: str, schema: str, table: str, data: pa.Tab
             if target is None:
                 raise SqlServerError(208, f"Invalid object name '{database}.{schema}.{table}'.")
         given = [target.require_column(n) for n in data.column_names]
-        stage = pa.table([_storage(data.column(c.name if c.name in data.column_names else c.name), c) for c in given],
-                         names=[c.name for c in given])
+        stage = pa.table(
+            [_storage(data.column(c.name if c.name in data.column_names else c.name), c) for c in given],
+            names=[c.name for c in given],
+        )
         result = write_rows(session, target, given, stage)
         return data.num_rows if result.rowcount is None else result.rowcount
     finally:
@@ -55,7 +69,8 @@ def _storage(array: pa.ChunkedArray, col: Column) -> pa.ChunkedArray:
     its zone's offset); uniqueidentifier is upper-cased text; everything else is an Arrow cast.
     """
     if col.type.name in ("datetime2", "datetimeoffset", "time") and (
-            pa.types.is_timestamp(array.type) or pa.types.is_time(array.type)):
+        pa.types.is_timestamp(array.type) or pa.types.is_time(array.type)
+    ):
         array = T.round_fraction(array, col.type.scale)
     if T.is_text_stored(col.type) and pa.types.is_timestamp(array.type):
         return T.timestamp_text(array, offset=col.type.name == "datetimeoffset")

@@ -25,8 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from ..engine_api import Param, SqlServerError, SqlType, StatementResult
-from .conversion_errors import overflow_from_duckdb
 from . import aborts
+from .conversion_errors import overflow_from_duckdb
 from .split import split_batch
 
 _descriptors = itertools.count(1)
@@ -86,25 +86,31 @@ class Variable:
 def map_duckdb_error(e: duckdb.Error) -> SqlServerError:
     """Translate a DuckDB error into SQL Server's number and words."""
     text = str(e).split("\n")[0]
-    for marker, number in (("Divide by zero error", 8134),
-                           ("Conversion failed when converting date and/or time", 241), ("Conversion failed", 245),
-                           ("String or binary data", 2628), ("Arithmetic overflow", 8115)):
+    for marker, number in (
+        ("Divide by zero error", 8134),
+        ("Conversion failed when converting date and/or time", 241),
+        ("Conversion failed", 245),
+        ("String or binary data", 2628),
+        ("Arithmetic overflow", 8115),
+    ):
         if marker in text:
-            return SqlServerError(number, text[text.index(marker):])
+            return SqlServerError(number, text[text.index(marker) :])
     if isinstance(e, duckdb.ConversionException):
         return overflow_from_duckdb(text) or SqlServerError(245, f"Conversion failed: {text}")
     if isinstance(e, duckdb.BinderException) and "must appear in the GROUP BY" in text:
         name = text.split('"')[1] if '"' in text else "?"
-        return SqlServerError(8120, f"Column '{name}' is invalid in the select list because it is not contained "
-                              "in either an aggregate function or the GROUP BY clause.")
+        return SqlServerError(
+            8120,
+            f"Column '{name}' is invalid in the select list because it is not contained "
+            "in either an aggregate function or the GROUP BY clause.",
+        )
     if isinstance(e, duckdb.BinderException) and "column" in text.lower():
         name = text.split('"')[1] if '"' in text else text
         return SqlServerError(207, f"Invalid column name '{name}'.")
     if isinstance(e, duckdb.CatalogException):
         return SqlServerError(208, f"Invalid object name: {text}")
     if isinstance(e, duckdb.TransactionException) and "onflict" in text:
-        return SqlServerError(3960, "Snapshot isolation transaction aborted due to update conflict. "
-                              f"({text})")
+        return SqlServerError(3960, f"Snapshot isolation transaction aborted due to update conflict. ({text})")
     return SqlServerError(102, f"not supported by the SQL Server double: {text}")
 
 
@@ -210,7 +216,10 @@ class DuckDbSession:
         if explicit and self.options["isolation"] == "SNAPSHOT":
             db = self.engine.database(self.database)
             if not db.allow_snapshot_isolation:
-                raise SqlServerError(3952, f"Snapshot isolation transaction failed accessing database '{db.name}' because snapshot isolation is not allowed in this database. Use ALTER DATABASE to allow snapshot isolation.")
+                raise SqlServerError(
+                    3952,
+                    f"Snapshot isolation transaction failed accessing database '{db.name}' because snapshot isolation is not allowed in this database. Use ALTER DATABASE to allow snapshot isolation.",
+                )
         self.cursor.execute("BEGIN TRANSACTION")
         self.txn = Transaction(self, self.cursor, next(_descriptors), explicit)
         if explicit:
@@ -255,8 +264,12 @@ class DuckDbSession:
         """Context for a writing statement: joins the open transaction or opens one."""
         return _Scope(self)
 
-    def write(self, sql: str, params: dict[str, Any] | list[Any] | None = None,
-              registrations: dict[str, pa.Table] | None = None) -> duckdb.DuckDBPyConnection:
+    def write(
+        self,
+        sql: str,
+        params: dict[str, Any] | list[Any] | None = None,
+        registrations: dict[str, pa.Table] | None = None,
+    ) -> duckdb.DuckDBPyConnection:
         """Run a writing DuckDB statement in the current transaction, logged for replay."""
         assert self.txn is not None
         for name, table in (registrations or {}).items():
@@ -291,8 +304,10 @@ class DuckDbSession:
         except duckdb.Error as e:  # cannot rebuild: the transaction is lost, as with XACT_ABORT
             self.trancount = 0
             self._rollback()
-            raise SqlServerError(3998, "Uncommittable transaction is detected at the end of the batch. "
-                                 f"The transaction is rolled back. ({e})") from e
+            raise SqlServerError(
+                3998,
+                f"Uncommittable transaction is detected at the end of the batch. The transaction is rolled back. ({e})",
+            ) from e
 
 
 class _StatementRunner:
@@ -345,4 +360,3 @@ class _Scope:
                 s._rollback()
         elif exc_type is not None and isinstance(exc, duckdb.Error):
             s.recover()
-

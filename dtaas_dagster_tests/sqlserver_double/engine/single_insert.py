@@ -40,8 +40,12 @@ class Fallback(Exception):
 
 
 Converter = Callable[[Any], Any]
-_INT_RANGES = {"tinyint": (0, 255), "smallint": (-(2**15), 2**15 - 1), "int": (-(2**31), 2**31 - 1),
-               "bigint": (-(2**63), 2**63 - 1)}
+_INT_RANGES = {
+    "tinyint": (0, 255),
+    "smallint": (-(2**15), 2**15 - 1),
+    "int": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+}
 
 
 @dataclass
@@ -62,6 +66,7 @@ def _integer(name: str) -> Converter:
         if type(v) is not int or not low <= v <= high:
             raise Fallback
         return v
+
     return convert
 
 
@@ -80,6 +85,7 @@ def _decimal(precision: int, scale: int) -> Converter:
         if q != 0 and q.adjusted() >= precision - scale:  # more integer digits than fit: 8115
             raise Fallback
         return q
+
     return convert
 
 
@@ -93,6 +99,7 @@ def _string(t: T.SqlType) -> Converter:
         if not v.isascii() and any(ord(c) > 0xFFFF for c in v):
             raise Fallback  # two UTF-16 code units each: the general path counts and pads them
         return v.ljust(limit) if pad and limit else v
+
     return convert
 
 
@@ -104,6 +111,7 @@ def _binary(t: T.SqlType) -> Converter:
         if not isinstance(v, (bytes, bytearray)) or (limit is not None and len(v) > limit):
             raise Fallback
         return bytes(v).ljust(limit, b"\x00") if pad and limit else bytes(v)
+
     return convert
 
 
@@ -112,14 +120,14 @@ def _of_type(*kinds: type, exclude: tuple[type, ...] = ()) -> Converter:
         if not isinstance(v, kinds) or isinstance(v, exclude):
             raise Fallback
         return v
+
     return convert
 
 
 def _datetime2_text(v: Any) -> Any:
     if not isinstance(v, dt.datetime) or v.tzinfo is not None:
         raise Fallback
-    return (f"{v.year:04}-{v.month:02}-{v.day:02} {v.hour:02}:{v.minute:02}:{v.second:02}."
-            f"{v.microsecond:06}0")
+    return f"{v.year:04}-{v.month:02}-{v.day:02} {v.hour:02}:{v.minute:02}:{v.second:02}.{v.microsecond:06}0"
 
 
 def _float(v: Any) -> Any:
@@ -146,8 +154,12 @@ def converter(t: T.SqlType) -> Converter | None:
     if name in ("binary", "varbinary"):
         return _binary(t)
     simple: dict[str, Converter] = {
-        "bit": _of_type(bool), "float": _float, "real": _float, "uniqueidentifier": _uuid,
-        "date": _of_type(dt.date, exclude=(dt.datetime,)), "time": _of_type(dt.time),
+        "bit": _of_type(bool),
+        "float": _float,
+        "real": _float,
+        "uniqueidentifier": _uuid,
+        "date": _of_type(dt.date, exclude=(dt.datetime,)),
+        "time": _of_type(dt.time),
     }
     if name in simple:
         return simple[name]
@@ -173,8 +185,10 @@ def build_plan(table: Table, columns: list[Column]) -> RowPlan | None:
         converters.append(conv)
     names = [c.name for c in table.columns]
     marks = ", ".join(f"${i + 1}" for i in range(len(names)))
-    guards = [" AND ".join(_key_guard(table, c, names.index(_column_name(table, c)) + 1) for c in key.columns)
-              for key in table.keys]
+    guards = [
+        " AND ".join(_key_guard(table, c, names.index(_column_name(table, c)) + 1) for c in key.columns)
+        for key in table.keys
+    ]
     where = " AND ".join(f"NOT EXISTS (SELECT 1 FROM {table.duck_name} WHERE {g})" for g in guards)
     sql = f"INSERT INTO {table.duck_name} SELECT {marks}" + (f" WHERE {where}" if where else "")
     return RowPlan(table, list(table.columns), positions, converters, sql)
@@ -228,8 +242,10 @@ def one_row_image(table: Table, values: list[Any]) -> pa.Table:
     """The written row in the contract's Arrow form (for the CDC manager)."""
     from .dml import to_image
 
-    arrays = [pa.array([v], T.storage_arrow_type(c.type) if c.type.name != "uniqueidentifier" else pa.string())
-              for c, v in zip(table.columns, values)]
+    arrays = [
+        pa.array([v], T.storage_arrow_type(c.type) if c.type.name != "uniqueidentifier" else pa.string())
+        for c, v in zip(table.columns, values)
+    ]
     return to_image(table, pa.table(arrays, names=[c.name for c in table.columns]))
 
 
@@ -247,8 +263,9 @@ def insert_row(session: Any, plan: RowPlan, values: list[Any]) -> StatementResul
             if not session.write(plan.sql, values).fetchone()[0]:
                 return None
             txn.changed = True
-            session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "insert",
-                                         None, one_row_image(table, values))
+            session.engine.cdc.on_change(
+                txn, table.database.name, table.schema, table.name, "insert", None, one_row_image(table, values)
+            )
     session.rowcount = 1
     return StatementResult(rowcount=None if session.nocount else 1)
 
@@ -301,8 +318,9 @@ def _buffer(session: Any, plan: RowPlan, values: list[Any]) -> bool:
     txn.changed = True
     table = plan.table
     if table.is_tracked_by_cdc:
-        session.engine.cdc.on_change(txn, table.database.name, table.schema, table.name, "insert",
-                                     None, one_row_image(table, values))
+        session.engine.cdc.on_change(
+            txn, table.database.name, table.schema, table.name, "insert", None, one_row_image(table, values)
+        )
     return True
 
 
@@ -315,8 +333,10 @@ def flush(session: Any) -> None:
 
     table = pending.plan.table
     columns = list(zip(*pending.rows))
-    arrays = [pa.array(list(v), T.storage_arrow_type(c.type) if c.type.name != "uniqueidentifier" else pa.string())
-              for c, v in zip(table.columns, columns)]
+    arrays = [
+        pa.array(list(v), T.storage_arrow_type(c.type) if c.type.name != "uniqueidentifier" else pa.string())
+        for c, v in zip(table.columns, columns)
+    ]
     rows = pa.table(arrays, names=[c.name for c in table.columns])
     session.write(f"INSERT INTO {table.duck_name} SELECT * FROM {STAGE}", registrations={STAGE: rows})
 
@@ -325,8 +345,12 @@ def plan_for(session: Any, insert: FastInsert, table: Table, columns: list[Colum
     """The session's cached plan for ``text`` (rebuilt when the table or its columns changed)."""
     key = (session.database.lower(), text)
     plan = session.row_plans.get(key)
-    if plan is not None and plan.table is table and len(plan.columns_snapshot) == len(table.columns) and all(
-            a is b for a, b in zip(plan.columns_snapshot, table.columns)):
+    if (
+        plan is not None
+        and plan.table is table
+        and len(plan.columns_snapshot) == len(table.columns)
+        and all(a is b for a, b in zip(plan.columns_snapshot, table.columns))
+    ):
         return plan
     plan = build_plan(table, columns)
     if len(session.row_plans) > 200:
@@ -335,8 +359,9 @@ def plan_for(session: Any, insert: FastInsert, table: Table, columns: list[Colum
     return plan
 
 
-def try_insert(session: Any, insert: FastInsert, table: Table, columns: list[Column], params: dict[str, Param],
-               text: str) -> StatementResult | None:
+def try_insert(
+    session: Any, insert: FastInsert, table: Table, columns: list[Column], params: dict[str, Param], text: str
+) -> StatementResult | None:
     """Insert the single VALUES row on this path; None to take the general path."""
     plan = plan_for(session, insert, table, columns, text) if len(insert.rows) == 1 else None
     try:

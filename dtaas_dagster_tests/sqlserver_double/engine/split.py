@@ -18,10 +18,41 @@ from sqlglot.tokens import Token
 from ..engine_api import SqlServerError
 
 STARTERS = {
-    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRUNCATE", "DECLARE",
-    "SET", "USE", "BEGIN", "COMMIT", "ROLLBACK", "SAVE", "EXEC", "EXECUTE", "WITH", "GO",
-    "PRINT", "IF", "WHILE", "RETURN", "MERGE", "GRANT", "REVOKE", "DENY", "RAISERROR", "THROW",
-    "WAITFOR", "DBCC", "BACKUP", "RESTORE", "CHECKPOINT", "KILL",
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "TRUNCATE",
+    "DECLARE",
+    "SET",
+    "USE",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVE",
+    "EXEC",
+    "EXECUTE",
+    "WITH",
+    "GO",
+    "PRINT",
+    "IF",
+    "WHILE",
+    "RETURN",
+    "MERGE",
+    "GRANT",
+    "REVOKE",
+    "DENY",
+    "RAISERROR",
+    "THROW",
+    "WAITFOR",
+    "DBCC",
+    "BACKUP",
+    "RESTORE",
+    "CHECKPOINT",
+    "KILL",
 }
 _SET_OPS = {"UNION", "ALL", "EXCEPT", "INTERSECT"}
 
@@ -50,7 +81,11 @@ def _continues(word: str, stmt: list[Token], prev: str, nxt: str) -> bool:
         return "SET" not in words
     if first == "ALTER" and word in ("DROP", "ALTER", "SET", "ROLLBACK", "ADD"):
         return True
-    if first in ("BEGIN", "COMMIT", "ROLLBACK", "SAVE") and len(stmt) == 1 and word not in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+    if (
+        first in ("BEGIN", "COMMIT", "ROLLBACK", "SAVE")
+        and len(stmt) == 1
+        and word not in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ):
         return True
     if first == "CREATE" and word in ("SELECT",) and prev == "AS":
         return True

@@ -17,8 +17,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..engine_api import Param, ResultColumn, ResultSet, SqlServerError, SqlType, StatementResult, not_supported
-from . import types as T
 from . import aborts, fast_insert
+from . import types as T
 from .session import DuckDbSession, Variable, map_duckdb_error
 from .translate import Translator, parse
 
@@ -27,15 +27,23 @@ _SET_OPTION = re.compile(
     r"^SET\s+(ANSI_\w+|QUOTED_IDENTIFIER|NOCOUNT|XACT_ABORT|CONCAT_NULL_YIELDS_NULL|ARITHABORT|"
     r"NUMERIC_ROUNDABORT|CURSOR_CLOSE_ON_COMMIT|IMPLICIT_TRANSACTIONS|FMTONLY|NOEXEC|STATISTICS\s+\w+|"
     r"SHOWPLAN_\w+|DEADLOCK_PRIORITY|TEXTSIZE|LOCK_TIMEOUT|DATEFORMAT|DATEFIRST|LANGUAGE|ROWCOUNT|"
-    r"CONTEXT_INFO|NO_BROWSETABLE)\s+(\S+)\s*$", re.I)
-_ISOLATION = re.compile(r"^SET\s+TRANSACTION\s+ISOLATION\s+LEVEL\s+(READ\s+UNCOMMITTED|READ\s+COMMITTED|"
-                        r"REPEATABLE\s+READ|SNAPSHOT|SERIALIZABLE)\s*$", re.I)
+    r"CONTEXT_INFO|NO_BROWSETABLE)\s+(\S+)\s*$",
+    re.I,
+)
+_ISOLATION = re.compile(
+    r"^SET\s+TRANSACTION\s+ISOLATION\s+LEVEL\s+(READ\s+UNCOMMITTED|READ\s+COMMITTED|"
+    r"REPEATABLE\s+READ|SNAPSHOT|SERIALIZABLE)\s*$",
+    re.I,
+)
 _IDENTITY_INSERT = re.compile(r"^SET\s+IDENTITY_INSERT\s+(\S+)\s+(ON|OFF)\s*$", re.I)
 _SET_VAR = re.compile(r"^SET\s+(@\w+)\s*=\s*(.+)$", re.I | re.S)
 _USE = re.compile(r"^USE\s+\[?([^\]\s;]+)\]?\s*$", re.I)
 _TRAN = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|SAVE)(\s+(TRAN|TRANSACTION|WORK)(\s+\S+)?)?\s*$", re.I)
-_ALTER_DB = re.compile(r"^ALTER\s+DATABASE\s+\[?([^\]\s]+)\]?\s+SET\s+(ALLOW_SNAPSHOT_ISOLATION|"
-                       r"READ_COMMITTED_SNAPSHOT)\s+(ON|OFF)(\s+WITH\s+.+)?\s*$", re.I | re.S)
+_ALTER_DB = re.compile(
+    r"^ALTER\s+DATABASE\s+\[?([^\]\s]+)\]?\s+SET\s+(ALLOW_SNAPSHOT_ISOLATION|"
+    r"READ_COMMITTED_SNAPSHOT)\s+(ON|OFF)(\s+WITH\s+.+)?\s*$",
+    re.I | re.S,
+)
 
 
 def first_word(text: str) -> str:
@@ -81,9 +89,15 @@ def _parsed(session: DuckDbSession, text: str, params: dict[str, Param]) -> Stat
     node = parse(text)
     if isinstance(node, (exp.Select, exp.Union, exp.Except, exp.Intersect)):
         return run_select(session, node, params)
-    handlers = {exp.Insert: dml.insert, exp.Update: dml.update, exp.Delete: dml.delete,
-                exp.Create: ddl.create, exp.Drop: ddl.drop, exp.TruncateTable: ddl.truncate,
-                exp.Alter: ddl.alter}
+    handlers = {
+        exp.Insert: dml.insert,
+        exp.Update: dml.update,
+        exp.Delete: dml.delete,
+        exp.Create: ddl.create,
+        exp.Drop: ddl.drop,
+        exp.TruncateTable: ddl.truncate,
+        exp.Alter: ddl.alter,
+    }
     handler = handlers.get(type(node))
     if handler is None:
         raise not_supported(text[:200])
@@ -114,7 +128,7 @@ def _columns(static: list[ResultColumn] | None, schema: pa.Schema) -> list[Resul
     for i, f in enumerate(schema):
         known = static[i] if static and i < len(static) else None
         name = known.name if known is not None else f.name
-        if name.startswith("$") or name.startswith("\"$") or (known is None and f.name.startswith(("(", "CAST", "$"))):
+        if name.startswith("$") or name.startswith('"$') or (known is None and f.name.startswith(("(", "CAST", "$"))):
             name = ""
         if known is not None and known.type.name != "?":
             t = known.type
@@ -139,13 +153,18 @@ def _arrow_to_sql(dtype: pa.DataType) -> SqlType:
         return SqlType("nvarchar", 4000)
 
 
-def _converted(session: DuckDbSession, reader: pa.RecordBatchReader, columns: list[ResultColumn],
-               registered: list[str]) -> Iterator[pa.RecordBatch]:
+def _converted(
+    session: DuckDbSession, reader: pa.RecordBatchReader, columns: list[ResultColumn], registered: list[str]
+) -> Iterator[pa.RecordBatch]:
     names = [c.name for c in columns]
     try:
         for batch in reader:
-            arrays = [T.to_contract(batch.column(i), c.type) if not pa.types.is_null(batch.column(i).type)
-                      else pa.nulls(batch.num_rows, T.arrow_type(c.type)) for i, c in enumerate(columns)]
+            arrays = [
+                T.to_contract(batch.column(i), c.type)
+                if not pa.types.is_null(batch.column(i).type)
+                else pa.nulls(batch.num_rows, T.arrow_type(c.type))
+                for i, c in enumerate(columns)
+            ]
             yield pa.RecordBatch.from_arrays(arrays, names=names)
     except duckdb.Error as e:  # raised while the rows stream: the batch may end here too
         if session.in_transaction:
@@ -197,7 +216,7 @@ def _set(session: DuckDbSession, text: str, params: dict[str, Param]) -> Stateme
         name = m.group(1).lower()
         var = session.variables.get(name)
         if var is None:
-            raise SqlServerError(137, f"Must declare the scalar variable \"{m.group(1)}\".")
+            raise SqlServerError(137, f'Must declare the scalar variable "{m.group(1)}".')
         value, _ = scalar(session, m.group(2), params)
         var.value = _coerce(session, value, var.type)
         return StatementResult()
@@ -211,7 +230,9 @@ def _coerce(session: DuckDbSession, value: Any, t: SqlType) -> Any:
     row = session.cursor.execute(f"SELECT TRY_CAST($x AS {duck})", {"x": value}).fetchall()
     row = row[0] if row else None
     if row is None or row[0] is None:
-        raise SqlServerError(245, f"Conversion failed when converting the value '{value}' to data type {T.type_text(t)}.")
+        raise SqlServerError(
+            245, f"Conversion failed when converting the value '{value}' to data type {T.type_text(t)}."
+        )
     return row[0]
 
 
@@ -236,8 +257,9 @@ def _use(session: DuckDbSession, text: str) -> StatementResult:
         raise not_supported(text)
     db = session.engine.database(m.group(1))
     old, session.database = session.database, db.name
-    return StatementResult(messages=[f"Changed database context to '{db.name}'."],
-                           env_changes=[("database", db.name, old)])
+    return StatementResult(
+        messages=[f"Changed database context to '{db.name}'."], env_changes=[("database", db.name, old)]
+    )
 
 
 def _transaction(session: DuckDbSession, text: str) -> StatementResult:

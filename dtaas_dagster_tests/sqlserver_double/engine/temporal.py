@@ -50,8 +50,10 @@ def is_temporal(t: SqlType | None) -> bool:
 def text7(x: str) -> str:
     """Canonical 27-character text of a timestamp-like value, keeping a 7th fraction digit of text input."""
     seventh = f"regexp_extract(CAST({x} AS VARCHAR), {_SEVENTH}, 1)"
-    return (f"(strftime(TRY_CAST({x} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f') || "
-            f"CASE WHEN {seventh} = '' THEN '0' ELSE {seventh} END)")
+    return (
+        f"(strftime(TRY_CAST({x} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f') || "
+        f"CASE WHEN {seventh} = '' THEN '0' ELSE {seventh} END)"
+    )
 
 
 def rounded_timestamp(x: str, scale: int) -> str:
@@ -59,8 +61,10 @@ def rounded_timestamp(x: str, scale: int) -> str:
     text = text7(x)
     step = 10 ** (7 - scale)
     ticks = f"CAST(substr({text}, 21, 7) AS BIGINT)"
-    return (f"(CAST(substr({text}, 1, 19) AS TIMESTAMP) + "
-            f"to_microseconds(CAST(({ticks} + {step // 2}) // {step} * {step} // 10 AS BIGINT)))")
+    return (
+        f"(CAST(substr({text}, 1, 19) AS TIMESTAMP) + "
+        f"to_microseconds(CAST(({ticks} + {step // 2}) // {step} * {step} // 10 AS BIGINT)))"
+    )
 
 
 def rounded_text7(x: str, scale: int) -> str:
@@ -72,20 +76,23 @@ def rounded_text7(x: str, scale: int) -> str:
 
 def rounded_time(x: str, scale: int) -> str:
     """TIME_NS of ``x`` (a time, or the time of day of a datetime) rounded to ``scale``, wrapping at midnight."""
-    text = (r"regexp_replace(regexp_replace(CAST({x} AS VARCHAR), '^\d{{4}}-\d\d-\d\d[ T]', ''), "
-            r"'\s*([+-]\d\d:\d\d|Z)$', '')").format(x=x)
+    text = (
+        rf"regexp_replace(regexp_replace(CAST({x} AS VARCHAR), '^\d{{4}}-\d\d-\d\d[ T]', ''), "
+        r"'\s*([+-]\d\d:\d\d|Z)$', '')"
+    )
     step = 10 ** (9 - scale)
     ns = f"((epoch_ns(TRY_CAST({text} AS TIME_NS)) + {step // 2}) // {step} * {step} % {DAY_NS})"
-    return (f"TRY_CAST(printf('%02d:%02d:%02d.%09d', {ns} // 3600000000000, {ns} // 60000000000 % 60, "
-            f"{ns} // 1000000000 % 60, {ns} % 1000000000) AS TIME_NS)")
+    return (
+        f"TRY_CAST(printf('%02d:%02d:%02d.%09d', {ns} // 3600000000000, {ns} // 60000000000 % 60, "
+        f"{ns} // 1000000000 % 60, {ns} % 1000000000) AS TIME_NS)"
+    )
 
 
 def offset_text(x: str, scale: int) -> str:
     """datetimeoffset storage text: local time rounded to ``scale``, then ' +HH:MM' (+00:00 when absent)."""
     local = f"regexp_replace(CAST({x} AS VARCHAR), '\\s*([+-]\\d\\d:?\\d\\d|Z)$', '')"
     offset = f"regexp_extract(CAST({x} AS VARCHAR), '([+-]\\d\\d:\\d\\d)$', 1)"
-    return (f"({rounded_text7(local, scale)} || ' ' || "
-            f"CASE WHEN {offset} = '' THEN '+00:00' ELSE {offset} END)")
+    return f"({rounded_text7(local, scale)} || ' ' || CASE WHEN {offset} = '' THEN '+00:00' ELSE {offset} END)"
 
 
 def datetime_text(value: dt.datetime, *, offset: bool) -> str:
@@ -101,8 +108,13 @@ def datetime_text(value: dt.datetime, *, offset: bool) -> str:
 def substitute(template: str, **nodes: exp.Expression) -> exp.Expression:
     """Parse DuckDB SQL whose columns ``__name`` stand for the given (already translated) nodes."""
     tree = sqlglot.parse_one(template, read="duckdb")
-    return tree.transform(lambda n: nodes[n.name[2:]].copy()
-                          if isinstance(n, exp.Column) and n.name.startswith("__") and n.name[2:] in nodes else n)
+    return tree.transform(
+        lambda n: (
+            nodes[n.name[2:]].copy()
+            if isinstance(n, exp.Column) and n.name.startswith("__") and n.name[2:] in nodes
+            else n
+        )
+    )
 
 
 def as_timestamp(node: exp.Expression, t: SqlType | None) -> exp.Expression:
@@ -144,8 +156,29 @@ def dateadd_type(t: SqlType | None, unit: str) -> SqlType | None:
     return t if is_temporal(t) else None
 
 
-_DATE_UNITS = {"year", "yy", "yyyy", "quarter", "qq", "q", "month", "mm", "m", "dayofyear", "dy", "y", "day", "dd",
-               "d", "week", "wk", "ww", "weekday", "dw", "w"}
+_DATE_UNITS = {
+    "year",
+    "yy",
+    "yyyy",
+    "quarter",
+    "qq",
+    "q",
+    "month",
+    "mm",
+    "m",
+    "dayofyear",
+    "dy",
+    "y",
+    "day",
+    "dd",
+    "d",
+    "week",
+    "wk",
+    "ww",
+    "weekday",
+    "dw",
+    "w",
+}
 
 
 def timestamp_operands(node: exp.Expression, type_of: TypeOf) -> exp.Expression | None:
@@ -190,10 +223,16 @@ def comparison(node: exp.Expression, type_of: TypeOf) -> exp.Expression | None:
     """``d7 = @p`` / ``d7 >= '2024-01-01'``: compare 7-digit text with 7-digit text."""
     left, right = node.this, node.expression
     lt, rt = type_of(left), type_of(right)
-    if is_text_stored(lt) == is_text_stored(rt) or "datetimeoffset" in (getattr(lt, "name", ""), getattr(rt, "name", "")):
+    if is_text_stored(lt) == is_text_stored(rt) or "datetimeoffset" in (
+        getattr(lt, "name", ""),
+        getattr(rt, "name", ""),
+    ):
         return None
     other, other_type = (right, rt) if is_text_stored(lt) else (left, lt)
-    if not (is_temporal(other_type) or (other_type is not None and other_type.name in ("varchar", "nvarchar", "char", "nchar"))):
+    if not (
+        is_temporal(other_type)
+        or (other_type is not None and other_type.name in ("varchar", "nvarchar", "char", "nchar"))
+    ):
         return None
     text = as_text7(other, None)
     return type(node)(this=text if other is left else left.copy(), expression=text if other is right else right.copy())

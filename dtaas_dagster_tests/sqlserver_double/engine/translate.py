@@ -34,8 +34,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..engine_api import Param, ResultColumn, SqlServerError, SqlType, not_supported
-from . import functions as F
 from . import casts, datestyles, temporal
+from . import functions as F
 from . import objects as O
 from . import strings as S
 from . import types as T
@@ -45,26 +45,148 @@ from .dialect import duck_sql, parse
 from .functions import is_constant_function
 
 ALLOWED: tuple[type, ...] = (
-    exp.Select, exp.Union, exp.From, exp.Join, exp.Where, exp.Group, exp.Having, exp.Order,
-    exp.Ordered, exp.Limit, exp.Distinct, exp.Column, exp.Identifier, exp.Table, exp.TableAlias,
-    exp.Alias, exp.Star, exp.Literal, exp.National, exp.Null, exp.Boolean, exp.Paren,
-    exp.Subquery, exp.In, exp.Exists, exp.Between, exp.Like, exp.ILike, exp.Is, exp.Not, exp.And,
-    exp.Or, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul,
-    exp.Div, exp.Mod, exp.Neg, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Convert,
-    exp.Coalesce, exp.Nullif, exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg, exp.Length,
-    exp.Upper, exp.Lower, exp.Trim, exp.Substring, exp.Left, exp.Right, exp.Replace,
-    exp.Concat, exp.Anonymous, exp.Parameter, exp.Placeholder, exp.Var, exp.DataType,
-    exp.DataTypeParam, exp.CurrentTimestamp, exp.CurrentSchema, exp.DateAdd, exp.DateDiff,
-    exp.Extract, exp.Year, exp.Month, exp.Day, exp.Abs, exp.Round, exp.Floor, exp.Ceil,
-    exp.Uuid, exp.ObjectId, exp.HexString, exp.TimeStrToTime, exp.TsOrDsToDate, exp.With,
-    exp.CTE, exp.Tuple, exp.Values, exp.WithTableHint, exp.Dot, exp.Interval, exp.Insert,
-    exp.Update, exp.Delete, exp.Schema, exp.DPipe, exp.Bracket, exp.Unnest, exp.StrPosition,
-    exp.Window, exp.RowNumber, exp.Partition, exp.Except, exp.Intersect, exp.Sign,
-    exp.Stddev, exp.Sqrt, exp.Ln, exp.Exp, exp.Pad, exp.DateTrunc, exp.CurrentDate,
-    exp.CurrentTime, exp.Null, exp.CaseSpecificColumnConstraint, exp.Hint, exp.TimeToStr,
-    exp.TimeToUnix, exp.StrToTime, exp.Filter, exp.ColumnDef, exp.Timestamp, exp.Date,
-    exp.Repeat, exp.Reverse, exp.Space, exp.Stuff, exp.ConcatWs, exp.Pow, exp.Chr, exp.Unicode, exp.Ascii,
-    exp.LastDay, exp.DateFromParts, exp.GroupConcat, exp.Pi, exp.Log, exp.Var,
+    exp.Select,
+    exp.Union,
+    exp.From,
+    exp.Join,
+    exp.Where,
+    exp.Group,
+    exp.Having,
+    exp.Order,
+    exp.Ordered,
+    exp.Limit,
+    exp.Distinct,
+    exp.Column,
+    exp.Identifier,
+    exp.Table,
+    exp.TableAlias,
+    exp.Alias,
+    exp.Star,
+    exp.Literal,
+    exp.National,
+    exp.Null,
+    exp.Boolean,
+    exp.Paren,
+    exp.Subquery,
+    exp.In,
+    exp.Exists,
+    exp.Between,
+    exp.Like,
+    exp.ILike,
+    exp.Is,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.Neg,
+    exp.Case,
+    exp.If,
+    exp.Cast,
+    exp.TryCast,
+    exp.Convert,
+    exp.Coalesce,
+    exp.Nullif,
+    exp.Count,
+    exp.Sum,
+    exp.Min,
+    exp.Max,
+    exp.Avg,
+    exp.Length,
+    exp.Upper,
+    exp.Lower,
+    exp.Trim,
+    exp.Substring,
+    exp.Left,
+    exp.Right,
+    exp.Replace,
+    exp.Concat,
+    exp.Anonymous,
+    exp.Parameter,
+    exp.Placeholder,
+    exp.Var,
+    exp.DataType,
+    exp.DataTypeParam,
+    exp.CurrentTimestamp,
+    exp.CurrentSchema,
+    exp.DateAdd,
+    exp.DateDiff,
+    exp.Extract,
+    exp.Year,
+    exp.Month,
+    exp.Day,
+    exp.Abs,
+    exp.Round,
+    exp.Floor,
+    exp.Ceil,
+    exp.Uuid,
+    exp.ObjectId,
+    exp.HexString,
+    exp.TimeStrToTime,
+    exp.TsOrDsToDate,
+    exp.With,
+    exp.CTE,
+    exp.Tuple,
+    exp.Values,
+    exp.WithTableHint,
+    exp.Dot,
+    exp.Interval,
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Schema,
+    exp.DPipe,
+    exp.Bracket,
+    exp.Unnest,
+    exp.StrPosition,
+    exp.Window,
+    exp.RowNumber,
+    exp.Partition,
+    exp.Except,
+    exp.Intersect,
+    exp.Sign,
+    exp.Stddev,
+    exp.Sqrt,
+    exp.Ln,
+    exp.Exp,
+    exp.Pad,
+    exp.DateTrunc,
+    exp.CurrentDate,
+    exp.CurrentTime,
+    exp.Null,
+    exp.CaseSpecificColumnConstraint,
+    exp.Hint,
+    exp.TimeToStr,
+    exp.TimeToUnix,
+    exp.StrToTime,
+    exp.Filter,
+    exp.ColumnDef,
+    exp.Timestamp,
+    exp.Date,
+    exp.Repeat,
+    exp.Reverse,
+    exp.Space,
+    exp.Stuff,
+    exp.ConcatWs,
+    exp.Pow,
+    exp.Chr,
+    exp.Unicode,
+    exp.Ascii,
+    exp.LastDay,
+    exp.DateFromParts,
+    exp.GroupConcat,
+    exp.Pi,
+    exp.Log,
+    exp.Var,
 )
 _BANNED_FUNCTIONS = {"openrowset", "opendatasource", "openquery", "xp_cmdshell"}
 INT_NAMES = {"tinyint", "smallint", "int", "bigint", "bit"}
@@ -221,14 +343,19 @@ class Translator:
         columns, data = self.session.engine.cdc.table_function(txn, name, args)
         self._register_function_result(table, func.name, columns, data)
 
-    def _register_function_result(self, table: exp.Table, fname: str, columns: list[ResultColumn],
-                                  data: pa.Table) -> None:
+    def _register_function_result(
+        self, table: exp.Table, fname: str, columns: list[ResultColumn], data: pa.Table
+    ) -> None:
         func = exp.Anonymous(this=fname)
         reg = f"__tvf_{len(self.registrations)}_{func.name}".lower()
         self.registrations[reg] = data
         alias = table.alias or func.name
-        fake = Table(self.session.engine.database(self.session.database), "cdc", func.name,
-                     [Column(c.name, c.type) for c in columns])
+        fake = Table(
+            self.session.engine.database(self.session.database),
+            "cdc",
+            func.name,
+            [Column(c.name, c.type) for c in columns],
+        )
         new = exp.table_(reg, quoted=True)
         new.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
         table.replace(new)
@@ -272,7 +399,7 @@ class Translator:
                 return p.value, p.type
         var = self.session.variables.get(name.lower())
         if var is None:
-            raise SqlServerError(137, f"Must declare the scalar variable \"{name}\".")
+            raise SqlServerError(137, f'Must declare the scalar variable "{name}".')
         return var.value, var.type
 
     def _function_value(self, node: exp.Expression) -> tuple[Any, SqlType] | None:
@@ -290,14 +417,21 @@ class Translator:
 
     def _rewrite_values(self, node: exp.Expression) -> exp.Expression:
         if isinstance(node, (exp.Parameter, exp.Placeholder)) and not (
-                isinstance(node, exp.Placeholder) and node.name and node.name.startswith(("v", "p"))
-                and node.name in self.bind):
+            isinstance(node, exp.Placeholder)
+            and node.name
+            and node.name.startswith(("v", "p"))
+            and node.name in self.bind
+        ):
             value, sql_type = self._parameter_value(node)
             return self._typed_value(value, sql_type)
         if isinstance(node, exp.CurrentSchema) and node.this is not None and not _is_constant(node.this):
             return self._schema_lookup(node.this, by_id=True)
-        if (isinstance(node, exp.Anonymous) and node.name.lower() == "schema_id" and len(node.expressions) == 1
-                and not _is_constant(node.expressions[0])):
+        if (
+            isinstance(node, exp.Anonymous)
+            and node.name.lower() == "schema_id"
+            and len(node.expressions) == 1
+            and not _is_constant(node.expressions[0])
+        ):
             return self._schema_lookup(node.expressions[0], by_id=False)
         if isinstance(node, (exp.Anonymous, exp.Dot)):
             result = self._function_value(node)
@@ -410,8 +544,9 @@ class Translator:
             return self._rewrite_cast(cast)
         style = self._style_value(style_node)
         if style is None:  # CONVERT(..., NULL) is NULL
-            return self._typed(exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")),
-                               T.from_datatype(node.this, cast=True))
+            return self._typed(
+                exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")), T.from_datatype(node.this, cast=True)
+            )
         return casts.rewrite(cast, self.type_of, style=style, style_given=True)
 
     def _style_value(self, node: exp.Expression) -> int | None:
@@ -506,7 +641,19 @@ class Translator:
             return None
         if isinstance(node, exp.Add) and (left.name in STRINGS or right.name in STRINGS):
             return S.concat_type([left, right])
-        order = ["bit", "tinyint", "smallint", "int", "bigint", "smallmoney", "money", "decimal", "numeric", "real", "float"]
+        order = [
+            "bit",
+            "tinyint",
+            "smallint",
+            "int",
+            "bigint",
+            "smallmoney",
+            "money",
+            "decimal",
+            "numeric",
+            "real",
+            "float",
+        ]
         if left.name in order and right.name in order:
             winner = max(left, right, key=lambda t: order.index(t.name))
             if winner.name in ("decimal", "numeric"):

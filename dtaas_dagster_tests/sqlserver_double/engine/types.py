@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from ..engine_api import SqlType, SqlServerError
+from ..engine_api import SqlServerError, SqlType
 from . import temporal
 
 ArrowData = pa.Array | pa.ChunkedArray
@@ -44,10 +44,23 @@ _FIXED = {
     "smalldatetime": "TIMESTAMP",
     "uniqueidentifier": "UUID",
 }
-KNOWN_TYPES = STRING_TYPES | BINARY_TYPES | set(INTEGER_TYPES) | set(_FIXED) | {
-    "decimal", "numeric", "time", "datetime2", "datetimeoffset"}
-_ALIASES = {"integer": "int", "double": "float", "dec": "decimal", "character": "char",
-            "boolean": "bit", "uuid": "uniqueidentifier", "timestamp": "datetime2", "rowversion": "binary"}
+KNOWN_TYPES = (
+    STRING_TYPES
+    | BINARY_TYPES
+    | set(INTEGER_TYPES)
+    | set(_FIXED)
+    | {"decimal", "numeric", "time", "datetime2", "datetimeoffset"}
+)
+_ALIASES = {
+    "integer": "int",
+    "double": "float",
+    "dec": "decimal",
+    "character": "char",
+    "boolean": "bit",
+    "uuid": "uniqueidentifier",
+    "timestamp": "datetime2",
+    "rowversion": "binary",
+}
 _TYPE_RE = re.compile(r"^\s*\[?([a-zA-Z0-9_]+)\]?\s*(?:\(\s*([^)]*)\))?\s*$")
 
 
@@ -78,7 +91,10 @@ def make_type(name: str, parts: list[str], nullable: bool = True) -> SqlType:
         precision = int(parts[0]) if parts else 18
         scale = int(parts[1]) if len(parts) > 1 else 0
         if not 1 <= precision <= 38 or not 0 <= scale <= precision:
-            raise SqlServerError(2750, f"Column or parameter #1: Specified column precision {precision} is greater than the maximum precision of 38.")
+            raise SqlServerError(
+                2750,
+                f"Column or parameter #1: Specified column precision {precision} is greater than the maximum precision of 38.",
+            )
         return SqlType(name, precision=precision, scale=scale, nullable=nullable)
     if name in ("time", "datetime2", "datetimeoffset"):
         scale = int(parts[0]) if parts else 7
@@ -175,8 +191,10 @@ def conversion_sql(x: str, t: SqlType) -> str:
         return f"CASE WHEN length({text}) < {width} THEN rpad({text}, {width}, ' ') ELSE {text} END"
     if t.name == "binary" and t.length and t.length > 0:  # fixed width: right-padded with 0x00
         blob = f"TRY_CAST({x} AS BLOB)"
-        return (f"CASE WHEN octet_length({blob}) < {t.length} THEN {blob} || "
-                f"repeat('\\x00'::BLOB, {t.length} - octet_length({blob})) ELSE {blob} END")
+        return (
+            f"CASE WHEN octet_length({blob}) < {t.length} THEN {blob} || "
+            f"repeat('\\x00'::BLOB, {t.length} - octet_length({blob})) ELSE {blob} END"
+        )
     if t.name in BINARY_TYPES:
         return f"TRY_CAST({x} AS BLOB)"
     return f"TRY_CAST({x} AS {storage_type(t)})"
@@ -196,11 +214,21 @@ def utf16_length(array: ArrowData) -> ArrowData:
 def arrow_type(t: SqlType) -> pa.DataType:
     """The contract's Arrow type for ``t`` (see engine_api.py)."""
     simple = {
-        "tinyint": pa.uint8(), "smallint": pa.int16(), "int": pa.int32(), "bigint": pa.int64(),
-        "bit": pa.bool_(), "real": pa.float32(), "float": pa.float64(),
-        "money": pa.decimal128(19, 4), "smallmoney": pa.decimal128(10, 4), "date": pa.date32(),
-        "time": pa.time64("ns"), "datetime": pa.timestamp("us"), "smalldatetime": pa.timestamp("us"),
-        "uniqueidentifier": pa.string(), "datetimeoffset": pa.string(),
+        "tinyint": pa.uint8(),
+        "smallint": pa.int16(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "bit": pa.bool_(),
+        "real": pa.float32(),
+        "float": pa.float64(),
+        "money": pa.decimal128(19, 4),
+        "smallmoney": pa.decimal128(10, 4),
+        "date": pa.date32(),
+        "time": pa.time64("ns"),
+        "datetime": pa.timestamp("us"),
+        "smalldatetime": pa.timestamp("us"),
+        "uniqueidentifier": pa.string(),
+        "datetimeoffset": pa.string(),
     }
     if t.name in simple:
         return simple[t.name]
@@ -257,8 +285,9 @@ def timestamp_text(array: ArrowData, *, offset: bool) -> ArrowData:
     if array.type.tz is None:
         return pc.binary_join_element_wise(text, " +00:00", "")
     zone = pc.strftime(array, format="%z")  # '+0200'
-    return pc.binary_join_element_wise(text, " ", pc.utf8_slice_codeunits(zone, 0, 3), ":",
-                                       pc.utf8_slice_codeunits(zone, 3, 5), "")
+    return pc.binary_join_element_wise(
+        text, " ", pc.utf8_slice_codeunits(zone, 0, 3), ":", pc.utf8_slice_codeunits(zone, 3, 5), ""
+    )
 
 
 def to_contract(array: pa.Array | pa.ChunkedArray, t: SqlType) -> pa.Array | pa.ChunkedArray:
@@ -323,15 +352,29 @@ def from_duckdb(type_name: str) -> SqlType:
     if dec:
         return SqlType("decimal", precision=int(dec.group(1)), scale=int(dec.group(2)))
     table = {
-        "BOOLEAN": SqlType("bit"), "UTINYINT": SqlType("tinyint"), "TINYINT": SqlType("smallint"),
-        "SMALLINT": SqlType("smallint"), "INTEGER": SqlType("int"), "BIGINT": SqlType("bigint"),
-        "HUGEINT": SqlType("bigint"), "UINTEGER": SqlType("bigint"), "USMALLINT": SqlType("int"),
-        "UBIGINT": SqlType("decimal", precision=20, scale=0), "FLOAT": SqlType("real"),
-        "DOUBLE": SqlType("float"), "DATE": SqlType("date"), "TIME": SqlType("time", scale=6),
-        "TIME_NS": SqlType("time", scale=7), "TIMESTAMP": SqlType("datetime2", scale=6),
-        "TIMESTAMP WITH TIME ZONE": SqlType("datetimeoffset", scale=7), "UUID": SqlType("uniqueidentifier"),
-        "BLOB": SqlType("varbinary", -1), "VARCHAR": SqlType("nvarchar", 4000),
-        "INTERVAL": SqlType("nvarchar", 4000), '"NULL"': SqlType("int"), "NULL": SqlType("int"),
+        "BOOLEAN": SqlType("bit"),
+        "UTINYINT": SqlType("tinyint"),
+        "TINYINT": SqlType("smallint"),
+        "SMALLINT": SqlType("smallint"),
+        "INTEGER": SqlType("int"),
+        "BIGINT": SqlType("bigint"),
+        "HUGEINT": SqlType("bigint"),
+        "UINTEGER": SqlType("bigint"),
+        "USMALLINT": SqlType("int"),
+        "UBIGINT": SqlType("decimal", precision=20, scale=0),
+        "FLOAT": SqlType("real"),
+        "DOUBLE": SqlType("float"),
+        "DATE": SqlType("date"),
+        "TIME": SqlType("time", scale=6),
+        "TIME_NS": SqlType("time", scale=7),
+        "TIMESTAMP": SqlType("datetime2", scale=6),
+        "TIMESTAMP WITH TIME ZONE": SqlType("datetimeoffset", scale=7),
+        "UUID": SqlType("uniqueidentifier"),
+        "BLOB": SqlType("varbinary", -1),
+        "VARCHAR": SqlType("nvarchar", 4000),
+        "INTERVAL": SqlType("nvarchar", 4000),
+        '"NULL"': SqlType("int"),
+        "NULL": SqlType("int"),
     }
     return table.get(name, SqlType("nvarchar", 4000))
 
@@ -344,9 +387,21 @@ def max_length_bytes(t: SqlType) -> int:
         return 2 * (t.length or 1)
     if t.name in STRING_TYPES or t.name in BINARY_TYPES:
         return t.length or 1
-    fixed = {"tinyint": 1, "smallint": 2, "int": 4, "bigint": 8, "bit": 1, "real": 4, "float": 8,
-             "money": 8, "smallmoney": 4, "date": 3, "datetime": 8, "smalldatetime": 4,
-             "uniqueidentifier": 16}
+    fixed = {
+        "tinyint": 1,
+        "smallint": 2,
+        "int": 4,
+        "bigint": 8,
+        "bit": 1,
+        "real": 4,
+        "float": 8,
+        "money": 8,
+        "smallmoney": 4,
+        "date": 3,
+        "datetime": 8,
+        "smalldatetime": 4,
+        "uniqueidentifier": 16,
+    }
     if t.name in fixed:
         return fixed[t.name]
     if t.name in ("decimal", "numeric"):

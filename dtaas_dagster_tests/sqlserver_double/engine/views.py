@@ -26,10 +26,14 @@ def is_catalog_schema(schema: str) -> bool:
     return schema.lower() in ("sys", "information_schema")
 
 
-def _view(db: Database, schema: str, name: str, spec: list[tuple[str, SqlType]], rows: list[tuple]) -> tuple[Table, pa.Table]:
+def _view(
+    db: Database, schema: str, name: str, spec: list[tuple[str, SqlType]], rows: list[tuple]
+) -> tuple[Table, pa.Table]:
     cols = [Column(n, t) for n, t in spec]
-    arrays = [pa.array([r[i] for r in rows], T.arrow_type(t) if t.name != "uniqueidentifier" else pa.string())
-              for i, (_, t) in enumerate(spec)]
+    arrays = [
+        pa.array([r[i] for r in rows], T.arrow_type(t) if t.name != "uniqueidentifier" else pa.string())
+        for i, (_, t) in enumerate(spec)
+    ]
     return Table(db, schema, name, cols), pa.table(arrays, names=[n for n, _ in spec])
 
 
@@ -53,29 +57,66 @@ def _info_tables(session: Any, db: Database) -> tuple[list, list]:
 
 
 def _info_columns(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("TABLE_CATALOG", _NV), ("TABLE_SCHEMA", _NV), ("TABLE_NAME", _NV), ("COLUMN_NAME", _NV),
-            ("ORDINAL_POSITION", _INT), ("COLUMN_DEFAULT", SqlType("nvarchar", 4000)), ("IS_NULLABLE", SqlType("varchar", 3)),
-            ("DATA_TYPE", _NV), ("CHARACTER_MAXIMUM_LENGTH", _INT), ("CHARACTER_OCTET_LENGTH", _INT),
-            ("NUMERIC_PRECISION", SqlType("tinyint")), ("NUMERIC_PRECISION_RADIX", SqlType("smallint")),
-            ("NUMERIC_SCALE", _INT), ("DATETIME_PRECISION", SqlType("smallint")),
-            ("CHARACTER_SET_NAME", _NV), ("COLLATION_NAME", _NV)]
+    spec = [
+        ("TABLE_CATALOG", _NV),
+        ("TABLE_SCHEMA", _NV),
+        ("TABLE_NAME", _NV),
+        ("COLUMN_NAME", _NV),
+        ("ORDINAL_POSITION", _INT),
+        ("COLUMN_DEFAULT", SqlType("nvarchar", 4000)),
+        ("IS_NULLABLE", SqlType("varchar", 3)),
+        ("DATA_TYPE", _NV),
+        ("CHARACTER_MAXIMUM_LENGTH", _INT),
+        ("CHARACTER_OCTET_LENGTH", _INT),
+        ("NUMERIC_PRECISION", SqlType("tinyint")),
+        ("NUMERIC_PRECISION_RADIX", SqlType("smallint")),
+        ("NUMERIC_SCALE", _INT),
+        ("DATETIME_PRECISION", SqlType("smallint")),
+        ("CHARACTER_SET_NAME", _NV),
+        ("COLLATION_NAME", _NV),
+    ]
     rows = []
     for t in _tables(db):
         for i, c in enumerate(t.columns, 1):
             ty = c.type
             is_str = ty.name in T.STRING_TYPES or ty.name in T.BINARY_TYPES
             num = _numeric_precision(ty)
-            rows.append((db.name, t.schema, t.name, c.name, i, default_definition(c.default_sql) if c.default_sql else None,
-                         "YES" if ty.nullable else "NO", ty.name, ty.length if is_str else None,
-                         T.max_length_bytes(ty) if is_str else None, num[0], num[1], num[2],
-                         ty.scale if ty.name in ("time", "datetime2", "datetimeoffset") else (3 if ty.name == "datetime" else 0 if ty.name in ("date", "smalldatetime") else None),
-                         ("UNICODE" if ty.name.startswith("n") else "iso_1") if ty.name in T.STRING_TYPES else None,
-                         session.engine.collation if ty.name in T.STRING_TYPES else None))
+            rows.append(
+                (
+                    db.name,
+                    t.schema,
+                    t.name,
+                    c.name,
+                    i,
+                    default_definition(c.default_sql) if c.default_sql else None,
+                    "YES" if ty.nullable else "NO",
+                    ty.name,
+                    ty.length if is_str else None,
+                    T.max_length_bytes(ty) if is_str else None,
+                    num[0],
+                    num[1],
+                    num[2],
+                    ty.scale
+                    if ty.name in ("time", "datetime2", "datetimeoffset")
+                    else (3 if ty.name == "datetime" else 0 if ty.name in ("date", "smalldatetime") else None),
+                    ("UNICODE" if ty.name.startswith("n") else "iso_1") if ty.name in T.STRING_TYPES else None,
+                    session.engine.collation if ty.name in T.STRING_TYPES else None,
+                )
+            )
     return spec, rows
 
 
 def _numeric_precision(ty: SqlType) -> tuple[int | None, int | None, int | None]:
-    fixed = {"tinyint": 3, "smallint": 5, "int": 10, "bigint": 19, "money": 19, "smallmoney": 10, "real": 24, "float": 53}
+    fixed = {
+        "tinyint": 3,
+        "smallint": 5,
+        "int": 10,
+        "bigint": 19,
+        "money": 19,
+        "smallmoney": 10,
+        "real": 24,
+        "float": 53,
+    }
     if ty.name in fixed:
         radix = 2 if ty.name in ("real", "float") else 10
         return fixed[ty.name], radix, (None if radix == 2 else 4 if "money" in ty.name else 0)
@@ -99,29 +140,71 @@ def precision_and_scale(ty: SqlType) -> tuple[int, int]:
 
 
 def _info_constraints(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("CONSTRAINT_CATALOG", _NV), ("CONSTRAINT_SCHEMA", _NV), ("CONSTRAINT_NAME", _NV), ("TABLE_CATALOG", _NV),
-            ("TABLE_SCHEMA", _NV), ("TABLE_NAME", _NV), ("CONSTRAINT_TYPE", SqlType("varchar", 11)),
-            ("IS_DEFERRABLE", SqlType("varchar", 2)), ("INITIALLY_DEFERRED", SqlType("varchar", 2))]
-    rows = [(db.name, t.schema, k.name, db.name, t.schema, t.name, "PRIMARY KEY" if k.primary else "UNIQUE", "NO", "NO")
-            for t in _tables(db) for k in t.keys]
+    spec = [
+        ("CONSTRAINT_CATALOG", _NV),
+        ("CONSTRAINT_SCHEMA", _NV),
+        ("CONSTRAINT_NAME", _NV),
+        ("TABLE_CATALOG", _NV),
+        ("TABLE_SCHEMA", _NV),
+        ("TABLE_NAME", _NV),
+        ("CONSTRAINT_TYPE", SqlType("varchar", 11)),
+        ("IS_DEFERRABLE", SqlType("varchar", 2)),
+        ("INITIALLY_DEFERRED", SqlType("varchar", 2)),
+    ]
+    rows = [
+        (db.name, t.schema, k.name, db.name, t.schema, t.name, "PRIMARY KEY" if k.primary else "UNIQUE", "NO", "NO")
+        for t in _tables(db)
+        for k in t.keys
+    ]
     return spec, rows
 
 
 def _info_key_columns(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("CONSTRAINT_CATALOG", _NV), ("CONSTRAINT_SCHEMA", _NV), ("CONSTRAINT_NAME", _NV), ("TABLE_CATALOG", _NV),
-            ("TABLE_SCHEMA", _NV), ("TABLE_NAME", _NV), ("COLUMN_NAME", _NV), ("ORDINAL_POSITION", _INT)]
-    rows = [(db.name, t.schema, k.name, db.name, t.schema, t.name, t.require_column(c).name, i)
-            for t in _tables(db) for k in t.keys for i, c in enumerate(k.columns, 1)]
+    spec = [
+        ("CONSTRAINT_CATALOG", _NV),
+        ("CONSTRAINT_SCHEMA", _NV),
+        ("CONSTRAINT_NAME", _NV),
+        ("TABLE_CATALOG", _NV),
+        ("TABLE_SCHEMA", _NV),
+        ("TABLE_NAME", _NV),
+        ("COLUMN_NAME", _NV),
+        ("ORDINAL_POSITION", _INT),
+    ]
+    rows = [
+        (db.name, t.schema, k.name, db.name, t.schema, t.name, t.require_column(c).name, i)
+        for t in _tables(db)
+        for k in t.keys
+        for i, c in enumerate(k.columns, 1)
+    ]
     return spec, rows
 
 
 def _sys_databases(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("database_id", _INT), ("is_cdc_enabled", SqlType("bit")), ("snapshot_isolation_state", SqlType("tinyint")),
-            ("snapshot_isolation_state_desc", SqlType("nvarchar", 60)), ("is_read_committed_snapshot_on", SqlType("bit")),
-            ("collation_name", _NV), ("state_desc", SqlType("nvarchar", 60)), ("state", SqlType("tinyint"))]
-    rows = [(d.name, d.database_id, d.is_cdc_enabled, 1 if d.allow_snapshot_isolation else 0,
-             "ON" if d.allow_snapshot_isolation else "OFF", d.read_committed_snapshot, session.engine.collation, "ONLINE", 0)
-            for d in sorted(session.engine.databases.values(), key=lambda d: d.database_id)]
+    spec = [
+        ("name", _NV),
+        ("database_id", _INT),
+        ("is_cdc_enabled", SqlType("bit")),
+        ("snapshot_isolation_state", SqlType("tinyint")),
+        ("snapshot_isolation_state_desc", SqlType("nvarchar", 60)),
+        ("is_read_committed_snapshot_on", SqlType("bit")),
+        ("collation_name", _NV),
+        ("state_desc", SqlType("nvarchar", 60)),
+        ("state", SqlType("tinyint")),
+    ]
+    rows = [
+        (
+            d.name,
+            d.database_id,
+            d.is_cdc_enabled,
+            1 if d.allow_snapshot_isolation else 0,
+            "ON" if d.allow_snapshot_isolation else "OFF",
+            d.read_committed_snapshot,
+            session.engine.collation,
+            "ONLINE",
+            0,
+        )
+        for d in sorted(session.engine.databases.values(), key=lambda d: d.database_id)
+    ]
     return spec, rows
 
 
@@ -131,55 +214,139 @@ def _sys_schemas(session: Any, db: Database) -> tuple[list, list]:
 
 def _info_referential(session: Any, db: Database) -> tuple[list, list]:
     """No FOREIGN KEY support in the double: SQL Server's empty view, so reflection queries run."""
-    spec = [("CONSTRAINT_CATALOG", _NV), ("CONSTRAINT_SCHEMA", _NV), ("CONSTRAINT_NAME", _NV),
-            ("UNIQUE_CONSTRAINT_CATALOG", _NV), ("UNIQUE_CONSTRAINT_SCHEMA", _NV), ("UNIQUE_CONSTRAINT_NAME", _NV),
-            ("MATCH_OPTION", SqlType("varchar", 7)), ("UPDATE_RULE", SqlType("varchar", 11)),
-            ("DELETE_RULE", SqlType("varchar", 11))]
+    spec = [
+        ("CONSTRAINT_CATALOG", _NV),
+        ("CONSTRAINT_SCHEMA", _NV),
+        ("CONSTRAINT_NAME", _NV),
+        ("UNIQUE_CONSTRAINT_CATALOG", _NV),
+        ("UNIQUE_CONSTRAINT_SCHEMA", _NV),
+        ("UNIQUE_CONSTRAINT_NAME", _NV),
+        ("MATCH_OPTION", SqlType("varchar", 7)),
+        ("UPDATE_RULE", SqlType("varchar", 11)),
+        ("DELETE_RULE", SqlType("varchar", 11)),
+    ]
     return spec, []
 
 
-_SYSTEM_TYPE_IDS = {"image": 34, "text": 35, "uniqueidentifier": 36, "date": 40, "time": 41, "datetime2": 42,
-                    "datetimeoffset": 43, "tinyint": 48, "smallint": 52, "int": 56, "smalldatetime": 58, "real": 59,
-                    "money": 60, "datetime": 61, "float": 62, "ntext": 99, "bit": 104, "decimal": 106,
-                    "numeric": 108, "smallmoney": 122, "bigint": 127, "varbinary": 165, "varchar": 167,
-                    "binary": 173, "char": 175, "nvarchar": 231, "nchar": 239}
+_SYSTEM_TYPE_IDS = {
+    "image": 34,
+    "text": 35,
+    "uniqueidentifier": 36,
+    "date": 40,
+    "time": 41,
+    "datetime2": 42,
+    "datetimeoffset": 43,
+    "tinyint": 48,
+    "smallint": 52,
+    "int": 56,
+    "smalldatetime": 58,
+    "real": 59,
+    "money": 60,
+    "datetime": 61,
+    "float": 62,
+    "ntext": 99,
+    "bit": 104,
+    "decimal": 106,
+    "numeric": 108,
+    "smallmoney": 122,
+    "bigint": 127,
+    "varbinary": 165,
+    "varchar": 167,
+    "binary": 173,
+    "char": 175,
+    "nvarchar": 231,
+    "nchar": 239,
+}
 
 
 def _sys_columns(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("object_id", _INT), ("name", _NV), ("column_id", _INT), ("system_type_id", SqlType("tinyint")),
-            ("user_type_id", _INT), ("max_length", SqlType("smallint")), ("precision", SqlType("tinyint")),
-            ("scale", SqlType("tinyint")), ("is_nullable", SqlType("bit")), ("is_identity", SqlType("bit")),
-            ("collation_name", _NV), ("default_object_id", _INT), ("is_computed", SqlType("bit")),
-            ("is_rowguidcol", SqlType("bit")), ("is_sparse", SqlType("bit")), ("rule_object_id", _INT)]
+    spec = [
+        ("object_id", _INT),
+        ("name", _NV),
+        ("column_id", _INT),
+        ("system_type_id", SqlType("tinyint")),
+        ("user_type_id", _INT),
+        ("max_length", SqlType("smallint")),
+        ("precision", SqlType("tinyint")),
+        ("scale", SqlType("tinyint")),
+        ("is_nullable", SqlType("bit")),
+        ("is_identity", SqlType("bit")),
+        ("collation_name", _NV),
+        ("default_object_id", _INT),
+        ("is_computed", SqlType("bit")),
+        ("is_rowguidcol", SqlType("bit")),
+        ("is_sparse", SqlType("bit")),
+        ("rule_object_id", _INT),
+    ]
     rows = []
     for t in _tables(db):
         for i, c in enumerate(t.columns, 1):
             ty = c.type
             prec, scale = precision_and_scale(ty)
-            rows.append((t.object_id, c.name, i, _SYSTEM_TYPE_IDS.get(ty.name, 0), _SYSTEM_TYPE_IDS.get(ty.name, 0),
-                         T.max_length_bytes(ty), prec, scale, ty.nullable, c.identity is not None,
-                         session.engine.collation if ty.name in T.STRING_TYPES else None,
-                         default_object_id(t, i - 1) or 0, False, False, False, 0))
+            rows.append(
+                (
+                    t.object_id,
+                    c.name,
+                    i,
+                    _SYSTEM_TYPE_IDS.get(ty.name, 0),
+                    _SYSTEM_TYPE_IDS.get(ty.name, 0),
+                    T.max_length_bytes(ty),
+                    prec,
+                    scale,
+                    ty.nullable,
+                    c.identity is not None,
+                    session.engine.collation if ty.name in T.STRING_TYPES else None,
+                    default_object_id(t, i - 1) or 0,
+                    False,
+                    False,
+                    False,
+                    0,
+                )
+            )
     return spec, rows
 
 
 def _sys_types(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("name", _NV), ("system_type_id", SqlType("tinyint")), ("user_type_id", _INT), ("schema_id", _INT),
-            ("max_length", SqlType("smallint")), ("precision", SqlType("tinyint")), ("scale", SqlType("tinyint")),
-            ("collation_name", _NV), ("is_nullable", SqlType("bit")), ("is_user_defined", SqlType("bit"))]
+    spec = [
+        ("name", _NV),
+        ("system_type_id", SqlType("tinyint")),
+        ("user_type_id", _INT),
+        ("schema_id", _INT),
+        ("max_length", SqlType("smallint")),
+        ("precision", SqlType("tinyint")),
+        ("scale", SqlType("tinyint")),
+        ("collation_name", _NV),
+        ("is_nullable", SqlType("bit")),
+        ("is_user_defined", SqlType("bit")),
+    ]
     rows = []
     for n, i in _SYSTEM_TYPE_IDS.items():
         ty = T.parse_type(n)
         collation = session.engine.collation if ty.name in T.STRING_TYPES else None
-        length = {"varchar": 8000, "char": 8000, "nvarchar": 8000, "nchar": 8000, "varbinary": 8000, "binary": 8000,
-                  "text": 16, "ntext": 16, "image": 16}.get(n, T.max_length_bytes(ty))
+        length = {
+            "varchar": 8000,
+            "char": 8000,
+            "nvarchar": 8000,
+            "nchar": 8000,
+            "varbinary": 8000,
+            "binary": 8000,
+            "text": 16,
+            "ntext": 16,
+            "image": 16,
+        }.get(n, T.max_length_bytes(ty))
         rows.append((n, i, i, 4, length, *precision_and_scale(ty), collation, True, False))
     return spec, rows
 
 
 def _partition_stats(session: Any, db: Database) -> tuple[list, list]:
-    spec = [("object_id", _INT), ("index_id", _INT), ("partition_number", _INT), ("row_count", SqlType("bigint")),
-            ("rows", SqlType("bigint")), ("in_row_data_page_count", SqlType("bigint"))]
+    spec = [
+        ("object_id", _INT),
+        ("index_id", _INT),
+        ("partition_number", _INT),
+        ("row_count", SqlType("bigint")),
+        ("rows", SqlType("bigint")),
+        ("in_row_data_page_count", SqlType("bigint")),
+    ]
     rows = []
     counts = row_counts(session, db)
     for t in _tables(db):

@@ -13,8 +13,18 @@ from typing import TYPE_CHECKING
 from ..engine_api import Engine, EngineSession, SqlServerError
 from . import tokens as tk
 from .login7 import Login, parse_login7
-from .packets import (ATTENTION, LOGIN7, PRELOGIN, REPLY, RPC, SQL_BATCH, TRANSACTION_MANAGER, ConnectionClosed,
-                      PacketIO, RawTransport)
+from .packets import (
+    ATTENTION,
+    LOGIN7,
+    PRELOGIN,
+    REPLY,
+    RPC,
+    SQL_BATCH,
+    TRANSACTION_MANAGER,
+    ConnectionClosed,
+    PacketIO,
+    RawTransport,
+)
 from .prelogin import ENCRYPT_NOT_SUP, ENCRYPT_OFF, OPT_ENCRYPTION, build_prelogin, choose_encryption, parse_prelogin
 from .requests import DropConnection, RequestHandler
 from .tls import handshake
@@ -116,13 +126,23 @@ class Connection:
         app = login.app
         traffic = self.settings.traffic
         return RequestHandler(
-            self.io, self.session, faults, engine.server_name, self.spid,
+            self.io,
+            self.session,
+            faults,
+            engine.server_name,
+            self.spid,
             log_traffic=(lambda kind, text: traffic(app, kind, text)) if traffic else None,
         )
 
     def _login_error(self, exc: SqlServerError) -> None:
-        token = tk.message(error=True, number=exc.number, state=exc.state, severity=exc.severity,
-                           text=exc.message, server=self.settings.engine.server_name)
+        token = tk.message(
+            error=True,
+            number=exc.number,
+            state=exc.state,
+            severity=exc.severity,
+            text=exc.message,
+            server=self.settings.engine.server_name,
+        )
         self.io.write_message(REPLY, token + tk.done(tk.DONE_ERROR))
 
     def _login_tokens(self, login: Login, packet_size: int) -> bytes:
@@ -131,12 +151,24 @@ class Connection:
         database = self.session.database
         parts = [
             tk.envchange_text(tk.ENV_DATABASE, database, "master"),
-            tk.message(error=False, number=5701, state=2, severity=0, server=server,
-                       text=f"Changed database context to '{database}'."),
+            tk.message(
+                error=False,
+                number=5701,
+                state=2,
+                severity=0,
+                server=server,
+                text=f"Changed database context to '{database}'.",
+            ),
             tk.envchange_bytes(tk.ENV_COLLATION, COLLATION, b""),
             tk.envchange_text(tk.ENV_LANGUAGE, "us_english", ""),
-            tk.message(error=False, number=5703, state=1, severity=0, server=server,
-                       text="Changed language setting to us_english."),
+            tk.message(
+                error=False,
+                number=5703,
+                state=1,
+                severity=0,
+                server=server,
+                text="Changed language setting to us_english.",
+            ),
             tk.loginack(),
             tk.envchange_text(tk.ENV_PACKETSIZE, str(packet_size), str(DEFAULT_PACKET_SIZE)),
         ]

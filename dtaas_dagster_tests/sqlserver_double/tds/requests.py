@@ -23,7 +23,7 @@ from .packets import ATTENTION, ConnectionClosed, PacketIO
 from .reply import Reply
 from .rowencode import encode_rows
 from .rpc import RpcCall, parse_rpc_batch, skip_all_headers
-from .system_procs import (DATATYPE_INFO_COLUMNS, DESCRIBE_PARAMS_COLUMNS, datatype_info_rows, describe_row)
+from .system_procs import DATATYPE_INFO_COLUMNS, DESCRIBE_PARAMS_COLUMNS, datatype_info_rows, describe_row
 
 if TYPE_CHECKING:
     from ..faults import Faults
@@ -70,8 +70,9 @@ class RequestHandler:
         type_info = DATATYPE_INFO_BATCH.match(sql)
         try:
             if type_info:
-                self._small_result(reply, DATATYPE_INFO_COLUMNS, datatype_info_rows(int(type_info.group(1) or 0)),
-                                   token=tk.TOKEN_DONE)
+                self._small_result(
+                    reply, DATATYPE_INFO_COLUMNS, datatype_info_rows(int(type_info.group(1) or 0)), token=tk.TOKEN_DONE
+                )
             else:
                 self._run(reply, sql, None, in_proc=False)
         except Cancelled:
@@ -84,8 +85,9 @@ class RequestHandler:
             calls, _descriptor = parse_rpc_batch(payload)
         except (ValueError, OverflowError, IndexError, struct.error) as exc:
             log.warning("undecodable RPC request: %s", exc)
-            self._error(reply, SqlServerError(8009, f"The incoming RPC request could not be decoded: {exc}"),
-                        tk.TOKEN_DONE)
+            self._error(
+                reply, SqlServerError(8009, f"The incoming RPC request could not be decoded: {exc}"), tk.TOKEN_DONE
+            )
             reply.finish()
             return
         try:
@@ -100,8 +102,11 @@ class RequestHandler:
         """A request type the double does not implement (e.g. bulk load): an error, not a hang."""
         reply = Reply(self.io)
         what = "Bulk load (TDS packet type 7)" if ptype == 7 else f"TDS packet type {ptype:#x}"
-        self._error(reply, SqlServerError(4819, f"{what} is not supported by the SQL Server double; "
-                                                "use INSERT statements instead."), tk.TOKEN_DONE)
+        self._error(
+            reply,
+            SqlServerError(4819, f"{what} is not supported by the SQL Server double; use INSERT statements instead."),
+            tk.TOKEN_DONE,
+        )
         reply.finish()
 
     def attention(self) -> None:
@@ -109,8 +114,15 @@ class RequestHandler:
         self.io.write_message(4, tk.done(tk.DONE_ATTN))
 
     # --- statements -------------------------------------------------------------
-    def _run(self, reply: Reply, sql: str, params: Mapping[str, Param] | None, *, in_proc: bool,
-             seen: list[StatementResult] | None = None) -> bool:
+    def _run(
+        self,
+        reply: Reply,
+        sql: str,
+        params: Mapping[str, Param] | None,
+        *,
+        in_proc: bool,
+        seen: list[StatementResult] | None = None,
+    ) -> bool:
         """Run a batch or parameterised statement; False when an error aborted it.
 
         ``seen`` collects the StatementResults (for a procedure's return status and OUTPUT values).
@@ -131,8 +143,14 @@ class RequestHandler:
             return False
         return self._drain(reply, results, token, limit, seen)
 
-    def _drain(self, reply: Reply, results: Iterator[StatementResult], token: int, limit: int | None,
-               seen: list[StatementResult] | None) -> bool:
+    def _drain(
+        self,
+        reply: Reply,
+        results: Iterator[StatementResult],
+        token: int,
+        limit: int | None,
+        seen: list[StatementResult] | None,
+    ) -> bool:
         while True:
             try:
                 result = next(results)
@@ -162,8 +180,7 @@ class RequestHandler:
             reply.write(self._envchange(change))
         for text in result.messages:
             number = 5701 if text.startswith("Changed database context") else 0
-            reply.write(tk.message(error=False, number=number, state=1, severity=0, text=text,
-                                   server=self.server_name))
+            reply.write(tk.message(error=False, number=number, state=1, severity=0, text=text, server=self.server_name))
         if result.result_set is None:
             reply.done(self._status(), result.rowcount, token=token)
             return limit
@@ -174,8 +191,9 @@ class RequestHandler:
         reply.done(self._status(), rowcount, token=token, cur_cmd=CMD_SELECT)
         return limit
 
-    def _stream(self, reply: Reply, columns: list[ResultColumn], batches: Iterable[pa.RecordBatch],
-                limit: int | None) -> tuple[int, int | None]:
+    def _stream(
+        self, reply: Reply, columns: list[ResultColumn], batches: Iterable[pa.RecordBatch], limit: int | None
+    ) -> tuple[int, int | None]:
         """Send the rows; returns (rows sent, rows left before an armed connection drop)."""
         types = [c.type for c in columns]
         sent = 0
@@ -208,8 +226,17 @@ class RequestHandler:
         return tk.envchange_bytes(ENV_KINDS[kind], b"", descriptor)
 
     def _error(self, reply: Reply, exc: SqlServerError, token: int, proc: str = "") -> None:
-        reply.write(tk.message(error=True, number=exc.number, state=exc.state, severity=exc.severity,
-                               text=exc.message, server=self.server_name, proc=proc))
+        reply.write(
+            tk.message(
+                error=True,
+                number=exc.number,
+                state=exc.state,
+                severity=exc.severity,
+                text=exc.message,
+                server=self.server_name,
+                proc=proc,
+            )
+        )
         for change in getattr(exc, "env_changes", []):
             reply.write(self._envchange(change))
         reply.done(tk.DONE_ERROR | self._status(), token=token)
@@ -227,9 +254,13 @@ class RequestHandler:
     def _call(self, reply: Reply, call: RpcCall) -> None:
         name = call.name.lower().split(".")[-1].strip("[]")
         handler = {
-            "sp_executesql": self._sp_executesql, "sp_prepexec": self._sp_prepexec,
-            "sp_prepare": self._sp_prepare, "sp_execute": self._sp_execute, "sp_unprepare": self._sp_unprepare,
-            "sp_datatype_info_100": self._sp_datatype_info, "sp_datatype_info": self._sp_datatype_info,
+            "sp_executesql": self._sp_executesql,
+            "sp_prepexec": self._sp_prepexec,
+            "sp_prepare": self._sp_prepare,
+            "sp_execute": self._sp_execute,
+            "sp_unprepare": self._sp_unprepare,
+            "sp_datatype_info_100": self._sp_datatype_info,
+            "sp_datatype_info": self._sp_datatype_info,
             "sp_describe_undeclared_parameters": self._sp_describe_undeclared,
         }.get(name, self._generic_proc)
         outputs: list[tuple[int, Param, Any]] = []
@@ -309,8 +340,9 @@ class RequestHandler:
         self._small_result(reply, DESCRIBE_PARAMS_COLUMNS, rows)
         return 0
 
-    def _small_result(self, reply: Reply, columns: list[ResultColumn], rows: list[tuple],
-                      token: int = tk.TOKEN_DONEINPROC) -> None:
+    def _small_result(
+        self, reply: Reply, columns: list[ResultColumn], rows: list[tuple], token: int = tk.TOKEN_DONEINPROC
+    ) -> None:
         types = [c.type for c in columns]
         reply.write(tk.colmetadata(columns))
         for values in rows:

@@ -236,11 +236,13 @@ def _cp1252(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _variable(arr: pa.Array, t: SqlType, plp: bool) -> list[Segment]:
     name = t.name.lower()
     if name in ti.NCHAR_TYPES:
-        lengths, data = _utf16(arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
-                               else pc.cast(arr, pa.string()))
+        lengths, data = _utf16(
+            arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+        )
     elif name in ti.CHAR_TYPES:
-        lengths, data = _cp1252(arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
-                                else pc.cast(arr, pa.string()))
+        lengths, data = _cp1252(
+            arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+        )
     else:
         lengths, data = string_parts(arr)
     n = len(arr)
@@ -265,8 +267,10 @@ def _check_declared_length(lengths: np.ndarray, t: SqlType) -> None:
     """
     declared = struct.unpack("<H", ti.type_info(t)[1:3])[0]
     if lengths.size and int(lengths.max()) > declared:
-        raise ValueError(f"a {t.name} value of {int(lengths.max())} bytes does not fit the declared "
-                         f"{t.name}({t.length}) ({declared} bytes); the double typed this column too narrowly")
+        raise ValueError(
+            f"a {t.name} value of {int(lengths.max())} bytes does not fit the declared "
+            f"{t.name}({t.length}) ({declared} bytes); the double typed this column too narrowly"
+        )
 
 
 def _hex_nibbles(chars: np.ndarray) -> np.ndarray:

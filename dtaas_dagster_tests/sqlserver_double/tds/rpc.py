@@ -15,20 +15,57 @@ from decimal import Decimal
 
 from ..engine_api import Param, SqlType
 
-PROC_IDS = {1: "sp_cursor", 2: "sp_cursoropen", 3: "sp_cursorprepare", 4: "sp_cursorexecute",
-            5: "sp_cursorprepexec", 6: "sp_cursorunprepare", 7: "sp_cursorfetch", 8: "sp_cursoroption",
-            9: "sp_cursorclose", 10: "sp_executesql", 11: "sp_prepare", 12: "sp_execute",
-            13: "sp_prepexec", 14: "sp_prepexecrpc", 15: "sp_unprepare"}
+PROC_IDS = {
+    1: "sp_cursor",
+    2: "sp_cursoropen",
+    3: "sp_cursorprepare",
+    4: "sp_cursorexecute",
+    5: "sp_cursorprepexec",
+    6: "sp_cursorunprepare",
+    7: "sp_cursorfetch",
+    8: "sp_cursoroption",
+    9: "sp_cursorclose",
+    10: "sp_executesql",
+    11: "sp_prepare",
+    12: "sp_execute",
+    13: "sp_prepexec",
+    14: "sp_prepexecrpc",
+    15: "sp_unprepare",
+}
 BATCH_SEPARATORS = (0x80, 0xFE, 0xFF)
 EPOCH_0001 = dt.date(1, 1, 1)
 EPOCH_1900 = dt.datetime(1900, 1, 1)
 
-FIXED_TYPES = {0x30: ("tinyint", 1), 0x32: ("bit", 1), 0x34: ("smallint", 2), 0x38: ("int", 4),
-               0x3A: ("smalldatetime", 4), 0x3B: ("real", 4), 0x3C: ("money", 8), 0x3D: ("datetime", 8),
-               0x3E: ("float", 8), 0x7A: ("smallmoney", 4), 0x7F: ("bigint", 8), 0x1F: ("null", 0)}
-BYTELEN_TYPES = {0x24: "uniqueidentifier", 0x26: "int", 0x37: "decimal", 0x3F: "numeric", 0x68: "bit",
-                 0x6A: "decimal", 0x6C: "numeric", 0x6D: "float", 0x6E: "money", 0x6F: "datetime",
-                 0x2F: "char", 0x27: "varchar", 0x2D: "binary", 0x25: "varbinary"}
+FIXED_TYPES = {
+    0x30: ("tinyint", 1),
+    0x32: ("bit", 1),
+    0x34: ("smallint", 2),
+    0x38: ("int", 4),
+    0x3A: ("smalldatetime", 4),
+    0x3B: ("real", 4),
+    0x3C: ("money", 8),
+    0x3D: ("datetime", 8),
+    0x3E: ("float", 8),
+    0x7A: ("smallmoney", 4),
+    0x7F: ("bigint", 8),
+    0x1F: ("null", 0),
+}
+BYTELEN_TYPES = {
+    0x24: "uniqueidentifier",
+    0x26: "int",
+    0x37: "decimal",
+    0x3F: "numeric",
+    0x68: "bit",
+    0x6A: "decimal",
+    0x6C: "numeric",
+    0x6D: "float",
+    0x6E: "money",
+    0x6F: "datetime",
+    0x2F: "char",
+    0x27: "varchar",
+    0x2D: "binary",
+    0x25: "varbinary",
+}
 USHORT_TYPES = {0xA5: "varbinary", 0xA7: "varchar", 0xAD: "binary", 0xAF: "char", 0xE7: "nvarchar", 0xEF: "nchar"}
 LONG_TYPES = {0x23: "text", 0x63: "ntext", 0x22: "image"}
 SCALED_TYPES = {0x29: "time", 0x2A: "datetime2", 0x2B: "datetimeoffset"}
@@ -211,8 +248,11 @@ def _datetime(raw: bytes) -> dt.datetime:
 
 def _time_units(raw: bytes, scale: int) -> dt.timedelta:
     units = int.from_bytes(raw, "little")
-    return dt.timedelta(microseconds=units * 10**6 // 10**scale) if scale <= 6 else \
-        dt.timedelta(microseconds=units // 10 ** (scale - 6))
+    return (
+        dt.timedelta(microseconds=units * 10**6 // 10**scale)
+        if scale <= 6
+        else dt.timedelta(microseconds=units // 10 ** (scale - 6))
+    )
 
 
 def _temporal(name: str, scale: int, raw: bytes) -> object:

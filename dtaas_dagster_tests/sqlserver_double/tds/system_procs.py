@@ -23,15 +23,24 @@ VC32 = SqlType("varchar", length=32)
 
 DATATYPE_INFO_COLUMNS = [
     ResultColumn("TYPE_NAME", SqlType("nvarchar", length=128, nullable=False)),
-    ResultColumn("DATA_TYPE", SMALLINT), ResultColumn("PRECISION", INT),
-    ResultColumn("LITERAL_PREFIX", VC32), ResultColumn("LITERAL_SUFFIX", VC32),
-    ResultColumn("CREATE_PARAMS", VC32), ResultColumn("NULLABLE", SMALLINT),
-    ResultColumn("CASE_SENSITIVE", SMALLINT), ResultColumn("SEARCHABLE", SMALLINT),
-    ResultColumn("UNSIGNED_ATTRIBUTE", SMALLINT), ResultColumn("MONEY", SMALLINT),
-    ResultColumn("AUTO_INCREMENT", SMALLINT), ResultColumn("LOCAL_TYPE_NAME", SYSNAME),
-    ResultColumn("MINIMUM_SCALE", SMALLINT), ResultColumn("MAXIMUM_SCALE", SMALLINT),
-    ResultColumn("SQL_DATA_TYPE", SMALLINT), ResultColumn("SQL_DATETIME_SUB", SMALLINT),
-    ResultColumn("NUM_PREC_RADIX", INT), ResultColumn("INTERVAL_PRECISION", SMALLINT),
+    ResultColumn("DATA_TYPE", SMALLINT),
+    ResultColumn("PRECISION", INT),
+    ResultColumn("LITERAL_PREFIX", VC32),
+    ResultColumn("LITERAL_SUFFIX", VC32),
+    ResultColumn("CREATE_PARAMS", VC32),
+    ResultColumn("NULLABLE", SMALLINT),
+    ResultColumn("CASE_SENSITIVE", SMALLINT),
+    ResultColumn("SEARCHABLE", SMALLINT),
+    ResultColumn("UNSIGNED_ATTRIBUTE", SMALLINT),
+    ResultColumn("MONEY", SMALLINT),
+    ResultColumn("AUTO_INCREMENT", SMALLINT),
+    ResultColumn("LOCAL_TYPE_NAME", SYSNAME),
+    ResultColumn("MINIMUM_SCALE", SMALLINT),
+    ResultColumn("MAXIMUM_SCALE", SMALLINT),
+    ResultColumn("SQL_DATA_TYPE", SMALLINT),
+    ResultColumn("SQL_DATETIME_SUB", SMALLINT),
+    ResultColumn("NUM_PREC_RADIX", INT),
+    ResultColumn("INTERVAL_PRECISION", SMALLINT),
     ResultColumn("USERTYPE", SMALLINT),
 ]
 
@@ -115,14 +124,30 @@ DESCRIBE_PARAMS_COLUMNS = [
 
 # system_type_id, max_length (bytes), tds type id (nullable variant), tds length
 _SYSTEM_TYPES: dict[str, tuple[int, int, int, int]] = {
-    "tinyint": (48, 1, 38, 1), "smallint": (52, 2, 38, 2), "int": (56, 4, 38, 4), "bigint": (127, 8, 38, 8),
-    "bit": (104, 1, 104, 1), "real": (59, 4, 109, 4), "float": (62, 8, 109, 8),
-    "decimal": (106, 17, 106, 17), "numeric": (108, 17, 108, 17), "money": (60, 8, 110, 8),
-    "smallmoney": (122, 4, 110, 4), "date": (40, 3, 40, 3), "time": (41, 5, 41, 5),
-    "datetime2": (42, 8, 42, 8), "datetimeoffset": (43, 10, 43, 10), "datetime": (61, 8, 111, 8),
-    "smalldatetime": (58, 4, 111, 4), "uniqueidentifier": (36, 16, 36, 16),
-    "char": (175, 0, 175, 0), "varchar": (167, 0, 167, 0), "nchar": (239, 0, 239, 0),
-    "nvarchar": (231, 0, 231, 0), "binary": (173, 0, 173, 0), "varbinary": (165, 0, 165, 0),
+    "tinyint": (48, 1, 38, 1),
+    "smallint": (52, 2, 38, 2),
+    "int": (56, 4, 38, 4),
+    "bigint": (127, 8, 38, 8),
+    "bit": (104, 1, 104, 1),
+    "real": (59, 4, 109, 4),
+    "float": (62, 8, 109, 8),
+    "decimal": (106, 17, 106, 17),
+    "numeric": (108, 17, 108, 17),
+    "money": (60, 8, 110, 8),
+    "smallmoney": (122, 4, 110, 4),
+    "date": (40, 3, 40, 3),
+    "time": (41, 5, 41, 5),
+    "datetime2": (42, 8, 42, 8),
+    "datetimeoffset": (43, 10, 43, 10),
+    "datetime": (61, 8, 111, 8),
+    "smalldatetime": (58, 4, 111, 4),
+    "uniqueidentifier": (36, 16, 36, 16),
+    "char": (175, 0, 175, 0),
+    "varchar": (167, 0, 167, 0),
+    "nchar": (239, 0, 239, 0),
+    "nvarchar": (231, 0, 231, 0),
+    "binary": (173, 0, 173, 0),
+    "varbinary": (165, 0, 165, 0),
 }
 
 
@@ -155,9 +180,45 @@ def describe_row(ordinal: int, name: str, t: SqlType) -> tuple[Any, ...]:
         precision = {"time": 8, "datetime2": 19, "datetimeoffset": 26}[key] + (scale + 1 if scale else 0)
     elif key in _INT_PRECISION:
         precision = _INT_PRECISION[key]
-    return (ordinal, name, type_id, type_display_name(t), max_len, precision, scale, N, N, N, N, N, N, N, N, N,
-            False, False, False, True, False, name, tds_id, tds_len)
+    return (
+        ordinal,
+        name,
+        type_id,
+        type_display_name(t),
+        max_len,
+        precision,
+        scale,
+        N,
+        N,
+        N,
+        N,
+        N,
+        N,
+        N,
+        N,
+        N,
+        False,
+        False,
+        False,
+        True,
+        False,
+        name,
+        tds_id,
+        tds_len,
+    )
 
 
-_INT_PRECISION = {"tinyint": 3, "smallint": 5, "int": 10, "bigint": 19, "real": 24, "float": 53, "money": 19,
-                  "smallmoney": 10, "datetime": 23, "smalldatetime": 16, "date": 10, "bit": 1}
+_INT_PRECISION = {
+    "tinyint": 3,
+    "smallint": 5,
+    "int": 10,
+    "bigint": 19,
+    "real": 24,
+    "float": 53,
+    "money": 19,
+    "smallmoney": 10,
+    "datetime": 23,
+    "smalldatetime": 16,
+    "date": 10,
+    "bit": 1,
+}

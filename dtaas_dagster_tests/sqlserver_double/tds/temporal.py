@@ -52,9 +52,12 @@ def _normalise(arr: pa.Array, width: int) -> pa.Array:
         arr = arr.cast(pa.string())
     if width == 27:
         return _normalise_fraction(arr)
-    parts = pc.extract_regex(arr, r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,7})?) ?(?P<offset>[+-]\d\d:\d\d)$")
-    return pc.binary_join_element_wise(_normalise_fraction(pc.struct_field(parts, "stamp")),
-                                       pc.struct_field(parts, "offset"), " ")
+    parts = pc.extract_regex(
+        arr, r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,7})?) ?(?P<offset>[+-]\d\d:\d\d)$"
+    )
+    return pc.binary_join_element_wise(
+        _normalise_fraction(pc.struct_field(parts, "stamp")), pc.struct_field(parts, "offset"), " "
+    )
 
 
 def _fixed_chars(arr: pa.Array, width: int, what: str) -> np.ndarray:
@@ -85,8 +88,11 @@ def _timestamp_units(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(days since 1970, 100 ns units since midnight) of an Arrow timestamp array."""
     if arr.type.unit != "us":
         arr = pc.cast(arr, pa.timestamp("us", arr.type.tz), safe=False)
-    us = arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False) if arr.null_count else \
-        arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    us = (
+        arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        if arr.null_count
+        else arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    )
     days = np.floor_divide(us, US_PER_DAY)
     return days, (us - days * US_PER_DAY) * 10
 

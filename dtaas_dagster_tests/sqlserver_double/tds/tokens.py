@@ -98,10 +98,19 @@ def arrow_type(t: SqlType) -> pa.DataType:
     """The Arrow type engine_api assigns to a SQL type (for encoding single values)."""
     name = t.name.lower()
     simple = {
-        "tinyint": pa.uint8(), "smallint": pa.int16(), "int": pa.int32(), "bigint": pa.int64(),
-        "bit": pa.bool_(), "real": pa.float32(), "float": pa.float64(), "date": pa.date32(),
-        "time": pa.time64("ns"), "datetime": pa.timestamp("us"), "smalldatetime": pa.timestamp("us"),
-        "money": pa.decimal128(19, 4), "smallmoney": pa.decimal128(10, 4),
+        "tinyint": pa.uint8(),
+        "smallint": pa.int16(),
+        "int": pa.int32(),
+        "bigint": pa.int64(),
+        "bit": pa.bool_(),
+        "real": pa.float32(),
+        "float": pa.float64(),
+        "date": pa.date32(),
+        "time": pa.time64("ns"),
+        "datetime": pa.timestamp("us"),
+        "smalldatetime": pa.timestamp("us"),
+        "money": pa.decimal128(19, 4),
+        "smallmoney": pa.decimal128(10, 4),
     }
     if name in simple:
         return simple[name]

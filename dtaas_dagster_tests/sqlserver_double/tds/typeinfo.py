@@ -21,8 +21,13 @@ BIGVARBIN, BIGVARCHR, BIGBINARY, BIGCHAR, NVARCHAR, NCHAR = 0xA5, 0xA7, 0xAD, 0x
 INT_WIDTH = {"tinyint": 1, "smallint": 2, "int": 4, "bigint": 8}
 CHAR_TYPES = {"char": BIGCHAR, "varchar": BIGVARCHR, "text": BIGVARCHR}
 NCHAR_TYPES = {"nchar": NCHAR, "nvarchar": NVARCHAR, "ntext": NVARCHAR, "sysname": NVARCHAR}
-BINARY_TYPES = {"binary": BIGBINARY, "varbinary": BIGVARBIN, "image": BIGVARBIN, "timestamp": BIGBINARY,
-                "rowversion": BIGBINARY}
+BINARY_TYPES = {
+    "binary": BIGBINARY,
+    "varbinary": BIGVARBIN,
+    "image": BIGVARBIN,
+    "timestamp": BIGBINARY,
+    "rowversion": BIGBINARY,
+}
 MAX_TYPES = {"text", "ntext", "image"}
 
 
@@ -45,9 +50,7 @@ def time_width(scale: int) -> int:
 def is_plp(t: SqlType) -> bool:
     """True when values travel as partially length-prefixed (PLP) chunks: the (max) types."""
     name = t.name.lower()
-    return name in MAX_TYPES or (
-        (name in CHAR_TYPES or name in NCHAR_TYPES or name in BINARY_TYPES) and t.length == -1
-    )
+    return name in MAX_TYPES or ((name in CHAR_TYPES or name in NCHAR_TYPES or name in BINARY_TYPES) and t.length == -1)
 
 
 def _scale(t: SqlType) -> int:
