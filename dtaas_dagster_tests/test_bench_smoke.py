@@ -44,7 +44,8 @@ MANY_TABLES_SUMMARY = re.compile(r"^many_tables tables=6 wall_s=\d+\.\d per_tabl
 @pytest.mark.slow
 def test_many_tables_benchmark_prints_its_summary_line() -> None:
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "many_tables.py"), "--tables", "6", "--baseline-tables", "2", "--skip-no-checks"],
+        [sys.executable, str(REPO / "bench" / "many_tables.py"),
+         "--tables", "6", "--baseline-tables", "2", "--skip-no-checks"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
