@@ -17,7 +17,7 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, **kwargs: object) -> None:  # kwargs: the JSON-log fields (logs.py)
         self.lines.append(message)
 
 
