@@ -304,7 +304,10 @@ def _start(
         out.log.append(f"{info.qualified}: no snapshot yet; requesting one (CDC continues after it)")
         return False
     if given.start == "now":
-        state.next_lsn = given.probe.max_lsn.increment().hex
+        # Nothing below the oldest instance's start LSN was ever captured by it: when the capture job
+        # has not reached the instance yet (a new or idle database: max LSN 0 or older), start there,
+        # or its first change would look like a retention gap.
+        state.next_lsn = max(given.probe.max_lsn.increment(), table_instances[0].start_lsn).hex
     elif given.start == "earliest":
         state.next_lsn = table_instances[0].start_lsn.hex  # below the min LSN the probe raises a gap
         probe = given.probe.instances.get(table_instances[0].name)

@@ -219,3 +219,14 @@ def test_an_idle_tables_position_is_reported_at_most_every_report_seconds() -> N
 def test_cdc_start_reports_the_position_before_it() -> None:
     out = tick([T], {}, given(max_lsn=80, probes={"dbo_orders": (1, None)}, start="now"))
     assert out.positions == {T.name: L(80)}  # starts at 81: everything up to 80 is deliberately not loaded
+
+
+def test_cdc_start_now_before_the_capture_job_reached_the_instance_is_not_a_retention_gap() -> None:
+    # a database whose capture job has written nothing yet: max LSN 0, the instance starts at 40
+    first = tick([T], {}, given(max_lsn=0, probes={}, instances=[instance("dbo_orders", 40)], start="now"))
+    assert first.states[T.name].next_lsn == L(40).hex
+    # the first change is captured at 45: a window from the instance's start, no gap
+    later = tick(
+        [T], first.states, given(max_lsn=45, probes={"dbo_orders": (40, 45)}, instances=[instance("dbo_orders", 40)])
+    )
+    assert later.gaps == {} and later.windows == {T.name: ChangeWindow("dbo_orders", L(40), L(45))}
