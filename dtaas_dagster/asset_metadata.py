@@ -42,21 +42,30 @@ from dtaas_dagster.variables import builtin_values, template_values
 _PER_PARTITION = frozenset({"partitionKey", "loadDate", "loadYear", "loadMonth", "loadDay", "loadHour", "runId"})
 
 
+def _definition_values(spec: TableSpec, database: str, variables: dict[str, str]) -> dict[str, str]:
+    """Template values known when the definitions load; the per-partition ones are placeholders."""
+    builtins = builtin_values(
+        database=database, schema=spec.schema, table=spec.table, partition_key="-", run_id="-", task=spec.task
+    )
+    return dict(template_values(builtins, variables))
+
+
+def _same_for_every_partition(template: str, values: dict[str, str]) -> bool:
+    """No per-partition variable, and no query variable (its value comes with each run)."""
+    names = set(string.Template(template).get_identifiers())
+    return not (names & _PER_PARTITION or names - values.keys())
+
+
 def table_uri(*, destination: S3Destination, spec: TableSpec, database: str, variables: dict[str, str]) -> str:
     """The destination URL of the directory that holds every partition of the table (ends with '/').
 
     ``variables`` are the static global variables; a segment that uses a query
     variable (resolved per run) ends the stable part like a per-partition one.
     """
-    # The per-partition values are placeholders here: the path is cut before the first of them.
-    builtins = builtin_values(
-        database=database, schema=spec.schema, table=spec.table, partition_key="-", run_id="-", task=spec.task
-    )
-    values = template_values(builtins, variables)
+    values = _definition_values(spec, database, variables)
     stable = []
     for segment in destination.path_template.split("/"):
-        names = set(string.Template(segment).get_identifiers())
-        if names & _PER_PARTITION or names - values.keys():  # a query variable's value comes with each run
+        if not _same_for_every_partition(segment, values):
             break
         stable.append(segment)
     base = f"file://{destination.local_path.as_posix()}" if destination.is_local else destination.url.rstrip("/")
@@ -69,17 +78,11 @@ def snowflake_table_name(
 ) -> str | None:
     """``DATABASE.SCHEMA.TABLE`` of a Snowflake target as its templates name it (before the identifier
     policy's case and quoting), or None when a template uses a variable known only at run time."""
-    builtins = builtin_values(
-        database=database, schema=spec.schema, table=spec.table, partition_key="-", run_id="-", task=spec.task
-    )
-    values = template_values(builtins, variables)
-    parts = []
-    for template in (destination.database, destination.schema, destination.table):
-        names = set(string.Template(template).get_identifiers())
-        if names & _PER_PARTITION or names - values.keys():
-            return None
-        parts.append(string.Template(template).substitute(values))
-    return ".".join(parts)
+    values = _definition_values(spec, database, variables)
+    templates = (destination.database, destination.schema, destination.table)
+    if not all(_same_for_every_partition(t, values) for t in templates):
+        return None
+    return ".".join(string.Template(t).substitute(values) for t in templates)
 
 
 def table_metadata(
