@@ -196,6 +196,7 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
     import dagster as dg
     import yaml
 
+    from bench.many_tables import process_cpu  # the double's CPU: what a real SQL Server would spend instead
     from dtaas_dagster.config import parse_config
     from dtaas_dagster.factory import build_definitions
 
@@ -230,11 +231,11 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
         def one_tick() -> tuple[float, Any]:
             nonlocal cursor
             with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
-                began, cpu, double_cpu = time.perf_counter(), time.process_time(), _process_cpu(double.pid)
+                began, cpu, double_cpu = time.perf_counter(), time.process_time(), process_cpu(double.pid)
                 result = sensor(context)
                 seconds = time.perf_counter() - began
                 split["ours_cpu"].append(time.process_time() - cpu)
-                split["double_cpu"].append(_process_cpu(double.pid) - double_cpu)
+                split["double_cpu"].append(process_cpu(double.pid) - double_cpu)
             cursor = result.cursor
             return seconds, result
 
@@ -259,12 +260,6 @@ def tick_time(double: Any, tables: int, partitions: int) -> dict[str, float]:
         "changes_ours_cpu_s": split["ours_cpu"][-1],
         "changes_double_cpu_s": split["double_cpu"][-1],
     }
-
-
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process (the double: what a real SQL Server would spend instead)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def latency(double: Any, seconds: int) -> dict[str, float]:
