@@ -210,15 +210,15 @@ def transformed(
     if chain.is_identity:
         yield from batches
         return
-    seen = [0]
     try:
-        for out in chain.batches(_counted(batches, seen)):
-            seen[0] -= out.num_rows
-            yield out
+        for batch in batches:
+            out = chain.apply(batch)
+            if count is not None:
+                count.dropped += batch.num_rows - out.num_rows
+            if out.num_rows:  # a batch the filters empty is left out
+                yield out
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
-    if count is not None:
-        count.dropped += seen[0]
 
 
 def transformed_changes(
@@ -237,12 +237,6 @@ def transformed_changes(
                 yield out
     except TransformError as exc:
         raise PermanentLoadError(str(exc)) from None
-
-
-def _counted(batches: Iterator[pa.RecordBatch], seen: list[int]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        seen[0] += batch.num_rows
-        yield batch
 
 
 def source_types_after(chain: Chain, source_types: Mapping[str, str]) -> dict[str, str]:

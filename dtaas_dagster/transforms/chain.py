@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +90,6 @@ class Chain:
         for _, step in self.steps:
             batch = step(batch)
         return batch
-
-    def batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Transform a stream; batches that filter_rows empties are left out."""
-        for batch in batches:
-            out = self.apply(batch)
-            if out.num_rows:
-                yield out
 
     def apply_changes(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Transform a CDC change batch (with ``_dtaas_op``): every row alike, filter_rows by operation.
