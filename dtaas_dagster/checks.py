@@ -44,7 +44,8 @@ COLUMN_SCHEMA = "column_schema_change"
 
 _DESCRIPTIONS = {
     ROW_COUNT: "The rows the partition's manifest lists equal the rows SQL Server reported for the same read "
-    "(ROWCOUNT_BIG()), less the update before-images a change window leaves out.",
+    "(ROWCOUNT_BIG()), less the rows left out on purpose: update before-images a change window does not "
+    "write, and rows a filter_rows transform drops after the read.",
     MANIFEST: "The partition's manifest exists where readers look, is this partition's, and lists files that "
     "exist with their sizes (Parquet: footers read with the listed rows).",
     COLUMN_SCHEMA: "The columns written (names and SQL Server types) are those of the previous partition; "
@@ -105,10 +106,10 @@ def row_count_result(
     expected = sent - left_out
     metadata.update(rows_sent_by_sql_server=sent, rows_expected=expected)
     if left_out:
-        metadata["before_images_left_out"] = left_out
+        metadata["rows_left_out"] = left_out
     passed = written == expected
     text = f"partition {partition}: {written:,} rows written, SQL Server sent {sent:,}" + (
-        f" ({left_out:,} update before-images left out)" if left_out else ""
+        f" ({left_out:,} left out on purpose: update before-images, filtered rows)" if left_out else ""
     )
     return _result(key, ROW_COUNT, passed, text if passed else text + f"; {expected:,} expected", metadata)
 

@@ -57,8 +57,13 @@ def _first_use_lock() -> Iterator[None]:
         yield
         return
     home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".dtaas-load.lock", "a+") as handle:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        handle = open(home / ".dtaas-load.lock", "a+")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only DAGSTER_HOME (a mounted dagster.yaml, storage elsewhere): no lock
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

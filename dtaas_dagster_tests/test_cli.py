@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from dtaas_dagster_tests.runs import PASSWORD_ENV, source_config, write_config
 
@@ -128,3 +129,20 @@ def test_pools_sets_each_servers_pool_to_its_max_concurrent_reads(tmp_path: Path
     assert result.returncode == 0, result.stderr
     # two sources on one server share one pool: the smaller limit wins
     assert pool_limit(home, "sqlserver_db1_example") == 2
+
+
+def test_the_first_use_lock_steps_aside_when_dagster_home_cannot_hold_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dtaas_dagster.launch import _first_use_lock
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", str(blocker / "home"))  # cannot be created: its parent is a file
+    entered = []
+    with _first_use_lock():
+        entered.append(True)
+    assert entered == [True]
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with _first_use_lock():
+        assert (tmp_path / "home" / ".dtaas-load.lock").exists()
