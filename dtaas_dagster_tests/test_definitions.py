@@ -139,8 +139,12 @@ def test_cdc_modes_get_a_cdc_sensor_polling_at_poll_seconds() -> None:
     for mode in ("cdc", "full_load_and_cdc"):
         repo = build_definitions(parse_config(_config(mode=mode, cdc={"poll_seconds": 7}))).get_repository_def()
         sensor = repo.get_sensor_def("nightly_cdc")
-        assert sensor.minimum_interval_seconds == 7 and sensor.job_name == "nightly_tables"
+        # one second of slack under poll_seconds: the daemon's 5-second sensor loop would
+        # otherwise skip a check that comes a few ms early (cdc/sensor.sensor_interval_seconds)
+        assert sensor.minimum_interval_seconds == 6 and sensor.job_name == "nightly_tables"
         assert sensor.required_resource_keys == {"sqlserver_sales"}
+    fastest = build_definitions(parse_config(_config(mode="cdc", cdc={"poll_seconds": 1}))).get_repository_def()
+    assert fastest.get_sensor_def("nightly_cdc").minimum_interval_seconds == 1
     plain = build_definitions(parse_config(_config())).get_repository_def()
     assert sorted(s.name for s in plain.sensor_defs) == [
         "nightly_full_load_requests",

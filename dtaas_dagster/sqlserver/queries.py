@@ -216,6 +216,17 @@ WHERE ct.capture_instance = ?
 ORDER BY cc.column_ordinal
 """
 
+
+def build_change_facts(*, with_key: bool) -> str:
+    """One batch for what a change window's plan needs, one result set each: [the source
+    table's primary key columns (params: schema, table),] the captured columns (capture
+    instance), the change table's columns ('cdc', change table name) and the instance's min
+    LSN (capture instance). One round trip instead of four."""
+    statements = [PRIMARY_KEY_COLUMNS] if with_key else []
+    statements += [CAPTURED_COLUMNS, TABLE_COLUMNS, CDC_MIN_LSN]
+    return ";\n".join(["SET NOCOUNT ON", *(s.strip() for s in statements)]) + ";"
+
+
 MAP_TIME_TO_LSN = "SELECT sys.fn_cdc_map_time_to_lsn(N'smallest greater than or equal', ?) AS lsn"
 
 # The server's offset from UTC now: cdc.lsn_time_mapping keeps local commit times.

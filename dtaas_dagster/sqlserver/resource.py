@@ -85,6 +85,19 @@ def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     )
 
 
+def _result_sets(cursor: pyodbc.Cursor, count: int) -> list[list[pyodbc.Row]]:
+    """The rows of the next ``count`` result sets of a batch (row-count-only results skipped)."""
+    results: list[list[pyodbc.Row]] = []
+    while len(results) < count:
+        if cursor.description is not None:
+            results.append(cursor.fetchall())
+            if len(results) == count:
+                break
+        if not cursor.nextset():
+            raise RuntimeError(f"SQL Server returned {len(results)} of the {count} result sets of a batch")
+    return results
+
+
 def _capture_instances(cursor: pyodbc.Cursor) -> list[CaptureInstance]:
     rows = cursor.execute(queries.CAPTURE_INSTANCES).fetchall()
     return [CaptureInstance(str(r[0]), str(r[1]), str(r[2]), Lsn.from_bytes(bytes(r[3])), r[4]) for r in rows]
@@ -343,28 +356,33 @@ class SqlServerResource(ConfigurableResource):
         source: tuple[str, str] | None = None,
     ) -> TableFacts:
         """The captured columns of a capture instance (types from its change table) and, when the
-        plan needs it, a profile of the window's rows; one connection. With ``source``
-        (schema, table), the description's primary key is the source table's."""
+        plan needs it, a profile of the window's rows; one connection, one batch (plus the
+        profile). With ``source`` (schema, table), the description's primary key is the source
+        table's.
+
+        ``options`` are not read from sys.databases: a change window reads committed change
+        rows by LSN, under no isolation level of ours, and CDC is on (the instance exists).
+        """
+        params: list[object] = [*source] if source is not None else []
+        params += [window.capture_instance, "cdc", window.capture_instance + "_CT", window.capture_instance]
         with self.connect() as connection:
-            cursor = connection.cursor()
-            key: tuple[str, ...] = ()
-            if source is not None:
-                key = tuple(str(r[0]) for r in cursor.execute(queries.PRIMARY_KEY_COLUMNS, *source).fetchall())
-            captured = [str(r[0]) for r in cursor.execute(queries.CAPTURED_COLUMNS, window.capture_instance).fetchall()]
+            cursor = connection.cursor().execute(queries.build_change_facts(with_key=source is not None), *params)
+            results = _result_sets(cursor, 4 if source is not None else 3)
+            key = tuple(str(r[0]) for r in results.pop(0)) if source is not None else ()
+            captured, column_rows = [str(r[0]) for r in results[0]], results[1]
+            min_value = results[2][0][0] if results[2] else None
             if not captured:
                 raise CdcNotEnabled(
                     f"capture instance {window.capture_instance} does not exist in database {self.database} of "
                     f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md"
                 )
-            rows = cursor.execute(queries.TABLE_COLUMNS, "cdc", window.capture_instance + "_CT").fetchall()
-            by_name = {c.name.lower(): c for c in columns_from_rows(rows)}
+            by_name = {c.name.lower(): c for c in columns_from_rows(column_rows)}
             columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
             description = TableDescription(
                 TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key
             )
-            options = _database_options(cursor)
-            row = cursor.execute(queries.CDC_MIN_LSN, window.capture_instance).fetchone()
-            min_lsn = None if row is None or row[0] is None else Lsn.from_bytes(bytes(row[0]))
+            options = DatabaseOptions(snapshot_isolation=False, cdc_enabled=True)
+            min_lsn = None if min_value is None else Lsn.from_bytes(bytes(min_value))
             if min_lsn is not None and window.from_lsn < min_lsn:
                 return TableFacts(description, options, (), None, (), min_lsn)
             wanted = list(profile_columns(description))

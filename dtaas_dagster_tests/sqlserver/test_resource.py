@@ -4,6 +4,7 @@ Catalog reads go through pyodbc, the bulk read through arrow-odbc; both drivers
 must give the same exact Arrow data.
 """
 
+from contextlib import closing
 from typing import Any
 
 import pyarrow as pa
@@ -116,3 +117,31 @@ def test_a_batch_fits_the_row_estimate_and_a_stale_estimate_only_means_more_batc
     batches = list(resource.read_arrow(snapshot_read(plan), batch_rows=batch_rows_for(50_000, 100)))
     assert [b.num_rows for b in batches] == [10_000, 10_000, 5_000]
     assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(rows))
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_change_facts_come_in_one_batch_with_each_driver(driver: str, sqlserver: Any, sqlserver_db: Any) -> None:
+    from dtaas_dagster.sqlserver.cdc import CdcNotEnabled, ChangeWindow
+    from dtaas_dagster.sqlserver.lsn import Lsn
+    from dtaas_dagster_tests.sqlserver_fixtures import SELECT_MAX_LSN, SELECT_MIN_LSN, enable_cdc
+
+    with closing(sqlserver_db.connect()) as conn:
+        conn.execute("EXEC sys.sp_cdc_enable_db")
+        conn.execute(
+            "CREATE TABLE dbo.items (shop int NOT NULL, sku nvarchar(20) NOT NULL, qty int, "
+            "note nvarchar(max), at datetime2(7), CONSTRAINT pk_items PRIMARY KEY (sku, shop))"
+        )
+        enable_cdc(conn, "dbo", "items", capture_instance="dbo_items_v1", captured_columns="shop, sku, qty, at")
+        conn.execute("INSERT INTO dbo.items VALUES (1, N'a', 2, N'n', '2026-01-01T00:00:00.1234567')")
+        low = Lsn.from_bytes(bytes(conn.execute(SELECT_MIN_LSN, "dbo_items_v1").fetchone()[0]))
+        high = Lsn.from_bytes(bytes(conn.execute(SELECT_MAX_LSN).fetchone()[0]))
+    resource = resource_for(sqlserver, sqlserver_db.name, driver)
+    facts = resource.change_facts(ChangeWindow("dbo_items_v1", low, high), source=("dbo", "items"))
+    assert facts.description.primary_key == ("sku", "shop")  # the source table's key, in key order
+    assert [c.name for c in facts.description.columns] == ["shop", "sku", "qty", "at"]  # captured only
+    assert [c.type_text for c in facts.description.columns] == ["int", "nvarchar(20)", "int", "datetime2(7)"]
+    assert facts.cdc_min_lsn == low and facts.options.cdc_enabled
+    without_source = resource.change_facts(ChangeWindow("dbo_items_v1", low, high))
+    assert without_source.description.primary_key == () and without_source.cdc_min_lsn == low
+    with pytest.raises(CdcNotEnabled, match=r"capture instance dbo_items_v2 does not exist"):
+        resource.change_facts(ChangeWindow("dbo_items_v2", low, high), source=("dbo", "items"))
