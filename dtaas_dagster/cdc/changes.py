@@ -48,6 +48,12 @@ _META_FETCH = (
 )
 _DELETE, _INSERT, _BEFORE, _AFTER = 1, 2, 3, 4
 _OP_NAMES = {_DELETE: "delete", _INSERT: "insert", _BEFORE: "update_before", _AFTER: "update"}
+_OP_NAME_OF_CODE = pa.array([_OP_NAMES.get(code, "unknown") for code in range(5)], pa.string())
+
+
+def _op_names(operations: np.ndarray) -> pa.Array:
+    """``_dtaas_op`` for SQL Server's ``__$operation`` codes (a take in Arrow, no Python objects)."""
+    return _OP_NAME_OF_CODE.take(pa.array(operations))
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,7 @@ def _convert(batch: pa.RecordBatch, plan: ChangePlan) -> tuple[pa.RecordBatch, n
     data = pa.RecordBatch.from_arrays(batch.columns[meta:], schema=plan.data.fetch_schema)
     converted = convert_batch(data, plan.data)
     operations = batch.column(2).to_numpy(zero_copy_only=False).astype(np.int8)
-    names = pa.array(
-        np.array([_OP_NAMES.get(int(o), "unknown") for o in range(5)], dtype=object)[operations], pa.string()
-    )
+    names = _op_names(operations)
     commit = pc.assume_timezone(batch.column(3).cast(pa.timestamp("us")), "UTC")
     arrays = [*converted.columns, names, hex_column(batch.column(0)), hex_column(batch.column(1)), commit]
     return pa.RecordBatch.from_arrays(arrays, schema=plan.target_schema), operations
@@ -110,13 +114,13 @@ def _resolve_pairs(batch: pa.RecordBatch, operations: np.ndarray, plan: ChangePl
     if not len(before):
         return batch
     key_changed = _key_changed(batch, plan.key, before)
-    names = batch.column(OP).to_numpy(zero_copy_only=False).astype(object)
-    names[before[key_changed]] = "delete"
+    codes = operations.copy()
+    codes[before[key_changed]] = _DELETE
     keep = np.ones(len(operations), dtype=bool)
     if not plan.update_before_images:
         keep[before[~key_changed]] = False
     arrays = list(batch.columns)
-    arrays[batch.schema.get_field_index(OP)] = pa.array(names, pa.string())
+    arrays[batch.schema.get_field_index(OP)] = _op_names(codes)
     resolved = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
     return resolved.filter(pa.array(keep))
 
