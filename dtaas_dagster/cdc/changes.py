@@ -18,6 +18,7 @@ LSN and seqval, so replaying the rows by key in order gives the table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -48,12 +49,18 @@ _META_FETCH = (
 )
 _DELETE, _INSERT, _BEFORE, _AFTER = 1, 2, 3, 4
 _OP_NAMES = {_DELETE: "delete", _INSERT: "insert", _BEFORE: "update_before", _AFTER: "update"}
-_OP_NAME_OF_CODE = pa.array([_OP_NAMES.get(code, "unknown") for code in range(5)], pa.string())
+
+
+@functools.cache
+def _op_name_of_code() -> pa.Array:
+    # built on first use: pa.array() at import time would import pandas (0.3 s) into every
+    # process that loads the definitions
+    return pa.array([_OP_NAMES.get(code, "unknown") for code in range(5)], pa.string())
 
 
 def _op_names(operations: np.ndarray) -> pa.Array:
     """``_dtaas_op`` for SQL Server's ``__$operation`` codes (a take in Arrow, no Python objects)."""
-    return _OP_NAME_OF_CODE.take(pa.array(operations))
+    return _op_name_of_code().take(pa.array(operations))
 
 
 @dataclass(frozen=True)
