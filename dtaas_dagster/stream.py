@@ -64,7 +64,9 @@ class TableStream:
     since the previous load (empty when none). ``metadata`` is what the load
     used (transforms, pushdown, variables), for the materialization;
     ``source_count`` is what SQL Server reported for the read, complete once
-    ``batches`` is exhausted.
+    ``batches`` is exhausted. ``unique_columns`` hold a distinct value for (nearly)
+    every row by construction (a change window's ``_dtaas_seqval``; only an
+    update's two images share one): file writers skip dictionary encoding for them.
     """
 
     table: TableRef
@@ -80,3 +82,4 @@ class TableStream:
     schema_change: Mapping[str, list[str]] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     source_count: SourceCount = field(default_factory=SourceCount)
+    unique_columns: tuple[str, ...] = ()

@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from dtaas_dagster.cdc.changes import ChangePlan, change_batches, changes_read
+from dtaas_dagster.cdc.changes import SEQVAL, ChangePlan, change_batches, changes_read
 from dtaas_dagster.errors import PermanentLoadError
 from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
@@ -548,4 +548,5 @@ def open_changes(
         cdc=window.as_config(),
         schema_change=change.as_dict() if change else {},
         source_count=count,
+        unique_columns=(SEQVAL,),
     )

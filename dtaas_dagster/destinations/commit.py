@@ -302,6 +302,7 @@ def write_partition(
         options,
         load_id,
         no_statistics=long_value_columns(stream.source_types),
+        no_dictionary=stream.unique_columns,
         on_file_done=lambda: lease.renew(force=True),
     )
     try:

@@ -304,8 +304,14 @@ def test_update_before_images_and_a_datetime2_7_window_are_exact(
     import pyarrow.parquet as pq
 
     [manifest] = list((tmp_path / "lake").rglob("_manifest.json"))
-    rows = pq.read_table(manifest.parent / __import__("json").loads(manifest.read_text())["files"][0]["path"])
+    path = manifest.parent / __import__("json").loads(manifest.read_text())["files"][0]["path"]
+    rows = pq.read_table(path)
     assert rows.column("_dtaas_op").to_pylist() == ["insert", "update_before", "update"]
+    # text columns get a Parquet dictionary, except _dtaas_seqval (a distinct value for nearly every row)
+    chunks = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(chunks.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["_dtaas_op"] and "RLE_DICTIONARY" in encodings["_dtaas_lsn"]
+    assert "RLE_DICTIONARY" not in encodings["_dtaas_seqval"]
     assert rows.column("v").to_pylist() == ["a", "a", "b"]
     lsns = rows.column("_dtaas_lsn").to_pylist()
     assert all(len(x) == 20 and x == x.lower() for x in lsns) and lsns == sorted(lsns)
