@@ -57,10 +57,17 @@ STEP_CHECKS = (ROW_COUNT, MANIFEST, COLUMN_SCHEMA)
 
 
 def step_check_specs(asset_keys: Iterable[dg.AssetKey], names: Iterable[str] = STEP_CHECKS) -> list[dg.AssetCheckSpec]:
-    """The checks every table asset carries, declared on its step (the task's ``step_checks``)."""
+    """The checks every table asset carries, declared on its step (the task's ``step_checks``).
+
+    They are blocking: a load they fail (a short read, a schema change that stopped it, a
+    manifest that does not verify) is re-checked by "re-execute from asset failure", which
+    re-runs the failed blocking checks of an asset with it. A failed non-blocking check counts
+    as executed there, so the reloaded table would keep the earlier failure, unchecked. (A
+    step whose blocking check fails also fails; a failed check means a failed load anyway.)
+    """
     wanted = set(names)
     return [
-        dg.AssetCheckSpec(name, asset=key, description=_DESCRIPTIONS[name])
+        dg.AssetCheckSpec(name, asset=key, description=_DESCRIPTIONS[name], blocking=True)
         for key in asset_keys
         for name in STEP_CHECKS
         if name in wanted

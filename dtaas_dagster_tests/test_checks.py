@@ -135,7 +135,9 @@ def test_on_s3_the_manifest_check_links_the_manifest_and_fails_on_a_deleted_obje
     recheck = defs.resolve_job_def("t_tables").get_subset(
         asset_selection=set(), asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)}
     )
-    [evaluation] = recheck.execute_in_process(instance=instance).get_asset_check_evaluations()
+    rechecked = recheck.execute_in_process(instance=instance, raise_on_error=False)
+    assert not rechecked.success  # the checks are blocking: a failed one fails its run
+    [evaluation] = rechecked.get_asset_check_evaluations()
     assert not evaluation.passed and part.rsplit("/", 1)[-1] in (evaluation.description or "")
 
 
@@ -151,7 +153,9 @@ def test_a_truncated_parquet_file_fails_the_manifest_check(
     recheck = defs.resolve_job_def("t_tables").get_subset(
         asset_selection=set(), asset_check_selection={dg.AssetCheckKey(ORDERS, MANIFEST)}
     )
-    [evaluation] = recheck.execute_in_process(instance=instance).get_asset_check_evaluations()
+    rechecked = recheck.execute_in_process(instance=instance, raise_on_error=False)
+    assert not rechecked.success
+    [evaluation] = rechecked.get_asset_check_evaluations()
     assert not evaluation.passed and "not a readable Parquet file" in (evaluation.description or "")
 
 

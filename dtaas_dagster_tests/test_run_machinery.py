@@ -110,6 +110,10 @@ REEXECUTE = """mutation($params: ReexecutionParams!) { launchRunReexecution(reex
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 
 
+CHECK_EXECUTIONS = """query($key: AssetKeyInput!, $name: String!) {
+  assetCheckExecutions(assetKey: $key, checkName: $name, limit: 5) { runId status } }"""
+
+
 def _tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["tags"]}
 
@@ -277,6 +281,31 @@ def test_reexecution_from_asset_failure_loads_only_the_failed_table(dagster: Dag
     again = dagster.wait(result["run"]["runId"])
     assert again["status"] == "SUCCESS" and _tags(again)["dagster/partition"] == _tags(load)["dagster/partition"]
     assert {"/".join(m["assetKey"]["path"]) for m in again["assetMaterializations"]} >= {"demo/dbo/orders"}
+
+
+def test_reexecution_from_asset_failure_checks_the_reloaded_table_again(dagster: Dagster) -> None:
+    """A read cut short fails the table's row_count check; "from asset failure" must reload the
+    table *and* evaluate its checks again (they are blocking), so the failure is replaced."""
+    # the bulk read only (it ends with ROWCOUNT_BIG()); a profile query of the table comes first
+    dagster.double.control.drop_after_rows(100, matching=r"FROM \[dbo\]\.\[orders\].*ROWCOUNT_BIG", times=1)
+    try:
+        load = dagster.wait(dagster.load_run_for(dagster.launch("demo_full_load"))["runId"])
+    finally:
+        dagster.double.control.clear_faults()
+    assert load["status"] == "FAILURE"
+
+    def newest_row_count() -> dict[str, str]:
+        variables = {"key": {"path": ["demo", "dbo", "orders"]}, "name": "row_count"}
+        return dagster.graphql(CHECK_EXECUTIONS, variables)["assetCheckExecutions"][0]
+
+    assert newest_row_count() == {"runId": load["runId"], "status": "FAILED"}
+    params = {"parentRunId": load["runId"], "strategy": "FROM_ASSET_FAILURE"}
+    result = dagster.graphql(REEXECUTE, {"params": params})["launchRunReexecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    retry = dagster.wait(result["run"]["runId"])
+    assert retry["status"] == "SUCCESS"
+    assert [m["assetKey"]["path"][-1] for m in retry["assetMaterializations"]] == ["orders"]
+    assert newest_row_count() == {"runId": retry["runId"], "status": "SUCCEEDED"}
 
 
 def test_a_killed_run_is_marked_failed_and_gives_back_its_pool_slot(dagster: Dagster) -> None:
