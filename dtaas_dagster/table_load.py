@@ -467,6 +467,15 @@ def open_changes(
         for _ in range(2):  # the second pass applies schema_drift: ignore to the columns
 
             def wanted(description: TableDescription, s: TableSpec = effective) -> list[queries.ProfileColumn]:
+                # before check_table_config, which would call a key column the instance leaves out "not a column"
+                captured = {c.name.lower() for c in description.columns}
+                uncaptured = [k for k in (s.primary_key or description.primary_key) if k.lower() not in captured]
+                if uncaptured:
+                    raise PermanentLoadError(
+                        f"capture instance {window.capture_instance} of {s.qualified} does not capture the key "
+                        f"column(s) {', '.join(uncaptured)}; recreate it with them (@captured_column_list), see "
+                        "docs/cdc.md"
+                    )
                 check_table_config(replace(s, mode="full_load"), description)
                 return profile_columns(description, snapshot_options(s, description))
 
@@ -497,12 +506,6 @@ def open_changes(
         if not exc.retryable:
             raise PermanentLoadError(str(exc)) from None
         raise
-    missing = [k for k in key if k.lower() not in {c.name.lower() for c in data.columns}]
-    if missing:
-        raise PermanentLoadError(
-            f"capture instance {window.capture_instance} of {spec.qualified} does not capture the key column(s) "
-            f"{', '.join(missing)}; recreate it with them (@captured_column_list), see docs/cdc.md"
-        )
     change = check_drift(spec, previous_types, data.source_types, log)
     plan = ChangePlan(data, window, tuple(key), spec.update_before_images)
     log.info(

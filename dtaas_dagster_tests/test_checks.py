@@ -243,3 +243,5 @@ def test_an_unknown_step_check_is_refused_with_the_names_allowed(
     with pytest.raises(Exception, match="row_count") as raised:
         _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["rows"])
     assert "step_checks" in str(raised.value)
+    with pytest.raises(Exception, match=r"step_checks\[1\].*row_count is listed twice") as raised:
+        _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["row_count", "row_count"])

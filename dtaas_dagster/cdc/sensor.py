@@ -30,6 +30,7 @@ from dtaas_dagster.cdc.state import (
     FAILED,
     IN_FLIGHT,
     SUCCESS,
+    TICK_SLACK_SECONDS,
     Pending,
     SnapshotInfo,
     TableInfo,
@@ -237,10 +238,11 @@ def build_cdc_sensor(
         out = tick(tables, states, given)
         meta = load_cursor_meta(context.cursor)
         waited = now - float(meta.get("last_window_at", 0))
-        if out.windows and cdc.min_window_seconds and waited < cdc.min_window_seconds and not out.gaps:
+        wait = cdc.min_window_seconds - waited
+        if out.windows and cdc.min_window_seconds and wait > TICK_SLACK_SECONDS and not out.gaps:
             out.log.append(
                 f"{len(out.windows)} table(s) changed; coalescing into the next window in "
-                f"{cdc.min_window_seconds - waited:.0f}s (cdc.min_window_seconds)"
+                f"{wait:.0f}s (cdc.min_window_seconds)"
             )
             out.windows = {}
         if out.windows:

@@ -39,6 +39,9 @@ from dtaas_dagster.sqlserver.lsn import Lsn
 CURSOR_VERSION = 1
 MAX_BACKOFF_SECONDS = 3600
 LOST_REQUEST_SECONDS = 600
+# Ticks land on the daemon's 5-second sensor loop, give or take a few ms: a wait that ends
+# within this much of a tick counts as over (else it would last a whole poll interval more).
+TICK_SLACK_SECONDS = 1
 
 SUCCESS, FAILED, IN_FLIGHT, MISSING = "success", "failed", "in_flight", "missing"
 
@@ -243,7 +246,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             out.log.append(
                 f"{info.qualified}: CDC continues after snapshot {snapshot.partition} (LSN {snapshot.start_lsn.hex})"
             )
-        if state.retry_after > given.now:
+        if state.retry_after > given.now + TICK_SLACK_SECONDS:  # a tick a few ms early still retries
             out.log.append(f"{info.qualified}: waiting {state.retry_after - given.now:.0f}s before requesting again")
             continue
         table_instances = instances_of(given.instances, info.schema, info.table)

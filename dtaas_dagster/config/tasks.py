@@ -562,6 +562,18 @@ class TaskConfig(Model):
             raise problems_error(*problems)
         return value
 
+    @field_validator("step_checks")
+    @classmethod
+    def _checks_once(cls, value: list[StepCheck]) -> list[StepCheck]:
+        problems = [
+            (f"[{index}]", f"{name} is listed twice; remove one entry")
+            for index, name in enumerate(value)
+            if name in value[:index]
+        ]
+        if problems:
+            raise problems_error(*problems)
+        return value
+
     def explicit_tables(self) -> list[TableConfig]:
         """Entries without wildcards, as TableConfig (plain strings get default options)."""
         return [

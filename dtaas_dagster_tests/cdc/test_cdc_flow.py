@@ -321,3 +321,40 @@ def test_update_before_images_and_a_datetime2_7_window_are_exact(
         "2024-01-01 00:00:00.1234567",
         "9999-12-31 23:59:59.9999999",
     ]
+
+
+def test_min_window_seconds_coalesces_changes_and_a_tick_a_few_ms_early_still_ends_the_wait(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dtaas_dagster.cdc import sensor as sensor_module
+
+    capture = _setup(sqlserver_db)
+    config = cdc_config(
+        sqlserver,
+        sqlserver_db.name,
+        tmp_path / "lake",
+        ["dbo.orders"],
+        mode="cdc",
+        cdc={"start": "earliest", "poll_seconds": 5, "min_window_seconds": 10},
+    )
+    harness = CdcHarness(config, sqlserver, instance, tmp_path / "lake")
+    import time
+    from types import SimpleNamespace
+
+    clock = [time.time()]  # the sensor's own clock (its module's time.time): ticks on the daemon's 5 s loop
+    monkeypatch.setattr(sensor_module, "time", SimpleNamespace(time=lambda: clock[0], monotonic=time.monotonic))
+
+    def changed_then_tick(row: int, at: float) -> list[dg.ExecuteInProcessResult]:
+        _exec(sqlserver_db, f"INSERT INTO dbo.orders (id, v) VALUES ({row}, N'r{row}')")
+        capture.step()
+        clock[0] = at
+        return harness.cycle()
+
+    start = clock[0]
+    assert [r.success for r in changed_then_tick(1, start)] == [True]  # the first window
+    assert changed_then_tick(2, start + 5.0) == []  # 5 s after it: coalesced into the next one
+    # 10 s after the first window, but 20 ms early (the daemon's loop): the wait is over
+    [run] = changed_then_tick(3, start + 9.98)
+    assert run.success
+    [event] = run.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 2  # rows 2 and 3: one window

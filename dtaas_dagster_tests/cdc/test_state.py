@@ -96,7 +96,10 @@ def test_a_window_moves_the_position_only_when_its_run_succeeds_and_a_failure_as
     )
     state = failed.states[T.name]
     assert failed.windows == {} and state.next_lsn == L(20).hex and state.retry_after == NOW + 20
-    retried = tick([T], failed.states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}, now=NOW + 21))
+    waiting = tick([T], failed.states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}, now=NOW + 18))
+    assert waiting.windows == {} and "waiting 2s before requesting again" in waiting.log[0]
+    # the tick that ends the backoff may come a few ms early (the daemon's loop): it retries
+    retried = tick([T], failed.states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}, now=NOW + 19.99))
     assert retried.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(120))}  # wider, same start
     done = tick(
         [T],
