@@ -132,6 +132,20 @@ def run_load(
     return RunOutcome(completed.returncode, completed.stdout + completed.stderr, home)
 
 
+def run_log(home: Path) -> list[tuple[str, str]]:
+    """Every run's event log at ``home``, as (event type, message) pairs ("LOG" for plain log lines).
+
+    Sturdier than the CLI's printed output for asserting what a run did."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [
+            (entry.dagster_event.event_type_value if entry.dagster_event else "LOG", entry.user_message or "")
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id)
+        ]
+
+
 def materializations(home: Path, asset_key: list[str]) -> list[Any]:
     """The materializations of one asset recorded in the instance at ``home``, oldest first."""
     import dagster as dg

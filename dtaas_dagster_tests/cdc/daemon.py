@@ -32,6 +32,10 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> DaemonProcess:
+        # Create the instance's SQLite storage first: the daemon and the heartbeat poll below
+        # creating it at the same moment can leave a second alembic head ("more than one head").
+        with dg.DagsterInstance.from_config(str(self.home)):
+            pass
         self.process = subprocess.Popen(
             ["env", "--default-signal=INT", _bin("dagster-daemon"), "run", "-m", "dtaas_dagster"],
             env=self.env,
