@@ -97,9 +97,10 @@ def _result(
 
 
 def row_count_result(
-    key: dg.AssetKey, *, partition: str, written: int, sent: int | None, left_out: int = 0
+    key: dg.AssetKey, *, partition: str, written: int, sent: int | None, left_out: int = 0, changes: bool = False
 ) -> dg.AssetCheckResult:
-    """Rows in the destination vs. rows SQL Server sent (less the before-images left out)."""
+    """Rows in the destination vs. rows SQL Server sent (less the rows left out on purpose: the
+    filtered rows, and in a change window (``changes``) the update before-images too)."""
     metadata: dict[str, Any] = {"partition": partition, "rows_written": written}
     if sent is None:
         return _result(
@@ -116,7 +117,9 @@ def row_count_result(
         metadata["rows_left_out"] = left_out
     passed = written == expected
     text = f"partition {partition}: {written:,} rows written, SQL Server sent {sent:,}" + (
-        f" ({left_out:,} left out on purpose: update before-images, filtered rows)" if left_out else ""
+        f" ({left_out:,} left out on purpose: {'update before-images, filtered rows' if changes else 'filtered rows'})"
+        if left_out
+        else ""
     )
     return _result(key, ROW_COUNT, passed, text if passed else text + f"; {expected:,} expected", metadata)
 
@@ -244,6 +247,7 @@ def recheck_results(
                     written=_int(verified.metadata["rows"]) or 0,
                     sent=_int(metadata.get("dtaas/source_rows")),
                     left_out=_int(metadata.get("dtaas/source_rows_left_out")) or 0,
+                    changes=getattr(metadata.get("dtaas/kind"), "value", metadata.get("dtaas/kind")) == "cdc",
                 )
             )
     if COLUMN_SCHEMA in checks:
@@ -286,6 +290,7 @@ def load_check_results(
                 written=_int(written.get("dagster/row_count")) or 0,
                 sent=count.sent,
                 left_out=count.dropped,
+                changes=stream.kind == "cdc",
             )
         )
     if MANIFEST in checks:

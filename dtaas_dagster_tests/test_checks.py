@@ -15,7 +15,7 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from dtaas_dagster.checks import COLUMN_SCHEMA, MANIFEST, ROW_COUNT, step_check_keys
+from dtaas_dagster.checks import COLUMN_SCHEMA, MANIFEST, ROW_COUNT, row_count_result, step_check_keys
 from dtaas_dagster.config import parse_config
 from dtaas_dagster.factory import build_definitions
 from dtaas_dagster.manifest import MANIFEST_NAME
@@ -245,3 +245,12 @@ def test_an_unknown_step_check_is_refused_with_the_names_allowed(
     assert "step_checks" in str(raised.value)
     with pytest.raises(Exception, match=r"step_checks\[1\].*row_count is listed twice") as raised:
         _defs(sqlserver, sqlserver_db, tmp_path / "lake", step_checks=["row_count", "row_count"])
+
+
+def test_the_row_count_text_names_only_the_reasons_rows_were_left_out() -> None:
+    snapshot = row_count_result(ORDERS, partition="p", written=7, sent=10, left_out=3)
+    assert snapshot.passed and "(3 left out on purpose: filtered rows)" in (snapshot.description or "")
+    window = row_count_result(ORDERS, partition="p", written=7, sent=10, left_out=3, changes=True)
+    assert "(3 left out on purpose: update before-images, filtered rows)" in (window.description or "")
+    short = row_count_result(ORDERS, partition="p", written=6, sent=10, left_out=3)
+    assert not short.passed and (short.description or "").endswith("; 7 expected")
