@@ -25,7 +25,7 @@ integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,17 +186,42 @@ def _open(
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
 
 
-def _failure(failures: list[tuple[TableSpec, BaseException]], partition: str) -> dg.Failure:
+def _failure(
+    failures: list[tuple[TableSpec, BaseException]],
+    partition: str,
+    failed_checks: Sequence[tuple[TableSpec, dg.AssetCheckResult]] = (),
+    *,
+    checks_only: bool = False,
+) -> dg.Failure:
+    """The step's failure: the tables whose load failed, and the loaded tables whose (blocking) checks failed.
+
+    Raised by the step itself, so the run's failure names every table and reason (Dagster's own
+    DagsterAssetCheckFailedError names only the check), and a check failure is retried like a
+    transient load failure: the retry evaluates that table's checks again without reloading it."""
     lines = [f"{spec.qualified}: {exc}" for spec, exc in failures]
-    permanent = all(is_permanent(exc) for _, exc in failures)
-    summary = f"{len(failures)} table(s) of partition {partition} failed" + (
-        "; a retry cannot fix these" if permanent else "; a retry of the step loads only these"
+    lines += [
+        f"{spec.qualified}: loaded, but check {r.check_name} failed: {r.description}" for spec, r in failed_checks
+    ]
+    # a run of checks only is the re-evaluation itself: it fails at once (Execute the checks again to re-check)
+    permanent = checks_only or (all(is_permanent(exc) for _, exc in failures) and not failed_checks)
+    parts = []
+    if failures:
+        parts.append(f"{len(failures)} table(s) of partition {partition} failed")
+    if failed_checks:
+        parts.append(f"{len({s.qualified for s, _ in failed_checks})} loaded table(s) failed a check")
+    summary = "; ".join(parts) + (
+        "; a retry cannot fix these" if permanent else "; a retry of the step loads (or checks again) only these"
     )
+    failed_tables = [spec.qualified for spec, _ in failures] + sorted({s.qualified for s, _ in failed_checks})
     return dg.Failure(
         description=summary + ":\n" + "\n".join(lines),
-        metadata={"failed_tables": dg.MetadataValue.json([spec.qualified for spec, _ in failures])},
+        metadata={"failed_tables": dg.MetadataValue.json(failed_tables)},
         allow_retries=not permanent,
     )
+
+
+def _errors(results: Iterable[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    return [r for r in results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
 
 
 def build_table_group_asset(
@@ -250,8 +275,25 @@ def build_table_group_asset(
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
         writer: TableWriter = getattr(context.resources, io_manager_key)
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        failed_checks: list[tuple[TableSpec, dg.AssetCheckResult]] = []
+
+        def rechecked(of: Sequence[TableSpec]) -> Iterator[dg.AssetCheckResult]:
+            for spec in of:
+                for result in recheck(context, [spec], writer.verify_partition, previous_source_types):
+                    if _errors([result]):
+                        failed_checks.append((spec, result))
+                        context.log.error(f"{spec.qualified}: check {result.check_name} failed: {result.description}")
+                    yield result
+
         if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
-            yield from recheck(context, specs, writer.verify_partition, previous_source_types)
+            yield from rechecked(specs)
+            if failed_checks:
+                raise _failure(
+                    [],
+                    context.partition_key if context.has_partition_key else "(newest)",
+                    failed_checks,
+                    checks_only=True,
+                )
             return
         partition = context.partition_key
         attempt = context.retry_number
@@ -261,10 +303,14 @@ def build_table_group_asset(
         with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
             for spec in selected:
                 if attempt and _already_materialized(context, spec.asset_key, partition):
+                    # not loaded again; its checks are, since one may have failed after the load (a
+                    # verify hiccup) and the retry is there for it too (cheap: the manifest and file sizes)
                     context.log.info(
-                        f"{spec.qualified}: already loaded by an earlier attempt of this run; skipped",
+                        f"{spec.qualified}: already loaded by an earlier attempt of this run; not loaded again, "
+                        "its checks are evaluated again",
                         extra=fields("table_skipped", table=spec.qualified, partition=partition),
                     )
+                    yield from rechecked([spec])
                     continue
                 checks = selected_checks(context, spec.asset_key)
                 stream: TableStream | None = None
@@ -306,14 +352,17 @@ def build_table_group_asset(
                     previous=previous,
                     verify=writer.verify_partition,
                 )
+                for failed in _errors(results):
+                    failed_checks.append((spec, failed))
+                    context.log.error(
+                        f"{spec.qualified}: loaded, but check {failed.check_name} failed: {failed.description}"
+                    )
                 yield dg.MaterializeResult(
                     asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)}, check_results=results
                 )
             # checks selected without their table (a person picked both): evaluated as when run alone
-            yield from recheck(
-                context, [s for s in specs if s not in selected], writer.verify_partition, previous_source_types
-            )
-        if failures:
-            raise _failure(failures, partition)
+            yield from rechecked([s for s in specs if s not in selected])
+        if failures or failed_checks:
+            raise _failure(failures, partition, failed_checks)
 
     return load_tables

@@ -157,6 +157,10 @@ def test_a_truncated_parquet_file_fails_the_manifest_check(
     assert not rechecked.success
     [evaluation] = rechecked.get_asset_check_evaluations()
     assert not evaluation.passed and "not a readable Parquet file" in (evaluation.description or "")
+    # the run's failure says which check failed and why (not only Dagster's "blocking check failed")
+    [failure] = [e for e in rechecked.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message if failure.step_failure_data.error else ""
+    assert "dbo.orders" in message and "check manifest failed" in message and "not a readable Parquet file" in message
 
 
 @pytest.mark.double_only
@@ -254,3 +258,39 @@ def test_the_row_count_text_names_only_the_reasons_rows_were_left_out() -> None:
     assert "(3 left out on purpose: update before-images, filtered rows)" in (window.description or "")
     short = row_count_result(ORDERS, partition="p", written=6, sent=10, left_out=3)
     assert not short.passed and (short.description or "").endswith("; 7 expected")
+
+
+@pytest.mark.double_only
+def test_a_step_retry_checks_the_tables_an_earlier_attempt_loaded_again(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    # One step, two tables: dbo.orders loads, dbo.lines loses its connection once. The retry loads
+    # only dbo.lines, and evaluates dbo.orders' checks again (a check may fail after a load, e.g. a
+    # store hiccup while verifying, and the retry is there for that too).
+    _seed(sqlserver_db, 50)
+    lines = pa.table({"id": pa.array(range(3_000), pa.int32())})
+    sqlserver_db.seed_table("dbo", "lines", lines, columns={"id": "int"}, primary_key=["id"])
+    defs = _defs(
+        sqlserver,
+        sqlserver_db,
+        tmp_path / "lake",
+        tables=["dbo.orders", "dbo.lines"],
+        tables_per_step=2,
+        batch={"rows": 500},
+        retry={"max_retries": 1, "delay_seconds": 0.1, "jitter": "none"},
+    )
+    sqlserver.control.drop_after_rows(1_000, matching=r"FROM \[dbo\]\.\[lines\].*ROWCOUNT_BIG", times=1)
+    try:
+        result = _load(defs, instance, KEY1)
+    finally:
+        sqlserver.control.clear_faults()
+    assert result.success
+    kinds = [e.event_type_value for e in result.all_events]
+    assert kinds.count("STEP_UP_FOR_RETRY") == 1
+    by_table: dict[str, list[tuple[str, bool]]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        by_table.setdefault(evaluation.asset_key.path[-1], []).append((evaluation.check_name, evaluation.passed))
+    assert by_table["orders"].count((ROW_COUNT, True)) == 2 and by_table["orders"].count((MANIFEST, True)) == 2
+    assert by_table["lines"].count((ROW_COUNT, False)) == 1 and by_table["lines"].count((ROW_COUNT, True)) == 1
+    materialized = [e.asset_key.path[-1] for e in result.get_asset_materialization_events()]
+    assert sorted(materialized) == ["lines", "orders"]  # orders was not loaded twice
