@@ -1,4 +1,5 @@
-"""Smoke tests of bench/full_load.py and bench/many_tables.py: each runs end to end and prints its summary line.
+"""Smoke tests of bench/full_load.py, bench/many_tables.py and bench/cdc.py: each runs end to end
+and prints its summary line.
 
 No timing is asserted (numbers depend on the machine); only that every variant
 ran, moved the expected rows (the benchmark checks that itself and exits
@@ -56,3 +57,27 @@ def test_many_tables_benchmark_prints_its_summary_line() -> None:
     assert re.search(r"^step_per_table +2 ", table, re.MULTILINE), table
     assert re.search(r"^grouped +6 ", table, re.MULTILINE), table
     assert "CPU per table: step_per_table / grouped = " in table
+
+
+CDC_SUMMARY = re.compile(
+    r"^cdc changes_per_s=\d+ vs_raw=\d+\.\d\d tick_100_tables_s=\d+\.\d\d\d latency_p50_s=\d+\.\d latency_p95_s=\d+\.\d$"
+)
+
+
+@pytest.mark.slow
+def test_cdc_benchmark_prints_its_summary_line() -> None:
+    # --quick: 20,000 changes, 20 tables over 2,000 partitions, 15 s of changes through the real daemon
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "cdc.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert CDC_SUMMARY.match(lines[-1]), lines[-1]
+    table = "\n".join(lines)
+    assert "throughput: 20,000 changes in " in table  # every change was written (counted from the files' rows)
+    assert re.search(r"windows' catalog batches took \d+\.\d\ds", table), table
+    assert re.search(r"medians: \d+\.\ds between ticks; per run \d+\.\ds in the queue", table), table
