@@ -60,7 +60,8 @@ def test_many_tables_benchmark_prints_its_summary_line() -> None:
 
 
 CDC_SUMMARY = re.compile(
-    r"^cdc changes_per_s=\d+ vs_raw=\d+\.\d\d tick_100_tables_s=\d+\.\d\d\d latency_p50_s=\d+\.\d latency_p95_s=\d+\.\d$"
+    r"^cdc changes_per_s=\d+ vs_raw=\d+\.\d\d tick_100_tables_s=\d+\.\d\d\d "
+    r"latency_p50_s=\d+\.\d latency_p95_s=\d+\.\d$"
 )
 
 
