@@ -277,13 +277,16 @@ def build_table_group_asset(
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         failed_checks: list[tuple[TableSpec, dg.AssetCheckResult]] = []
 
+        def note_failed(spec: TableSpec, results: Iterable[dg.AssetCheckResult]) -> None:
+            for failed in _errors(results):
+                failed_checks.append((spec, failed))
+                context.log.error(f"{spec.qualified}: check {failed.check_name} failed: {failed.description}")
+
         def rechecked(of: Sequence[TableSpec]) -> Iterator[dg.AssetCheckResult]:
-            for spec in of:
-                for result in recheck(context, [spec], writer.verify_partition, previous_source_types):
-                    if _errors([result]):
-                        failed_checks.append((spec, result))
-                        context.log.error(f"{spec.qualified}: check {result.check_name} failed: {result.description}")
-                    yield result
+            for spec in of:  # one table at a time: its failures are noted under it
+                results = list(recheck(context, [spec], writer.verify_partition, previous_source_types))
+                note_failed(spec, results)
+                yield from results
 
         if not selected:  # a run of checks only (the asset's Checks tab): re-evaluate them
             yield from rechecked(specs)
@@ -352,11 +355,7 @@ def build_table_group_asset(
                     previous=previous,
                     verify=writer.verify_partition,
                 )
-                for failed in _errors(results):
-                    failed_checks.append((spec, failed))
-                    context.log.error(
-                        f"{spec.qualified}: loaded, but check {failed.check_name} failed: {failed.description}"
-                    )
+                note_failed(spec, results)
                 yield dg.MaterializeResult(
                     asset_key=spec.asset_key, metadata={**stream.metadata, **dict(result)}, check_results=results
                 )

@@ -64,7 +64,7 @@ def sensor_interval_seconds(poll_seconds: int) -> int:
     instead of 5 (measured: most gaps were 10 s). A second of slack keeps the ticks
     ``poll_seconds`` apart (rounded up to the daemon's loop); below the loop it changes nothing.
     """
-    return max(1, poll_seconds - 1)
+    return max(1, poll_seconds - TICK_SLACK_SECONDS)
 
 
 def cdc_sensor_name(task: str) -> str:

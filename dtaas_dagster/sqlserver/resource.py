@@ -390,9 +390,8 @@ class SqlServerResource(ConfigurableResource):
             if wanted:
                 sql = queries.build_changes_profile(window.capture_instance, wanted)
                 cursor.execute(sql, window.from_lsn.hex, window.to_lsn.hex)
-                while cursor.description is None and cursor.nextset():
-                    pass
-                profile = tuple(cursor.fetchone())
+                [[row]] = _result_sets(cursor, 1)
+                profile = tuple(row)
         return TableFacts(description, options, profile, None, (), min_lsn)
 
     # ---------------------------------------------------------------- bulk reads

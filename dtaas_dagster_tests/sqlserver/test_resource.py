@@ -4,6 +4,7 @@ Catalog reads go through pyodbc, the bulk read through arrow-odbc; both drivers
 must give the same exact Arrow data.
 """
 
+import datetime
 from contextlib import closing
 from typing import Any
 
@@ -141,6 +142,12 @@ def test_change_facts_come_in_one_batch_with_each_driver(driver: str, sqlserver:
     assert [c.name for c in facts.description.columns] == ["shop", "sku", "qty", "at"]  # captured only
     assert [c.type_text for c in facts.description.columns] == ["int", "nvarchar(20)", "int", "datetime2(7)"]
     assert facts.cdc_min_lsn == low and facts.options.cdc_enabled
+    # the datetime2(7) column's profile comes after the batch, on the same cursor
+    profiled = resource.change_facts(
+        ChangeWindow("dbo_items_v1", low, high), profile_columns=lambda d: profile_columns(d, SnapshotOptions())
+    )
+    inserted = datetime.datetime(2026, 1, 1, 0, 0, 0, 123456)  # '...00.1234567' to the microsecond
+    assert profiled.profile[:2] == (inserted, inserted)  # the column's min and max in the window
     without_source = resource.change_facts(ChangeWindow("dbo_items_v1", low, high))
     assert without_source.description.primary_key == () and without_source.cdc_min_lsn == low
     with pytest.raises(CdcNotEnabled, match=r"capture instance dbo_items_v2 does not exist"):
