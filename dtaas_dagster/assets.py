@@ -24,6 +24,7 @@ yields a ``MaterializeResult`` per table, the pattern of Dagster's own ELT
 integrations; the IO manager still serves ``load_input`` to downstream assets.
 """
 
+import contextlib
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,20 @@ def _window_for(config: TableStepConfig, spec: TableSpec, partition: str) -> Cha
             "(its config holds the windows) rather than launching the partition by hand."
         )
     return ChangeWindow.from_config(found.model_dump())
+
+
+def _capture_instances(
+    config: TableStepConfig, selected: Sequence[TableSpec], partition: str
+) -> dict[tuple[str, str], str]:
+    """The capture instance of each selected table's change window (none for a snapshot partition;
+    a table without a window is left out here and fails in its own load)."""
+    if not is_change_key(partition):
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    for spec in selected:
+        with contextlib.suppress(PermanentLoadError, ValueError):  # reported by the table's own load
+            found[(spec.schema, spec.table)] = _window_for(config, spec, partition).capture_instance
+    return found
 
 
 def _open(
@@ -303,7 +318,10 @@ def build_table_group_asset(
         failures: list[tuple[TableSpec, BaseException]] = []
         transforms = step_transforms(op_config, selected)  # every selected table's, checked before any load
         # the tables' descriptions are read ahead in bulk (sqlserver/facts_session.py)
-        with sqlserver.facts_session([(spec.schema, spec.table) for spec in selected]):
+        with sqlserver.facts_session(
+            [(spec.schema, spec.table) for spec in selected],
+            capture_instances=_capture_instances(config, selected, partition),
+        ):
             for spec in selected:
                 if attempt and _already_materialized(context, spec.asset_key, partition):
                     # not loaded again; its checks are, since one may have failed after the load (a

@@ -1,7 +1,8 @@
 """What the catalog says about a server and its tables: plain values, no connections.
 
 The resource (:mod:`.resource`) reads these with named queries; the planner
-(:mod:`.snapshot`) is a function of them. Neither calls the other.
+(:mod:`.snapshot`) is a function of them. Neither calls the other. (Plus
+:func:`result_sets`, which the resource and the facts session both read batches with.)
 """
 
 from __future__ import annotations
@@ -91,3 +92,16 @@ def columns_from_rows(rows: Sequence[Any]) -> tuple[SourceColumn, ...]:
         )
         for r in rows
     )
+
+
+def result_sets(cursor: Any, count: int) -> list[list[Any]]:
+    """The rows of the next ``count`` result sets of a batch (row-count-only results skipped)."""
+    results: list[list[Any]] = []
+    while len(results) < count:
+        if cursor.description is not None:
+            results.append(cursor.fetchall())
+            if len(results) == count:
+                break
+        if not cursor.nextset():
+            raise RuntimeError(f"SQL Server returned {len(results)} of the {count} result sets of a batch")
+    return results

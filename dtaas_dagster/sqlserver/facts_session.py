@@ -25,17 +25,32 @@ tables (on the double, the statement that costs most). What stays as before:
   runs per table, right before its read;
 - a table the bulk answer does not have is described on its own, so a
   missing table gets the same "not found; did you mean" error as before.
+
+Change windows. A CDC run's step reads one change window per table, and each
+needs its own catalog facts (the source table's primary key, the capture
+instance's captured columns and their types, its min LSN). With
+``capture_instances`` the session reads those for the window's table and the
+next tables of the step (same schema, up to :data:`DESCRIBE_AHEAD`) in one
+batch (``queries.build_change_facts_of_windows``), so a step of ten changed
+tables asks the catalog once instead of ten times, and opens no connection
+for the nine windows after the first that need no profile. The same rules
+hold (used once, at most MAX_AGE_SECONDS old, an instance the answer lacks is
+described alone and gets the one-window error). A min LSN read ahead can be
+up to MAX_AGE_SECONDS old: a cleanup in between is still caught, since
+SQL Server's change function refuses a from-LSN below the instance's min LSN
+(error 313), which fails the read with nothing written, and the retry reads the
+facts again and reports the retention gap.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dtaas_dagster.sqlserver import queries
-from dtaas_dagster.sqlserver.facts import DatabaseOptions, TableDescription, columns_from_rows
+from dtaas_dagster.sqlserver.facts import DatabaseOptions, TableDescription, columns_from_rows, result_sets
 from dtaas_dagster.stream import TableRef
 
 if TYPE_CHECKING:
@@ -53,6 +68,25 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
+class ChangeFactsRows:
+    """What the catalog says for one change window, as rows: the source table's primary key, the
+    captured columns (capture-instance order), the change table's column rows
+    (``queries.TABLE_COLUMNS``) and the instance's min LSN (binary(10); None when SQL Server has none)."""
+
+    primary_key: tuple[str, ...]
+    captured: tuple[str, ...]
+    column_rows: tuple[tuple[Any, ...], ...]
+    min_lsn: bytes | None
+
+
+@dataclass(frozen=True)
+class _ChangesDescribed:
+    capture_instance: str
+    rows: ChangeFactsRows
+    read_at: float
+
+
+@dataclass(frozen=True)
 class _Described:
     description: TableDescription
     options: DatabaseOptions
@@ -63,8 +97,9 @@ class FactsSession:
     """Descriptions of a step's tables, read ahead in bulk (see the module docstring).
 
     ``tables`` are ``(schema, table)`` in the order the step loads them.
-    ``read_options`` reads the database options over a cursor. Not thread-safe:
-    one step loads one table at a time.
+    ``read_options`` reads the database options over a cursor.
+    ``capture_instances`` maps those of the tables the step reads a change window of to the
+    window's capture instance. Not thread-safe: one step loads one table at a time.
     """
 
     def __init__(
@@ -73,6 +108,7 @@ class FactsSession:
         database: str,
         tables: Sequence[tuple[str, str]],
         read_options: Callable[[pyodbc.Cursor], DatabaseOptions],
+        capture_instances: Mapping[tuple[str, str], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._database = database
@@ -83,6 +119,9 @@ class FactsSession:
         self._described: dict[tuple[str, str], _Described] = {}
         self._taken: set[tuple[str, str]] = set()
         self._estimates: dict[str, dict[str, Any]] = {}  # per schema, read once
+        self._instances = dict(capture_instances or {})
+        self._changes: dict[tuple[str, str], _ChangesDescribed] = {}
+        self._changes_taken: set[tuple[str, str]] = set()
         self.bulk_reads = 0  # how often the catalog was asked (tests and benchmarks read it)
 
     def take(self, schema: str, table: str) -> tuple[TableDescription, DatabaseOptions] | None:
@@ -137,6 +176,58 @@ class FactsSession:
                 options,
                 read_at,
             )
+
+    def take_changes(self, schema: str, table: str, capture_instance: str) -> ChangeFactsRows | None:
+        """The catalog facts of this table's change window, if read ahead for this capture instance
+        less than MAX_AGE_SECONDS ago (each is taken once); None otherwise."""
+        found = self._changes.pop((schema, table), None)
+        if found is None or found.capture_instance != capture_instance:
+            return None
+        if self._clock() - found.read_at > MAX_AGE_SECONDS:
+            return None
+        self._changes_taken.add((schema, table))
+        return found.rows
+
+    def read_changes_ahead(
+        self, cursor: pyodbc.Cursor, schema: str, table: str, capture_instance: str
+    ) -> ChangeFactsRows | None:
+        """Read the change-window facts of this table and of the next tables ahead in one batch, then
+        take this one's; None when the session has no window of this table on this capture instance
+        or the catalog has no (single) answer for it (the caller reads it alone)."""
+        if self._instances.get((schema, table)) != capture_instance:
+            return None
+        start = self._position[(schema, table)]
+        names = [table] + [
+            other
+            for other_schema, other in self._order[start + 1 :]
+            if other_schema == schema
+            and (schema, other) in self._instances
+            and (schema, other) not in self._changes_taken
+        ]
+        names = names[:DESCRIBE_AHEAD]
+        instances = [self._instances[(schema, name)] for name in names]
+        parameters: list[object] = [schema, *names, *instances, "cdc", *(i + "_CT" for i in instances)]
+        for instance in instances:
+            parameters += [instance, instance]
+        read_at = self._clock()
+        cursor.execute(queries.build_change_facts_of_windows(len(names)), *parameters)
+        keys, captured, columns, min_lsns = (_grouped(rows) for rows in result_sets(cursor, 4))
+        self.bulk_reads += 1
+        for name, instance in zip(names, instances):
+            captured_rows = _lookup(captured, instance)
+            column_rows = _lookup(columns, instance + "_CT")
+            if not captured_rows or not column_rows:
+                self._changes.pop((schema, name), None)
+                continue  # no such instance (or ambiguous): read alone, for the one-window error
+            min_lsn = (_lookup(min_lsns, instance) or [(None,)])[0][0]
+            rows = ChangeFactsRows(
+                tuple(str(r[0]) for r in _lookup(keys, name) or []),
+                tuple(str(r[0]) for r in captured_rows),
+                tuple(column_rows),
+                None if min_lsn is None else bytes(min_lsn),
+            )
+            self._changes[(schema, name)] = _ChangesDescribed(instance, rows, read_at)
+        return self.take_changes(schema, table, capture_instance)
 
     def _estimates_of(self, cursor: pyodbc.Cursor, schema: str) -> dict[str, Any]:
         """Row estimates of all the session's tables of ``schema``, read the first time they are asked for."""

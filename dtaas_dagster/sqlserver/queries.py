@@ -227,6 +227,25 @@ def build_change_facts(*, with_key: bool) -> str:
     return ";\n".join(["SET NOCOUNT ON", *(s.strip() for s in statements)]) + ";"
 
 
+def build_change_facts_of_windows(count: int) -> str:
+    """build_change_facts for ``count`` change windows of source tables of one schema, one result
+    set each, every row led by its table or capture instance: the source tables' primary key
+    columns (params: schema, the table names), the captured columns (the capture instances), the
+    change tables' columns ('cdc', the change table names) and the instances' min LSNs (per
+    instance: its name, its name). A step's windows are described ahead in one round trip
+    (facts_session.py)."""
+    captured = f"""
+SELECT ct.capture_instance, cc.column_name
+FROM cdc.captured_columns AS cc
+JOIN cdc.change_tables AS ct ON ct.object_id = cc.object_id
+WHERE ct.capture_instance IN ({_placeholders(count)})
+ORDER BY ct.capture_instance, cc.column_ordinal
+"""
+    min_lsns = "\nUNION ALL\n".join(["SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn"] * count)
+    statements = [build_primary_keys_of_tables(count), captured, build_columns_of_tables(count), min_lsns]
+    return ";\n".join(["SET NOCOUNT ON", *(s.strip() for s in statements)]) + ";"
+
+
 MAP_TIME_TO_LSN = "SELECT sys.fn_cdc_map_time_to_lsn(N'smallest greater than or equal', ?) AS lsn"
 
 # The server's offset from UTC now: cdc.lsn_time_mapping keeps local commit times.

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -51,8 +52,9 @@ from dtaas_dagster.sqlserver.facts import (
     TableFacts,
     TableInfo,
     columns_from_rows,
+    result_sets,
 )
-from dtaas_dagster.sqlserver.facts_session import FactsSession
+from dtaas_dagster.sqlserver.facts_session import ChangeFactsRows, FactsSession
 from dtaas_dagster.sqlserver.lsn import Lsn
 from dtaas_dagster.stream import SourceCount, TableRef
 
@@ -75,6 +77,32 @@ def _datetimeoffset_from_bytes(raw: bytes) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, fraction_ns // 1000, tzinfo=offset)
 
 
+def _one_window_facts(cursor: pyodbc.Cursor, window: ChangeWindow, source: tuple[str, str] | None) -> ChangeFactsRows:
+    """The catalog rows of one change window, in one batch (``queries.build_change_facts``)."""
+    params: list[object] = [*source] if source is not None else []
+    params += [window.capture_instance, "cdc", window.capture_instance + "_CT", window.capture_instance]
+    cursor.execute(queries.build_change_facts(with_key=source is not None), *params)
+    results = result_sets(cursor, 4 if source is not None else 3)
+    key = tuple(str(r[0]) for r in results.pop(0)) if source is not None else ()
+    min_value = results[2][0][0] if results[2] else None
+    return ChangeFactsRows(
+        key,
+        tuple(str(r[0]) for r in results[0]),
+        tuple(tuple(r) for r in results[1]),
+        None if min_value is None else bytes(min_value),
+    )
+
+
+def _changes_profile(
+    cursor: pyodbc.Cursor, window: ChangeWindow, wanted: Sequence[queries.ProfileColumn]
+) -> tuple[object, ...]:
+    """The profile of a change window's rows (what its plan needs to size and type the read)."""
+    sql = queries.build_changes_profile(window.capture_instance, wanted)
+    cursor.execute(sql, window.from_lsn.hex, window.to_lsn.hex)
+    [[row]] = result_sets(cursor, 1)
+    return tuple(row)
+
+
 def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     """Snapshot isolation allowed, CDC enabled and RCSI of the current database."""
     row = cursor.execute(queries.DATABASE_OPTIONS).fetchone()
@@ -83,19 +111,6 @@ def _database_options(cursor: pyodbc.Cursor) -> DatabaseOptions:
     return DatabaseOptions(
         snapshot_isolation=int(row[0] or 0) == 1, cdc_enabled=bool(row[1]), read_committed_snapshot=bool(row[2])
     )
-
-
-def _result_sets(cursor: pyodbc.Cursor, count: int) -> list[list[pyodbc.Row]]:
-    """The rows of the next ``count`` result sets of a batch (row-count-only results skipped)."""
-    results: list[list[pyodbc.Row]] = []
-    while len(results) < count:
-        if cursor.description is not None:
-            results.append(cursor.fetchall())
-            if len(results) == count:
-                break
-        if not cursor.nextset():
-            raise RuntimeError(f"SQL Server returned {len(results)} of the {count} result sets of a batch")
-    return results
 
 
 def _capture_instances(cursor: pyodbc.Cursor) -> list[CaptureInstance]:
@@ -257,10 +272,19 @@ class SqlServerResource(ConfigurableResource):
             return self._describe(connection.cursor(), schema, table)
 
     @contextlib.contextmanager
-    def facts_session(self, tables: Sequence[tuple[str, str]]) -> Iterator[FactsSession]:
+    def facts_session(
+        self, tables: Sequence[tuple[str, str]], *, capture_instances: Mapping[tuple[str, str], str] | None = None
+    ) -> Iterator[FactsSession]:
         """While the block runs, ``table_facts`` of these ``(schema, table)``s (in load order) reads
-        their descriptions ahead, in bulk (see facts_session.py). One step at a time per resource."""
-        session = FactsSession(database=self.database, tables=tables, read_options=_database_options)
+        their descriptions ahead, in bulk, and so does ``change_facts`` of the tables whose change
+        window's capture instance ``capture_instances`` names (see facts_session.py). One step at a
+        time per resource."""
+        session = FactsSession(
+            database=self.database,
+            tables=tables,
+            read_options=_database_options,
+            capture_instances=capture_instances,
+        )
         self._facts_session = session
         try:
             yield session
@@ -358,41 +382,55 @@ class SqlServerResource(ConfigurableResource):
         """The captured columns of a capture instance (types from its change table) and, when the
         plan needs it, a profile of the window's rows; one connection, one batch (plus the
         profile). With ``source`` (schema, table), the description's primary key is the source
-        table's.
+        table's. Inside :meth:`facts_session` opened with the window's capture instance, the batch
+        may be the session's, for this window and the next ones (facts_session.py).
 
         ``options`` are not read from sys.databases: a change window reads committed change
         rows by LSN, under no isolation level of ours, and CDC is on (the instance exists).
         """
-        params: list[object] = [*source] if source is not None else []
-        params += [window.capture_instance, "cdc", window.capture_instance + "_CT", window.capture_instance]
+        session = self._facts_session if source is not None else None
+        if session is not None and source is not None:
+            known = session.take_changes(*source, window.capture_instance)
+            if known is not None:  # read ahead: a connection only when the profile needs one
+                facts, wanted = self._change_facts_of(window, known, profile_columns)
+                if not wanted:
+                    return facts
+                with self.connect() as connection:
+                    return replace(facts, profile=_changes_profile(connection.cursor(), window, wanted))
         with self.connect() as connection:
-            cursor = connection.cursor().execute(queries.build_change_facts(with_key=source is not None), *params)
-            results = _result_sets(cursor, 4 if source is not None else 3)
-            key = tuple(str(r[0]) for r in results.pop(0)) if source is not None else ()
-            captured, column_rows = [str(r[0]) for r in results[0]], results[1]
-            min_value = results[2][0][0] if results[2] else None
-            if not captured:
-                raise CdcNotEnabled(
-                    f"capture instance {window.capture_instance} does not exist in database {self.database} of "
-                    f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md"
-                )
-            by_name = {c.name.lower(): c for c in columns_from_rows(column_rows)}
-            columns = tuple(by_name[name.lower()] for name in captured if name.lower() in by_name)
-            description = TableDescription(
-                TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, key
-            )
-            options = DatabaseOptions(snapshot_isolation=False, cdc_enabled=True)
-            min_lsn = None if min_value is None else Lsn.from_bytes(bytes(min_value))
-            if min_lsn is not None and window.from_lsn < min_lsn:
-                return TableFacts(description, options, (), None, (), min_lsn)
-            wanted = list(profile_columns(description))
-            profile: tuple[object, ...] = ()
+            cursor = connection.cursor()
+            rows = session.read_changes_ahead(cursor, *source, window.capture_instance) if session and source else None
+            if rows is None:
+                rows = _one_window_facts(cursor, window, source)
+            facts, wanted = self._change_facts_of(window, rows, profile_columns)
             if wanted:
-                sql = queries.build_changes_profile(window.capture_instance, wanted)
-                cursor.execute(sql, window.from_lsn.hex, window.to_lsn.hex)
-                [[row]] = _result_sets(cursor, 1)
-                profile = tuple(row)
-        return TableFacts(description, options, profile, None, (), min_lsn)
+                facts = replace(facts, profile=_changes_profile(cursor, window, wanted))
+        return facts
+
+    def _change_facts_of(
+        self,
+        window: ChangeWindow,
+        rows: ChangeFactsRows,
+        profile_columns: Callable[[TableDescription], Sequence[queries.ProfileColumn]],
+    ) -> tuple[TableFacts, list[queries.ProfileColumn]]:
+        """The facts of a change window from its catalog rows, and the columns to profile (none when
+        the window starts before the instance's min LSN: the caller reports the gap, reads nothing)."""
+        if not rows.captured:
+            raise CdcNotEnabled(
+                f"capture instance {window.capture_instance} does not exist in database {self.database} of "
+                f"source '{self.source_name}' (it was disabled or dropped); see docs/cdc.md"
+            )
+        by_name = {c.name.lower(): c for c in columns_from_rows(rows.column_rows)}
+        columns = tuple(by_name[name.lower()] for name in rows.captured if name.lower() in by_name)
+        description = TableDescription(
+            TableRef(self.database, "cdc", window.capture_instance + "_CT"), columns, rows.primary_key
+        )
+        options = DatabaseOptions(snapshot_isolation=False, cdc_enabled=True)
+        min_lsn = None if rows.min_lsn is None else Lsn.from_bytes(rows.min_lsn)
+        facts = TableFacts(description, options, (), None, (), min_lsn)
+        if min_lsn is not None and window.from_lsn < min_lsn:
+            return facts, []
+        return facts, list(profile_columns(description))
 
     # ---------------------------------------------------------------- bulk reads
     def read_arrow(

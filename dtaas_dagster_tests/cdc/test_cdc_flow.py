@@ -151,6 +151,35 @@ def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snap
     assert [(r["id"], r["v"]) for r in replayed] == [(1, "after"), (2, "b"), (3, "c")]
 
 
+@pytest.mark.double_only
+def test_a_change_run_reads_its_tables_catalog_facts_in_one_batch(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture = _two_tables(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
+    capture.step()
+    harness = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
+    assert all(r.success for r in harness.cycle())  # the snapshots
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'b' WHERE id = 1", "INSERT INTO dbo.other VALUES (2, 2)")
+    capture.step()
+    # a window's own catalog batch fails (it says "capture_instance = @P<n>"); the step's read-ahead does not
+    sqlserver.control.fail_statement(r"ct\.capture_instance = @P\d+", times=100)
+    try:
+        [run] = harness.cycle()
+    finally:
+        sqlserver.control.clear_faults()
+    assert run.success, _failure_text(run)
+    loaded = {e.asset_key.path[-1] for e in run.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
+    assert loaded == {"orders", "other"}
+    assert [(r["id"], r["v"]) for r in harness.replayed("dbo", "orders").to_pylist()] == [(1, "b")]
+    assert sorted(r["id"] for r in harness.replayed("dbo", "other").to_pylist()) == [1, 2]
+
+
 def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
