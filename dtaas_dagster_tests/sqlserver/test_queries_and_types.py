@@ -220,3 +220,27 @@ def test_datetime2_auto_becomes_exact_text_for_text_destinations() -> None:
         )
         == "string"
     )
+
+
+def test_hex_column_writes_each_lsn_as_20_hex_digits_from_any_slice_or_chunking() -> None:
+    import random
+
+    from dtaas_dagster.sqlserver.lsn import Lsn, hex_column
+
+    rng = random.Random(7)
+    values = [bytes(rng.randrange(256) for _ in range(10)) for _ in range(1_000)]
+    values += [b"\x00" * 10, b"\xff" * 10, bytes(range(10))]
+    expected = [Lsn.from_bytes(v).hex for v in values]
+    assert expected[-1] == "00010203040506070809" and expected[-2] == "f" * 20
+    binary = pa.array(values, pa.binary())
+    for array in (binary, binary.cast(pa.binary(10)), binary.slice(3, 500), pa.chunked_array([binary[:7], binary[7:]])):
+        offset = 3 if len(array) == 500 else 0
+        got = hex_column(array)
+        assert got.type == pa.string() and got.null_count == 0
+        assert got.to_pylist() == expected[offset : offset + len(array)]
+        got.validate(full=True)
+    assert hex_column(pa.array([], pa.binary())).to_pylist() == []
+    with pytest.raises(ValueError, match="NULLs"):
+        hex_column(pa.array([values[0], None], pa.binary()))
+    with pytest.raises(ValueError, match="not 10 bytes"):
+        hex_column(pa.array([values[0], b"\x01" * 9], pa.binary()))
