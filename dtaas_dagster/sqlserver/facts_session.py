@@ -34,8 +34,9 @@ next tables of the step (same schema, up to :data:`DESCRIBE_AHEAD`) in one
 batch (``queries.build_change_facts_of_windows``), so a step of ten changed
 tables asks the catalog once instead of ten times, and opens no connection
 for the nine windows after the first that need no profile. The same rules
-hold (used once, at most MAX_AGE_SECONDS old, an instance the answer lacks is
-described alone and gets the one-window error). A min LSN read ahead can be
+hold (at most MAX_AGE_SECONDS old, an instance the answer lacks is described
+alone and gets the one-window error), except that a window may take its facts
+again while they are fresh: ``schema_drift: ignore`` plans a window twice. A min LSN read ahead can be
 up to MAX_AGE_SECONDS old: a cleanup in between is still caught, since
 SQL Server's change function refuses a from-LSN below the instance's min LSN
 (error 313), which fails the read with nothing written, and the retry reads the
@@ -82,7 +83,7 @@ class ChangeFactsRows:
 @dataclass(frozen=True)
 class _ChangesDescribed:
     capture_instance: str
-    rows: ChangeFactsRows
+    rows: ChangeFactsRows | None  # None: the batch had no answer for this instance
     read_at: float
 
 
@@ -121,7 +122,6 @@ class FactsSession:
         self._estimates: dict[str, dict[str, Any]] = {}  # per schema, read once
         self._instances = dict(capture_instances or {})
         self._changes: dict[tuple[str, str], _ChangesDescribed] = {}
-        self._changes_taken: set[tuple[str, str]] = set()
         self.bulk_reads = 0  # how often the catalog was asked (tests and benchmarks read it)
 
     def take(self, schema: str, table: str) -> tuple[TableDescription, DatabaseOptions] | None:
@@ -179,30 +179,30 @@ class FactsSession:
 
     def take_changes(self, schema: str, table: str, capture_instance: str) -> ChangeFactsRows | None:
         """The catalog facts of this table's change window, if read ahead for this capture instance
-        less than MAX_AGE_SECONDS ago (each is taken once); None otherwise."""
-        found = self._changes.pop((schema, table), None)
-        if found is None or found.capture_instance != capture_instance:
-            return None
-        if self._clock() - found.read_at > MAX_AGE_SECONDS:
-            return None
-        self._changes_taken.add((schema, table))
-        return found.rows
+        less than MAX_AGE_SECONDS ago; None otherwise. The same window may take them again while
+        they are that fresh (``schema_drift: ignore`` plans a window twice)."""
+        found = self._fresh_changes(schema, table, capture_instance)
+        return None if found is None else found.rows
 
     def read_changes_ahead(
         self, cursor: pyodbc.Cursor, schema: str, table: str, capture_instance: str
     ) -> ChangeFactsRows | None:
         """Read the change-window facts of this table and of the next tables ahead in one batch, then
         take this one's; None when the session has no window of this table on this capture instance
-        or the catalog has no (single) answer for it (the caller reads it alone)."""
+        or the catalog has no (single) answer for it (the caller reads it alone; a table the batch
+        had no answer for does not cost another batch)."""
         if self._instances.get((schema, table)) != capture_instance:
             return None
+        known = self._fresh_changes(schema, table, capture_instance)
+        if known is not None:
+            return known.rows
         start = self._position[(schema, table)]
         names = [table] + [
             other
             for other_schema, other in self._order[start + 1 :]
             if other_schema == schema
             and (schema, other) in self._instances
-            and (schema, other) not in self._changes_taken
+            and self._fresh_changes(schema, other, self._instances[(schema, other)]) is None
         ]
         names = names[:DESCRIBE_AHEAD]
         instances = [self._instances[(schema, name)] for name in names]
@@ -216,18 +216,24 @@ class FactsSession:
         for name, instance in zip(names, instances):
             captured_rows = _lookup(captured, instance)
             column_rows = _lookup(columns, instance + "_CT")
-            if not captured_rows or not column_rows:
-                self._changes.pop((schema, name), None)
-                continue  # no such instance (or ambiguous): read alone, for the one-window error
-            min_lsn = (_lookup(min_lsns, instance) or [(None,)])[0][0]
-            rows = ChangeFactsRows(
-                tuple(str(r[0]) for r in _lookup(keys, name) or []),
-                tuple(str(r[0]) for r in captured_rows),
-                tuple(column_rows),
-                None if min_lsn is None else bytes(min_lsn),
-            )
+            min_lsn_rows = _lookup(min_lsns, instance)
+            rows = None  # no such instance (or ambiguous): read alone, for the one-window error
+            if captured_rows and column_rows and min_lsn_rows:
+                min_lsn = min_lsn_rows[0][0]
+                rows = ChangeFactsRows(
+                    tuple(str(r[0]) for r in _lookup(keys, name) or []),
+                    tuple(str(r[0]) for r in captured_rows),
+                    tuple(column_rows),
+                    None if min_lsn is None else bytes(min_lsn),
+                )
             self._changes[(schema, name)] = _ChangesDescribed(instance, rows, read_at)
         return self.take_changes(schema, table, capture_instance)
+
+    def _fresh_changes(self, schema: str, table: str, capture_instance: str) -> _ChangesDescribed | None:
+        found = self._changes.get((schema, table))
+        if found is None or found.capture_instance != capture_instance:
+            return None
+        return None if self._clock() - found.read_at > MAX_AGE_SECONDS else found
 
     def _estimates_of(self, cursor: pyodbc.Cursor, schema: str) -> dict[str, Any]:
         """Row estimates of all the session's tables of ``schema``, read the first time they are asked for."""

@@ -187,6 +187,14 @@ def test_cast_to_a_string_without_a_length_is_30_long(conn: pyodbc.Connection) -
     assert [d[1] for d in described(conn, "SELECT CAST(12345 AS varchar), CONVERT(nvarchar, 678)")] == [30, 30]
 
 
+def test_cast_to_sysname_is_nvarchar_128_and_truncates_nothing(conn: pyodbc.Connection) -> None:
+    """``sysname`` is nvarchar(128) in CAST too (the 30 of a length-less string type does
+    not apply): a 94-character capture instance name came back cut to 30 characters."""
+    name = "dbo_history_" + "x" * 82
+    assert one(conn, "SELECT CAST(? AS sysname)", name) == (name,)
+    assert [d[1] for d in described(conn, "SELECT CAST(N'a' AS sysname) AS n")] == [128]
+
+
 _STYLED = {
     "CONVERT(varchar(27), d7, 121)": "2024-01-02 15:04:05.1234567",
     "CONVERT(varchar(30), d3, 121)": "2024-01-02 15:04:05.120",

@@ -116,7 +116,13 @@ def from_datatype(node: exp.DataType, *, cast: bool = False) -> SqlType:
     if node.this == exp.DataType.Type.DECIMAL:
         text = text.replace("NUMERIC", "DECIMAL", 1)
     parsed = parse_type(text)
-    if cast and "(" not in text and (parsed.name in STRING_TYPES or parsed.name in ("binary", "varbinary")):
+    spelled_sysname = text.strip().lower() == "sysname"  # nvarchar(128) wherever it is named
+    if (
+        cast
+        and "(" not in text
+        and not spelled_sysname
+        and (parsed.name in STRING_TYPES or parsed.name in ("binary", "varbinary"))
+    ):
         return SqlType(parsed.name, 30, nullable=parsed.nullable)
     return parsed
 
