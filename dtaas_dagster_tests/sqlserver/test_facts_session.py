@@ -294,3 +294,16 @@ def test_a_cleanup_after_the_read_ahead_fails_the_read_and_writes_nothing(sqlser
             list(stream.batches)
     with pytest.raises(PermanentLoadError, match=r"CDC retention gap on dbo\.plain"):
         open_window()
+
+
+def test_the_sensor_probe_answers_a_long_capture_instance_name_after_short_ones(
+    sqlserver: Any, sqlserver_db: Any
+) -> None:
+    from dtaas_dagster.sqlserver.cdc_health import lag_probe
+
+    windows = _cdc_tables(sqlserver_db)
+    froms = {window.capture_instance: window.from_lsn for window in windows.values()}  # LONG_INSTANCE 4th
+    resource = resource_for(sqlserver, sqlserver_db.name, "msodbc18")
+    probe = resource.cdc_probe(froms)
+    assert probe.instances[LONG_INSTANCE].min_lsn == windows[("dbo", "history")].from_lsn
+    assert lag_probe(resource, froms).instances[LONG_INSTANCE].min_lsn == windows[("dbo", "history")].from_lsn
