@@ -241,9 +241,7 @@ JOIN cdc.change_tables AS ct ON ct.object_id = cc.object_id
 WHERE ct.capture_instance IN ({_placeholders(count)})
 ORDER BY ct.capture_instance, cc.column_ordinal
 """
-    min_lsns = "\nUNION ALL\n".join(
-        ["SELECT CAST(? AS sysname) AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn"] * count
-    )
+    min_lsns = "\nUNION ALL\n".join(["SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn"] * count)
     statements = [build_primary_keys_of_tables(count), captured, build_columns_of_tables(count), min_lsns]
     return ";\n".join(["SET NOCOUNT ON", *(s.strip() for s in statements)]) + ";"
 
@@ -272,7 +270,7 @@ def build_cdc_probe(capture_instances: Sequence[str]) -> str:
     the number of tables.
     """
     parts = [
-        "SELECT CAST(? AS sysname) AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, "
+        "SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, "
         f"(SELECT MIN(c.__$start_lsn) FROM {change_table(name)} AS c "
         "WHERE c.__$start_lsn >= ? AND c.__$start_lsn <= @max_lsn) AS first_change_lsn"
         for name in capture_instances
@@ -296,7 +294,7 @@ def build_cdc_lag_probe(capture_instances: Sequence[str]) -> str:
     LSN) and that change's commit time (``cdc.lsn_time_mapping``, server local time).
     """
     parts = [
-        "SELECT CAST(? AS sysname) AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, f.first_lsn, "
+        "SELECT ? AS capture_instance, sys.fn_cdc_get_min_lsn(?) AS min_lsn, f.first_lsn, "
         "m.tran_end_time "
         f"FROM (SELECT MIN(c.__$start_lsn) AS first_lsn FROM {change_table(name)} AS c "
         "WHERE c.__$start_lsn >= ? AND c.__$start_lsn <= @max_lsn) AS f "

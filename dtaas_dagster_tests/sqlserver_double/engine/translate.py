@@ -696,20 +696,49 @@ class Translator:
         return [s.alias_or_name for s in sources]
 
     def _output_columns(self, root: exp.Expression, _unused: Any) -> list[ResultColumn] | None:
-        select = root
-        while isinstance(select, (exp.Union, exp.Except, exp.Intersect)):
-            select = select.this
-        if not isinstance(select, exp.Select):
+        branches = _set_branches(root)  # the SELECTs of a UNION / EXCEPT / INTERSECT, left first
+        if not all(isinstance(b, exp.Select) for b in branches):
             return None
         cols: list[ResultColumn] = []
-        for e in select.expressions:
+        for e in branches[0].expressions:
             if isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)):
                 return None
             name = e.alias_or_name if isinstance(e, (exp.Alias, exp.Column)) else ""
             target = e.this if isinstance(e, exp.Alias) else e
             t = self.type_of(target)
             cols.append(ResultColumn(name, t if t else SqlType("?")))
+        for branch in branches[1:]:  # SQL Server types a set operation's text column by its widest branch
+            for i, e in enumerate(branch.expressions[: len(cols)]):
+                other = self.type_of(e.this if isinstance(e, exp.Alias) else e)
+                if other is not None:
+                    cols[i] = ResultColumn(cols[i].name, _wider_text(cols[i].type, other))
         return cols
+
+
+def _set_branches(root: exp.Expression) -> list[exp.Expression]:
+    if isinstance(root, (exp.Union, exp.Except, exp.Intersect)):
+        return _set_branches(root.this) + _set_branches(root.expression)
+    return [root]
+
+
+def _wider_text(left: SqlType, right: SqlType) -> SqlType:
+    """The type of a set operation's column from two branches' types, for text and binary: the
+    longer length ((max) wins), nvarchar over varchar and nchar over char; other types keep the
+    left branch's (the double's simplification)."""
+    families = ({"char", "varchar", "nchar", "nvarchar"}, {"binary", "varbinary"})
+    family = next((f for f in families if left.name in f and right.name in f), None)
+    if family is None or left.name == "?" or left.length is None or right.length is None:
+        return left if left.name != "?" else right
+    length = -1 if -1 in (left.length, right.length) else max(left.length, right.length)
+    varying = left.name.endswith("varchar") or right.name.endswith("varchar") or "varbinary" in (left.name, right.name)
+    if family is families[1]:
+        name = "varbinary" if varying else "binary"
+    else:
+        unicode = left.name.startswith("n") or right.name.startswith("n")
+        name = ("n" if unicode else "") + ("varchar" if varying else "char")
+    if length != -1 and length > (4000 if name.startswith("n") else 8000):
+        length = -1
+    return SqlType(name, length, nullable=left.nullable or right.nullable)
 
 
 def _is_constant(node: exp.Expression) -> bool:
