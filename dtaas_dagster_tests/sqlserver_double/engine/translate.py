@@ -707,11 +707,16 @@ class Translator:
             target = e.this if isinstance(e, exp.Alias) else e
             t = self.type_of(target)
             cols.append(ResultColumn(name, t if t else SqlType("?")))
-        for branch in branches[1:]:  # SQL Server types a set operation's text column by its widest branch
-            for i, e in enumerate(branch.expressions[: len(cols)]):
-                other = self.type_of(e.this if isinstance(e, exp.Alias) else e)
-                if other is not None:
-                    cols[i] = ResultColumn(cols[i].name, _wider_text(cols[i].type, other))
+        # SQL Server types a set operation's text column by its widest branch. Only text columns are
+        # widened here: typing every branch's every column cost a 100-branch probe 0.15 CPU-s.
+        text = [i for i, c in enumerate(cols) if c.type.name in _TEXT_TYPES]
+        for branch in branches[1:] if text else []:
+            for i in text:
+                if i < len(branch.expressions):
+                    e = branch.expressions[i]
+                    other = self.type_of(e.this if isinstance(e, exp.Alias) else e)
+                    if other is not None:
+                        cols[i] = ResultColumn(cols[i].name, _wider_text(cols[i].type, other))
         return cols
 
 
@@ -721,21 +726,21 @@ def _set_branches(root: exp.Expression) -> list[exp.Expression]:
     return [root]
 
 
+_TEXT_TYPES = frozenset({"char", "varchar", "nchar", "nvarchar"})
+
+
 def _wider_text(left: SqlType, right: SqlType) -> SqlType:
-    """The type of a set operation's column from two branches' types, for text and binary: the
-    longer length ((max) wins), nvarchar over varchar and nchar over char; other types keep the
-    left branch's (the double's simplification)."""
-    families = ({"char", "varchar", "nchar", "nvarchar"}, {"binary", "varbinary"})
-    family = next((f for f in families if left.name in f and right.name in f), None)
-    if family is None or left.name == "?" or left.length is None or right.length is None:
-        return left if left.name != "?" else right
+    """The type of a set operation's text column from two branches' types: the longer length
+    ((max) wins), nvarchar over varchar and nchar over char. Other types keep the left branch's
+    (the double's simplification; a binary column is not widened either)."""
+    if left.name not in _TEXT_TYPES or right.name not in _TEXT_TYPES:
+        return left
+    if left.length is None or right.length is None:
+        return left
     length = -1 if -1 in (left.length, right.length) else max(left.length, right.length)
-    varying = left.name.endswith("varchar") or right.name.endswith("varchar") or "varbinary" in (left.name, right.name)
-    if family is families[1]:
-        name = "varbinary" if varying else "binary"
-    else:
-        unicode = left.name.startswith("n") or right.name.startswith("n")
-        name = ("n" if unicode else "") + ("varchar" if varying else "char")
+    varying = left.name.endswith("varchar") or right.name.endswith("varchar")
+    unicode = left.name.startswith("n") or right.name.startswith("n")
+    name = ("n" if unicode else "") + ("varchar" if varying else "char")
     if length != -1 and length > (4000 if name.startswith("n") else 8000):
         length = -1
     return SqlType(name, length, nullable=left.nullable or right.nullable)
