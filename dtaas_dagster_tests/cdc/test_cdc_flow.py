@@ -108,20 +108,28 @@ def _two_tables(db: Any) -> Capture:
     return capture
 
 
-@pytest.mark.double_only
-def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snapshot_resumes_it(
-    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
-) -> None:
-    capture = _two_tables(sqlserver_db)
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
+def _two_tables_snapshotted(
+    sqlserver: Any, db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> tuple[Capture, CdcHarness]:
+    """dbo.orders and dbo.other with a row each, snapshotted by the first cycle; one step for both."""
+    capture = _two_tables(db)
+    _exec(db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
     capture.step()
     harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
+        cdc_config(sqlserver, db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
         sqlserver,
         instance,
         tmp_path / "lake",
     )
     assert all(r.success for r in harness.cycle())  # the snapshots
+    return capture, harness
+
+
+@pytest.mark.double_only
+def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snapshot_resumes_it(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    capture, harness = _two_tables_snapshotted(sqlserver, sqlserver_db, tmp_path, instance)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)", "INSERT INTO dbo.other VALUES (2, 2)")
     capture.step()
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL)")  # keeps a newer transaction
@@ -155,16 +163,7 @@ def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snap
 def test_a_change_run_reads_its_tables_catalog_facts_in_one_batch(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
-    capture = _two_tables(sqlserver_db)
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
-    capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
-    assert all(r.success for r in harness.cycle())  # the snapshots
+    capture, harness = _two_tables_snapshotted(sqlserver, sqlserver_db, tmp_path, instance)
     _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'b' WHERE id = 1", "INSERT INTO dbo.other VALUES (2, 2)")
     capture.step()
     # a window's own catalog batch fails (it says "capture_instance = @P<n>"); the step's read-ahead does not
