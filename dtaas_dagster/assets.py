@@ -207,6 +207,7 @@ def _failure(
     failed_checks: Sequence[tuple[TableSpec, dg.AssetCheckResult]] = (),
     *,
     checks_only: bool = False,
+    retries_left: bool = True,
 ) -> dg.Failure:
     """The step's failure: the tables whose load failed, and the loaded tables whose (blocking) checks failed.
 
@@ -224,9 +225,16 @@ def _failure(
         parts.append(f"{len(failures)} table(s) of partition {partition} failed")
     if failed_checks:
         parts.append(f"{len({s.qualified for s, _ in failed_checks})} loaded table(s) failed a check")
-    summary = "; ".join(parts) + (
-        "; a retry cannot fix these" if permanent else "; a retry of the step loads (or checks again) only these"
-    )
+    if permanent:
+        remedy = "; a retry cannot fix these"
+    elif retries_left:
+        remedy = "; a retry of the step loads (or checks again) only these"
+    else:  # retry.max_retries is spent (or 0)
+        remedy = (
+            "; no retry is left (retry.max_retries): re-execute the run from failure to load (or check again) "
+            "only these"
+        )
+    summary = "; ".join(parts) + remedy
     failed_tables = [spec.qualified for spec, _ in failures] + sorted({s.qualified for s, _ in failed_checks})
     return dg.Failure(
         description=summary + ":\n" + "\n".join(lines),
@@ -380,6 +388,7 @@ def build_table_group_asset(
             # checks selected without their table (a person picked both): evaluated as when run alone
             yield from rechecked([s for s in specs if s not in selected])
         if failures or failed_checks:
-            raise _failure(failures, partition, failed_checks)
+            retries_left = retry_policy is not None and attempt < (retry_policy.max_retries or 0)
+            raise _failure(failures, partition, failed_checks, retries_left=retries_left)
 
     return load_tables

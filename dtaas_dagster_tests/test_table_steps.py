@@ -241,6 +241,39 @@ def test_one_failing_table_does_not_stop_its_step_and_the_retry_loads_only_it(
 
 
 @pytest.mark.double_only
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_the_failure_says_whether_a_retry_is_left(
+    max_retries: int, sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    _seed(sqlserver_db, "orders")
+    config = _config(
+        sqlserver,
+        sqlserver_db.name,
+        f"file://{tmp_path}/lake",
+        ["dbo.orders"],
+        retry={"max_retries": max_retries, "delay_seconds": 0.1, "jitter": "none"},
+    )
+    sqlserver.control.fail_statement(r"FROM \[dbo\]\.\[orders\]", times=10)  # a deadlock, every attempt
+    try:
+        result = _run(config, instance)
+    finally:
+        sqlserver.control.clear_faults()
+    assert not result.success
+    texts = []  # per attempt, in order: the error and its causes
+    for event in result.all_events:
+        if event.event_type in (dg.DagsterEventType.STEP_UP_FOR_RETRY, dg.DagsterEventType.STEP_FAILURE):
+            error, chain = getattr(event.event_specific_data, "error", None), []
+            while error is not None:
+                chain.append(error.message)
+                error = error.cause
+            texts.append("\n".join(chain))
+    assert len(texts) == max_retries + 1, texts
+    last = "no retry is left (retry.max_retries): re-execute the run from failure"
+    assert last in texts[-1] and "a retry of the step" not in texts[-1]
+    assert all("a retry of the step loads (or checks again) only these" in text for text in texts[:-1])
+
+
+@pytest.mark.double_only
 def test_a_step_describes_its_tables_in_bulk_and_a_failed_bulk_read_costs_one_table_a_retry(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
