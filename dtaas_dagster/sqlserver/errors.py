@@ -107,6 +107,15 @@ def translate_driver_error(
             f"(for a full load: SELECT on the table, e.g. GRANT SELECT ON SCHEMA::dbo TO [{user}]; for CDC also "
             f"SELECT on the cdc schema, see docs/operations.md). Driver said: {message}"
         )
+    if re.search(r"\(313\)|native error: 313\b", lowered) and "fn_cdc_get_" in lowered:  # pyodbc | arrow-odbc
+        # SQL Server's (misleading) "insufficient number of arguments" for an LSN range the
+        # change function refuses: retryable, the retry reads the min LSN again and names the gap
+        return SqlServerQueryFailed(
+            f"SQL Server source '{source}' ({address}) refused a CDC change window (error 313): its from-LSN is "
+            "below the capture instance's min LSN (the cleanup job purged its changes since the window was "
+            "planned) or it ends past the max LSN. Nothing was written; a retry (or a re-execution) checks the "
+            f"retention again and names the table and both LSNs (docs/cdc.md, 'Retention gap'). Driver said: {message}"
+        )
     return SqlServerQueryFailed(f"SQL Server source '{source}' ({address}) failed: {message}")
 
 

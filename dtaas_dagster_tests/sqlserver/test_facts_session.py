@@ -290,8 +290,9 @@ def test_a_cleanup_after_the_read_ahead_fails_the_read_and_writes_nothing(sqlser
                 newest.to_bytes(),
             )
         stream = open_window()  # the stale min LSN: no gap seen here
-        with pytest.raises(SqlServerError, match="313"):
+        with pytest.raises(SqlServerError, match=r"refused a CDC change window \(error 313\)") as refused:
             list(stream.batches)
+        assert refused.value.retryable and "Nothing was written" in str(refused.value)
     with pytest.raises(PermanentLoadError, match=r"CDC retention gap on dbo\.plain"):
         open_window()
 
