@@ -201,6 +201,24 @@ def _open(
     return open_snapshot(spec, sqlserver, **common)  # type: ignore[arg-type]
 
 
+LOAD_FAILED_KEY = "dtaas/load_failed"
+LOAD_ERROR_KEY = "dtaas/load_error"
+
+
+def permanent_failure_observation(key: dg.AssetKey, partition: str, error: str) -> dg.AssetObservation:
+    """Recorded on a table's partition when its load failed with an error a retry cannot fix: the
+    CDC sensor reads it to hold the table (cdc/state.py) rather than request the same doomed load
+    again and again; it also shows in the asset's history."""
+    return dg.AssetObservation(
+        asset_key=key,
+        partition=partition,
+        metadata={
+            LOAD_FAILED_KEY: dg.MetadataValue.text("permanent"),
+            LOAD_ERROR_KEY: dg.MetadataValue.text(error[:2000]),
+        },
+    )
+
+
 def _failure(
     failures: list[tuple[TableSpec, BaseException]],
     partition: str,
@@ -292,7 +310,9 @@ def build_table_group_asset(
         pool=pool,
         op_tags={"dtaas/task": task},
     )
-    def load_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def load_tables(
+        context: dg.AssetExecutionContext,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
         op_config = context.op_execution_context.op_config or {}
         config = TableStepConfig(cdc_windows=op_config.get("cdc_windows") or {})
         sqlserver: SqlServerResource = getattr(context.resources, sqlserver_key)
@@ -371,6 +391,8 @@ def build_table_group_asset(
                         selected=checks,
                         count=stream.source_count if stream is not None else None,
                     )
+                    if is_permanent(exc):  # the CDC sensor holds the table instead of asking again
+                        yield permanent_failure_observation(spec.asset_key, partition, str(exc))
                     continue
                 results = load_check_results(
                     spec.asset_key,

@@ -19,16 +19,19 @@ Every tick logs what it saw and did (the tick log in the UI).
 """
 
 import datetime as dt
+import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from dtaas_dagster.assets import LOAD_ERROR_KEY, LOAD_FAILED_KEY
 from dtaas_dagster.cdc.lag import POSITION_KEY
 from dtaas_dagster.cdc.state import (
     FAILED,
     IN_FLIGHT,
+    PERMANENT,
     SUCCESS,
     TICK_SLACK_SECONDS,
     Pending,
@@ -83,47 +86,81 @@ def position_observation(asset_key: dg.AssetKey, loaded_through: Lsn) -> dg.Asse
 
 
 def _run_status(
-    instance: dg.DagsterInstance, sensor: str, pending: Mapping[str, Pending], specs: Mapping[str, TableSpec]
-) -> dict[str, str]:
-    """Each pending table's outcome in the runs of its request (``status_key(run_key, table)``).
+    instance: dg.DagsterInstance,
+    sensor: str,
+    pending: Mapping[str, Pending],
+    specs: Mapping[str, TableSpec],
+    held: Collection[str] = (),
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each pending table's outcome in the runs of its request (``status_key(run_key, table)``), and
+    the error of each PERMANENT one.
 
     A run loads several tables; when it fails, the tables it materialized still
-    count as loaded. A re-execution of the run (same request tag) counts too.
+    count as loaded. A re-execution of the run (same request tag) counts too. A table
+    that failed with an error a retry cannot fix has a permanent-failure observation on its
+    partition from that run (assets.permanent_failure_observation): PERMANENT. A ``held``
+    table's request is looked up by its tag alone (it may be old); only a success settles it.
     """
-    if not pending:
-        return {}
-    since = min(p.since for p in pending.values())
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(
-            tags={"dagster/sensor_name": sensor},
-            created_after=dt.datetime.fromtimestamp(since - 60, tz=dt.UTC),
-        ),
-        limit=1000,
-    )
-    runs_by_key: dict[str, list[dg.DagsterRun]] = {}
-    wanted = {p.run_key for p in pending.values()}
-    for record in records:
-        key = record.dagster_run.tags.get(REQUEST_TAG)
-        if key in wanted:
-            runs_by_key.setdefault(key, []).append(record.dagster_run)
     found: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    fresh = {table: p for table, p in pending.items() if table not in held}
+    runs_by_key: dict[str, list[dg.DagsterRun]] = {}
+    if fresh:
+        since = min(p.since for p in fresh.values())
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(
+                tags={"dagster/sensor_name": sensor},
+                created_after=dt.datetime.fromtimestamp(since - 60, tz=dt.UTC),
+            ),
+            limit=1000,
+        )
+        wanted = {p.run_key for p in fresh.values()}
+        for record in records:
+            key = record.dagster_run.tags.get(REQUEST_TAG)
+            if key in wanted:
+                runs_by_key.setdefault(key, []).append(record.dagster_run)
+    for table in held:
+        if table in pending and pending[table].run_key not in runs_by_key:
+            key = pending[table].run_key
+            records = instance.get_run_records(filters=dg.RunsFilter(tags={REQUEST_TAG: key}), limit=100)
+            runs_by_key[key] = [record.dagster_run for record in records]
     for table, request in pending.items():
         runs = runs_by_key.get(request.run_key, [])
         if not runs:
             continue
         statuses = {run.status for run in runs}
+        key = status_key(request.run_key, table)
         if dg.DagsterRunStatus.SUCCESS in statuses:
-            found[status_key(request.run_key, table)] = SUCCESS
+            found[key] = SUCCESS
         elif statuses <= {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}:
             run_ids = {run.run_id for run in runs}
-            records_ = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition]), limit=10
-            ).records
-            loaded = any(r.run_id in run_ids for r in records_)
-            found[status_key(request.run_key, table)] = SUCCESS if loaded else FAILED
+            partition = dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition])
+            loaded = any(r.run_id in run_ids for r in instance.fetch_materializations(partition, limit=10).records)
+            if loaded:
+                found[key] = SUCCESS
+            elif table in held:
+                found[key] = PERMANENT
+            else:
+                error = _permanent_error(instance, partition, run_ids)
+                found[key] = FAILED if error is None else PERMANENT
+                if error is not None:
+                    errors[key] = error
         else:
-            found[status_key(request.run_key, table)] = IN_FLIGHT
-    return found
+            found[key] = IN_FLIGHT
+    return found, errors
+
+
+def _permanent_error(instance: dg.DagsterInstance, partition: dg.AssetRecordsFilter, run_ids: set[str]) -> str | None:
+    """The error of a load that failed for good in one of these runs (its observation), if any."""
+    for record in instance.fetch_observations(partition, limit=20).records:
+        observation = record.asset_observation
+        if record.run_id not in run_ids or observation is None:
+            continue
+        marker = observation.metadata.get(LOAD_FAILED_KEY)
+        if marker is not None and getattr(marker, "value", marker) == "permanent":
+            error = observation.metadata.get(LOAD_ERROR_KEY)
+            return str(getattr(error, "value", error) or "")
+    return None
 
 
 def _snapshot_of(event: Any, run_id: str) -> SnapshotInfo | None:
@@ -163,9 +200,15 @@ def _snapshots(instance: dg.DagsterInstance, specs: Sequence[TableSpec], detaile
 
 def _needs_history(state: TableState | None) -> bool:
     """Tables whose newest snapshot is looked for beyond the latest materialization."""
-    if state is None or not state.next_lsn or state.blocked:
+    if state is None or not state.next_lsn or state.blocked or state.held:
         return True
     return state.pending is not None and state.pending.kind == "snapshot"
+
+
+def _fingerprint(spec: TableSpec) -> str:
+    """A digest of a table's config (columns, key, transforms, schema_drift, ...): a held table is
+    released when it changes, since the change may be the fix."""
+    return hashlib.sha256(repr(spec).encode()).hexdigest()[:16]
 
 
 def _cdc_start(cdc: CdcConfig, sqlserver: SqlServerResource) -> str:
@@ -188,7 +231,7 @@ def build_cdc_sensor(
 ) -> dg.SensorDefinition:
     """The sensor ``<task>_cdc`` (see the module docstring)."""
     name = cdc_sensor_name(task)
-    tables = [TableInfo(s.asset_key.to_user_string(), s.schema, s.table, s.qualified) for s in specs]
+    tables = [TableInfo(s.asset_key.to_user_string(), s.schema, s.table, s.qualified, _fingerprint(s)) for s in specs]
     spec_of = {s.asset_key.to_user_string(): s for s in specs}
     step_checks = specs[0].step_checks if specs else ()
 
@@ -222,6 +265,8 @@ def build_cdc_sensor(
         pending = {table: s.pending for table, s in states.items() if s.pending}
         needs_start = any(not (states.get(t.name) and states[t.name].next_lsn) for t in tables)
         detailed = {t.name for t in tables if _needs_history(states.get(t.name))}
+        held = {table for table, s in states.items() if s.held}
+        run_status, run_errors = _run_status(context.instance, name, pending, spec_of, held)
         given = TickInput(
             task=task,
             mode=mode,
@@ -231,7 +276,8 @@ def build_cdc_sensor(
             now=now,
             instances=instances,
             probe=probe,
-            run_status=_run_status(context.instance, name, pending, spec_of),
+            run_status=run_status,
+            run_errors=run_errors,
             snapshots=_snapshots(context.instance, specs, detailed),
             report_seconds=cdc.position_report_seconds,
         )

@@ -44,6 +44,7 @@ LOST_REQUEST_SECONDS = 600
 TICK_SLACK_SECONDS = 1
 
 SUCCESS, FAILED, IN_FLIGHT, MISSING = "success", "failed", "in_flight", "missing"
+PERMANENT = "permanent"  # failed with an error a retry cannot fix (the step recorded it on the partition)
 
 
 @dataclass
@@ -65,6 +66,8 @@ class TableState:
     failures: int = 0
     retry_after: float = 0.0
     blocked: str | None = None
+    held: str | None = None  # why the table waits for a person (a permanent failure of its pending request)
+    held_fingerprint: str | None = None  # the table's config when it was held: a change releases it
     snapshot_seen: str | None = None  # the newest snapshot (its run id) the position accounts for
     reported_at: float = 0.0  # when the position was last made visible (a load, or a position observation)
 
@@ -110,6 +113,7 @@ class TableInfo:
     schema: str
     table: str
     qualified: str
+    fingerprint: str = ""  # of the table's config: a held table is released when it changes
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,11 @@ class TickInput:
     now: float
     instances: list[CaptureInstance]
     probe: CdcProbe
-    run_status: Mapping[str, str]  # "<run_key>|<table name>" -> SUCCESS / FAILED / IN_FLIGHT (absent: no run yet)
+    # "<run_key>|<table name>" -> SUCCESS / FAILED / PERMANENT / IN_FLIGHT (absent: no run yet)
+    run_status: Mapping[str, str]
     snapshots: Mapping[str, SnapshotInfo]  # table name -> newest snapshot
     report_seconds: float = 3600  # cdc.position_report_seconds
+    run_errors: Mapping[str, str] = field(default_factory=dict)  # status key -> the error of a PERMANENT outcome
 
 
 @dataclass
@@ -173,9 +179,22 @@ def _settle(
     poll: int,
     snapshot: SnapshotInfo | None,
     log: list[str],
+    error: str | None = None,
 ) -> None:
     pending = state.pending
     assert pending is not None
+    if state.held is not None and status != SUCCESS:
+        return  # still held, its request kept (only a successful run of it settles it)
+    if status == PERMANENT:
+        # held, with the request kept: a re-execution of its run that succeeds settles it as usual
+        state.held, state.held_fingerprint = error or "(no error recorded)", info.fingerprint
+        log.append(
+            f"{info.qualified}: held: the run for {pending.kind} partition {pending.partition} failed with an "
+            f"error a retry cannot fix: {state.held} -- not requested again until that run is re-executed "
+            "successfully, the table's config changes, or a new snapshot of it is loaded "
+            f"(CDC resumes from LSN {state.next_lsn or '(its snapshot)'}; nothing is skipped)"
+        )
+        return
     if status == SUCCESS:
         if pending.kind == "cdc" and pending.window:
             window = ChangeWindow.from_config(pending.window)
@@ -189,6 +208,7 @@ def _settle(
                 f"{info.qualified}: snapshot {pending.partition} loaded; CDC continues after {snapshot.start_lsn.hex}"
             )
         state.pending, state.failures, state.retry_after = None, 0, 0.0
+        state.held = state.held_fingerprint = None
         state.reported_at = now  # the load's materialization shows the position
     elif status == FAILED or (status is None and now - pending.since > LOST_REQUEST_SECONDS):
         state.failures += 1
@@ -228,13 +248,15 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
         snapshot = given.snapshots.get(info.name)
         if state.pending is not None:
             status = given.run_status.get(status_key(state.pending.run_key, info.name))
-            if status == IN_FLIGHT or (status is None and given.now - state.pending.since <= LOST_REQUEST_SECONDS):
+            young = given.now - state.pending.since <= LOST_REQUEST_SECONDS
+            if status == IN_FLIGHT or (status is None and young and not state.held):
                 out.log.append(
                     f"{info.qualified}: skipped, its {state.pending.kind} run "
                     f"({state.pending.partition}) is still in flight"
                 )
                 continue
-            _settle(state, info, status, given.now, given.poll_seconds, snapshot, out.log)
+            key = status_key(state.pending.run_key, info.name)
+            _settle(state, info, status, given.now, given.poll_seconds, snapshot, out.log, given.run_errors.get(key))
         if snapshot is not None and snapshot.run_id != state.snapshot_seen:
             # a newer snapshot (a person's full load, or our resnapshot) restarts CDC after it
             state.next_lsn, state.snapshot_seen, state.blocked = (
@@ -243,9 +265,20 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
                 None,
             )
             state.failures, state.retry_after, state.reported_at = 0, 0.0, given.now
+            if state.held:  # the held request is answered by the snapshot
+                state.held = state.held_fingerprint = state.pending = None
             out.log.append(
                 f"{info.qualified}: CDC continues after snapshot {snapshot.partition} (LSN {snapshot.start_lsn.hex})"
             )
+        if state.held and info.fingerprint != state.held_fingerprint:
+            out.log.append(
+                f"{info.qualified}: its config changed since it was held; requested again from the same position"
+            )
+            state.held = state.held_fingerprint = state.pending = None
+            state.failures, state.retry_after = 0, 0.0
+        if state.held:
+            out.log.append(f"{info.qualified}: held: {state.held}")
+            continue
         if state.retry_after > given.now + TICK_SLACK_SECONDS:  # a tick a few ms early still retries
             out.log.append(f"{info.qualified}: waiting {state.retry_after - given.now:.0f}s before requesting again")
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ def instance() -> Any:
 @pytest.fixture(autouse=True)
 def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, sqlserver.password)
+
+
+POLL_1 = {"poll_seconds": 1}
 
 
 def _setup(db: Any) -> Capture:
@@ -217,14 +221,14 @@ def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
     assert [c.value for c in changed if c is not None] == [{"added": ["note"], "removed": [], "retyped": []}]
 
 
-def test_schema_drift_fail_stops_the_table_with_the_differences(
+def test_schema_drift_fail_holds_the_table_with_the_differences_until_the_policy_changes(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
     harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="fail"),
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="fail", cdc=POLL_1),
         sqlserver,
         instance,
         tmp_path / "lake",
@@ -242,6 +246,22 @@ def test_schema_drift_fail_stops_the_table_with_the_differences(
     failed = [r for r in results if not r.success]
     assert failed and "columns changed since the previous load (added note (nvarchar(30)))" in _failure_text(failed[0])
     assert "schema_drift: fail" in _failure_text(failed[0])
+    # held, not asked again after a backoff: a retry cannot fix it (poll 1 s: it would come 2 s later)
+    assert harness.cycle() == []  # settles the failed run
+    time.sleep(2.5)
+    assert harness.cycle() == []
+    # the fix: schema_drift: evolve; the table is asked for again from the same LSN, nothing lost
+    fixed = CdcHarness(
+        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="evolve", cdc=POLL_1),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+        cursor=harness.cursor,
+    )
+    [run] = fixed.cycle()
+    assert run.success, _failure_text(run)
+    replayed = fixed.replayed("dbo", "orders").sort_by("id").to_pylist()
+    assert [(r["id"], r.get("note")) for r in replayed] == [(1, None), (3, "n")]
 
 
 @pytest.mark.double_only

@@ -10,6 +10,8 @@ from dtaas_dagster.cdc.state import (
     FAILED,
     IN_FLIGHT,
     LOST_REQUEST_SECONDS,
+    MAX_BACKOFF_SECONDS,
+    PERMANENT,
     SUCCESS,
     Pending,
     SnapshotInfo,
@@ -46,6 +48,7 @@ def given(
     snapshots: dict[str, SnapshotInfo] | None = None,
     gap: str = "fail",
     now: float = NOW,
+    errors: dict[str, str] | None = None,
 ) -> TickInput:
     return TickInput(
         task="t",
@@ -61,6 +64,7 @@ def given(
         ),
         run_status=status or {},
         snapshots=snapshots or {},
+        run_errors=errors or {},
     )
 
 
@@ -107,6 +111,69 @@ def test_a_window_moves_the_position_only_when_its_run_succeeds_and_a_failure_as
         given(max_lsn=99, probes={"dbo_orders": (1, None)}, status={f"k1|{T.name}": SUCCESS}),
     )
     assert done.states[T.name].next_lsn == L(99).increment().hex  # 81 after the window, then idle to 100
+
+
+def _held() -> tuple[dict[str, TableState], Pending]:
+    """dbo.orders after its window run failed with an error a retry cannot fix."""
+    pending = Pending("k1", "p1", "cdc", NOW, ChangeWindow("dbo_orders", L(20), L(80)).as_config())
+    out = tick(
+        [T],
+        at(20, pending=pending),
+        given(
+            max_lsn=99,
+            probes={"dbo_orders": (1, 25)},
+            status={f"k1|{T.name}": PERMANENT},
+            errors={f"k1|{T.name}": "columns changed (schema_drift: fail)"},
+        ),
+    )
+    state = out.states[T.name]
+    assert out.windows == {} and state.held == "columns changed (schema_drift: fail)"
+    assert state.pending == pending and state.next_lsn == L(20).hex  # the request is kept, nothing skipped
+    assert "held: the run for cdc partition p1 failed with an error a retry cannot fix" in out.log[0]
+    return out.states, pending
+
+
+def test_a_permanent_failure_holds_the_table_instead_of_asking_again_every_hour() -> None:
+    states, _ = _held()
+    for status in (PERMANENT, FAILED, None):  # however the kept request's runs look, short of a success
+        later = tick(
+            [T],
+            states,
+            given(
+                max_lsn=150,
+                probes={"dbo_orders": (1, 25)},
+                status={f"k1|{T.name}": status} if status else {},
+                now=NOW + MAX_BACKOFF_SECONDS + LOST_REQUEST_SECONDS + 1,
+            ),
+        )
+        assert later.windows == {} and later.states[T.name].held and later.states[T.name].pending is not None
+        assert any("held: columns changed" in line for line in later.log)
+
+
+def test_a_held_table_resumes_after_a_successful_re_execution_of_its_run() -> None:
+    states, _ = _held()
+    done = tick([T], states, given(max_lsn=99, probes={"dbo_orders": (1, 90)}, status={f"k1|{T.name}": SUCCESS}))
+    state = done.states[T.name]
+    assert state.held is None and state.pending is None and state.next_lsn == L(81).hex
+    assert done.windows == {T.name: ChangeWindow("dbo_orders", L(81), L(99))}  # the changes since, at once
+
+
+def test_a_held_table_is_requested_again_from_the_same_lsn_when_its_config_changes() -> None:
+    states, _ = _held()
+    same = tick([T], states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}))
+    assert same.windows == {}
+    changed = replace(T, fingerprint="after the fix")
+    again = tick([changed], states, given(max_lsn=120, probes={"dbo_orders": (1, 25)}))
+    assert again.windows == {T.name: ChangeWindow("dbo_orders", L(20), L(120))}
+    assert again.states[T.name].held is None and "config changed" in again.log[0]
+
+
+def test_a_held_table_continues_after_a_new_snapshot() -> None:
+    states, _ = _held()
+    snapshot = SnapshotInfo("run-s", "2026-01-01T000000Z-full-x", L(100))
+    out = tick([T], states, given(max_lsn=130, probes={"dbo_orders": (1, 110)}, snapshots={T.name: snapshot}))
+    assert out.states[T.name].held is None and out.states[T.name].pending is None
+    assert out.windows == {T.name: ChangeWindow("dbo_orders", L(101), L(130))}
 
 
 def test_a_request_whose_run_never_appeared_is_asked_again() -> None:
