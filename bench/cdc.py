@@ -204,8 +204,8 @@ def throughput(double: Any, changes: int, tables: int = 10) -> dict[str, float]:
         }
 
     # Two passes over the same windows, each side by side: the first, in a cold process, pays
-    # one-time costs (the ODBC driver's load, pyarrow's Parquet module, the first allocations,
-    # on both sides but unevenly); the second is the result, the first is printed as well.
+    # one-time costs, unevenly (not broken down: arrow-odbc's first connection, pyarrow's Parquet
+    # writer, the first large allocations); the second is the result, the first is printed too.
     with tempfile.TemporaryDirectory() as out:
         cold = one_pass(f"{out}/cold")
         result = one_pass(f"{out}/warm")

@@ -89,8 +89,9 @@ def hex_column(array: pa.Array) -> pa.Array:
         return pa.array([], pa.string())
     if pa.types.is_fixed_size_binary(array.type) and array.type.byte_width == LSN_BYTES:
         start = array.offset * LSN_BYTES
-    elif pa.types.is_binary(array.type):
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=array.offset + count + 1)[array.offset :]
+    elif pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        width = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+        offsets = np.frombuffer(array.buffers()[1], dtype=width, count=array.offset + count + 1)[array.offset :]
         if not (np.diff(offsets) == LSN_BYTES).all():
             raise ValueError(f"an LSN column has a value that is not {LSN_BYTES} bytes")
         start = int(offsets[0])

@@ -206,6 +206,22 @@ def test_a_union_types_its_text_columns_by_the_widest_branch(conn: pyodbc.Connec
     assert [(d[0], d[1], d[3]) for d in conn.execute(sql).description] == [("t", str, 6)]
 
 
+def test_a_union_in_brackets_a_cte_or_a_derived_table_is_typed_by_all_its_branches(conn: pyodbc.Connection) -> None:
+    bracketed = (
+        "SELECT CAST('2024-01-02 03:04:05.1234567' AS datetime2(7)) AS t, CAST('ab' AS varchar(2)) AS s "
+        "UNION ALL (SELECT CAST('2024-01-02 03:04:05.7654321' AS datetime2(7)), 'cde')"
+    )
+    assert [(d[1], d[3]) for d in conn.execute(bracketed).description] == [(dt.datetime, 27), (str, 3)]
+    assert [r[1] for r in conn.execute(bracketed).fetchall()] == ["ab", "cde"]
+    for sql in (
+        "WITH c AS (SELECT 'a' AS x UNION ALL SELECT 'bbbb') SELECT x FROM c",
+        "SELECT t.x FROM (SELECT 'a' AS x UNION ALL SELECT 'bbbb') AS t",
+        "SELECT * FROM (SELECT 'a' AS x UNION ALL (SELECT 'bbbb')) AS t",
+        "SELECT 'a' AS x UNION ALL SELECT CASE WHEN 1 = 1 THEN 'bbbb' END",  # a branch the double cannot type
+    ):
+        assert [r[0] for r in conn.execute(sql).fetchall()] == ["a", "bbbb"], sql
+
+
 _STYLED = {
     "CONVERT(varchar(27), d7, 121)": "2024-01-02 15:04:05.1234567",
     "CONVERT(varchar(30), d3, 121)": "2024-01-02 15:04:05.120",

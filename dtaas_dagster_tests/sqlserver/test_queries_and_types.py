@@ -233,7 +233,8 @@ def test_hex_column_writes_each_lsn_as_20_hex_digits_from_any_slice_or_chunking(
     expected = [Lsn.from_bytes(v).hex for v in values]
     assert expected[-1] == "00010203040506070809" and expected[-2] == "f" * 20
     binary = pa.array(values, pa.binary())
-    for array in (binary, binary.cast(pa.binary(10)), binary.slice(3, 500), pa.chunked_array([binary[:7], binary[7:]])):
+    variants = (binary, binary.cast(pa.binary(10)), binary.cast(pa.large_binary()), binary.slice(3, 500))
+    for array in (*variants, pa.chunked_array([binary[:7], binary[7:]])):
         offset = 3 if len(array) == 500 else 0
         got = hex_column(array)
         assert got.type == pa.string() and got.null_count == 0
