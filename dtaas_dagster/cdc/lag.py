@@ -112,11 +112,13 @@ def loaded_through(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> Lsn 
         lsn = _lsn_of(event.metadata, key)
         if lsn is not None:
             found.append(lsn)
-    for observed in instance.fetch_observations(asset_key, limit=1).records:
+    # the newest position observation (other observations, e.g. a permanent load failure, may be newer)
+    for observed in instance.fetch_observations(asset_key, limit=_RECENT_EVENTS).records:
         observation = observed.asset_observation
         lsn = None if observation is None else _lsn_of(observation.metadata, POSITION_KEY)
         if lsn is not None:
             found.append(lsn)
+            break
     return max(found) if found else None
 
 

@@ -109,3 +109,22 @@ def test_the_oldest_waiting_change_is_looked_for_in_every_capture_instance() -> 
     probe = _probe(_waiting(None), _waiting(900, age_seconds=30, min_lsn=800, name="dbo_orders_v2"))
     lag = assess(SPEC, task_mode="cdc", position=Lsn(500), instances=[OLD, new], probe=probe, retention=HOUR, cdc=CDC)
     assert lag.lag_seconds == 30 and lag.oldest_waiting_lsn == Lsn(900).hex and lag.status == OK
+
+
+def test_loaded_through_reads_the_newest_position_past_other_observations() -> None:
+    import dagster as dg
+
+    from dtaas_dagster.assets import permanent_failure_observation
+    from dtaas_dagster.cdc.lag import loaded_through
+    from dtaas_dagster.cdc.sensor import position_observation
+
+    key = SPEC.asset_key
+    with dg.instance_for_test() as instance:
+        assert loaded_through(instance, key) is None
+        instance.report_runless_asset_event(position_observation(key, Lsn(700)))
+        # a held table's failed load is recorded after its last position (the partition is dynamic)
+        instance.add_dynamic_partitions("t_loads", ["2026-12-02T120000Z-cdc-abc123"])
+        instance.report_runless_asset_event(
+            permanent_failure_observation(key, "2026-12-02T120000Z-cdc-abc123", "columns changed")
+        )
+        assert loaded_through(instance, key) == Lsn(700)
