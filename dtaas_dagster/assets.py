@@ -34,7 +34,7 @@ import dagster as dg
 from pydantic import Field
 
 from dtaas_dagster.checks import failed_load_results, load_check_results, recheck, selected_checks, step_check_specs
-from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError, WindowUnavailable
 from dtaas_dagster.logs import fields
 from dtaas_dagster.partitions import is_change_key
 from dtaas_dagster.sqlserver.cdc import ChangeWindow
@@ -391,7 +391,9 @@ def build_table_group_asset(
                         selected=checks,
                         count=stream.source_count if stream is not None else None,
                     )
-                    if is_permanent(exc):  # the CDC sensor holds the table instead of asking again
+                    if is_permanent(exc) and not isinstance(exc, WindowUnavailable):
+                        # the CDC sensor holds the table instead of asking again (a window that is gone
+                        # is planned again instead: the gap policy, or the current capture instance)
                         yield permanent_failure_observation(spec.asset_key, partition, str(exc))
                     continue
                 results = load_check_results(

@@ -24,7 +24,7 @@ import dagster as dg
 import pyarrow as pa
 
 from dtaas_dagster.cdc.changes import SEQVAL, ChangePlan, change_batches, changes_read
-from dtaas_dagster.errors import PermanentLoadError
+from dtaas_dagster.errors import PermanentLoadError, WindowUnavailable
 from dtaas_dagster.logs import fields
 from dtaas_dagster.prefetch import prefetch
 from dtaas_dagster.sqlserver import queries
@@ -481,7 +481,7 @@ def open_changes(
 
             facts = sqlserver.change_facts(window, profile_columns=wanted, source=(spec.schema, spec.table))
             if facts.cdc_min_lsn is not None and window.from_lsn < facts.cdc_min_lsn:
-                raise PermanentLoadError(
+                raise WindowUnavailable(
                     f"CDC retention gap on {spec.qualified}: the window {window} needs changes from LSN "
                     f"{window.from_lsn.hex}, but capture instance {window.capture_instance} now starts at "
                     f"{facts.cdc_min_lsn.hex} (SQL Server's cleanup job purged them). Nothing was written. Remedy: "
@@ -500,7 +500,9 @@ def open_changes(
                 f"table {spec.qualified} in source '{spec.source}' has no primary key, and its changes are applied "
                 "per key: declare one in SQL Server, or set primary_key: [...] for this table in dtaas.yaml"
             )
-    except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError, CdcNotEnabled) as exc:
+    except CdcNotEnabled as exc:  # the window's capture instance is gone: the sensor plans the table again
+        raise WindowUnavailable(str(exc)) from None
+    except (Datetime2PrecisionError, UnsupportedColumnType, PrimaryKeyRequired, ValueError) as exc:
         raise PermanentLoadError(str(exc)) from None
     except SqlServerError as exc:
         if not exc.retryable:

@@ -95,11 +95,14 @@ def _run_status(
     """Each pending table's outcome in the runs of its request (``status_key(run_key, table)``), and
     the error of each PERMANENT one.
 
-    A run loads several tables; when it fails, the tables it materialized still
-    count as loaded. A re-execution of the run (same request tag) counts too. A table
-    that failed with an error a retry cannot fix has a permanent-failure observation on its
-    partition from that run (assets.permanent_failure_observation): PERMANENT. A ``held``
-    table's request is looked up by its tag alone (it may be old); only a success settles it.
+    A table counts as loaded only when one of its request's runs materialized its partition: a
+    run loads several tables, a failed run keeps the tables it loaded, and a successful run (a
+    re-execution of a subset, or of the checks) may not have loaded this one. A re-execution of
+    the run (same request tag) counts too. A table that failed with an error a retry cannot fix
+    has a permanent-failure observation on its partition from that run
+    (assets.permanent_failure_observation): PERMANENT. A ``held`` table stays PERMANENT until
+    one of its request's later runs loads it; held requests are looked up by their tags, in one
+    query (they may be old).
     """
     found: dict[str, str] = {}
     errors: dict[str, str] = {}
@@ -119,34 +122,36 @@ def _run_status(
             key = record.dagster_run.tags.get(REQUEST_TAG)
             if key in wanted:
                 runs_by_key.setdefault(key, []).append(record.dagster_run)
-    for table in held:
-        if table in pending and pending[table].run_key not in runs_by_key:
-            key = pending[table].run_key
-            records = instance.get_run_records(filters=dg.RunsFilter(tags={REQUEST_TAG: key}), limit=100)
-            runs_by_key[key] = [record.dagster_run for record in records]
+    held_keys = sorted({pending[t].run_key for t in held if t in pending} - set(runs_by_key))
+    if held_keys:
+        for record in instance.get_run_records(filters=dg.RunsFilter(tags={REQUEST_TAG: held_keys}), limit=1000):
+            runs_by_key.setdefault(record.dagster_run.tags.get(REQUEST_TAG, ""), []).append(record.dagster_run)
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     for table, request in pending.items():
         runs = runs_by_key.get(request.run_key, [])
         if not runs:
             continue
-        statuses = {run.status for run in runs}
         key = status_key(request.run_key, table)
-        if dg.DagsterRunStatus.SUCCESS in statuses:
+        done = [run for run in runs if run.status in finished]
+        if table in held and len(runs) == 1:
+            found[key] = PERMANENT  # only the run that failed: nothing new to look at
+            continue
+        partition = dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition])
+        run_ids = {run.run_id for run in runs}
+        loaded = bool(done) and any(
+            r.run_id in run_ids for r in instance.fetch_materializations(partition, limit=10).records
+        )
+        if loaded:
             found[key] = SUCCESS
-        elif statuses <= {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}:
-            run_ids = {run.run_id for run in runs}
-            partition = dg.AssetRecordsFilter(asset_key=specs[table].asset_key, asset_partitions=[request.partition])
-            loaded = any(r.run_id in run_ids for r in instance.fetch_materializations(partition, limit=10).records)
-            if loaded:
-                found[key] = SUCCESS
-            elif table in held:
-                found[key] = PERMANENT
-            else:
-                error = _permanent_error(instance, partition, run_ids)
-                found[key] = FAILED if error is None else PERMANENT
-                if error is not None:
-                    errors[key] = error
-        else:
+        elif len(done) < len(runs):
             found[key] = IN_FLIGHT
+        elif table in held:
+            found[key] = PERMANENT
+        else:
+            error = _permanent_error(instance, partition, run_ids)
+            found[key] = FAILED if error is None else PERMANENT
+            if error is not None:
+                errors[key] = error
     return found, errors
 
 
@@ -200,7 +205,7 @@ def _snapshots(instance: dg.DagsterInstance, specs: Sequence[TableSpec], detaile
 
 def _needs_history(state: TableState | None) -> bool:
     """Tables whose newest snapshot is looked for beyond the latest materialization."""
-    if state is None or not state.next_lsn or state.blocked or state.held:
+    if state is None or not state.next_lsn or state.blocked:
         return True
     return state.pending is not None and state.pending.kind == "snapshot"
 

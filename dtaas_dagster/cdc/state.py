@@ -42,6 +42,9 @@ LOST_REQUEST_SECONDS = 600
 # Ticks land on the daemon's 5-second sensor loop, give or take a few ms: a wait that ends
 # within this much of a tick counts as over (else it would last a whole poll interval more).
 TICK_SLACK_SECONDS = 1
+# A held table's reason, as kept in the cursor (stored with every tick; the whole error is in the
+# failed run and in the partition's observation).
+HELD_REASON_CHARS = 500
 
 SUCCESS, FAILED, IN_FLIGHT, MISSING = "success", "failed", "in_flight", "missing"
 PERMANENT = "permanent"  # failed with an error a retry cannot fix (the step recorded it on the partition)
@@ -186,14 +189,10 @@ def _settle(
     if state.held is not None and status != SUCCESS:
         return  # still held, its request kept (only a successful run of it settles it)
     if status == PERMANENT:
-        # held, with the request kept: a re-execution of its run that succeeds settles it as usual
-        state.held, state.held_fingerprint = error or "(no error recorded)", info.fingerprint
-        log.append(
-            f"{info.qualified}: held: the run for {pending.kind} partition {pending.partition} failed with an "
-            f"error a retry cannot fix: {state.held} -- not requested again until that run is re-executed "
-            "successfully, the table's config changes, or a new snapshot of it is loaded "
-            f"(CDC resumes from LSN {state.next_lsn or '(its snapshot)'}; nothing is skipped)"
-        )
+        # held, with the request kept: a re-execution of its run that loads the table settles it as usual
+        reason = error or "(no error recorded)"
+        state.held = reason if len(reason) <= HELD_REASON_CHARS else reason[: HELD_REASON_CHARS - 3] + "..."
+        state.held_fingerprint = info.fingerprint
         return
     if status == SUCCESS:
         if pending.kind == "cdc" and pending.window:
@@ -277,7 +276,14 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             state.held = state.held_fingerprint = state.pending = None
             state.failures, state.retry_after = 0, 0.0
         if state.held:
-            out.log.append(f"{info.qualified}: held: {state.held}")
+            pending = state.pending
+            out.log.append(
+                f"{info.qualified}: held: its {pending.kind if pending else 'last'} run"
+                f"{' (partition ' + pending.partition + ')' if pending else ''} failed with an error a retry "
+                f"cannot fix: {state.held} -- not requested again until that run is re-executed and loads the "
+                "table, the table's config changes, or a new snapshot of it is loaded (CDC resumes from LSN "
+                f"{state.next_lsn or '(its snapshot)'}; nothing is skipped)"
+            )
             continue
         if state.retry_after > given.now + TICK_SLACK_SECONDS:  # a tick a few ms early still retries
             out.log.append(f"{info.qualified}: waiting {state.retry_after - given.now:.0f}s before requesting again")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import closing
 from pathlib import Path
@@ -262,6 +263,108 @@ def test_schema_drift_fail_holds_the_table_with_the_differences_until_the_policy
     assert run.success, _failure_text(run)
     replayed = fixed.replayed("dbo", "orders").sort_by("id").to_pylist()
     assert [(r["id"], r.get("note")) for r in replayed] == [(1, None), (3, "n")]
+
+
+@pytest.mark.double_only
+def test_a_held_table_is_not_released_by_a_run_of_its_request_that_did_not_load_it(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A person re-executes only the other table of a run where one table is held: the held table
+    must not count as loaded (its window would be skipped). Found by a hostile review."""
+
+    def config(drift: str) -> dict[str, Any]:
+        tables = ["dbo.orders", "dbo.other"]
+        return cdc_config(
+            sqlserver, sqlserver_db.name, tmp_path / "lake", tables, parallel_tables=1, schema_drift=drift, cdc=POLL_1
+        )
+
+    capture = _two_tables(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
+    capture.step()
+    harness = CdcHarness(config("fail"), sqlserver, instance, tmp_path / "lake")
+    assert all(r.success for r in harness.cycle())  # the snapshots
+    _exec(
+        sqlserver_db,
+        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+        "@capture_instance = N'dbo_orders_v2'",
+        "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
+        "INSERT INTO dbo.other VALUES (2, 2)",
+    )
+    capture.step()
+    requests = []
+    for i in range(3):  # the old instance's last window, then the new one's (fails for orders: held)
+        if i == 1:  # dbo.other changes too: its window is in the same run as orders' failing one
+            _exec(sqlserver_db, "INSERT INTO dbo.other VALUES (3, 3)")
+            capture.step()
+        result = harness.tick()
+        requests += result.run_requests
+        for request in result.run_requests:
+            harness.run(request)
+        time.sleep(1.2)
+    held = {name: s for name, s in json.loads(harness.cursor or "{}")["tables"].items() if s["held"]}
+    assert list(held) == ["t/dbo/orders"]
+    [request] = [r for r in requests if r.run_key == held["t/dbo/orders"]["pending"]["run_key"]]
+    # a re-execution of dbo.other alone from that run (the UI copies the run's tags): it succeeds
+    subset = harness.job.get_subset(asset_selection={dg.AssetKey(["t", "dbo", "other"])})
+    again = subset.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags={**request.tags, "dagster/sensor_name": "t_cdc"},
+        raise_on_error=False,
+    )
+    assert again.success, _failure_text(again)
+    harness.tick()
+    assert json.loads(harness.cursor or "{}")["tables"]["t/dbo/orders"]["held"]  # still held
+    fixed = CdcHarness(config("evolve"), sqlserver, instance, tmp_path / "lake", cursor=harness.cursor)
+    assert all(r.success for r in fixed.cycle())
+    assert sorted(r["id"] for r in fixed.replayed("dbo", "orders").to_pylist()) == [1, 3]
+
+
+@pytest.mark.double_only
+def test_a_gap_the_run_finds_is_planned_again_under_resnapshot_not_held(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The cleanup job purges a window after the sensor planned it: the run fails (a retention gap),
+    and with on_retention_gap: resnapshot the table gets a new snapshot, as when the sensor sees
+    the gap itself. Found by a hostile review (the table was held)."""
+    capture = _setup(sqlserver_db)
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
+    capture.step()
+    harness = CdcHarness(
+        cdc_config(
+            sqlserver,
+            sqlserver_db.name,
+            tmp_path / "lake",
+            ["dbo.orders"],
+            cdc={"poll_seconds": 1, "on_retention_gap": "resnapshot"},
+        ),
+        sqlserver,
+        instance,
+        tmp_path / "lake",
+    )
+    assert all(r.success for r in harness.cycle())
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
+    capture.step()
+    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL)")
+    capture.step()
+    [request] = harness.tick().run_requests  # planned before the purge
+    with closing(sqlserver_db.connect()) as conn:
+        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
+    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    run = harness.run(request)
+    assert not run.success and "CDC retention gap on dbo.orders" in _failure_text(run)
+    triggers = []
+    for _ in range(4):
+        time.sleep(1.5)  # past the backoff (poll 1 s)
+        for later in harness.tick().run_requests:
+            triggers.append(later.tags.get("dtaas/trigger"))
+            assert harness.run(later).success
+        if triggers:
+            break
+    assert triggers == ["cdc_snapshot"]
+    assert sorted(r["id"] for r in harness.replayed("dbo", "orders").to_pylist()) == [1, 2, 3]
 
 
 @pytest.mark.double_only

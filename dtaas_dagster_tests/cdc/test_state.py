@@ -8,6 +8,7 @@ from typing import Any
 
 from dtaas_dagster.cdc.state import (
     FAILED,
+    HELD_REASON_CHARS,
     IN_FLIGHT,
     LOST_REQUEST_SECONDS,
     MAX_BACKOFF_SECONDS,
@@ -129,7 +130,8 @@ def _held() -> tuple[dict[str, TableState], Pending]:
     state = out.states[T.name]
     assert out.windows == {} and state.held == "columns changed (schema_drift: fail)"
     assert state.pending == pending and state.next_lsn == L(20).hex  # the request is kept, nothing skipped
-    assert "held: the run for cdc partition p1 failed with an error a retry cannot fix" in out.log[0]
+    assert "held: its cdc run (partition p1) failed with an error a retry cannot fix: columns changed" in out.log[0]
+    assert "re-executed and loads the table, the table's config changes, or a new snapshot" in out.log[0]
     return out.states, pending
 
 
@@ -147,7 +149,18 @@ def test_a_permanent_failure_holds_the_table_instead_of_asking_again_every_hour(
             ),
         )
         assert later.windows == {} and later.states[T.name].held and later.states[T.name].pending is not None
-        assert any("held: columns changed" in line for line in later.log)
+        assert any("held: its cdc run (partition p1) failed" in line for line in later.log)
+
+
+def test_a_held_table_keeps_a_short_reason_in_the_cursor() -> None:
+    pending = Pending("k1", "p1", "cdc", NOW, ChangeWindow("dbo_orders", L(20), L(80)).as_config())
+    key = f"k1|{T.name}"
+    out = tick(
+        [T],
+        at(20, pending=pending),
+        given(max_lsn=99, probes={"dbo_orders": (1, 25)}, status={key: PERMANENT}, errors={key: "x" * 5000}),
+    )
+    assert len(out.states[T.name].held or "") == HELD_REASON_CHARS and out.states[T.name].held.endswith("...")
 
 
 def test_a_held_table_resumes_after_a_successful_re_execution_of_its_run() -> None:
