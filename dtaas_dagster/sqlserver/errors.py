@@ -72,6 +72,11 @@ def _native_error(exc: BaseException) -> tuple[str, str]:
     return state, message
 
 
+def _native(lowered: str, number: int) -> bool:
+    """Whether a (lower-cased) driver message carries SQL Server error ``number``."""
+    return re.search(rf"\({number}\)|native error: {number}\b", lowered) is not None
+
+
 def translate_driver_error(
     exc: BaseException, *, source: str, address: str, user: str, password_env: str, password: str = ""
 ) -> SqlServerError:
@@ -79,7 +84,9 @@ def translate_driver_error(
     state, message = _native_error(exc)
     message = scrub(message, password)
     lowered = message.lower()
-    if state == "28000" or "18456" in message or "login failed" in lowered:
+    # native error numbers as the drivers print them: "... (18456)" (pyodbc), "Native error: 18456"
+    # (arrow-odbc); a bare number could be anything, e.g. "Process ID 229" in a deadlock message
+    if state == "28000" or _native(lowered, 18456) or "login failed" in lowered:
         return SqlServerLoginFailed(
             f"login failed for user '{user}' on SQL Server source '{source}' ({address}): check the user "
             f"and the password in the environment variable {password_env}. Driver said: {message}"
@@ -101,13 +108,13 @@ def translate_driver_error(
             f"cannot reach SQL Server source '{source}' at {address}: check host and port in dtaas.yaml, that the "
             f"server is running and that the firewall allows TCP to it. Driver said: {message}"
         )
-    if re.search(r"\b229\b", state + " " + message) or "permission was denied" in lowered:
+    if _native(lowered, 229) or "permission was denied" in lowered:
         return SqlServerPermissionDenied(
             f"the login '{user}' of SQL Server source '{source}' ({address}) lacks a permission it needs: grant it "
             f"(for a full load: SELECT on the table, e.g. GRANT SELECT ON SCHEMA::dbo TO [{user}]; for CDC also "
             f"SELECT on the cdc schema, see docs/operations.md). Driver said: {message}"
         )
-    if re.search(r"\(313\)|native error: 313\b", lowered) and "fn_cdc_get_" in lowered:  # pyodbc | arrow-odbc
+    if _native(lowered, 313) and "fn_cdc_get_" in lowered:
         # SQL Server's (misleading) "insufficient number of arguments" for an LSN range the
         # change function refuses: retryable, the retry reads the min LSN again and names the gap
         return SqlServerQueryFailed(

@@ -172,6 +172,24 @@ def test_driver_errors_are_translated_and_scrubbed() -> None:
     assert scrub("Driver={x};PWD={a;b}}c};UID=u", "") == "Driver={x};PWD=***;UID=u"
 
 
+def test_a_deadlock_of_process_229_is_a_deadlock_not_a_missing_permission() -> None:
+    """SQL Server's deadlock message names the victim's process id: "Process ID 229" is not error
+    229 (permission denied, not retried). Seen on the double under parallel tests."""
+    from dtaas_dagster.sqlserver.errors import SqlServerPermissionDenied
+
+    common = {"source": "sales", "address": "db:1433", "user": "etl", "password_env": "SALES_PW"}
+    deadlock = "Transaction (Process ID 229) was deadlocked on lock resources with another process (1205)"
+    for text in (f"[40001] [SQL Server]{deadlock}", f"State: 40001, Native error: 1205, Message: {deadlock}"):
+        error = translate_driver_error(Exception("40001", text), **common)
+        assert not isinstance(error, SqlServerPermissionDenied) and error.retryable, text
+    denied = "The SELECT permission was denied on the object 'orders'"
+    for text in (f"[42000] [SQL Server]{denied}. (229)", "State: 42000, Native error: 229, Message: -"):
+        error = translate_driver_error(Exception("42000", text), **common)
+        assert isinstance(error, SqlServerPermissionDenied) and not error.retryable, text
+    spid = "Transaction (Process ID 18456) was deadlocked on lock resources (1205)"
+    assert not isinstance(translate_driver_error(Exception("40001", spid), **common), SqlServerLoginFailed)
+
+
 def test_connection_string_escapes_values_and_can_hide_the_password() -> None:
     resource = SqlServerResource(
         source_name="s",
