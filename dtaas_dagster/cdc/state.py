@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields  # `field` is taken
 from typing import Any
 
 from dtaas_dagster.sqlserver.cdc import CaptureInstance, CdcProbe, ChangeWindow, instances_of
@@ -81,8 +82,11 @@ class TableState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableState:
+        """A table's state from the cursor; fields this version does not know are left out (a cursor
+        written by a newer version stays readable after a rollback)."""
         pending = data.get("pending")
-        state = cls(**{k: v for k, v in data.items() if k != "pending"})
+        known = {f.name for f in dataclass_fields(cls)} - {"pending"}
+        state = cls(**{k: v for k, v in data.items() if k in known})
         state.pending = Pending(**pending) if pending else None
         return state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -313,3 +314,11 @@ def test_cdc_start_now_before_the_capture_job_reached_the_instance_is_not_a_rete
         [T], first.states, given(max_lsn=45, probes={"dbo_orders": (40, 45)}, instances=[instance("dbo_orders", 40)])
     )
     assert later.gaps == {} and later.windows == {T.name: ChangeWindow("dbo_orders", L(40), L(45))}
+
+
+def test_a_cursor_with_fields_this_version_does_not_know_still_loads() -> None:
+    text = dump_cursor(at(20, held="x", held_fingerprint="f"))
+    data = json.loads(text)
+    data["tables"][T.name]["a_field_from_a_newer_version"] = 1
+    loaded = load_cursor(json.dumps(data))
+    assert loaded[T.name].next_lsn == L(20).hex and loaded[T.name].held == "x"
