@@ -208,14 +208,14 @@ def failed_load_results(
     return results
 
 
-def _plain(value: Any) -> Any:
+def metadata_value(value: Any) -> Any:
     """A metadata entry's value (a MetadataValue's, or the plain value as stored), None when absent."""
     return getattr(value, "value", value)
 
 
 def _int(value: Any) -> int | None:
     """A metadata entry's number (MetadataValue or plain), None when absent."""
-    value = _plain(value)
+    value = metadata_value(value)
     return None if value is None else int(value)
 
 
@@ -252,7 +252,7 @@ def recheck_results(
                     written=_int(verified.metadata["rows"]) or 0,
                     sent=_int(metadata.get("dtaas/source_rows")),
                     left_out=_int(metadata.get("dtaas/source_rows_left_out")) or 0,
-                    changes=_plain(metadata.get("dtaas/kind")) == "cdc",
+                    changes=metadata_value(metadata.get("dtaas/kind")) == "cdc",
                 )
             )
     if COLUMN_SCHEMA in checks:

@@ -40,6 +40,7 @@ from typing import Any
 
 import dagster as dg
 
+from dtaas_dagster.checks import metadata_value
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.sqlserver.cdc import CaptureInstance, instances_of
 from dtaas_dagster.sqlserver.cdc_health import LagProbe, cleanup_retention_minutes, lag_probe
@@ -93,7 +94,7 @@ class TableLag:
 
 def _lsn_of(metadata: Any, key: str) -> Lsn | None:
     value = metadata.get(key)
-    text = None if value is None else str(getattr(value, "value", value))
+    text = None if value is None else str(metadata_value(value))
     try:
         return Lsn.from_hex(text) if text else None
     except ValueError:

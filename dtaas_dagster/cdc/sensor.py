@@ -45,7 +45,7 @@ from dtaas_dagster.cdc.state import (
     status_key,
     tick,
 )
-from dtaas_dagster.checks import step_check_keys
+from dtaas_dagster.checks import metadata_value, step_check_keys
 from dtaas_dagster.config import CdcConfig
 from dtaas_dagster.jobs import TASK_TAG, TRIGGER_TAG, load_run_tags
 from dtaas_dagster.logs import job_run_config
@@ -161,10 +161,8 @@ def _permanent_error(instance: dg.DagsterInstance, partition: dg.AssetRecordsFil
         observation = record.asset_observation
         if record.run_id not in run_ids or observation is None:
             continue
-        marker = observation.metadata.get(LOAD_FAILED_KEY)
-        if marker is not None and getattr(marker, "value", marker) == "permanent":
-            error = observation.metadata.get(LOAD_ERROR_KEY)
-            return str(getattr(error, "value", error) or "")
+        if metadata_value(observation.metadata.get(LOAD_FAILED_KEY)) == "permanent":
+            return str(metadata_value(observation.metadata.get(LOAD_ERROR_KEY)) or "")
     return None
 
 
