@@ -223,6 +223,12 @@ def _settle(
         )
 
 
+def _release(state: TableState) -> None:
+    """A held table is released: its kept request is dropped and it is asked for again at once."""
+    state.held = state.held_fingerprint = state.pending = None
+    state.failures, state.retry_after = 0, 0.0
+
+
 def _pick_instance(
     state: TableState, table_instances: list[CaptureInstance], next_lsn: Lsn
 ) -> tuple[CaptureInstance | None, Lsn | None]:
@@ -269,7 +275,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             )
             state.failures, state.retry_after, state.reported_at = 0, 0.0, given.now
             if state.held:  # the held request is answered by the snapshot
-                state.held = state.held_fingerprint = state.pending = None
+                _release(state)
             out.log.append(
                 f"{info.qualified}: CDC continues after snapshot {snapshot.partition} (LSN {snapshot.start_lsn.hex})"
             )
@@ -277,8 +283,7 @@ def tick(tables: list[TableInfo], states: Mapping[str, TableState], given: TickI
             out.log.append(
                 f"{info.qualified}: its config changed since it was held; requested again from the same position"
             )
-            state.held = state.held_fingerprint = state.pending = None
-            state.failures, state.retry_after = 0, 0.0
+            _release(state)
         if state.held:
             pending = state.pending
             out.log.append(
