@@ -36,11 +36,11 @@ tables asks the catalog once instead of ten times, and opens no connection
 for the nine windows after the first that need no profile. The same rules
 hold (at most MAX_AGE_SECONDS old, an instance the answer lacks is described
 alone and gets the one-window error), except that a window may take its facts
-again while they are fresh: ``schema_drift: ignore`` plans a window twice. A min LSN read ahead can be
-up to MAX_AGE_SECONDS old: a cleanup in between is still caught, since
-SQL Server's change function refuses a from-LSN below the instance's min LSN
-(error 313), which fails the read with nothing written, and the retry reads the
-facts again and reports the retention gap.
+again while they are fresh: ``schema_drift: ignore`` plans a window twice. A
+min LSN read ahead can be up to MAX_AGE_SECONDS old: a cleanup in between is
+still caught, since SQL Server's change function refuses a from-LSN below the
+instance's min LSN (error 313), which fails the read with nothing written, and
+the retry reads the facts again and reports the retention gap.
 """
 
 from __future__ import annotations
