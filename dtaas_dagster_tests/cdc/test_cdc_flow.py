@@ -26,6 +26,12 @@ def _password(sqlserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 POLL_1 = {"poll_seconds": 1}
+# DDL on dbo.orders, then (as a DBA does after it) a second capture instance with the new column
+NOTE_AND_A_NEW_CAPTURE_INSTANCE = (
+    "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
+    "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
+    "@capture_instance = N'dbo_orders_v2'",
+)
 
 
 def _setup(db: Any) -> Capture:
@@ -39,6 +45,29 @@ def _setup(db: Any) -> Capture:
             "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL"
         )
     return Capture(db)
+
+
+def _harness(
+    sqlserver: Any,
+    db: Any,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    tables: list[Any] | None = None,
+    *,
+    cursor: str | None = None,
+    **task: Any,
+) -> CdcHarness:
+    """The harness of task t over ``tables`` (dbo.orders by default) into tmp_path/lake; ``task``
+    goes into the task's config."""
+    config = cdc_config(sqlserver, db.name, tmp_path / "lake", tables or ["dbo.orders"], **task)
+    return CdcHarness(config, sqlserver, instance, tmp_path / "lake", cursor=cursor)
+
+
+def _purge_all_but_the_newest(sqlserver: Any, db: Any) -> None:
+    """The cleanup job (the double's purge hook) removes dbo.orders' changes up to just before the max LSN."""
+    with closing(db.connect()) as conn:
+        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
+    sqlserver.control.purge_changes(db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
 
 
 def _exec(db: Any, *statements: str) -> None:
@@ -57,12 +86,7 @@ def test_snapshot_then_windows_replay_to_the_source(
         "(2, N'b', 2.00, NULL), (3, N'c', NULL, '2024-01-03 00:00:00')",
     )
     capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, sqlserver_db, tmp_path, instance)
     [snapshot] = harness.cycle()  # no snapshot yet: the first tick asks for one
     assert snapshot.success
     # changes after the snapshot, some not yet captured when the snapshot ran (capture lag)
@@ -113,19 +137,18 @@ def _two_tables(db: Any) -> Capture:
     return capture
 
 
+TWO_TABLES = ["dbo.orders", "dbo.other"]
+
+
 def _two_tables_snapshotted(
-    sqlserver: Any, db: Any, tmp_path: Path, instance: dg.DagsterInstance
+    sqlserver: Any, db: Any, tmp_path: Path, instance: dg.DagsterInstance, **task: Any
 ) -> tuple[Capture, CdcHarness]:
-    """dbo.orders and dbo.other with a row each, snapshotted by the first cycle; one step for both."""
+    """dbo.orders and dbo.other with a row each, snapshotted by the first cycle; one step for both
+    (``task``: more of the task's config)."""
     capture = _two_tables(db)
     _exec(db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, db.name, tmp_path / "lake", ["dbo.orders", "dbo.other"], parallel_tables=1),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, db, tmp_path, instance, TWO_TABLES, parallel_tables=1, **task)
     assert all(r.success for r in harness.cycle())  # the snapshots
     return capture, harness
 
@@ -140,9 +163,7 @@ def test_a_retention_gap_fails_that_table_clearly_holds_back_no_other_and_a_snap
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL)")  # keeps a newer transaction
     capture.step()
     # the cleanup job purges dbo.orders' changes before they were read
-    with closing(sqlserver_db.connect()) as conn:
-        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
-    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    _purge_all_but_the_newest(sqlserver, sqlserver_db)
     [run] = harness.cycle()
     assert not run.success
     text = _failure_text(run)
@@ -190,19 +211,12 @@ def test_a_new_capture_instance_after_ddl_is_followed_with_the_new_schema(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"]),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, sqlserver_db, tmp_path, instance)
     assert all(r.success for r in harness.cycle())
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")  # before the DDL: old instance
     _exec(
         sqlserver_db,
-        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-        "@capture_instance = N'dbo_orders_v2'",
+        *NOTE_AND_A_NEW_CAPTURE_INSTANCE,
         "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'with note')",
         "UPDATE dbo.orders SET note = N'noted' WHERE id = 1",
     )
@@ -228,18 +242,11 @@ def test_schema_drift_fail_holds_the_table_with_the_differences_until_the_policy
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="fail", cdc=POLL_1),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, sqlserver_db, tmp_path, instance, schema_drift="fail", cdc=POLL_1)
     assert all(r.success for r in harness.cycle())
     _exec(
         sqlserver_db,
-        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-        "@capture_instance = N'dbo_orders_v2'",
+        *NOTE_AND_A_NEW_CAPTURE_INSTANCE,
         "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
     )
     capture.step()
@@ -252,12 +259,8 @@ def test_schema_drift_fail_holds_the_table_with_the_differences_until_the_policy
     time.sleep(2.5)
     assert harness.cycle() == []
     # the fix: schema_drift: evolve; the table is asked for again from the same LSN, nothing lost
-    fixed = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="evolve", cdc=POLL_1),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-        cursor=harness.cursor,
+    fixed = _harness(
+        sqlserver, sqlserver_db, tmp_path, instance, schema_drift="evolve", cdc=POLL_1, cursor=harness.cursor
     )
     [run] = fixed.cycle()
     assert run.success, _failure_text(run)
@@ -271,23 +274,12 @@ def test_a_held_table_is_not_released_by_a_run_of_its_request_that_did_not_load_
 ) -> None:
     """A person re-executes only the other table of a run where one table is held: the held table
     must not count as loaded (its window would be skipped). Found by a hostile review."""
-
-    def config(drift: str) -> dict[str, Any]:
-        tables = ["dbo.orders", "dbo.other"]
-        return cdc_config(
-            sqlserver, sqlserver_db.name, tmp_path / "lake", tables, parallel_tables=1, schema_drift=drift, cdc=POLL_1
-        )
-
-    capture = _two_tables(sqlserver_db)
-    _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)", "INSERT INTO dbo.other VALUES (1, 1)")
-    capture.step()
-    harness = CdcHarness(config("fail"), sqlserver, instance, tmp_path / "lake")
-    assert all(r.success for r in harness.cycle())  # the snapshots
+    capture, harness = _two_tables_snapshotted(
+        sqlserver, sqlserver_db, tmp_path, instance, schema_drift="fail", cdc=POLL_1
+    )
     _exec(
         sqlserver_db,
-        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-        "@capture_instance = N'dbo_orders_v2'",
+        *NOTE_AND_A_NEW_CAPTURE_INSTANCE,
         "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
         "INSERT INTO dbo.other VALUES (2, 2)",
     )
@@ -317,7 +309,17 @@ def test_a_held_table_is_not_released_by_a_run_of_its_request_that_did_not_load_
     assert again.success, _failure_text(again)
     harness.tick()
     assert json.loads(harness.cursor or "{}")["tables"]["t/dbo/orders"]["held"]  # still held
-    fixed = CdcHarness(config("evolve"), sqlserver, instance, tmp_path / "lake", cursor=harness.cursor)
+    fixed = _harness(
+        sqlserver,
+        sqlserver_db,
+        tmp_path,
+        instance,
+        TWO_TABLES,
+        parallel_tables=1,
+        schema_drift="evolve",
+        cdc=POLL_1,
+        cursor=harness.cursor,
+    )
     assert all(r.success for r in fixed.cycle())
     assert sorted(r["id"] for r in fixed.replayed("dbo", "orders").to_pylist()) == [1, 3]
 
@@ -332,17 +334,8 @@ def test_a_gap_the_run_finds_is_planned_again_under_resnapshot_not_held(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(
-            sqlserver,
-            sqlserver_db.name,
-            tmp_path / "lake",
-            ["dbo.orders"],
-            cdc={"poll_seconds": 1, "on_retention_gap": "resnapshot"},
-        ),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
+    harness = _harness(
+        sqlserver, sqlserver_db, tmp_path, instance, cdc={"poll_seconds": 1, "on_retention_gap": "resnapshot"}
     )
     assert all(r.success for r in harness.cycle())
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
@@ -350,9 +343,7 @@ def test_a_gap_the_run_finds_is_planned_again_under_resnapshot_not_held(
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL)")
     capture.step()
     [request] = harness.tick().run_requests  # planned before the purge
-    with closing(sqlserver_db.connect()) as conn:
-        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
-    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    _purge_all_but_the_newest(sqlserver, sqlserver_db)
     run = harness.run(request)
     assert not run.success and "CDC retention gap on dbo.orders" in _failure_text(run)
     triggers = []
@@ -374,22 +365,13 @@ def test_on_retention_gap_resnapshot_takes_a_new_snapshot_of_that_table_and_cont
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(
-            sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], cdc={"on_retention_gap": "resnapshot"}
-        ),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, sqlserver_db, tmp_path, instance, cdc={"on_retention_gap": "resnapshot"})
     assert all(r.success for r in harness.cycle())
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (2, N'b', 2, NULL)")
     capture.step()
     _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'c' WHERE id = 1")
     capture.step()
-    with closing(sqlserver_db.connect()) as conn:
-        newest = bytes(conn.execute("SELECT sys.fn_cdc_get_max_lsn()").fetchone()[0])
-    sqlserver.control.purge_changes(sqlserver_db.name, "dbo_orders", bytes.fromhex(f"{int(newest.hex(), 16) - 1:020x}"))
+    _purge_all_but_the_newest(sqlserver, sqlserver_db)
     [snapshot] = harness.cycle()  # the gap: a snapshot of that table, not a doomed window
     assert snapshot.success and "-full-cdc" in snapshot.dagster_run.tags["dagster/partition"]
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (3, N'd', 3, NULL)")
@@ -405,18 +387,11 @@ def test_schema_drift_ignore_keeps_the_previous_columns(
     capture = _setup(sqlserver_db)
     _exec(sqlserver_db, "INSERT INTO dbo.orders VALUES (1, N'a', 1, NULL)")
     capture.step()
-    harness = CdcHarness(
-        cdc_config(sqlserver, sqlserver_db.name, tmp_path / "lake", ["dbo.orders"], schema_drift="ignore"),
-        sqlserver,
-        instance,
-        tmp_path / "lake",
-    )
+    harness = _harness(sqlserver, sqlserver_db, tmp_path, instance, schema_drift="ignore")
     assert all(r.success for r in harness.cycle())
     _exec(
         sqlserver_db,
-        "ALTER TABLE dbo.orders ADD note nvarchar(30) NULL",
-        "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL, "
-        "@capture_instance = N'dbo_orders_v2'",
+        *NOTE_AND_A_NEW_CAPTURE_INSTANCE,
         "INSERT INTO dbo.orders VALUES (3, N'c', 3, NULL, N'n')",
     )
     capture.step()
@@ -431,18 +406,14 @@ def test_update_before_images_and_a_datetime2_7_window_are_exact(
 ) -> None:
     capture = _setup(sqlserver_db)
     tables = [{"name": "dbo.orders", "datetime2": {"changed": "string"}}]
-    harness = CdcHarness(
-        cdc_config(
-            sqlserver,
-            sqlserver_db.name,
-            tmp_path / "lake",
-            tables,
-            mode="cdc",
-            cdc={"start": "earliest", "update_before_images": True},
-        ),
+    harness = _harness(
         sqlserver,
+        sqlserver_db,
+        tmp_path,
         instance,
-        tmp_path / "lake",
+        tables,
+        mode="cdc",
+        cdc={"start": "earliest", "update_before_images": True},
     )
     _exec(
         sqlserver_db,
