@@ -265,7 +265,9 @@ def build_cdc_sensor(
             for instance in instances_of(instances, info.schema, info.table):
                 froms[instance.name] = min(froms.get(instance.name, position), position)
         probe = sqlserver.cdc_probe(froms)
-        pending = {table: s.pending for table, s in states.items() if s.pending}
+        # only the task's tables now: a table removed from the config keeps its state in the cursor
+        # (its position, should it come back), but nothing of it is looked up
+        pending = {table: s.pending for table, s in states.items() if s.pending and table in spec_of}
         needs_start = any(not (states.get(t.name) and states[t.name].next_lsn) for t in tables)
         detailed = {t.name for t in tables if _needs_history(states.get(t.name))}
         held = {table for table, s in states.items() if s.held}

@@ -325,6 +325,29 @@ def test_a_held_table_is_not_released_by_a_run_of_its_request_that_did_not_load_
 
 
 @pytest.mark.double_only
+def test_a_table_removed_from_the_task_with_a_request_pending_does_not_stop_the_others(
+    sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """The cursor keeps a removed table's state, with its last request; the sensor must not look it
+    up (every tick failed with a KeyError: found by a hostile review)."""
+    capture, harness = _two_tables_snapshotted(sqlserver, sqlserver_db, tmp_path, instance, cdc=POLL_1)
+    _exec(sqlserver_db, "UPDATE dbo.orders SET v = N'b' WHERE id = 1", "INSERT INTO dbo.other VALUES (2, 2)")
+    capture.step()
+    [request] = harness.tick().run_requests  # both tables pending in the cursor
+    assert harness.run(request).success
+    # dbo.orders is removed from the task (the code location reloaded); the cursor still holds its request
+    smaller = _harness(
+        sqlserver, sqlserver_db, tmp_path, instance, ["dbo.other"], parallel_tables=1, cdc=POLL_1, cursor=harness.cursor
+    )
+    _exec(sqlserver_db, "INSERT INTO dbo.other VALUES (3, 3)")
+    capture.step()
+    for _ in range(3):
+        assert all(r.success for r in smaller.cycle())
+        time.sleep(1.1)
+    assert sorted(r["id"] for r in smaller.replayed("dbo", "other").to_pylist()) == [1, 2, 3]
+
+
+@pytest.mark.double_only
 def test_a_gap_the_run_finds_is_planned_again_under_resnapshot_not_held(
     sqlserver: Any, sqlserver_db: Any, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
